@@ -1,0 +1,50 @@
+"""Domain errors. Each knows the HTTP status a web layer should answer with (as pygeoapi's do)."""
+
+
+class KpmapError(Exception):
+    """Base of every error kpmap raises on purpose; `status` is the HTTP answer it maps to."""
+
+    status = 500
+    code = "internal-error"
+
+
+class FetchError(KpmapError):
+    """An upstream file could not be fetched or failed its hash check."""
+
+    status = 502
+    code = "fetch-failed"
+
+
+class BuildError(KpmapError):
+    """The store could not be built from its inputs; the previous store is left untouched."""
+
+    status = 500
+    code = "build-failed"
+
+
+class StoreNotFound(KpmapError):
+    """No built store at the given folder."""
+
+    status = 503
+    code = "store-not-found"
+
+
+class LayerNotFound(KpmapError):
+    """A layer name that the store does not hold."""
+
+    status = 404
+    code = "layer-not-found"
+
+
+class InvalidQuery(KpmapError):
+    """A query argument (bbox, date, property filter) that cannot be answered as given."""
+
+    status = 400
+    code = "invalid-query"
+
+
+class SchemaError(KpmapError):
+    """Input or store content that does not match a layer's schema."""
+
+    status = 422
+    code = "schema-error"
