@@ -1,0 +1,113 @@
+"""The `kpmap` command: fetch, build, validate and describe the GeoJSON store."""
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from geo import paths
+from geo.errors import KpmapError
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from geo.sources import fetch_all
+
+    for name, path in fetch_all().items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from geo.build import build_store
+
+    started = time.perf_counter()
+    manifest = build_store(args.store)
+    elapsed = time.perf_counter() - started
+    counts = ", ".join(f"{n}: {e['count']}" for n, e in manifest["layers"].items())
+    print(f"built {args.store} in {elapsed:.1f} s ({counts})")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from geo.schemas import validate_store
+
+    problems = validate_store(args.store)
+    for problem in problems:
+        print(problem)
+    print(f"{args.store}: {len(problems)} problem(s)" if problems else f"{args.store}: valid")
+    return 1 if problems else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from geo.store import Store
+
+    store = Store.open(args.store)
+    manifest = store.manifest
+    print(f"store {store.path} (built {manifest['built_at']}, {manifest['format']})")
+    for name, entry in manifest["layers"].items():
+        bounds = ", ".join(f"{v:.4f}" for v in entry["bounds"]) if entry["bounds"] else "-"
+        time_range = " to ".join(entry["time_range"]) if entry.get("time_range") else "-"
+        print(f"\n{name}: {entry['title']}")
+        print(f"  features  {entry['count']}")
+        print(f"  bounds    {bounds}")
+        print(f"  time      {time_range}")
+        for source in entry["sources"]:
+            print(f"  source    {source['attribution']} [{source['licence']}]")
+    if "durand_line" in store.layer_names:
+        segments = store.query("durand_line")
+        if segments:
+            p = segments[0]["properties"]
+            cited = p["reported_length_source"]
+            parts = ", ".join(
+                f"{s['properties']['province']} {s['properties']['measured_length_km']} km"
+                for s in segments
+            )
+            print(
+                f"\nDurand Line measured {p['measured_total_km']} km ({parts}); "
+                f"reported {p['reported_length_km']} km ({cited['publication']}, {cited['date']})"
+            )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="kpmap",
+        description="Build and inspect kpmap's GeoJSON store of KP districts, the Durand Line "
+        "and attacks.",
+        epilog="Environment: KPMAP_MIRROR (a folder or http(s) base URL holding the upstream "
+        "files), KPMAP_CACHE (where fetched files are kept; default data/upstream), KPMAP_STORE "
+        "(default store folder; default data/store).",
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("fetch", help="download the upstream files into the cache, checking hashes")
+    p.set_defaults(run=cmd_fetch)
+
+    p = sub.add_parser("build", help="build the store (atomically replacing the old one)")
+    p.add_argument("--store", type=Path, default=paths.store_dir(), help="store folder")
+    p.set_defaults(run=cmd_build)
+
+    for name, run, help_text in (
+        ("validate", cmd_validate, "list every problem in a store (schema, geometry, RFC 7946)"),
+        ("info", cmd_info, "print each layer's count, bounds, time range and sources"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument(
+            "store", nargs="?", type=Path, default=paths.store_dir(), help="store folder"
+        )
+        p.set_defaults(run=run)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KpmapError as exc:
+        print(f"kpmap {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""What each store layer holds, and `validate_store`, which lists every problem in a store."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import shapely
+
+from geo.geojson import to_shape
+
+NUMBER = (int, float)
+OPTIONAL_STR = (str, type(None))
+
+
+@dataclass(frozen=True)
+class LayerSchema:
+    """A layer's geometry types and required properties (name -> allowed JSON types)."""
+
+    name: str
+    title: str
+    geometry_types: tuple[str, ...]
+    properties: dict[str, tuple[type, ...]]
+    # (start, end) property names of the layer's time span, for layers that have one.
+    time: tuple[str, str] | None = None
+    # Properties a query may filter on with ?name=value.
+    filterable: tuple[str, ...] = field(default=())
+
+
+LAYERS: dict[str, LayerSchema] = {
+    "districts": LayerSchema(
+        name="districts",
+        title="Districts of Khyber Pakhtunkhwa",
+        geometry_types=("Polygon", "MultiPolygon"),
+        properties={
+            "id": (str,),
+            "name": (str,),
+            "aliases": (list,),
+            "successors": (list,),
+            "former_fata": (bool,),
+            "frontier_region": OPTIONAL_STR,
+            "area_km2": NUMBER,
+            "source": (str,),
+            "source_shape_id": (str,),
+        },
+        filterable=("id", "name", "former_fata"),
+    ),
+    "durand_line": LayerSchema(
+        name="durand_line",
+        title="Durand Line (Afghanistan–Pakistan border) and its fence",
+        geometry_types=("LineString", "MultiLineString"),
+        properties={
+            "id": (str,),
+            "name": (str,),
+            "province": (str,),
+            "measured_length_km": NUMBER,
+            "measured_total_km": NUMBER,
+            "reported_length_km": NUMBER,
+            "reported_length_source": (dict,),
+            "length_note": (str,),
+            "fence": (list,),
+            "source": (str,),
+        },
+        filterable=("id", "province"),
+    ),
+}
+
+
+def validate_store(store: Path) -> list[str]:
+    """Every problem in the store at `store`: manifest, schema, geometry and RFC 7946 rules.
+
+    Returns an empty list for a good store; never stops at the first problem.
+    """
+    problems: list[str] = []
+    try:
+        manifest = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return [f"manifest.json: cannot be read: {exc}"]
+    layers = manifest.get("layers", {})
+    for name in LAYERS:
+        if name not in layers:
+            problems.append(f"manifest.json: layer {name!r} is missing")
+    for name, entry in layers.items():
+        if name not in LAYERS:
+            problems.append(f"manifest.json: unknown layer {name!r}")
+            continue
+        problems += [
+            f"{name}: {p}" for p in validate_layer_file(store / entry["file"], LAYERS[name])
+        ]
+        try:
+            count = len(json.loads((store / entry["file"]).read_text(encoding="utf-8"))["features"])
+            if count != entry.get("count"):
+                problems.append(
+                    f"{name}: manifest says {entry.get('count')} features, file has {count}"
+                )
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # already reported by validate_layer_file
+    return problems
+
+
+def validate_layer_file(path: Path, schema: LayerSchema) -> list[str]:
+    """Every problem in one layer file."""
+    try:
+        collection = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return [f"{path.name}: cannot be read as JSON: {exc}"]
+    if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
+        return [f"{path.name}: not a GeoJSON FeatureCollection"]
+    problems = []
+    if "crs" in collection:
+        problems.append(f"{path.name}: has a 'crs' member (RFC 7946 §4: WGS 84 only, no crs)")
+    features = collection.get("features")
+    if not isinstance(features, list):
+        return problems + [f"{path.name}: 'features' is not a list"]
+    seen: set[Any] = set()
+    for i, feat in enumerate(features):
+        where = f"feature #{i} ({feat.get('id')!r})" if isinstance(feat, dict) else f"feature #{i}"
+        problems += [f"{where}: {p}" for p in validate_feature(feat, schema)]
+        fid = feat.get("id") if isinstance(feat, dict) else None
+        if fid in seen:
+            problems.append(f"{where}: duplicate id")
+        seen.add(fid)
+    return problems
+
+
+def validate_feature(feat: Any, schema: LayerSchema) -> list[str]:
+    """Every problem in one GeoJSON feature against the layer schema."""
+    if not isinstance(feat, dict) or feat.get("type") != "Feature":
+        return ["not a GeoJSON Feature"]
+    problems = []
+    if not isinstance(feat.get("id"), str | int) or isinstance(feat.get("id"), bool):
+        problems.append("has no string or number id")
+    props = feat.get("properties")
+    if not isinstance(props, dict):
+        problems.append("properties is not an object")
+        props = {}
+    for key, types in schema.properties.items():
+        if key not in props:
+            problems.append(f"property {key!r} is missing")
+        elif not isinstance(props[key], types) or (
+            bool not in types and isinstance(props[key], bool)
+        ):
+            allowed = " or ".join(t.__name__ for t in types)
+            problems.append(f"property {key!r} is {type(props[key]).__name__}, expected {allowed}")
+    if "id" in props and "id" in feat and props["id"] != feat["id"]:
+        problems.append("properties.id differs from the feature id")
+    problems += validate_geometry(feat.get("geometry"), schema.geometry_types)
+    return problems
+
+
+def validate_geometry(geometry: Any, allowed: tuple[str, ...]) -> list[str]:
+    """Type, coordinate range, ring closure and orientation (RFC 7946 §3.1.6), OGC validity."""
+    if not isinstance(geometry, dict) or geometry.get("type") not in allowed:
+        kind = geometry.get("type") if isinstance(geometry, dict) else type(geometry).__name__
+        return [f"geometry type {kind} is not one of {', '.join(allowed)}"]
+    problems = []
+    coords = geometry.get("coordinates")
+    polygons = {"Polygon": [coords], "MultiPolygon": coords}.get(geometry["type"], [])
+    for polygon in polygons:
+        for k, ring in enumerate(polygon):
+            if len(ring) < 4 or ring[0] != ring[-1]:
+                problems.append("a polygon ring is not closed or has fewer than 4 positions")
+                continue
+            exterior = k == 0
+            if (_signed_area(ring) > 0) != exterior:
+                which = "exterior ring is clockwise" if exterior else "hole is counter-clockwise"
+                problems.append(f"{which} (RFC 7946 §3.1.6: exterior rings counter-clockwise)")
+    try:
+        shape = to_shape(geometry)
+    except (ValueError, TypeError, AttributeError, IndexError) as exc:
+        return problems + [f"geometry cannot be read: {exc}"]
+    minx, miny, maxx, maxy = shape.bounds
+    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+        problems.append(f"coordinates out of longitude/latitude range: bounds {shape.bounds}")
+    if not shape.is_valid:
+        problems.append(f"invalid geometry: {shapely.is_valid_reason(shape)}")
+    return problems
+
+
+def _signed_area(ring: list[list[float]]) -> float:
+    """Shoelace area: positive for a counter-clockwise ring in lon/lat."""
+    return (
+        sum(
+            x0 * y1 - x1 * y0
+            for (x0, y0, *_), (x1, y1, *_) in zip(ring[:-1], ring[1:], strict=True)
+        )
+        / 2
+    )

@@ -1,0 +1,32 @@
+"""Shared fixtures: the real store, built once per session from the upstream files.
+
+Tests never reach the internet: the upstream files come from KPMAP_MIRROR when it is set (CI sets
+it to ../shared/data/upstream) or else from the fetch cache that `make test` fills first. With
+neither, the build fails with a FetchError that says to run `kpmap fetch` or set KPMAP_MIRROR.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from geo import paths
+from geo.build import build_store
+from geo.store import Store
+
+
+def offline_mirror() -> str:
+    """Where tests fetch from: $KPMAP_MIRROR, else the fetch cache itself (never the network)."""
+    return paths.mirror() or str(paths.cache_dir())
+
+
+@pytest.fixture(scope="session")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("built") / "store"
+    cache = tmp_path_factory.mktemp("cache")
+    build_store(store, cache=cache, mirror=offline_mirror())
+    return store
+
+
+@pytest.fixture(scope="session")
+def store(store_dir: Path) -> Store:
+    return Store.open(store_dir)

@@ -1,0 +1,79 @@
+"""geo/border.py and the durand_line layer: the derived border, its segments and lengths."""
+
+import numpy as np
+import pytest
+import shapely
+from shapely.geometry import LineString
+
+from geo.border import distance_to_border_km, geodesic_length_km, split_by_province
+
+
+@pytest.fixture(scope="module")
+def segments(store):
+    return store.query("durand_line")
+
+
+def test_segments_run_from_gilgit_baltistan_through_kp_to_balochistan(segments):
+    assert [s["properties"]["province"] for s in segments] == [
+        "Gilgit-Baltistan",
+        "Khyber Pakhtunkhwa",
+        "Balochistan",
+    ]
+    # consecutive stretches meet: the line is unbroken
+    for a, b in zip(segments, segments[1:], strict=False):
+        assert a["geometry"]["coordinates"][-1] == b["geometry"]["coordinates"][0]
+
+
+def test_measured_length_is_longer_than_the_reported_figure(segments):
+    props = segments[0]["properties"]
+    assert props["reported_length_km"] == 2630
+    assert props["reported_length_source"]["publication"] == "The Express Tribune"
+    # A detailed line follows every bend: longer than the reported 2,630 km, but not wildly so.
+    assert 2630 < props["measured_total_km"] < 3000
+    parts = sum(s["properties"]["measured_length_km"] for s in segments)
+    assert parts == pytest.approx(props["measured_total_km"], abs=0.5)
+
+
+def test_kp_stretch(segments, store):
+    kp = next(s for s in segments if s["properties"]["province"] == "Khyber Pakhtunkhwa")
+    assert 1100 < kp["properties"]["measured_length_km"] < 1500
+    # The KP stretch runs along KP's districts. The OSM-derived line and geoBoundaries' outline
+    # differ by up to ~10 km in places, so: half its vertices on the outline, 99% within ~15 km.
+    districts = shapely.union_all(store.layer("districts").geometries)
+    line = shapely.geometry.shape(kp["geometry"])
+    off = shapely.distance(shapely.points(line.coords), districts)
+    assert np.percentile(off, 50) < 0.01 and np.percentile(off, 99) < 0.15
+    # while the other stretches lie well away from KP
+    others = [shapely.geometry.shape(s["geometry"]) for s in segments if s is not kp]
+    assert all(
+        np.median(shapely.distance(shapely.points(o.coords), districts)) > 0.2 for o in others
+    )
+    # and it touches the border districts, not the ones in the interior
+    touching = {f["id"] for f in store.query("districts", bbox=line.buffer(0.01).bounds)}
+    assert {"chitral", "bajaur", "khyber", "kurram", "north-waziristan"} <= touching
+
+
+def test_fence_attributes_carry_citations(segments):
+    fence = {f["attribute"]: f for f in segments[0]["properties"]["fence"]}
+    assert fence["construction_start"]["value"] == "2017-03"
+    assert fence["status"]["as_of"] == "2024-01-02"
+    assert "sabotage" in fence
+    assert all(f["citation"]["publication"] for f in fence.values())
+
+
+def test_split_by_province_on_synthetic_squares():
+    west, east = shapely.box(-1, -1, 0, 1), shapely.box(0, -1, 1, 1)
+    # a line along y=1.05 just north of both squares, 2 degrees long, crossing x=0
+    line = LineString([(x / 100 - 1, 1.05) for x in range(201)])
+    parts = split_by_province(line, {"West": west, "East": east})
+    assert [name for name, _ in parts] == ["West", "East"]
+    assert parts[0][1].coords[-1] == parts[1][1].coords[0]
+
+
+def test_distance_to_border():
+    line = LineString([(70, 30), (70, 35)])
+    # one degree of longitude at 32°N is about 94.5 km
+    far, on = distance_to_border_km([shapely.Point(71, 32), shapely.Point(70, 33)], line)
+    assert far == pytest.approx(94.5, abs=0.5)
+    assert on == pytest.approx(0, abs=1e-6)
+    assert geodesic_length_km(LineString([(0, 0), (0, 1)])) == pytest.approx(110.57, abs=0.01)
