@@ -102,6 +102,7 @@ class Store:
     def query(
         self,
         name: str,
+        /,
         bbox: Sequence[float] | str | None = None,
         start: date | str | None = None,
         end: date | str | None = None,

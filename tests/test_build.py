@@ -1,0 +1,100 @@
+"""geo/build.py and geo/schemas.py: the built store, its manifest, atomic swaps and validation."""
+
+import json
+import shutil
+
+import pytest
+
+from geo import build
+from geo.errors import BuildError
+from geo.schemas import validate_store
+from tests.conftest import offline_mirror
+
+
+def test_built_store_is_valid(store_dir):
+    assert validate_store(store_dir) == []
+
+
+def test_manifest_records_inputs_versions_and_layers(store_dir):
+    manifest = json.loads((store_dir / "manifest.json").read_text())
+    upstream = manifest["inputs"]["upstream"]
+    assert set(upstream) == {"adm1", "adm2"}
+    assert all(len(u["sha256"]) == 64 for u in upstream.values())
+    assert "data/districts.toml" in manifest["inputs"]["authored"]
+    assert manifest["packages"]["timezonefinder-data"]
+    assert manifest["layers"]["districts"]["count"] == 31
+    minx, miny, maxx, maxy = manifest["layers"]["districts"]["bounds"]
+    assert 69 < minx < maxx < 75 and 31 < miny < maxy < 37
+
+
+def test_geojson_is_rfc7946(store_dir):
+    collection = json.loads((store_dir / "districts.geojson").read_text())
+    assert "crs" not in collection
+    first = collection["features"][0]
+    assert first["id"] == first["properties"]["id"]
+    lon, lat = first["geometry"]["coordinates"][0][0]
+    assert 69 < lon < 75 and 31 < lat < 37  # longitude first
+
+
+@pytest.fixture
+def old_store(tmp_path, store_dir):
+    """A copy of the built store, standing in for the store a failed build must not touch."""
+    target = tmp_path / "store"
+    shutil.copytree(store_dir, target)
+    return target
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_build_that_fails_halfway_leaves_the_old_store_intact(old_store, monkeypatch):
+    before = _snapshot(old_store)
+
+    def explode(ctx):
+        raise BuildError("synthetic failure after the districts layer was written")
+
+    # districts is built and written first, then the border fails
+    monkeypatch.setitem(build.LAYER_BUILDERS, "durand_line", explode)
+    with pytest.raises(BuildError, match="synthetic failure"):
+        build.build_store(old_store, cache=old_store.parent / "cache", mirror=offline_mirror())
+    assert _snapshot(old_store) == before
+    assert [p.name for p in old_store.parent.iterdir() if p.name.startswith(".store-")] == []
+
+
+def test_an_invalid_result_is_not_swapped_in(old_store, monkeypatch):
+    before = _snapshot(old_store)
+    real = build.LAYER_BUILDERS["districts"]
+
+    def without_names(ctx):
+        features = real(ctx)
+        del features[0]["properties"]["name"]
+        return features
+
+    monkeypatch.setitem(build.LAYER_BUILDERS, "districts", without_names)
+    monkeypatch.setitem(build.LAYER_BUILDERS, "durand_line", lambda ctx: [])
+    with pytest.raises(BuildError, match="property 'name' is missing"):
+        build.build_store(old_store, cache=old_store.parent / "cache", mirror=offline_mirror())
+    assert _snapshot(old_store) == before
+
+
+def test_validate_lists_every_problem(old_store):
+    path = old_store / "districts.geojson"
+    collection = json.loads(path.read_text())
+    collection["crs"] = {"type": "name"}
+    first, second, third = collection["features"][:3]
+    first["geometry"]["coordinates"][0].reverse()  # clockwise exterior
+    del second["properties"]["area_km2"]
+    third["id"] = first["id"]
+    path.write_text(json.dumps(collection))
+    problems = validate_store(old_store)
+    text = "\n".join(problems)
+    assert "crs" in text
+    assert "exterior ring is clockwise" in text
+    assert "'area_km2' is missing" in text
+    assert "duplicate id" in text
+    assert len(problems) >= 4
+
+
+def test_validate_reports_an_unreadable_manifest(tmp_path):
+    assert "manifest.json" in validate_store(tmp_path)[0]

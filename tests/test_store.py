@@ -1,0 +1,165 @@
+"""geo/store.py: loading the store and answering queries from memory."""
+
+import json
+
+import pytest
+
+from geo import schemas
+from geo.errors import InvalidQuery, LayerNotFound, StoreNotFound
+from geo.geojson import feature, write_feature_collection
+from geo.schemas import LayerSchema
+from geo.store import FeatureNotFound, Store, parse_bbox
+
+
+def test_open_loads_every_layer(store):
+    assert set(store.layer_names) == {"districts", "durand_line"}
+    assert len(store.query("districts")) == store.manifest["layers"]["districts"]["count"]
+
+
+def test_bbox_query_returns_districts_it_touches(store):
+    # a small box around Khar, Bajaur
+    ids = {f["id"] for f in store.query("districts", bbox=(71.50, 34.70, 71.55, 34.75))}
+    assert ids == {"bajaur"}
+    wide = {f["id"] for f in store.query("districts", bbox="70.0,32.5,70.5,33.2")}
+    assert "north-waziristan" in wide and "chitral" not in wide
+
+
+def test_bbox_far_from_kp_is_empty(store):
+    assert store.query("districts", bbox=(10, 10, 11, 11)) == []
+
+
+def test_property_filters(store):
+    assert [f["id"] for f in store.query("districts", name="swat")] == ["swat"]
+    assert len(store.query("districts", former_fata="false")) == 31 - 7
+    assert len(store.query("districts", id=["swat", "tank", "nowhere"])) == 2
+    assert [f["properties"]["province"] for f in store.query("durand_line", province="Balochistan")]
+
+
+def test_feature_by_id(store):
+    assert store.feature("districts", "bajaur")["properties"]["name"] == "Bajaur"
+    with pytest.raises(FeatureNotFound) as err:
+        store.feature("districts", "atlantis")
+    assert err.value.status == 404
+
+
+@pytest.mark.parametrize("name", ["attackz", "../../etc/passwd", "districts\x00", None, ""])
+def test_unknown_layer_is_404_naming_the_layers(store, name):
+    with pytest.raises(LayerNotFound) as err:
+        store.query(name)
+    assert err.value.status == 404
+    assert "districts" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "bbox, fragment",
+    [
+        ("1,2,3", "four"),
+        ((1, 2, 3, 4, 5), "four"),
+        ("a,b,c,d", "four numbers"),
+        ((72, 30, 71, 31), "min greater than max"),
+        ((70, 30, 71, 95), "out of range"),
+        ((-190, 30, 71, 31), "out of range"),
+        (("nan", 30, 71, 31), "finite"),
+    ],
+)
+def test_bad_bbox_is_400_saying_what_is_allowed(store, bbox, fragment):
+    with pytest.raises(InvalidQuery) as err:
+        store.query("districts", bbox=bbox)
+    assert err.value.status == 400
+    assert fragment in str(err.value)
+
+
+def test_parse_bbox_accepts_text():
+    assert parse_bbox(" 69.5, 31,72,36") == (69.5, 31.0, 72.0, 36.0)
+
+
+def test_unknown_filter_property_is_400(store):
+    with pytest.raises(InvalidQuery, match="allowed: id, name, former_fata"):
+        store.query("districts", colour="red")
+    with pytest.raises(InvalidQuery, match="boolean"):
+        store.query("districts", former_fata="maybe")
+
+
+def test_date_filter_on_a_layer_without_time_is_400(store):
+    with pytest.raises(InvalidQuery, match="has no time"):
+        store.query("districts", start="2024-01-01")
+
+
+def test_missing_store_is_a_named_error(tmp_path):
+    with pytest.raises(StoreNotFound, match="kpmap build"):
+        Store.open(tmp_path / "nothing")
+
+
+# --- time index, on a synthetic point layer (the attacks layer arrives with its own issue) ---
+
+SYNTHETIC = LayerSchema(
+    name="synthetic_points",
+    title="Synthetic points for store tests",
+    geometry_types=("Point",),
+    properties={"id": (str,), "date": (str,)},
+    time=("date", "date_end"),
+    filterable=("id", "kind"),
+)
+
+
+@pytest.fixture
+def time_store(tmp_path, monkeypatch):
+    """A store holding only synthetic points with day, month and range dates."""
+    import shapely
+
+    monkeypatch.setitem(schemas.LAYERS, "synthetic_points", SYNTHETIC)
+    rows = [
+        ("day", "2024-04-15", None, 70.1),
+        ("month", "2024-04", None, 70.2),
+        ("range", "2024-01-01", "2024-04-30", 70.3),
+        ("old", "2019-10-29", None, 70.4),
+    ]
+    features = [
+        feature(
+            kind, shapely.Point(lon, 33.0), {"id": kind, "kind": kind, "date": d, "date_end": e}
+        )
+        for kind, d, e, lon in rows
+    ]
+    write_feature_collection(tmp_path / "synthetic.geojson", features)
+    manifest = {"layers": {"synthetic_points": {"file": "synthetic.geojson", "count": 4}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    return Store.open(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "start, end, expected",
+    [
+        ("2024-04-15", "2024-04-15", {"day", "month", "range"}),
+        ("2024-04-20", None, {"month", "range"}),
+        ("2024-05-01", None, set()),
+        (None, "2023-12-31", {"old"}),
+        ("2024-02", "2024-02", {"range"}),
+        ("2019", "2019", {"old"}),
+        (None, None, {"day", "month", "range", "old"}),
+    ],
+)
+def test_time_window_matches_overlapping_spans(time_store, start, end, expected):
+    found = time_store.query("synthetic_points", start=start, end=end)
+    assert {f["id"] for f in found} == expected
+
+
+def test_time_and_bbox_and_filter_combine(time_store):
+    found = time_store.query(
+        "synthetic_points", bbox=(70.15, 32, 70.35, 34), start="2024-04-01", kind=["month", "day"]
+    )
+    assert [f["id"] for f in found] == ["month"]
+
+
+@pytest.mark.parametrize(
+    "start, end, fragment",
+    [
+        ("yesterday", None, "YYYY-MM-DD"),
+        ("2024-02-30", None, "does not exist"),
+        ("2024-13", None, "does not exist"),
+        ("2024-05-01", "2024-04-01", "after"),
+    ],
+)
+def test_bad_dates_are_400(time_store, start, end, fragment):
+    with pytest.raises(InvalidQuery, match=fragment) as err:
+        time_store.query("synthetic_points", start=start, end=end)
+    assert err.value.status == 400
