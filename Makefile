@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup fetch build clean
+.PHONY: run test setup fetch build bench clean
 
 run: build
 	$(BIN)/kpmap info
@@ -32,3 +32,6 @@ build: fetch
 
 clean:
 	rm -rf $(VENV) data/store data/upstream
+
+bench: setup fetch
+	$(BIN)/python -m tests.bench_store
