@@ -25,6 +25,8 @@ class LayerSchema:
     time: tuple[str, str] | None = None
     # Properties a query may filter on with ?name=value.
     filterable: tuple[str, ...] = field(default=())
+    # Numeric filters: query argument -> (property, comparison); e.g. max_border_km <= a limit.
+    range_filters: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 LAYERS: dict[str, LayerSchema] = {

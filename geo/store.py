@@ -43,6 +43,8 @@ class Layer:
     geometries: np.ndarray
     tree: shapely.STRtree
     by_id: dict[str, int]
+    # Filterable properties as arrays (strings case-folded), so filters are vectorised.
+    columns: dict[str, np.ndarray]
     # Day ordinals of each feature's time span; None for layers without time.
     span_start: np.ndarray | None = None
     span_end: np.ndarray | None = None
@@ -125,8 +127,7 @@ class Store:
         if start is not None or end is not None:
             selected = selected[_time_mask(layer, start, end, selected)]
         if filters:
-            match = _filter_matcher(layer.schema, filters)
-            selected = [i for i in selected if match(layer.features[i]["properties"])]
+            selected = selected[_filter_mask(layer, filters, selected)]
         return [layer.features[i] for i in selected]
 
 
@@ -138,7 +139,15 @@ def _index_layer(schema: LayerSchema, features: list[dict[str, Any]]) -> Layer:
         geometries=geometries,
         tree=shapely.STRtree(geometries),
         by_id={str(f["id"]): i for i, f in enumerate(features)},
+        columns={},
     )
+    for key in schema.filterable:
+        column = np.empty(len(features), dtype=object)
+        column[:] = [_fold(f["properties"].get(key)) for f in features]
+        layer.columns[key] = column
+    for prop, _ in schema.range_filters.values():
+        values = [f["properties"].get(prop) for f in features]
+        layer.columns[prop] = np.array([math.nan if v is None else v for v in values], dtype=float)
     if schema.time:
         first, last = schema.time
         spans = [_span(f["properties"].get(first), f["properties"].get(last)) for f in features]
@@ -223,23 +232,40 @@ def parse_bbox(bbox: Sequence[float] | str) -> Bounds:
     return values
 
 
-def _filter_matcher(schema: LayerSchema, filters: dict[str, Any]):
-    """A predicate on properties; InvalidQuery for a property that cannot be filtered on."""
-    wanted: dict[str, set[Any]] = {}
+def _filter_mask(layer: Layer, filters: dict[str, Any], selected: np.ndarray) -> np.ndarray:
+    """Which of `selected` match every filter; InvalidQuery for a filter the layer lacks."""
+    schema = layer.schema
+    mask = np.ones(len(selected), dtype=bool)
     for key, value in filters.items():
+        if key in schema.range_filters:
+            prop, _ = schema.range_filters[key]
+            limit = _parse_number(key, value)
+            mask &= layer.columns[prop][selected] <= limit
+            continue
         if key not in schema.filterable:
+            allowed = (*schema.filterable, *schema.range_filters)
             raise InvalidQuery(
                 f"layer {schema.name!r} cannot be filtered by {key!r}; allowed: "
-                + ", ".join(schema.filterable)
+                + ", ".join(allowed)
             )
         values = value if isinstance(value, list | tuple | set) else [value]
         is_bool = schema.properties.get(key) == (bool,)
-        wanted[key] = {_parse_bool(key, v) if is_bool else _fold(v) for v in values}
+        column = layer.columns[key][selected]
+        any_of = np.zeros(len(selected), dtype=bool)
+        for wanted in {_parse_bool(key, v) if is_bool else _fold(v) for v in values}:
+            any_of |= column == wanted
+        mask &= any_of
+    return mask
 
-    def match(properties: dict[str, Any]) -> bool:
-        return all(_fold(properties.get(k)) in vs for k, vs in wanted.items())
 
-    return match
+def _parse_number(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise InvalidQuery(f"{key}={value!r} must be a number >= 0")
+    return number
 
 
 def _fold(value: Any) -> Any:
