@@ -5,6 +5,7 @@ Asia/Karachi share: Afghanistan and Pakistan each keep one time zone, so where t
 is where the two countries touch.
 """
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -100,19 +101,50 @@ def _merge_short_runs(runs: list[list[int]], coords: np.ndarray) -> list[list[in
     return merged
 
 
-def distance_to_border_km(points: Iterable[shapely.Point], border) -> np.ndarray:
-    """Geodesic distance (km) from each point to the nearest point of the border line.
+class BorderIndex:
+    """Distances from many points to the border, fast: an STRtree over the line's segments.
 
-    The nearest point is found in planar lon/lat (good enough to pick the vertex or segment at this
-    latitude), and the distance between the two is then measured on the ellipsoid.
+    The nearest segment is found with longitudes scaled by cos(latitude) at the line's middle, so
+    "nearest" in the index is close to nearest on the ground at these latitudes; the distance to
+    the nearest point of that segment is then measured on the WGS 84 ellipsoid.
     """
-    points = np.asarray(list(points), dtype=object)
-    if len(points) == 0:
-        return np.empty(0)
-    nearest = shapely.shortest_line(points, border)
-    start = shapely.get_point(nearest, 0)
-    end = shapely.get_point(nearest, 1)
-    _, _, metres = GEOD.inv(
-        shapely.get_x(start), shapely.get_y(start), shapely.get_x(end), shapely.get_y(end)
-    )
-    return np.asarray(metres) / 1000.0
+
+    def __init__(self, border: LineString | MultiLineString):
+        lines = [border] if border.geom_type == "LineString" else list(border.geoms)
+        starts, ends = [], []
+        for line in lines:
+            xy = np.asarray(line.coords)[:, :2]
+            starts.append(xy[:-1])
+            ends.append(xy[1:])
+        self._starts, self._ends = np.concatenate(starts), np.concatenate(ends)
+        self._scale = math.cos(math.radians(border.centroid.y))
+        scaled = np.stack([self._starts, self._ends], axis=1) * [self._scale, 1.0]
+        self._tree = shapely.STRtree(shapely.linestrings(scaled))
+
+    def distance_km(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Geodesic distance in km from each (lon, lat) to the nearest point of the border."""
+        lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+        if lon.size == 0:
+            return np.empty(0)
+        points = shapely.points(lon * self._scale, lat)
+        point_index, segment = self._tree.query_nearest(points, all_matches=False)
+        order = np.argsort(point_index)
+        segment = segment[order]
+        # nearest point on each segment, by projection in the same scaled plane
+        a = self._starts[segment] * [self._scale, 1.0]
+        b = self._ends[segment] * [self._scale, 1.0]
+        p = np.stack([lon * self._scale, lat], axis=1)
+        ab = b - a
+        length2 = np.einsum("ij,ij->i", ab, ab)
+        t = np.clip(np.einsum("ij,ij->i", p - a, ab) / np.where(length2 > 0, length2, 1), 0, 1)
+        nearest = a + ab * t[:, None]
+        _, _, metres = GEOD.inv(lon, lat, nearest[:, 0] / self._scale, nearest[:, 1])
+        return np.asarray(metres) / 1000.0
+
+
+def distance_to_border_km(points: Iterable[shapely.Point], border) -> np.ndarray:
+    """Geodesic distance (km) from each point to the nearest point of the border line."""
+    points = list(points)
+    lon = np.array([p.x for p in points], dtype=float)
+    lat = np.array([p.y for p in points], dtype=float)
+    return BorderIndex(border).distance_km(lon, lat)
