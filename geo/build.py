@@ -16,16 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
+import shapely
 
-from geo import border, geojson, paths
+from geo import attacks, border, geojson, paths
 from geo.citations import cite, read_citations
-from geo.districts import DISTRICTS_TOML, build_districts, read_district_table
+from geo.districts import build_districts, read_district_table
 from geo.errors import BuildError
+from geo.events import read_events, read_facts
+from geo.gazetteer import ATTRIBUTION as GEONAMES_ATTRIBUTION
+from geo.gazetteer import Gazetteer
+from geo.importers import merge_duplicates
 from geo.schemas import LAYERS, validate_store
 from geo.sources import Source, fetch_all, read_sources
 
 DURAND_LINE_TOML = paths.DATA_DIR / "durand_line.toml"
-AUTHORED_INPUTS = (DISTRICTS_TOML, DURAND_LINE_TOML, paths.DATA_DIR / "citations.toml")
+# Records brought in by `kpmap import` and `kpmap synth`, kept in the store so that every rebuild
+# includes them again (the authored data is re-read from data/ each time).
+IMPORTED_FILE = "imported.jsonl"
+FACTS_FILE = "facts.json"
 # Versions that change what a build produces; recorded in the manifest.
 PACKAGES = ("kpmap", "timezonefinder", "timezonefinder-data", "shapely", "geopandas", "pyproj")
 OSM_ATTRIBUTION = "© OpenStreetMap contributors"
@@ -37,13 +46,17 @@ LayerBuilder = Callable[["BuildContext"], list[dict[str, Any]]]
 class BuildContext:
     """What the layer builders share: the upstream files (read once) and the authored tables."""
 
-    def __init__(self, sources: dict[str, Source], files: dict[str, Path]):
+    def __init__(
+        self, sources: dict[str, Source], files: dict[str, Path], imported: list[dict[str, Any]]
+    ):
         self.sources = sources
         self.files = files
+        self.imported = imported
         self.adm1 = gpd.read_file(files["adm1"])
         self.adm2 = gpd.read_file(files["adm2"])
         self.citations = read_citations()
         self.districts: gpd.GeoDataFrame | None = None
+        self.district_features: list[dict[str, Any]] = []
         self.border = None
 
 
@@ -51,10 +64,11 @@ def build_districts_layer(ctx: BuildContext) -> list[dict[str, Any]]:
     adm2 = ctx.sources["adm2"]
     source = f"{adm2.attribution} ({adm2.licence})"
     ctx.districts = build_districts(ctx.adm1, ctx.adm2, read_district_table(), source)
-    return [
+    ctx.district_features = [
         geojson.feature(row["id"], row["geometry"], row.drop("geometry").to_dict())
         for _, row in ctx.districts.iterrows()
     ]
+    return ctx.district_features
 
 
 def build_durand_line_layer(ctx: BuildContext) -> list[dict[str, Any]]:
@@ -111,29 +125,58 @@ def build_durand_line_layer(ctx: BuildContext) -> list[dict[str, Any]]:
     return features
 
 
+def build_attacks_layer(ctx: BuildContext) -> list[dict[str, Any]]:
+    if ctx.border is None or not ctx.district_features:
+        raise BuildError("the attacks layer needs the districts and durand_line layers first")
+    gazetteer = Gazetteer.default(ctx.district_features)
+    authored, problems = attacks.geocode_events(read_events(citations=ctx.citations), gazetteer)
+    if problems:
+        raise BuildError("authored events cannot be placed:\n  " + "\n  ".join(problems))
+    # Authored records come first so that a duplicate imported later merges into them.
+    records = merge_duplicates(authored + ctx.imported)
+    former_fata = {f["id"]: f["properties"]["former_fata"] for f in ctx.district_features}
+    return attacks.attack_features(records, border.BorderIndex(ctx.border), former_fata)
+
+
 LAYER_BUILDERS: dict[str, LayerBuilder] = {
     "districts": build_districts_layer,
     "durand_line": build_durand_line_layer,
+    "attacks": build_attacks_layer,
 }
+
+
+def annotate_districts(
+    districts: list[dict[str, Any]], attack_features: list[dict[str, Any]], facts: list[dict]
+) -> None:
+    """Add each district's attack totals and the cited facts scoped to it, in place."""
+    totals = attacks.district_totals(attack_features)
+    empty = {"attacks": 0, **{c: 0 for c in attacks.COUNTS}}
+    for feat in districts:
+        feat["properties"].update(totals.get(feat["id"], empty))
+        feat["properties"]["facts"] = [f for f in facts if f["scope"] == feat["id"]]
 
 
 def build_store(
     store: Path | None = None,
     cache: Path | None = None,
     mirror: str | None = None,
+    added: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Fetch the upstream files, build every layer, validate, and swap the result into `store`.
 
+    `added` are records (canonical properties + lon/lat) to import; together with those the
+    existing store already imported they are kept in the store and included in every rebuild.
     Returns the manifest. Raises BuildError (or FetchError) and leaves any existing store untouched.
     """
     store = Path(store or paths.store_dir())
     store.parent.mkdir(parents=True, exist_ok=True)
     sources = read_sources()
     files = fetch_all(sources, cache=cache, mirror=mirror)
+    imported = _merge_by_id(read_imported(store), added or [])
     work = Path(tempfile.mkdtemp(prefix=f".store-{store.name}-", dir=store.parent))
     work.chmod(0o755)  # mkdtemp makes it private; the store is meant to be served and shared
     try:
-        manifest = _build_into(work, sources, files)
+        manifest = _build_into(work, sources, files, imported)
         problems = validate_store(work)
         if problems:
             raise BuildError("the built store is invalid:\n  " + "\n  ".join(problems))
@@ -143,14 +186,39 @@ def build_store(
     return manifest
 
 
-def _build_into(work: Path, sources: dict[str, Source], files: dict[str, Path]) -> dict[str, Any]:
-    ctx = BuildContext(sources, files)
+def read_imported(store: Path) -> list[dict[str, Any]]:
+    """The imported records an existing store keeps (none for a new store)."""
+    path = store / IMPORTED_FILE
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _merge_by_id(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Old records then new; a new record with an old record's id replaces it (a re-import)."""
+    by_id = {r["id"]: r for r in old}
+    by_id.update((r["id"], r) for r in new)
+    return list(by_id.values())
+
+
+def _build_into(
+    work: Path, sources: dict[str, Source], files: dict[str, Path], imported: list[dict[str, Any]]
+) -> dict[str, Any]:
+    ctx = BuildContext(sources, files, imported)
+    built = {name: builder(ctx) for name, builder in LAYER_BUILDERS.items()}
+    facts = read_facts(citations=ctx.citations)
+    if "districts" in built and "attacks" in built:
+        annotate_districts(built["districts"], built["attacks"], facts)
     layers = {}
-    for name, builder in LAYER_BUILDERS.items():
-        features = builder(ctx)
+    for name, features in built.items():
         path = work / f"{name}.geojson"
         geojson.write_feature_collection(path, features)
         layers[name] = _layer_entry(name, path, features, ctx)
+    _write_json(work / FACTS_FILE, {"facts": facts})
+    with open(work / IMPORTED_FILE, "w", encoding="utf-8") as f:
+        for record in imported:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
     manifest = {
         "format": FORMAT,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -165,41 +233,107 @@ def _build_into(work: Path, sources: dict[str, Source], files: dict[str, Path]) 
                 }
                 for name, s in sources.items()
             },
-            "authored": {str(p.relative_to(paths.ROOT)): _sha256(p) for p in AUTHORED_INPUTS},
+            "authored": {str(p.relative_to(paths.ROOT)): _sha256(p) for p in authored_inputs()},
+            "imported_records": len(imported),
         },
+        "facts": {"file": FACTS_FILE, "count": len(facts)},
         "packages": {name: version(name) for name in PACKAGES},
         "layers": layers,
     }
-    (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _write_json(work / "manifest.json", manifest)
     return manifest
+
+
+def authored_inputs() -> list[Path]:
+    """Every authored file a build reads, for the manifest's hashes."""
+    data = paths.DATA_DIR
+    return sorted([*data.glob("*.toml"), *data.glob("*.csv"), *data.glob("events/*.csv")])
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# Licences of the data behind each layer; attacks add those of the datasets a store imported.
+LAYER_SOURCES = {
+    "districts": lambda ctx: [
+        {
+            "name": "geoBoundaries",
+            "licence": ctx.sources["adm2"].licence,
+            "attribution": ctx.sources["adm2"].attribution,
+        }
+    ],
+    "durand_line": lambda ctx: [
+        {"name": "OpenStreetMap", "licence": "ODbL 1.0", "attribution": OSM_ATTRIBUTION}
+    ],
+    "attacks": lambda ctx: [
+        {
+            "name": "kpmap authored events",
+            "licence": "facts from the cited publications; descriptions in kpmap's own words",
+            "attribution": "each attack cites its publications in its sources",
+        },
+        {"name": "GeoNames", "licence": "CC BY 4.0", "attribution": GEONAMES_ATTRIBUTION},
+    ],
+}
+# What users of an imported dataset must credit; the licences are the providers' own terms.
+IMPORT_SOURCES = {
+    "acled": {
+        "name": "ACLED",
+        "licence": "ACLED terms of use",
+        "attribution": "ACLED (acleddata.com)",
+    },
+    "gtd": {
+        "name": "GTD",
+        "licence": "GTD terms of use",
+        "attribution": "START, Global Terrorism Database",
+    },
+    "ucdp": {
+        "name": "UCDP GED",
+        "licence": "CC BY 4.0",
+        "attribution": "UCDP Georeferenced Event Dataset",
+    },
+    "synthetic": {
+        "name": "kpmap synth",
+        "licence": "synthetic",
+        "attribution": "SYNTHETIC records for benchmarks, not real events",
+    },
+}
 
 
 def _layer_entry(
     name: str, path: Path, features: list[dict[str, Any]], ctx: BuildContext
 ) -> dict[str, Any]:
-    gdf = gpd.GeoDataFrame.from_features(features, crs="EPSG:4326")
-    licences = {
-        "districts": [
-            {
-                "name": "geoBoundaries",
-                "licence": ctx.sources["adm2"].licence,
-                "attribution": ctx.sources["adm2"].attribution,
-            }
-        ],
-        "durand_line": [
-            {"name": "OpenStreetMap", "licence": "ODbL 1.0", "attribution": OSM_ATTRIBUTION}
-        ],
-    }
+    sources = LAYER_SOURCES[name](ctx)
+    time_range = None
+    if name == "attacks":
+        origins = sorted({f["properties"]["origin"] for f in features})
+        sources += [IMPORT_SOURCES[o] for o in origins if o in IMPORT_SOURCES]
+        if features:
+            first = min(f["properties"]["date"] for f in features)
+            last = max(f["properties"]["date_end"] or f["properties"]["date"] for f in features)
+            time_range = [first, last]
     return {
         "file": path.name,
         "title": LAYERS[name].title,
         "count": len(features),
-        "bounds": [round(v, 6) for v in gdf.total_bounds] if len(gdf) else None,
-        "geometry_types": sorted(set(gdf.geom_type)),
-        "time_range": None,
+        "bounds": _bounds(features),
+        "geometry_types": sorted({f["geometry"]["type"] for f in features}),
+        "time_range": time_range,
         "sha256": _sha256(path),
-        "sources": licences.get(name, []),
+        "sources": sources,
     }
+
+
+def _bounds(features: list[dict[str, Any]]) -> list[float] | None:
+    if not features:
+        return None
+    if all(f["geometry"]["type"] == "Point" for f in features):
+        xy = np.array([f["geometry"]["coordinates"][:2] for f in features])
+        minx, miny = xy.min(axis=0)
+        maxx, maxy = xy.max(axis=0)
+        return [float(minx), float(miny), float(maxx), float(maxy)]
+    shapes = [geojson.to_shape(f["geometry"]) for f in features]
+    return [round(float(v), 6) for v in shapely.total_bounds(shapes)]
 
 
 def _swap_in(work: Path, store: Path) -> None:

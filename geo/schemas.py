@@ -11,6 +11,7 @@ from geo.geojson import to_shape
 
 NUMBER = (int, float)
 OPTIONAL_STR = (str, type(None))
+OPTIONAL_INT = (int, type(None))
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ LAYERS: dict[str, LayerSchema] = {
             "area_km2": NUMBER,
             "source": (str,),
             "source_shape_id": (str,),
+            "attacks": (int,),
+            "killed_low": (int,),
+            "killed_best": (int,),
+            "killed_high": (int,),
+            "injured_low": (int,),
+            "injured_high": (int,),
+            "facts": (list,),
         },
         filterable=("id", "name", "former_fata"),
     ),
@@ -64,6 +72,47 @@ LAYERS: dict[str, LayerSchema] = {
             "source": (str,),
         },
         filterable=("id", "province"),
+    ),
+    "attacks": LayerSchema(
+        name="attacks",
+        title="Attacks in Khyber Pakhtunkhwa",
+        geometry_types=("Point",),
+        properties={
+            "id": (str,),
+            "date": (str,),
+            "date_precision": (str,),
+            "date_end": OPTIONAL_STR,
+            "location": (str,),
+            "district": (str,),
+            "geo_precision": (int,),
+            "actor": (str,),
+            "claimed": (bool, type(None)),
+            "event_type": (str,),
+            "target": (str,),
+            "killed_low": OPTIONAL_INT,
+            "killed_best": OPTIONAL_INT,
+            "killed_high": OPTIONAL_INT,
+            "injured_low": OPTIONAL_INT,
+            "injured_high": OPTIONAL_INT,
+            "description": (str,),
+            "sources": (list,),
+            "distance_to_border_km": NUMBER,
+            "former_fata": (bool,),
+            "origin": (str,),
+        },
+        time=("date", "date_end"),
+        filterable=(
+            "id",
+            "actor",
+            "event_type",
+            "target",
+            "district",
+            "claimed",
+            "origin",
+            "date_precision",
+            "geo_precision",
+        ),
+        range_filters={"max_border_km": ("distance_to_border_km", "<=")},
     ),
 }
 

@@ -73,6 +73,7 @@ def test_an_invalid_result_is_not_swapped_in(old_store, monkeypatch):
 
     monkeypatch.setitem(build.LAYER_BUILDERS, "districts", without_names)
     monkeypatch.setitem(build.LAYER_BUILDERS, "durand_line", lambda ctx: [])
+    monkeypatch.setitem(build.LAYER_BUILDERS, "attacks", lambda ctx: [])
     with pytest.raises(BuildError, match="property 'name' is missing"):
         build.build_store(old_store, cache=old_store.parent / "cache", mirror=offline_mirror())
     assert _snapshot(old_store) == before

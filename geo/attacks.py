@@ -1,0 +1,118 @@
+"""The attacks layer: authored events geocoded, imported records merged, placed and measured.
+
+Every attack record (authored, imported or synthetic) is a canonical property dict with "lon" and
+"lat" (see the README's attack schema); this module turns records into GeoJSON features and sums
+them per district.
+"""
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from geo.border import BorderIndex
+from geo.gazetteer import Gazetteer, GeocodeError
+
+COUNTS = ("killed_low", "killed_best", "killed_high", "injured_low", "injured_high")
+# Record keys that are inputs to the build, not properties of the published feature.
+NOT_PROPERTIES = ("lon", "lat")
+
+
+def geocode_events(
+    events: Iterable[dict[str, Any]], gazetteer: Gazetteer
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Authored events -> records with lon/lat, plus every problem found (never the first only).
+
+    A record is never more precise than its source or its geocode: geo_precision is the larger
+    of the CSV's and the gazetteer's. An event known only to its district (precision 3) goes to
+    the district's representative point whatever its location says ("Lakki Marwat" is also a
+    town). An event whose place lies in another district than the one it states is an error
+    naming both districts.
+    """
+    records, problems = [], []
+    for event in events:
+        stated = event.get("district")
+        try:
+            if event["geo_precision"] == 3:
+                if not stated:
+                    raise GeocodeError("geo_precision 3 needs a district")
+                place = gazetteer.district_point(stated)
+            else:
+                place = gazetteer.geocode(event["location"], district=stated)
+        except GeocodeError as exc:
+            problems.append(f"event {event['id']} ({event['location']!r}): {exc}")
+            continue
+        district = place.district
+        if stated and district != stated:
+            problems.append(
+                f"event {event['id']}: states district {stated} but {event['location']!r} "
+                f"({place.lon:.4f}, {place.lat:.4f}, {place.source}) lies in "
+                f"{district or 'no KP district'}"
+            )
+            continue
+        if district is None:
+            problems.append(f"event {event['id']}: {event['location']!r} lies outside KP")
+            continue
+        records.append(
+            {
+                **event,
+                "district": district,
+                "geo_precision": max(event["geo_precision"], place.precision),
+                "lon": place.lon,
+                "lat": place.lat,
+            }
+        )
+    return records, problems
+
+
+def attack_features(
+    records: list[dict[str, Any]],
+    border: BorderIndex,
+    former_fata: Mapping[str, bool],
+) -> list[dict[str, Any]]:
+    """GeoJSON Point features for the records, with distance_to_border_km and former_fata.
+
+    Written directly rather than through shapely: a point needs no orientation, and this runs
+    for every attack of a million-record store.
+    """
+    lon = np.fromiter((r["lon"] for r in records), dtype=float, count=len(records))
+    lat = np.fromiter((r["lat"] for r in records), dtype=float, count=len(records))
+    distances = np.round(border.distance_km(lon, lat), 1)
+    features = []
+    for record, x, y, km in zip(records, lon, lat, distances, strict=True):
+        properties = {k: v for k, v in record.items() if k not in NOT_PROPERTIES}
+        properties["distance_to_border_km"] = float(km)
+        properties["former_fata"] = former_fata[record["district"]]
+        features.append(
+            {
+                "type": "Feature",
+                "id": record["id"],
+                "geometry": {"type": "Point", "coordinates": [round(x, 6), round(y, 6)]},
+                "properties": properties,
+            }
+        )
+    return features
+
+
+def feature_record(feature: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored attack feature back as a record (properties + lon/lat), to rebuild from."""
+    lon, lat = feature["geometry"]["coordinates"][:2]
+    properties = dict(feature["properties"])
+    for derived in ("distance_to_border_km", "former_fata"):
+        properties.pop(derived, None)
+    return {**properties, "lon": lon, "lat": lat}
+
+
+def district_totals(features: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per district id: the number of attacks and the sums of killed and injured figures.
+
+    A sum counts only the attacks that report that figure (a missing figure adds nothing).
+    """
+    totals: dict[str, dict[str, int]] = {}
+    for feat in features:
+        props = feat["properties"]
+        row = totals.setdefault(props["district"], {"attacks": 0, **{c: 0 for c in COUNTS}})
+        row["attacks"] += 1
+        for column in COUNTS:
+            row[column] += props.get(column) or 0
+    return totals
