@@ -70,6 +70,49 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from geo.build import build_store
+    from geo.importers import district_locator, read_file
+    from geo.store import Store
+
+    store = Store.open(args.store)
+    result = read_file(args.format, args.file, district_locator(store.layer("districts")))
+    for rejected in result.rejected:
+        print(f"{args.file}:{rejected.line}: not imported: {rejected.reason}")
+    before = store.manifest["layers"]["attacks"]["count"]
+    manifest = build_store(args.store, added=result.records)
+    after = manifest["layers"]["attacks"]["count"]
+    print(
+        f"{args.file}: {len(result.records)} row(s) taken, {len(result.rejected)} not taken; "
+        f"attacks in {args.store}: {before} -> {after} (duplicates merged)"
+    )
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from geo.build import build_store
+    from geo.errors import InvalidQuery
+    from geo.store import Store
+    from geo.synth import synthetic_attacks
+
+    if args.store.resolve() == paths.store_dir().resolve():
+        raise InvalidQuery(
+            f"refusing to put synthetic attacks into the default store {args.store}; "
+            "pass --store DIR with a folder of its own"
+        )
+    if args.n < 1:
+        raise InvalidQuery(f"N must be a positive number of attacks, not {args.n}")
+    if not (args.store / "manifest.json").exists():
+        build_store(args.store)
+    districts = Store.open(args.store).query("districts")
+    started = time.perf_counter()
+    manifest = build_store(args.store, added=synthetic_attacks(args.n, districts, seed=args.seed))
+    elapsed = time.perf_counter() - started
+    count = manifest["layers"]["attacks"]["count"]
+    print(f"{args.store}: {count} attacks ({args.n} synthetic) built in {elapsed:.1f} s")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="kpmap",
@@ -87,6 +130,27 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="build the store (atomically replacing the old one)")
     p.add_argument("--store", type=Path, default=paths.store_dir(), help="store folder")
     p.set_defaults(run=cmd_build)
+
+    p = sub.add_parser(
+        "import",
+        help="import attacks from an ACLED, GTD or UCDP GED file into the store",
+        description="Rows outside KP or that cannot be read are listed with their line number "
+        "and reason; duplicates (same actor, within a day and 2 km) merge. The store is rebuilt "
+        "atomically: a file that cannot be read changes nothing.",
+    )
+    p.add_argument("format", choices=("acled", "gtd", "ucdp"))
+    p.add_argument("file", type=Path)
+    p.add_argument("--store", type=Path, default=paths.store_dir(), help="store folder")
+    p.set_defaults(run=cmd_import)
+
+    p = sub.add_parser(
+        "synth",
+        help="add N synthetic attacks (for benchmarks) to a store that is not the default one",
+    )
+    p.add_argument("n", type=int, metavar="N")
+    p.add_argument("--store", type=Path, required=True, help="store folder (not the default)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(run=cmd_synth)
 
     for name, run, help_text in (
         ("validate", cmd_validate, "list every problem in a store (schema, geometry, RFC 7946)"),

@@ -1,6 +1,7 @@
 """What each store layer holds, and `validate_store`, which lists every problem in a store."""
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,34 +136,30 @@ def validate_store(store: Path) -> list[str]:
         if name not in LAYERS:
             problems.append(f"manifest.json: unknown layer {name!r}")
             continue
-        problems += [
-            f"{name}: {p}" for p in validate_layer_file(store / entry["file"], LAYERS[name])
-        ]
-        try:
-            count = len(json.loads((store / entry["file"]).read_text(encoding="utf-8"))["features"])
-            if count != entry.get("count"):
-                problems.append(
-                    f"{name}: manifest says {entry.get('count')} features, file has {count}"
-                )
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # already reported by validate_layer_file
+        layer_problems, count = validate_layer_file(store / entry["file"], LAYERS[name])
+        problems += [f"{name}: {p}" for p in layer_problems]
+        if count is not None and count != entry.get("count"):
+            problems.append(
+                f"{name}: manifest says {entry.get('count')} features, file has {count}"
+            )
     return problems
 
 
-def validate_layer_file(path: Path, schema: LayerSchema) -> list[str]:
-    """Every problem in one layer file."""
+def validate_layer_file(path: Path, schema: LayerSchema) -> tuple[list[str], int | None]:
+    """Every problem in one layer file, and its feature count (None if it has no feature list)."""
     try:
-        collection = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as f:
+            collection = json.load(f)
     except (OSError, ValueError) as exc:
-        return [f"{path.name}: cannot be read as JSON: {exc}"]
+        return [f"{path.name}: cannot be read as JSON: {exc}"], None
     if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
-        return [f"{path.name}: not a GeoJSON FeatureCollection"]
+        return [f"{path.name}: not a GeoJSON FeatureCollection"], None
     problems = []
     if "crs" in collection:
         problems.append(f"{path.name}: has a 'crs' member (RFC 7946 §4: WGS 84 only, no crs)")
     features = collection.get("features")
     if not isinstance(features, list):
-        return problems + [f"{path.name}: 'features' is not a list"]
+        return problems + [f"{path.name}: 'features' is not a list"], None
     seen: set[Any] = set()
     for i, feat in enumerate(features):
         where = f"feature #{i} ({feat.get('id')!r})" if isinstance(feat, dict) else f"feature #{i}"
@@ -171,7 +168,7 @@ def validate_layer_file(path: Path, schema: LayerSchema) -> list[str]:
         if fid in seen:
             problems.append(f"{where}: duplicate id")
         seen.add(fid)
-    return problems
+    return problems, len(features)
 
 
 def validate_feature(feat: Any, schema: LayerSchema) -> list[str]:
@@ -204,6 +201,8 @@ def validate_geometry(geometry: Any, allowed: tuple[str, ...]) -> list[str]:
     if not isinstance(geometry, dict) or geometry.get("type") not in allowed:
         kind = geometry.get("type") if isinstance(geometry, dict) else type(geometry).__name__
         return [f"geometry type {kind} is not one of {', '.join(allowed)}"]
+    if geometry["type"] == "Point":
+        return _point_problems(geometry.get("coordinates"))
     problems = []
     coords = geometry.get("coordinates")
     polygons = {"Polygon": [coords], "MultiPolygon": coords}.get(geometry["type"], [])
@@ -226,6 +225,20 @@ def validate_geometry(geometry: Any, allowed: tuple[str, ...]) -> list[str]:
     if not shape.is_valid:
         problems.append(f"invalid geometry: {shapely.is_valid_reason(shape)}")
     return problems
+
+
+def _point_problems(position: Any) -> list[str]:
+    """A Point checked without shapely: a store may hold a million of them."""
+    if (
+        not isinstance(position, list)
+        or len(position) not in (2, 3)
+        or not all(isinstance(v, int | float) and math.isfinite(v) for v in position)
+    ):
+        return [f"point coordinates {position!r} are not [longitude, latitude]"]
+    lon, lat = position[:2]
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        return [f"point ({lon}, {lat}) is out of longitude/latitude range"]
+    return []
 
 
 def _signed_area(ring: list[list[float]]) -> float:

@@ -59,10 +59,18 @@ class Layer:
 class Store:
     """A built store folder (see geo.build), loaded into memory once."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], layers: dict[str, Layer]):
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict[str, Any],
+        layers: dict[str, Layer],
+        facts: list[dict[str, Any]] | None = None,
+    ):
         self.path = path
         self.manifest = manifest
         self._layers = layers
+        # Cited figures no point can carry (data/facts.csv): scope, period, metric, value, citation.
+        self.facts = facts or []
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
@@ -79,7 +87,11 @@ class Store:
             with open(path / entry["file"], encoding="utf-8") as f:
                 features = json.load(f)["features"]
             layers[name] = _index_layer(LAYERS[name], features)
-        return cls(path, manifest, layers)
+        facts = []
+        if "facts" in manifest:
+            with open(path / manifest["facts"]["file"], encoding="utf-8") as f:
+                facts = json.load(f)["facts"]
+        return cls(path, manifest, layers, facts)
 
     @property
     def layer_names(self) -> tuple[str, ...]:

@@ -1,8 +1,11 @@
 """geo/cli.py: the kpmap command's exit codes and output."""
 
 import json
+import shutil
 
+from geo import paths
 from geo.cli import main
+from tests.conftest import offline_mirror
 
 
 def test_info_prints_counts_bounds_and_sources(store_dir, capsys):
@@ -26,3 +29,37 @@ def test_errors_are_one_line_not_a_traceback(tmp_path, capsys):
     assert main(["info", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kpmap info: error: no store at") and "Traceback" not in err
+
+
+def test_import_reports_rejected_rows_and_adds_the_rest(store_dir, tmp_path, capsys, monkeypatch):
+    target = tmp_path / "store"
+    shutil.copytree(store_dir, target)
+    fixture = "tests/fixtures/importers/acled_sample.csv"
+    monkeypatch.setenv("KPMAP_MIRROR", offline_mirror())
+    assert main(["import", "acled", fixture, "--store", str(target)]) == 0
+    out = capsys.readouterr().out
+    assert "not imported: outside Khyber Pakhtunkhwa" in out
+    counts = json.loads((target / "manifest.json").read_text())["layers"]["attacks"]["count"]
+    assert (
+        counts > json.loads((store_dir / "manifest.json").read_text())["layers"]["attacks"]["count"]
+    )
+    # re-importing the same file changes nothing: records are keyed by their provider ids
+    assert main(["import", "acled", fixture, "--store", str(target)]) == 0
+    again = json.loads((target / "manifest.json").read_text())["layers"]["attacks"]["count"]
+    assert again == counts
+
+
+def test_import_of_an_unreadable_file_changes_nothing(store_dir, tmp_path, capsys):
+    target = tmp_path / "store"
+    shutil.copytree(store_dir, target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("just,some,columns\n1,2,3\n")
+    assert main(["import", "gtd", str(bad), "--store", str(target)]) == 2
+    assert "is not a GTD file" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+
+
+def test_synth_refuses_the_default_store(capsys):
+    assert main(["synth", "10", "--store", str(paths.store_dir())]) == 2
+    assert "refusing" in capsys.readouterr().err
