@@ -87,7 +87,10 @@ def attack_features(
             {
                 "type": "Feature",
                 "id": record["id"],
-                "geometry": {"type": "Point", "coordinates": [round(x, 6), round(y, 6)]},
+                "geometry": {
+                    "type": "Point",
+                    "coordinates": [round(float(x), 6), round(float(y), 6)],
+                },
                 "properties": properties,
             }
         )

@@ -1,7 +1,6 @@
 """Reading and writing RFC 7946 GeoJSON: WGS 84 longitude/latitude, no `crs` member,
 counter-clockwise exterior rings, clockwise holes, and an `id` on every feature."""
 
-import json
 import math
 import os
 from collections.abc import Iterable
@@ -9,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import shapely
 from shapely.geometry import mapping, shape
 
@@ -48,19 +48,25 @@ def _json_value(value: Any) -> Any:
 def write_feature_collection(
     path: Path, features: Iterable[dict[str, Any]], **members: Any
 ) -> None:
-    """Write a FeatureCollection (plus any foreign members, e.g. `metadata`) to `path`."""
-    collection = {"type": "FeatureCollection", **members, "features": list(features)}
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(collection, f, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-        f.write("\n")
+    """Write a FeatureCollection (plus any foreign members, e.g. `metadata`) to `path`.
+
+    Features are encoded one at a time (orjson), so a million of them never become one string.
+    """
+    head = orjson.dumps({"type": "FeatureCollection", **members})[:-1]
+    with open(path, "wb") as f:
+        f.write(head + b',"features":[')
+        for i, feat in enumerate(features):
+            if i:
+                f.write(b",")
+            f.write(orjson.dumps(feat, option=orjson.OPT_SERIALIZE_NUMPY))
+        f.write(b"]}\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def read_feature_collection(path: Path) -> dict[str, Any]:
-    """Parse a GeoJSON file; json errors propagate with their line and column."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_json(path: Path) -> Any:
+    """Parse a JSON file (orjson: several times faster than json for a large layer)."""
+    return orjson.loads(Path(path).read_bytes())
 
 
 def to_shape(geometry: dict[str, Any]) -> shapely.Geometry:

@@ -8,7 +8,7 @@ from typing import Any
 
 import shapely
 
-from geo.geojson import to_shape
+from geo.geojson import read_json, to_shape
 
 NUMBER = (int, float)
 OPTIONAL_STR = (str, type(None))
@@ -148,8 +148,7 @@ def validate_store(store: Path) -> list[str]:
 def validate_layer_file(path: Path, schema: LayerSchema) -> tuple[list[str], int | None]:
     """Every problem in one layer file, and its feature count (None if it has no feature list)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            collection = json.load(f)
+        collection = read_json(path)
     except (OSError, ValueError) as exc:
         return [f"{path.name}: cannot be read as JSON: {exc}"], None
     if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
@@ -160,6 +159,12 @@ def validate_layer_file(path: Path, schema: LayerSchema) -> tuple[list[str], int
     features = collection.get("features")
     if not isinstance(features, list):
         return problems + [f"{path.name}: 'features' is not a list"], None
+    return problems + validate_features(features, schema), len(features)
+
+
+def validate_features(features: list[Any], schema: LayerSchema) -> list[str]:
+    """Every problem in a layer's features (schema, ids, geometry), e.g. before they are written."""
+    problems = []
     seen: set[Any] = set()
     for i, feat in enumerate(features):
         where = f"feature #{i} ({feat.get('id')!r})" if isinstance(feat, dict) else f"feature #{i}"
@@ -168,7 +173,7 @@ def validate_layer_file(path: Path, schema: LayerSchema) -> tuple[list[str], int
         if fid in seen:
             problems.append(f"{where}: duplicate id")
         seen.add(fid)
-    return problems, len(features)
+    return problems
 
 
 def validate_feature(feat: Any, schema: LayerSchema) -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 import shapely
 
 from geo.errors import InvalidQuery, LayerNotFound, StoreNotFound
-from geo.geojson import to_shape
+from geo.geojson import read_json, to_shape
 from geo.schemas import LAYERS, LayerSchema
 
 Bounds = tuple[float, float, float, float]
@@ -84,13 +84,11 @@ class Store:
         for name, entry in manifest["layers"].items():
             if name not in LAYERS:
                 continue  # a newer store's layer this version does not know: skip, don't guess
-            with open(path / entry["file"], encoding="utf-8") as f:
-                features = json.load(f)["features"]
+            features = read_json(path / entry["file"])["features"]
             layers[name] = _index_layer(LAYERS[name], features)
         facts = []
         if "facts" in manifest:
-            with open(path / manifest["facts"]["file"], encoding="utf-8") as f:
-                facts = json.load(f)["facts"]
+            facts = read_json(path / manifest["facts"]["file"])["facts"]
         return cls(path, manifest, layers, facts)
 
     @property
