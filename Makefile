@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup fetch build bench clean
+.PHONY: run test setup fetch build bench bench-scale clean
 
 run: build
 	$(BIN)/kpmap info
@@ -35,3 +35,6 @@ clean:
 
 bench: setup fetch
 	$(BIN)/python -m tests.bench_store
+
+bench-scale: setup fetch
+	$(BIN)/python -m tests.bench_scale
