@@ -36,10 +36,13 @@ def timezone_polygon(tz_name: str) -> Polygon | MultiPolygon:
     return polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
 
 
-def derive_border() -> LineString | MultiLineString:
+def derive_border(
+    afghanistan: Polygon | MultiPolygon | None = None,
+    pakistan: Polygon | MultiPolygon | None = None,
+) -> LineString | MultiLineString:
     """The shared boundary of the Afghan and Pakistani time-zone polygons, merged into lines."""
-    afghanistan = timezone_polygon(AFGHANISTAN_TZ)
-    pakistan = timezone_polygon(PAKISTAN_TZ)
+    afghanistan = afghanistan or timezone_polygon(AFGHANISTAN_TZ)
+    pakistan = pakistan or timezone_polygon(PAKISTAN_TZ)
     shared = afghanistan.boundary.intersection(pakistan.boundary)
     # The intersection is thousands of two-point pieces (and a few stray points where the
     # boundaries only touch); keep the lines and stitch them end to end.

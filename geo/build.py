@@ -68,6 +68,10 @@ class BuildContext:
         self.districts: gpd.GeoDataFrame | None = None
         self.district_features: list[dict[str, Any]] = []
         self.border = None
+        # Both countries' outlines (OSM-derived time-zone polygons): the border is where they
+        # meet, and the basemap draws them.
+        self.afghanistan = border.timezone_polygon(border.AFGHANISTAN_TZ)
+        self.pakistan = border.timezone_polygon(border.PAKISTAN_TZ)
 
 
 def build_districts_layer(ctx: BuildContext) -> list[dict[str, Any]]:
@@ -93,7 +97,7 @@ def build_durand_line_layer(ctx: BuildContext) -> list[dict[str, Any]]:
         }
         for item in authored["fence"]
     ]
-    line = border.derive_border()
+    line = border.derive_border(ctx.afghanistan, ctx.pakistan)
     if line.geom_type != "LineString":
         raise BuildError(f"the derived border is a {line.geom_type}, expected one LineString")
     ctx.border = line
@@ -135,6 +139,28 @@ def build_durand_line_layer(ctx: BuildContext) -> list[dict[str, Any]]:
     return features
 
 
+# The basemap needs outlines, not survey detail: ~100 m keeps the countries file small.
+COUNTRY_SIMPLIFY_DEG = 0.001
+
+
+def build_countries_layer(ctx: BuildContext) -> list[dict[str, Any]]:
+    source = (
+        f"{OSM_ATTRIBUTION} (ODbL), via the time-zone polygons of timezonefinder-data "
+        f"{version('timezonefinder-data')}; simplified to ~100 m; includes territorial waters"
+    )
+    return [
+        geojson.feature(
+            country_id,
+            shapely.simplify(polygon, COUNTRY_SIMPLIFY_DEG),
+            {"id": country_id, "name": name, "source": source},
+        )
+        for country_id, name, polygon in (
+            ("afghanistan", "Afghanistan", ctx.afghanistan),
+            ("pakistan", "Pakistan", ctx.pakistan),
+        )
+    ]
+
+
 def build_attacks_layer(ctx: BuildContext) -> list[dict[str, Any]]:
     if ctx.border is None or not ctx.district_features:
         raise BuildError("the attacks layer needs the districts and durand_line layers first")
@@ -152,6 +178,7 @@ LAYER_BUILDERS: dict[str, LayerBuilder] = {
     "districts": build_districts_layer,
     "durand_line": build_durand_line_layer,
     "attacks": build_attacks_layer,
+    "countries": build_countries_layer,
 }
 
 
@@ -287,6 +314,9 @@ LAYER_SOURCES = {
         }
     ],
     "durand_line": lambda ctx: [
+        {"name": "OpenStreetMap", "licence": "ODbL 1.0", "attribution": OSM_ATTRIBUTION}
+    ],
+    "countries": lambda ctx: [
         {"name": "OpenStreetMap", "licence": "ODbL 1.0", "attribution": OSM_ATTRIBUTION}
     ],
     "attacks": lambda ctx: [

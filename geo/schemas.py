@@ -74,6 +74,13 @@ LAYERS: dict[str, LayerSchema] = {
         },
         filterable=("id", "province"),
     ),
+    "countries": LayerSchema(
+        name="countries",
+        title="Afghanistan and Pakistan (outlines for the basemap)",
+        geometry_types=("Polygon", "MultiPolygon"),
+        properties={"id": (str,), "name": (str,), "source": (str,)},
+        filterable=("id", "name"),
+    ),
     "attacks": LayerSchema(
         name="attacks",
         title="Attacks in Khyber Pakhtunkhwa",

@@ -30,3 +30,16 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def store(store_dir: Path) -> Store:
     return Store.open(store_dir)
+
+
+@pytest.fixture(scope="session")
+def app(store_dir: Path):
+    """The web app over the session's store (create_app with a test mapping)."""
+    from app import create_app
+
+    return create_app({"STORE": str(store_dir), "TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

@@ -12,7 +12,7 @@ from geo.store import FeatureNotFound, Store, parse_bbox
 
 
 def test_open_loads_every_layer(store):
-    assert set(store.layer_names) == {"districts", "durand_line", "attacks"}
+    assert set(store.layer_names) == {"districts", "durand_line", "attacks", "countries"}
     assert len(store.query("districts")) == store.manifest["layers"]["districts"]["count"]
 
 

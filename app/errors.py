@@ -1,0 +1,62 @@
+"""One place that maps errors to HTTP answers: JSON for the data API and tiles, HTML for pages.
+
+A user's mistake gets its 4xx with a message saying what was wrong and what is allowed; anything
+unexpected is logged and answered with a plain 500 that shows no stack trace.
+"""
+
+from flask import Flask, Response, jsonify, render_template_string, request
+from werkzeug.exceptions import HTTPException
+
+from geo.errors import KpmapError
+
+# Paths whose clients are programs, not people: errors there are JSON.
+JSON_PREFIXES = ("/ogc", "/download", "/tiles", "/api")
+
+ERROR_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ status }} {{ title }} · kpmap</title></head>
+<body><h1>{{ status }} {{ title }}</h1><p>{{ message }}</p><p><a href="/">Back to the map</a></p>
+</body></html>"""
+
+
+def wants_json() -> bool:
+    if request.path.startswith(JSON_PREFIXES):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    if wants_json():
+        response = jsonify({"status": status, "code": code, "description": message})
+    else:
+        title = _title(status)
+        response = Response(
+            render_template_string(ERROR_PAGE, status=status, title=title, message=message),
+            mimetype="text/html",
+        )
+    response.status_code = status
+    return response
+
+
+def _title(status: int) -> str:
+    from werkzeug.http import HTTP_STATUS_CODES
+
+    return HTTP_STATUS_CODES.get(status, "Error")
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(KpmapError)
+    def domain_error(exc: KpmapError):
+        if exc.status >= 500:
+            app.logger.exception("kpmap error")
+        return error_response(exc.status, exc.code, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "-")
+        return error_response(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        app.logger.exception("unexpected error")
+        return error_response(500, "internal-error", "Something went wrong on our side.")
