@@ -31,11 +31,15 @@ from geo.gazetteer import Gazetteer
 from geo.importers import merge_duplicates
 from geo.schemas import LAYERS, validate_features
 from geo.sources import Source, fetch_all, read_sources
+from geo.store import index_arrays, index_file
 
 DURAND_LINE_TOML = paths.DATA_DIR / "durand_line.toml"
 # Records brought in by `kpmap import` and `kpmap synth`, kept in the store so that every rebuild
 # includes them again (the authored data is re-read from data/ each time).
 IMPORTED_FILE = "imported.jsonl"
+# Layers that can grow to millions of features get a saved index (geo.store.index_arrays), so
+# Store.open reads arrays instead of parsing every feature.
+INDEXED_LAYERS = ("attacks",)
 FACTS_FILE = "facts.json"
 # Versions that change what a build produces; recorded in the manifest.
 PACKAGES = (
@@ -263,8 +267,16 @@ def _build_into(
     layers = {}
     for name, features in built.items():
         path = work / f"{name}.geojson"
-        geojson.write_feature_collection(path, features)
+        offsets = geojson.write_feature_collection(path, features)
         layers[name] = _layer_entry(name, path, features, ctx)
+        if name in INDEXED_LAYERS:
+            arrays = index_arrays(LAYERS[name], features)
+            np.savez(
+                work / index_file(path.name),
+                offsets=offsets,
+                sha256=np.array(layers[name]["sha256"]),
+                **arrays,
+            )
     _write_json(work / FACTS_FILE, {"facts": facts})
     with open(work / IMPORTED_FILE, "wb") as f:
         for record in imported:

@@ -47,21 +47,29 @@ def _json_value(value: Any) -> Any:
 
 def write_feature_collection(
     path: Path, features: Iterable[dict[str, Any]], **members: Any
-) -> None:
+) -> np.ndarray:
     """Write a FeatureCollection (plus any foreign members, e.g. `metadata`) to `path`.
 
     Features are encoded one at a time (orjson), so a million of them never become one string.
+    Returns each feature's (start, end) byte offsets in the file, for geo.store's index.
     """
-    head = orjson.dumps({"type": "FeatureCollection", **members})[:-1]
+    head = orjson.dumps({"type": "FeatureCollection", **members})[:-1] + b',"features":['
+    offsets = []
     with open(path, "wb") as f:
-        f.write(head + b',"features":[')
+        f.write(head)
+        position = len(head)
         for i, feat in enumerate(features):
             if i:
                 f.write(b",")
-            f.write(orjson.dumps(feat, option=orjson.OPT_SERIALIZE_NUMPY))
+                position += 1
+            encoded = orjson.dumps(feat, option=orjson.OPT_SERIALIZE_NUMPY)
+            f.write(encoded)
+            offsets.append((position, position + len(encoded)))
+            position += len(encoded)
         f.write(b"]}\n")
         f.flush()
         os.fsync(f.fileno())
+    return np.array(offsets, dtype=np.int64).reshape(-1, 2)
 
 
 def read_json(path: Path) -> Any:

@@ -36,7 +36,7 @@ def test_every_attack_lies_in_its_district(store):
     districts = store.layer("districts")
     for feat in store.query("attacks"):
         point = store.layer("attacks").geometries[store.layer("attacks").by_id[feat["id"]]]
-        inside = {districts.features[i]["id"] for i in districts.tree.query(point, "intersects")}
+        inside = {districts.ids[i] for i in districts.tree.query(point, "intersects")}
         assert feat["properties"]["district"] in inside
 
 

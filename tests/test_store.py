@@ -163,3 +163,34 @@ def test_bad_dates_are_400(time_store, start, end, fragment):
     with pytest.raises(InvalidQuery, match=fragment) as err:
         time_store.query("synthetic_points", start=start, end=end)
     assert err.value.status == 400
+
+
+def test_the_saved_index_answers_like_the_parsed_file(store_dir, store, tmp_path):
+    import shutil
+
+    assert (store_dir / "attacks.index.npz").exists()
+    assert store.layer("attacks").raw is not None  # opened through its index
+    plain = tmp_path / "plain"
+    shutil.copytree(store_dir, plain)
+    (plain / "attacks.index.npz").unlink()
+    parsed = Store.open(plain)
+    assert parsed.layer("attacks").parsed is not None
+    for kwargs in ({}, {"actor": "ISKP", "start": "2024"}, {"bbox": (70, 32.5, 71, 33.5)}):
+        assert parsed.query("attacks", **kwargs) == store.query("attacks", **kwargs)
+
+
+def test_an_index_from_another_build_is_refused(store_dir, tmp_path):
+    import shutil
+
+    stale = tmp_path / "stale"
+    shutil.copytree(store_dir, stale)
+    manifest = json.loads((stale / "manifest.json").read_text())
+    manifest["layers"]["attacks"]["sha256"] = "0" * 64
+    (stale / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreNotFound, match="does not belong"):
+        Store.open(stale)
+
+
+def test_filters_compare_url_strings_with_typed_properties(store):
+    assert store.query("attacks", geo_precision="3") == store.query("attacks", geo_precision=3)
+    assert len(store.query("attacks", claimed="true")) >= 4

@@ -95,7 +95,7 @@ def district_locator(layer: Any) -> Callable[[float, float], str | None]:
 
     A point on the line between two districts goes to the first in the layer's order.
     """
-    ids = [feature["id"] for feature in layer.features]
+    ids = layer.ids.tolist()
 
     def in_kp(lon: float, lat: float) -> str | None:
         hits = layer.tree.query(shapely.Point(lon, lat), predicate="intersects")
