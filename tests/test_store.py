@@ -194,3 +194,14 @@ def test_an_index_from_another_build_is_refused(store_dir, tmp_path):
 def test_filters_compare_url_strings_with_typed_properties(store):
     assert store.query("attacks", geo_precision="3") == store.query("attacks", geo_precision=3)
     assert len(store.query("attacks", claimed="true")) >= 4
+
+
+def test_vectorised_spans_agree_with_date_ranges():
+    import numpy as np
+
+    from geo.store import _date_range, _period_days
+
+    dates = ["2024-02-29", "2024-02", "2023-12", "2024", "1999-01-01"]
+    text = np.array(dates, dtype=str)
+    assert _period_days(text, last_day=False).tolist() == [_date_range(d)[0] for d in dates]
+    assert _period_days(text, last_day=True).tolist() == [_date_range(d)[1] for d in dates]
