@@ -1,17 +1,21 @@
 # The two commands a user types on a fresh machine:
-#   make run    set everything up, fetch and build the store, and show its summary
-#   make test   set everything up and run every check (ruff + pytest)
+#   make run    set everything up, fetch and build the store if needed, and serve the map at
+#               http://127.0.0.1:8000/ (gunicorn)
+#   make test   set everything up and run every check (ruff + pytest, browser tests included)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ASSETS := app/static/vendor/VERSIONS.json
+STORE_MANIFEST := data/store/manifest.json
+BIND ?= 127.0.0.1:8000
 
-.PHONY: run test setup fetch build bench bench-scale clean
+.PHONY: run test setup assets fetch build bench bench-scale clean
 
-run: build
-	$(BIN)/kpmap info
+run: setup assets fetch $(STORE_MANIFEST)
+	$(BIN)/gunicorn --workers 2 --worker-class gthread --threads 4 --bind $(BIND) 'app:create_app()'
 
-test: setup fetch
+test: setup assets fetch
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -24,17 +28,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Front-end assets: pinned npm packages, copied into the git-ignored app/static/vendor/.
+assets: $(ASSETS)
+
+$(ASSETS): package.json package-lock.json $(STAMP)
+	npm ci --ignore-scripts --no-audit --no-fund
+	$(BIN)/python -m app.install_assets
+
 fetch: setup
 	$(BIN)/kpmap fetch
 
-build: fetch
+# Rebuilt when the authored data or the installed code changes; `kpmap build` forces it.
+$(STORE_MANIFEST): $(STAMP) $(wildcard data/*.toml data/*.csv data/events/*.csv)
 	$(BIN)/kpmap build
 
-clean:
-	rm -rf $(VENV) data/store data/upstream
+build: fetch
+	$(BIN)/kpmap build
 
 bench: setup fetch
 	$(BIN)/python -m tests.bench_store
 
 bench-scale: setup fetch
 	$(BIN)/python -m tests.bench_scale
+
+clean:
+	rm -rf $(VENV) data/store data/upstream node_modules app/static/vendor

@@ -4,6 +4,7 @@ create_app()                      settings from KPMAP_* environment variables
 create_app({"STORE": "/path"})    a test mapping overrides them
 """
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.from_mapping(config)
 
     app.extensions[STORE_KEY] = Store.open(Path(app.config["STORE"]))
+    # The store lives as long as the process: move it out of the cyclic collector's sight, or
+    # every collection walks a million attacks (90-220 ms pauses on a 1M store).
+    gc.freeze()
 
-    from app import errors, security
+    from app import assets, errors, security
 
+    assets.init_app(app)
     errors.register(app)
     security.register(app)
     for blueprint in _blueprints():
@@ -43,16 +48,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 def _blueprints() -> list:
     """Every blueprint the app serves (imported here so nothing runs at import time)."""
-    import importlib
+    from app import api, maps, tiles
 
-    found = []
-    for module in ("app.maps", "app.api", "app.tiles"):
-        try:
-            found.append(importlib.import_module(module).bp)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-    return found
+    return [maps.bp, api.bp, tiles.bp]
 
 
 def get_store() -> Store:

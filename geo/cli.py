@@ -161,6 +161,10 @@ def parser() -> argparse.ArgumentParser:
             "store", nargs="?", type=Path, default=paths.store_dir(), help="store folder"
         )
         p.set_defaults(run=run)
+
+    from geo import tiles_cli
+
+    tiles_cli.add_parser(sub)
     return top
 
 

@@ -48,3 +48,10 @@ class SchemaError(KpmapError):
 
     status = 422
     code = "schema-error"
+
+
+class InvalidTile(InvalidQuery):
+    """A tile address outside the grid: z, x or y not an integer, z beyond the zoom range, or
+    x, y >= 2**z."""
+
+    code = "invalid-tile"

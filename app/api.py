@@ -1,0 +1,420 @@
+"""Downloads (/download/...) and OGC API – Features (/ogc/...): thin views over geo.export and
+geo.ogc. Each view parses its arguments, selects features from the store, and answers through
+`_send`, which adds the HTTP behaviour every data endpoint shares: a weak ETag from the store's
+manifest and the request (304 on If-None-Match), Cache-Control, gzip for JSON and CSV when the
+client accepts it, and `Access-Control-Allow-Origin: *` so other sites can use the data.
+"""
+
+import hashlib
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, request
+from werkzeug.datastructures import MultiDict
+
+from app import get_store
+from app.filters import FILTER_PARAMS, describe_filters, parse_filters, shown
+from geo import ogc
+from geo.errors import InvalidQuery, LayerNotFound
+from geo.export import csv_chunks, geojson_chunks, write_geopackage
+from geo.ogc_html import render_html
+from geo.ogc_openapi import openapi_document
+from geo.store import FeatureNotFound, Store
+
+bp = Blueprint("api", __name__)
+
+API_TITLE = "kpmap: militant violence in Khyber Pakhtunkhwa"
+API_DESCRIPTION = (
+    "Districts of Khyber Pakhtunkhwa, the Durand Line and its fence, and geocoded attacks, "
+    "as OGC API – Features collections (GeoJSON and HTML)."
+)
+# Bump when a response's bytes change for the same store and request, so cached ETags expire.
+FORMAT_VERSION = "1"
+CACHE_CONTROL = "public, max-age=300"
+# The OGC resources pick HTML or JSON by Accept; JSON and CSV are gzipped by Accept-Encoding.
+VARY = "Accept, Accept-Encoding"
+GZIP_TYPES = ("application/json", ogc.GEOJSON, ogc.OPENAPI_JSON, "text/csv")
+GZIP_MIN_BYTES = 1024
+# zlib level 1: several times faster than the default and ~10% larger on GeoJSON, so a stream
+# is not held back by its compression.
+GZIP_LEVEL = 1
+FILE_CHUNK = 1 << 20
+
+
+@bp.after_request
+def allow_any_origin(response: Response) -> Response:
+    """Read-only public data: any site may fetch it (errors included, so clients see why)."""
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Expose-Headers"] = "ETag, Content-Disposition"
+    return response
+
+
+# --- downloads --------------------------------------------------------------------------------
+
+
+@bp.get("/download/<layer>.geojson")
+def download_geojson(layer: str):
+    store = get_store()
+    name = _layer_name(store, layer)
+    kwargs, skipped = _download_filters(name)
+    etag = _etag("geojson")
+    if _not_modified(etag):
+        return _not_modified_response(etag)
+    positions = store.select(name, **kwargs)
+    metadata = _metadata(store, name, kwargs, skipped, len(positions))
+    chunks = geojson_chunks(store.layer(name), positions, {"metadata": metadata})
+    return _send(chunks, ogc.GEOJSON, etag, filename=_filename(store, name, "geojson"))
+
+
+@bp.get("/download/<layer>.csv")
+def download_csv(layer: str):
+    store = get_store()
+    name = _layer_name(store, layer)
+    if name != "attacks":
+        raise LayerNotFound(
+            f"CSV is offered for the attacks layer only; download {name} as "
+            f"/download/{name}.geojson or in /download/kpmap.gpkg"
+        )
+    kwargs, _ = _download_filters(name)
+    etag = _etag("csv")
+    if _not_modified(etag):
+        return _not_modified_response(etag)
+    positions = store.select(name, **kwargs)
+    chunks = csv_chunks(store.layer(name), positions)
+    return _send(chunks, "text/csv", etag, filename=_filename(store, name, "csv"))
+
+
+@bp.get("/download/kpmap.gpkg")
+def download_geopackage():
+    """Every layer in one GeoPackage: written to a temporary file, streamed, then removed."""
+    store = get_store()
+    selections = []
+    for name in store.layer_names:
+        kwargs, skipped = _download_filters(name)
+        selections.append((name, kwargs, skipped))
+    etag = _etag("gpkg")
+    if _not_modified(etag):
+        return _not_modified_response(etag)
+    folder = Path(tempfile.mkdtemp(prefix="kpmap-gpkg-"))
+    try:
+        path = folder / "kpmap.gpkg"
+        parts = []
+        for name, kwargs, skipped in selections:
+            positions = store.select(name, **kwargs)
+            metadata = _metadata(store, name, kwargs, skipped, len(positions))
+            flat = {f"kpmap:{k}": orjson.dumps(v).decode() for k, v in metadata.items()}
+            parts.append((store.layer(name), positions, flat))
+        write_geopackage(path, parts)
+        response = _send(
+            _file_chunks(path),
+            "application/geopackage+sqlite3",
+            etag,
+            filename=_filename(store, "kpmap", "gpkg"),
+            length=path.stat().st_size,
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    # Runs when the server is done with the response, streamed whole or not (e.g. HEAD).
+    response.call_on_close(lambda: shutil.rmtree(folder, ignore_errors=True))
+    return response
+
+
+def _download_filters(name: str) -> tuple[dict[str, Any], list[str]]:
+    """The map's filters for one layer. Attack-only filters (actor, from, ...) are not errors
+    on the other layers' downloads, since the map passes the same filters to every download;
+    they are reported in the metadata as not applied."""
+    args = request.args
+    skipped: list[str] = []
+    if name != "attacks":
+        allowed = ("bbox", "district") if name == "districts" else ("bbox",)
+        skipped = [k for k in FILTER_PARAMS if k not in allowed and args.get(k)]
+        args = MultiDict([(k, v) for k, v in args.items(multi=True) if k in allowed])
+    return parse_filters(args, name), skipped
+
+
+def _metadata(
+    store: Store, name: str, kwargs: dict[str, Any], skipped: list[str], count: int
+) -> dict[str, Any]:
+    entry = store.manifest["layers"][name]
+    sources = entry.get("sources", [])
+    metadata = {
+        "title": entry.get("title", name),
+        "layer": name,
+        "count": count,
+        "filters": describe_filters(kwargs),
+        "store_built_at": store.manifest.get("built_at"),
+        "generated_at": ogc.timestamp(),
+        "sources": sources,
+        "licences": sorted({s["licence"] for s in sources}),
+        "attribution": "; ".join(s["attribution"] for s in sources),
+        "crs": "WGS 84 longitude/latitude (RFC 7946)",
+    }
+    if skipped:
+        metadata["filters_not_applied"] = skipped
+    return metadata
+
+
+def _filename(store: Store, name: str, extension: str) -> str:
+    day = str(store.manifest.get("built_at", ""))[:10] or "undated"
+    return f"kpmap-{name}-{day}.{extension}" if name != "kpmap" else f"kpmap-{day}.{extension}"
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(FILE_CHUNK):
+            yield chunk
+
+
+# --- OGC API – Features -----------------------------------------------------------------------
+
+
+@bp.get("/ogc")
+@bp.get("/ogc/")
+def landing():
+    fmt = _ogc_format(("f",), "the landing page")
+    doc = ogc.landing_page(_base(), fmt, API_TITLE, API_DESCRIPTION)
+    return _ogc_answer(doc, fmt, API_TITLE)
+
+
+@bp.get("/ogc/conformance")
+def conformance():
+    fmt = _ogc_format(("f",), "the conformance classes")
+    return _ogc_answer(ogc.conformance(_base(), fmt), fmt, "Conformance")
+
+
+@bp.get("/ogc/api")
+def api_definition():
+    fmt = _ogc_format(("f",), "the API definition")
+    store = get_store()
+    schemas = {name: store.layer(name).schema for name in store.layer_names}
+    doc = openapi_document(store.manifest, schemas, _base(), API_TITLE)
+    return _ogc_answer(doc, fmt, "API definition", json_type=ogc.OPENAPI_JSON)
+
+
+@bp.get("/ogc/collections")
+def collections():
+    fmt = _ogc_format(("f",), "the collections")
+    store = get_store()
+    doc = ogc.collections(store.manifest, list(store.layer_names), _base(), fmt)
+    return _ogc_answer(doc, fmt, "Collections")
+
+
+@bp.get("/ogc/collections/<collection_id>")
+def collection(collection_id: str):
+    store = get_store()
+    name = _layer_name(store, collection_id)
+    fmt = _ogc_format(("f",), f"the collection {name}")
+    doc = ogc.collection(store.manifest, name, _base(), fmt)
+    return _ogc_answer(doc, fmt, doc["title"])
+
+
+@bp.get("/ogc/collections/<collection_id>/items")
+def items(collection_id: str):
+    store = get_store()
+    name = _layer_name(store, collection_id)
+    schema = store.layer(name).schema
+    filters = (*schema.filterable, *schema.range_filters)
+    fmt = _ogc_format((*ogc.ITEMS_PARAMS, *filters), f"the items of {name}")
+    limit = ogc.parse_limit(request.args.get("limit"))
+    offset = ogc.parse_offset(request.args.get("offset"))
+    kwargs = _items_filters(name, filters)
+    etag = _etag(fmt)
+    if _not_modified(etag):
+        return _not_modified_response(etag)
+    positions = store.select(name, **kwargs)
+    page = positions[offset : offset + limit]
+    members = {
+        "numberMatched": len(positions),
+        "numberReturned": len(page),
+        "timeStamp": ogc.timestamp(),
+        "links": ogc.items_links(
+            _base(), name, list(request.args.items(multi=True)), fmt, offset, limit, len(positions)
+        ),
+    }
+    layer = store.layer(name)
+    if fmt == "html":
+        doc = {"type": "FeatureCollection", **members}
+        doc["features"] = [layer.feature_at(i) for i in page.tolist()]
+        title = f"{schema.title}: features"
+        html = render_html(doc, title, _base(), f"{_base()}/collections/{name}/items")
+        return _send([html.encode()], "text/html", etag)
+    return _send([b"".join(geojson_chunks(layer, page, members))], ogc.GEOJSON, etag)
+
+
+@bp.get("/ogc/collections/<collection_id>/items/<feature_id>")
+def item(collection_id: str, feature_id: str):
+    store = get_store()
+    name = _layer_name(store, collection_id)
+    fmt = _ogc_format(("f",), "a feature")
+    try:
+        feature = dict(store.feature(name, feature_id))
+    except FeatureNotFound:
+        raise FeatureNotFound(
+            f"collection {name} has no feature {shown(feature_id)}; list them at "
+            f"/ogc/collections/{name}/items"
+        ) from None
+    feature["links"] = ogc.feature_links(_base(), name, str(feature["id"]), fmt)
+    title = f"{store.layer(name).schema.title}: {feature['id']}"
+    return _ogc_answer(feature, fmt, title, json_type=ogc.GEOJSON)
+
+
+def _items_filters(name: str, filters: tuple[str, ...]) -> dict[str, Any]:
+    """Store.select arguments from bbox, datetime and the property filters.
+
+    The map's filters (bbox, actor, event_type, district, max_border_km) go through
+    app.filters, so the API accepts exactly what the map does (district names and aliases
+    too); other properties with a closed set of values are checked against it.
+    """
+    args = request.args
+    shared = MultiDict(
+        [
+            (k, v)
+            for k, v in args.items(multi=True)
+            if k == "bbox" or (k in FILTER_PARAMS and k in filters)
+        ]
+    )
+    kwargs = parse_filters(shared, name)
+    for key in filters:
+        if key in FILTER_PARAMS or key not in args:
+            continue
+        values = [v.strip() for item in args.getlist(key) for v in item.split(",") if v.strip()]
+        if any(ord(c) < 32 for v in values for c in v):
+            raise InvalidQuery(f"{key} contains control characters (e.g. NUL); remove them")
+        if values:
+            kwargs[key] = ogc.check_enumeration(key, values)
+    if args.get("datetime"):
+        start, end = ogc.parse_datetime(args["datetime"])
+        # /req/core/fc-time-response C: features without time match any datetime.
+        if get_store().layer(name).schema.time:
+            if start:
+                kwargs["start"] = start
+            if end:
+                kwargs["end"] = end
+    return kwargs
+
+
+def _ogc_format(allowed: tuple[str, ...], what: str) -> str:
+    """json or html: from `f`, else from the Accept header (JSON unless HTML is preferred).
+
+    Checks first that every query parameter is one of `allowed` (/req/core/query-param-unknown:
+    a parameter the API does not define is a 400, not silently ignored).
+    """
+    for key in request.args:
+        if key not in allowed:
+            raise InvalidQuery(
+                f"unknown parameter {shown(key)} for {what}; allowed: {', '.join(allowed)}"
+            )
+    f = request.args.get("f")
+    if f is not None:
+        if f not in ("json", "html"):
+            raise InvalidQuery("f must be json or html")
+        return f
+    best = request.accept_mimetypes.best_match(
+        [ogc.JSON, ogc.GEOJSON, ogc.OPENAPI_JSON, ogc.HTML], default=ogc.JSON
+    )
+    return "html" if best == ogc.HTML else "json"
+
+
+def _ogc_answer(doc: dict[str, Any], fmt: str, title: str, json_type: str = ogc.JSON):
+    etag = _etag(fmt)
+    if _not_modified(etag):
+        return _not_modified_response(etag)
+    if fmt == "html":
+        return _send([render_html(doc, title, _base()).encode()], "text/html", etag)
+    return _send([orjson.dumps(doc)], json_type, etag)
+
+
+def _base() -> str:
+    """The landing page's absolute URL, as the client reached this server."""
+    return request.host_url.rstrip("/") + "/ogc"
+
+
+def _layer_name(store: Store, name: str) -> str:
+    """A layer the store holds; anything else (../../etc/passwd, NUL bytes) is a 404 that
+    never touches the file system: layers are looked up only among those loaded."""
+    if name not in store.layer_names:
+        raise LayerNotFound(
+            f"no layer {shown(name)}; the layers are: {', '.join(store.layer_names)}"
+        )
+    return name
+
+
+# --- HTTP behaviour ---------------------------------------------------------------------------
+
+
+def _etag(representation: str) -> str:
+    """Same store, same request, same representation -> same tag. Weak, since a timeStamp or
+    gzip may change the bytes but not the meaning (RFC 9110 8.8.1)."""
+    manifest = get_store().manifest
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{FORMAT_VERSION}|{manifest.get('built_at')}|{representation}|".encode())
+    for name, entry in sorted(manifest.get("layers", {}).items()):
+        digest.update(f"{name}:{entry.get('sha256')}|".encode())
+    digest.update(request.path.encode())
+    for key, value in sorted(request.args.items(multi=True)):
+        digest.update(f"&{key}={value}".encode())
+    return digest.hexdigest()
+
+
+def _not_modified(etag: str) -> bool:
+    return request.if_none_match.contains_weak(etag)
+
+
+def _not_modified_response(etag: str) -> Response:
+    response = Response(status=304)
+    response.set_etag(etag, weak=True)
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    response.headers["Vary"] = VARY
+    return response
+
+
+def _send(
+    chunks: Iterable[bytes],
+    mimetype: str,
+    etag: str,
+    filename: str | None = None,
+    length: int | None = None,
+) -> Response:
+    """A 200 with the shared headers. A list of chunks is sent whole; an iterator streams."""
+    headers = {"Cache-Control": CACHE_CONTROL, "Vary": VARY}
+    if filename:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    gzip = mimetype in GZIP_TYPES and "gzip" in request.accept_encodings
+    if isinstance(chunks, list):
+        body = b"".join(chunks)
+        if gzip and len(body) >= GZIP_MIN_BYTES:
+            body = _gzip_whole(body)
+            headers["Content-Encoding"] = "gzip"
+        response = Response(body, mimetype=mimetype, headers=headers)
+    else:
+        if gzip:
+            chunks = _gzip_stream(chunks)
+            headers["Content-Encoding"] = "gzip"
+        elif length is not None:
+            headers["Content-Length"] = str(length)
+        # A plain generator, not stream_with_context: the chunks need nothing from the request
+        # (the store and positions are bound before streaming starts), and a stream that holds
+        # the request context breaks when a client, or a test, drops the response unread.
+        response = Response(chunks, mimetype=mimetype, headers=headers)
+    response.set_etag(etag, weak=True)
+    return response
+
+
+def _gzip_whole(body: bytes) -> bytes:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush()
+
+
+def _gzip_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip header and trailer
+    for chunk in chunks:
+        out = compressor.compress(chunk)
+        if out:
+            yield out
+    yield compressor.flush()

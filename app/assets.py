@@ -1,0 +1,91 @@
+"""Point folium at the front-end files the app serves itself, never at a CDN.
+
+folium's supported hook is the `default_js` / `default_css` lists on its element classes. They are
+class attributes, so they are process-wide: `localise_folium()` sets them once at start-up
+(`init_app`, called by the factory), for every folium class the map uses. The files come from the
+pinned npm packages that app/install_assets.py copies into app/static/vendor/.
+
+folium elements not listed here still name their CDN; the map tests fail on any http(s) or //
+URL in a page, so using a new element means adding its npm package and its line here first.
+branca's colormap legend (a hard-coded d3 link) is not used for the same reason: the map draws
+its own legend.
+"""
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+VENDOR_DIR = Path(__file__).parent / "static" / "vendor"
+
+# folium class -> [(asset name folium uses, path under /static/vendor/)]; the files are those
+# app/install_assets.py copies.
+JS = {
+    "Map": [
+        ("leaflet", "leaflet/dist/leaflet.js"),
+        ("jquery", "jquery/dist/jquery.min.js"),
+        ("bootstrap", "bootstrap/dist/js/bootstrap.bundle.min.js"),
+        ("awesome_markers", "leaflet.awesome-markers/dist/leaflet.awesome-markers.js"),
+    ],
+    "MarkerCluster": [("markerclusterjs", "leaflet.markercluster/dist/leaflet.markercluster.js")],
+    "HeatMap": [("leaflet-heat.js", "leaflet.heat/dist/leaflet-heat.js")],
+}
+CSS = {
+    # folium also lists Bootstrap 3's glyphicons and its own rotate CSS for awesome markers; the
+    # map uses neither (they have no npm package at those versions), so they are dropped.
+    "Map": [
+        ("leaflet_css", "leaflet/dist/leaflet.css"),
+        ("bootstrap_css", "bootstrap/dist/css/bootstrap.min.css"),
+        ("awesome_markers_font_css", "fontawesome-free/css/all.min.css"),
+        ("awesome_markers_css", "leaflet.awesome-markers/dist/leaflet.awesome-markers.css"),
+    ],
+    "MarkerCluster": [
+        ("markerclustercss", "leaflet.markercluster/dist/MarkerCluster.css"),
+        ("markerclusterdefaultcss", "leaflet.markercluster/dist/MarkerCluster.Default.css"),
+    ],
+    "HeatMap": [],
+}
+
+
+def _classes() -> dict:
+    import folium
+    from folium.plugins import HeatMap, MarkerCluster
+
+    return {"Map": folium.Map, "MarkerCluster": MarkerCluster, "HeatMap": HeatMap}
+
+
+def localise_folium(base_url: str = "/static/vendor") -> None:
+    """Make every folium class the map uses load its JS and CSS from `base_url` (idempotent)."""
+    for name, cls in _classes().items():
+        cls.default_js = [(key, f"{base_url}/{path}") for key, path in JS[name]]
+        cls.default_css = [(key, f"{base_url}/{path}") for key, path in CSS[name]]
+
+
+def vendor_paths() -> list[str]:
+    """Every file under app/static/vendor/ that the pages link to."""
+    return [path for table in (JS, CSS) for entries in table.values() for _, path in entries]
+
+
+def missing_vendor_files(vendor: Path = VENDOR_DIR) -> list[str]:
+    return [path for path in vendor_paths() if not (vendor / path).is_file()]
+
+
+def init_app(app: Flask) -> None:
+    """Localise folium's assets for this process; warn when they were never installed.
+
+    Also checks the ONLINE_BASEMAP setting, so that a misspelt provider stops the app at start
+    rather than failing every map request.
+    """
+    localise_folium(f"{app.static_url_path}/vendor")
+    if app.config.get("ONLINE_BASEMAP"):
+        from app.maps import online_provider
+
+        online_provider(app.config["ONLINE_BASEMAP"])  # ValueError names the setting
+    missing = missing_vendor_files()
+    if missing:
+        # Not fatal: the data endpoints work without them, but the map page would be blank.
+        logging.getLogger(__name__).warning(
+            "front-end assets are not installed (%s ...): run `make assets` "
+            "(npm ci, then app/install_assets.py)",
+            missing[0],
+        )

@@ -1,0 +1,373 @@
+"""What the web map draws, computed from the store: a columnar table of the attacks, per-district
+totals under the filters, colour classes for the choropleth, bands along the border.
+
+The page needs a few properties of every matching attack (where, which group, how many killed,
+when, how precisely located). Parsing each attack's GeoJSON on every request would cost seconds
+for 100,000 attacks, so `attack_table` reads them once per store into numpy columns, and a request
+only asks the store which positions match (`store.select`) and indexes the columns.
+"""
+
+import functools
+import gc
+import math
+import threading
+import weakref
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import Transformer
+from shapely.geometry import shape
+
+from geo.geojson import feature as geojson_feature
+from geo.store import Store
+
+METRICS = {
+    "attacks": "attacks",
+    "killed": "people killed (best estimate)",
+    "injured": "people injured (lower figure)",
+}
+# Sequential classes, light to dark (ColorBrewer YlOrRd, 5 classes); districts with none stay pale.
+CLASS_COLOURS = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
+ZERO_COLOUR = "#f2f2f2"
+BAND_KM = (10, 25, 50)
+KP_TMERC = "+proj=tmerc +lon_0=71.5 +datum=WGS84"  # metres, true to scale along KP's meridian
+EARTH_RADIUS = 6378137.0  # of the Web Mercator sphere
+EPOCH = date(1970, 1, 1).toordinal()  # day numbers count from here, as JavaScript's Date does
+
+
+@dataclass(frozen=True)
+class AttackTable:
+    """Columns of the attacks layer, in the layer's order (row i is position i of the layer)."""
+
+    ids: np.ndarray  # str objects
+    lon: np.ndarray
+    lat: np.ndarray
+    actor: np.ndarray  # index into actors
+    actors: tuple[str, ...]
+    district: np.ndarray  # index into districts
+    districts: tuple[str, ...]
+    killed: np.ndarray  # best estimate, else low, else high; NaN when not reported
+    injured: np.ndarray  # low figure, else high; NaN when not reported
+    precision: np.ndarray  # geo_precision: 1 place, 2 near it, 3 district only
+    start: np.ndarray  # first and last day of the attack's date span, days since 1970-01-01
+    end: np.ndarray
+    x: np.ndarray  # Web Mercator metres, for gridding at a zoom level
+    y: np.ndarray
+    publications: tuple[tuple[str, str], ...]  # (publication, date) of every source cited
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+_tables: "weakref.WeakKeyDictionary[Store, AttackTable]" = weakref.WeakKeyDictionary()
+_bands: "weakref.WeakKeyDictionary[Store, dict]" = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def attack_table(store: Store) -> AttackTable:
+    """The store's attacks as columns, read on first use and kept as long as the store."""
+    with _lock:
+        table = _tables.get(store)
+        if table is None:
+            table = _tables[store] = _read_table(store)
+        return table
+
+
+def _read_table(store: Store) -> AttackTable:
+    # Reading creates many short-lived objects and frees few: the cyclic collector rescanning
+    # them all along would double the time (the store disables it for the same reason).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        features = store.query("attacks")
+        columns = _columns(features)
+    finally:
+        if collecting:
+            gc.enable()
+    return columns
+
+
+def _columns(features: list[dict[str, Any]]) -> AttackTable:
+    # Plain lists and dict look-ups, converted to arrays at the end: per-element numpy writes
+    # and numpy string arrays each cost more than the whole loop.
+    xy, ids, killed, injured, precision, spans = [], [], [], [], [], []
+    actor_codes: dict[str, int] = {}
+    district_codes: dict[str, int] = {}
+    actor, district = [], []
+    publications = set()
+    for feat in features:
+        p = feat["properties"]
+        xy.append(feat["geometry"]["coordinates"][:2])
+        ids.append(str(feat["id"]))
+        actor.append(actor_codes.setdefault(p["actor"], len(actor_codes)))
+        district.append(district_codes.setdefault(p["district"], len(district_codes)))
+        killed.append(_first_number(p["killed_best"], p["killed_low"], p["killed_high"]))
+        injured.append(_first_number(p["injured_low"], p["injured_high"]))
+        precision.append(p["geo_precision"])
+        spans.append(day_span(p["date"], p["date_end"]))
+        for source in p["sources"]:
+            publications.add((source.get("publication") or "", source.get("date") or ""))
+    xy_array = np.array(xy, dtype=float).reshape(-1, 2)
+    span_array = np.array(spans, dtype=np.int32).reshape(-1, 2)
+    x, y = web_mercator(xy_array[:, 0], xy_array[:, 1])
+    return AttackTable(
+        ids=np.array(ids, dtype=object),
+        lon=xy_array[:, 0],
+        lat=xy_array[:, 1],
+        actor=np.array(actor, dtype=np.int16),
+        actors=tuple(actor_codes),
+        district=np.array(district, dtype=np.int16),
+        districts=tuple(district_codes),
+        killed=np.array(killed, dtype=float),
+        injured=np.array(injured, dtype=float),
+        precision=np.array(precision, dtype=np.int8),
+        start=span_array[:, 0],
+        end=span_array[:, 1],
+        x=x,
+        y=y,
+        publications=tuple(sorted(p for p in publications if p[0])),
+    )
+
+
+def _first_number(*values: Any) -> float:
+    """The first value that is a number, else NaN ("not reported")."""
+    for value in values:
+        if value is not None:
+            return value
+    return math.nan
+
+
+@functools.lru_cache(maxsize=65536)
+def day_span(first: str, last: str | None = None) -> tuple[int, int]:
+    """Days since 1970-01-01 of the first and last day a date (or date range) covers.
+
+    A month or a year covers all its days: day_span("2024-02") spans 1 to 29 February 2024.
+    >>> day_span("1970-01-02")
+    (1, 1)
+    """
+    lo, hi = _day_range(first)
+    if last:
+        hi = _day_range(last)[1]
+    return lo - EPOCH, hi - EPOCH
+
+
+def _day_range(text: str) -> tuple[int, int]:
+    parts = [int(p) for p in text.split("-")]
+    year = parts[0]
+    if len(parts) == 3:
+        day = date(year, parts[1], parts[2]).toordinal()
+        return day, day
+    if len(parts) == 2:
+        first = date(year, parts[1], 1)
+        following = date(year + parts[1] // 12, parts[1] % 12 + 1, 1)
+        return first.toordinal(), following.toordinal() - 1
+    return date(year, 1, 1).toordinal(), date(year, 12, 31).toordinal()
+
+
+def select(store: Store, filters: dict[str, Any]) -> np.ndarray:
+    """Positions of the attacks that match `filters` (store.query keyword arguments)."""
+    return store.select("attacks", **filters)
+
+
+def district_totals(table: AttackTable, rows: np.ndarray) -> dict[str, dict[str, int]]:
+    """Attacks, killed and injured per district id over the given rows (only districts with any)."""
+    codes = table.district[rows]
+    size = len(table.districts)
+    counts = np.bincount(codes, minlength=size)
+    killed = np.bincount(codes, weights=np.nan_to_num(table.killed[rows]), minlength=size)
+    injured = np.bincount(codes, weights=np.nan_to_num(table.injured[rows]), minlength=size)
+    return {
+        name: {"attacks": int(counts[i]), "killed": int(killed[i]), "injured": int(injured[i])}
+        for i, name in enumerate(table.districts)
+        if counts[i]
+    }
+
+
+def colour_classes(values: list[float], k: int = len(CLASS_COLOURS)) -> list[dict[str, Any]]:
+    """Up to k classes over the positive values, each {min, max, colour, label}.
+
+    Breaks are quantiles of the distinct values, so a few extreme districts do not squeeze every
+    other into the first class; the values are whole numbers, so classes do not overlap.
+    >>> [c["label"] for c in colour_classes([0, 1, 2, 2, 9])]
+    ['1', '2', '3–9']
+    """
+    distinct = sorted({int(v) for v in values if v > 0})
+    if not distinct:
+        return []
+    k = min(k, len(distinct))
+    uppers = sorted({distinct[math.ceil((i + 1) * len(distinct) / k) - 1] for i in range(k)})
+    # spread the colours over the whole ramp when there are fewer classes than colours
+    picks = [round(i * (len(CLASS_COLOURS) - 1) / max(len(uppers) - 1, 1)) for i in range(k)]
+    classes, low = [], 1
+    for upper, pick in zip(uppers, picks, strict=False):
+        label = f"{low:,}" if low == upper else f"{low:,}–{upper:,}"
+        classes.append({"min": low, "max": upper, "colour": CLASS_COLOURS[pick], "label": label})
+        low = upper + 1
+    return classes
+
+
+def compact_attacks(table: AttackTable, rows: np.ndarray) -> dict[str, Any]:
+    """The matching attacks as columns for the page's script: a few bytes per attack, so 100,000
+    attacks travel as a few MB instead of the 70 MB their GeoJSON takes. Popups fetch the whole
+    feature by id."""
+    killed = table.killed[rows]
+    injured = table.injured[rows]
+    return {
+        "count": int(len(rows)),
+        "actors": list(table.actors),
+        "districts": list(table.districts),
+        "id": table.ids[rows].tolist(),
+        "lon": np.round(table.lon[rows], 5),
+        "lat": np.round(table.lat[rows], 5),
+        "actor": table.actor[rows],
+        "district": table.district[rows],
+        # -1 for "not reported" (JSON has no NaN); the popup shows what the source says
+        "killed": np.where(np.isnan(killed), -1, killed).astype(np.int32),
+        "injured": np.where(np.isnan(injured), -1, injured).astype(np.int32),
+        "precision": table.precision[rows],
+        "start": table.start[rows],
+        "end": table.end[rows],
+    }
+
+
+def web_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """EPSG:3857 metres of longitude/latitude arrays (the projection of the map's tiles)."""
+    lat = np.clip(lat, -85.05112878, 85.05112878)
+    x = np.radians(lon) * EARTH_RADIUS
+    y = np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)) * EARTH_RADIUS
+    return x, y
+
+
+def in_window(table: AttackTable, rows: np.ndarray, window: tuple[int, int] | None) -> np.ndarray:
+    """The rows whose date span overlaps [first day, last day] (days since 1970-01-01)."""
+    if window is None:
+        return rows
+    first, last = window
+    return rows[(table.start[rows] <= last) & (table.end[rows] >= first)]
+
+
+def clusters(
+    table: AttackTable,
+    rows: np.ndarray,
+    zoom: int,
+    bbox: tuple[float, float, float, float] | None = None,
+    cell_px: int = 64,
+) -> dict[str, Any]:
+    """The rows aggregated on a grid of `cell_px` screen pixels at `zoom`, for maps of more
+    attacks than a browser can cluster itself (see maps.CLIENT_LIMIT).
+
+    Returns {"cells": columns of the cells holding two or more attacks (centroid, count, killed,
+    the most frequent group), "points": the lone attacks as compact_attacks columns,
+    "district_only": attacks known only to their district, per district}. Attacks known only to
+    their district are never gridded: a cell or point would claim a place the sources don't give.
+    """
+    precise = rows[table.precision[rows] != 3]
+    if bbox is not None:
+        minx, miny, maxx, maxy = bbox
+        lon, lat = table.lon[precise], table.lat[precise]
+        precise = precise[(lon >= minx) & (lon <= maxx) & (lat >= miny) & (lat <= maxy)]
+    cell = 2 * np.pi * EARTH_RADIUS / (256 * 2**zoom) * cell_px
+    keys = np.floor(table.x[precise] / cell).astype(np.int64) * 2**32 + np.floor(
+        table.y[precise] / cell
+    ).astype(np.int64)
+    _, first, inverse, counts = np.unique(
+        keys, return_index=True, return_inverse=True, return_counts=True
+    )
+    lone = counts == 1
+    n_actors = max(len(table.actors), 1)
+    by_actor = np.bincount(
+        inverse * n_actors + table.actor[precise], minlength=len(counts) * n_actors
+    ).reshape(-1, n_actors)
+    many = ~lone
+    cells = {
+        "lat": np.round(np.bincount(inverse, table.lat[precise]) / counts, 5)[many],
+        "lon": np.round(np.bincount(inverse, table.lon[precise]) / counts, 5)[many],
+        "count": counts[many],
+        "killed": np.bincount(inverse, np.nan_to_num(table.killed[precise]))[many].astype(np.int64),
+        "actor": by_actor.argmax(axis=1)[many],
+    }
+    return {
+        "cells": cells,
+        "points": compact_attacks(table, np.sort(precise[first[lone]])),
+        "district_only": district_only(table, rows),
+    }
+
+
+def heat_cells(
+    table: AttackTable,
+    rows: np.ndarray,
+    zoom: int,
+    bbox: tuple[float, float, float, float] | None = None,
+    cell_px: int = 8,
+) -> dict[str, Any]:
+    """Attack counts on a fine grid (8 screen pixels at `zoom`) for the heat map: at most a few
+    thousand weighted points whatever the number of attacks."""
+    if bbox is not None:
+        minx, miny, maxx, maxy = bbox
+        lon, lat = table.lon[rows], table.lat[rows]
+        rows = rows[(lon >= minx) & (lon <= maxx) & (lat >= miny) & (lat <= maxy)]
+    cell = 2 * np.pi * EARTH_RADIUS / (256 * 2**zoom) * cell_px
+    keys = np.floor(table.x[rows] / cell).astype(np.int64) * 2**32 + np.floor(
+        table.y[rows] / cell
+    ).astype(np.int64)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return {
+        "lat": np.round(np.bincount(inverse, table.lat[rows]) / counts, 4),
+        "lon": np.round(np.bincount(inverse, table.lon[rows]) / counts, 4),
+        "count": counts,
+    }
+
+
+def district_only(table: AttackTable, rows: np.ndarray, sample: int = 50) -> dict[str, Any]:
+    """Attacks known only to their district: per district id, the count and the first `sample`
+    of them (compact_attacks columns), for the dashed district outlines."""
+    vague = rows[table.precision[rows] == 3]
+    found = {}
+    for code in np.unique(table.district[vague]):
+        in_district = vague[table.district[vague] == code]
+        found[table.districts[code]] = {
+            "count": int(len(in_district)),
+            "sample": compact_attacks(table, in_district[:sample]),
+        }
+    return found
+
+
+def border_bands(store: Store, distances: tuple[int, ...] = BAND_KM) -> dict[str, Any]:
+    """Bands on the Pakistani side of the Durand Line, e.g. 0–10, 10–25 and 25–50 km from it.
+
+    Buffers the line in a transverse Mercator projection centred on KP (scale error under 0.2 %
+    across the province) and keeps what lies in Pakistan; each band's edge is right to within 2 %
+    of its distance (the line is simplified first, see below).
+    Computed once per store; a FeatureCollection of one Polygon/MultiPolygon per band.
+    """
+    with _lock:
+        bands = _bands.get(store)
+        if bands is None:
+            bands = _bands[store] = _compute_bands(store, distances)
+        return bands
+
+
+def _compute_bands(store: Store, distances: tuple[int, ...]) -> dict[str, Any]:
+    to_m = Transformer.from_crs("EPSG:4326", KP_TMERC, always_xy=True)
+    to_deg = Transformer.from_crs(KP_TMERC, "EPSG:4326", always_xy=True)
+
+    def project(geom, transformer):
+        return shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(*xy.T)))
+
+    line = project(shapely.union_all(store.layer("durand_line").geometries), to_m)
+    pakistan = [shape(f["geometry"]) for f in store.query("countries", id="pakistan")]
+    pakistan = project(shapely.union_all(pakistan), to_m)
+    features, inner, previous = [], None, 0
+    for km in sorted(distances):
+        # Buffering the line's every bend takes seconds; simplifying it by 2 % of the distance
+        # first moves a band's edge by at most that much and makes it a fraction of a second.
+        zone = line.simplify(km * 20).buffer(km * 1000, quad_segs=4).intersection(pakistan)
+        band = zone if inner is None else zone.difference(inner)
+        band = project(band.simplify(100), to_deg)
+        properties = {"min_km": previous, "max_km": km, "label": f"{previous}–{km} km"}
+        features.append(geojson_feature(f"band-{km}", band, properties))
+        inner, previous = zone, km
+    return {"type": "FeatureCollection", "features": features}

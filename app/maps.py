@@ -1,0 +1,677 @@
+"""The map page `/`, the embed page `/embed`, and the small feeds their script reads.
+
+The page is a Folium (Leaflet) map whose big layers load by URL from the service, so the HTML
+stays small whatever the store's size: districts and the Durand Line from the downloads
+(`/download/<layer>.geojson`), the matching attacks from `/api/map/attacks.json` (columns, a few
+bytes per attack) or, past CLIENT_LIMIT, gridded per view from `/api/map/clusters.json`, one
+attack's whole record for its popup from `/api/map/attacks/<id>.json`, and the border bands from
+`/api/map/border-bands.geojson`. app/static/kpmap/map.js draws them into the layers that
+`build_map` creates; every text from data is set there as text, never as HTML. The feeds live
+under /api so that their errors are JSON (app/errors.py).
+"""
+
+import functools
+import gzip
+import html
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import folium
+import jinja2
+import orjson
+from flask import Blueprint, Response, current_app, render_template, request, url_for
+from folium.elements import JSCSSMixin
+from folium.plugins import HeatMap, MarkerCluster
+
+from app import STORE_KEY, get_store, mapdata
+from app.filters import FILTER_PARAMS, describe_filters, parse_bbox_text, parse_filters
+from app.security import CONTENT_SECURITY_POLICY
+from geo.errors import InvalidQuery
+from geo.events import EVENT_TYPES, read_actors
+from geo.store import Store
+
+bp = Blueprint("maps", __name__)
+
+
+@bp.record_once
+def _read_attacks_at_start(state) -> None:
+    """Read the attack columns when the app starts rather than on the first map request: about
+    a second per 100,000 attacks, once per process (gunicorn's master with --preload)."""
+    mapdata.attack_table(state.app.extensions[STORE_KEY])
+
+
+# The `layers` parameter's names, and what each shows.
+LAYERS = {
+    "districts": "Districts (choropleth)",
+    "durand_line": "Durand Line (border)",
+    "attacks": "Attacks (clusters)",
+    "heat": "Attacks (heat map)",
+    "bands": "Border bands (10 / 25 / 50 km)",
+}
+DEFAULT_LAYERS = ("districts", "durand_line", "attacks")
+# One colour per group in data/actors.toml order (colour-blind-aware Tableau 10); "unknown" grey.
+ACTOR_COLOURS = (
+    "#d62728",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+)
+UNKNOWN_COLOUR = "#7f7f7f"
+# Short credits for the attribution line, by the source names in the store's manifest.
+CREDITS = {
+    "geoBoundaries": "geoBoundaries (Runfola et al. 2020)",
+    "OpenStreetMap": "© OpenStreetMap contributors",
+    "GeoNames": "GeoNames (CC BY 4.0)",
+}
+# Up to this many matching attacks load at once and are clustered in the browser
+# (Leaflet.markercluster takes ~1 s per 5,000 on a slow machine); beyond it the server grids them
+# for each view. The MAP_CLIENT_LIMIT setting (KPMAP_MAP_CLIENT_LIMIT) overrides it.
+CLIENT_LIMIT = 5000
+# Publications named in the attribution line before "and N more" (the legend lists them all).
+MAX_CREDITED = 6
+MAX_ZOOM = 18
+BASEMAP_MAX_ZOOM = 14  # the app's own basemap tiles go to z14; Leaflet scales them beyond
+
+
+@dataclass(frozen=True)
+class MapView:
+    """How the map is shown (not which attacks): the page's own parameters."""
+
+    metric: str = "attacks"
+    layers: tuple[str, ...] = DEFAULT_LAYERS
+    center: tuple[float, float] | None = None
+    zoom: int | None = None
+    embed: bool = False
+
+
+@dataclass
+class Urls:
+    """Where the page's script and the map's layers come from (the app may sit under a prefix)."""
+
+    static: str = "/static"
+    page: str = "/"
+    embed: str = "/embed"
+    districts: str = "/download/districts.geojson"
+    durand_line: str = "/download/durand_line.geojson"
+    attacks: str = "/api/map/attacks.json"
+    clusters: str = "/api/map/clusters.json"
+    attack: str = "/api/map/attacks/"
+    bands: str = "/api/map/border-bands.geojson"
+    basemap: str = "/tiles/basemap/{z}/{x}/{y}.png"
+
+
+def parse_view(args, embed: bool = False) -> MapView:
+    """The view parameters `metric`, `layers`, `center` ("lat,lon") and `zoom`; InvalidQuery
+    says what is allowed. Filters are parsed by app.filters.parse_filters."""
+    metric = (args.get("metric") or "attacks").strip()
+    if metric not in mapdata.METRICS:
+        raise InvalidQuery(f"metric must be one of: {', '.join(mapdata.METRICS)}")
+    layers = DEFAULT_LAYERS
+    if args.get("layers", "").strip() == "none":
+        layers = ()
+    elif args.get("layers", "").strip():
+        layers = tuple(dict.fromkeys(v.strip() for v in args["layers"].split(",") if v.strip()))
+        unknown = [v for v in layers if v not in LAYERS]
+        if unknown:
+            raise InvalidQuery(
+                f"layers may list only: {', '.join(LAYERS)} (comma-separated), or be none; "
+                f"{len(unknown)} unknown name(s) given"
+            )
+    center = None
+    if args.get("center", "").strip():
+        try:
+            lat, lon = (float(v) for v in args["center"].split(","))
+        except ValueError:
+            lat = lon = float("nan")
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise InvalidQuery("center must be latitude,longitude, e.g. center=34.0,71.5")
+        center = (lat, lon)
+    zoom = None
+    if args.get("zoom", "").strip():
+        text = args["zoom"].strip()
+        if not text.isdigit() or int(text) > MAX_ZOOM:
+            raise InvalidQuery(f"zoom must be a whole number from 0 to {MAX_ZOOM}")
+        zoom = int(text)
+    return MapView(metric=metric, layers=layers, center=center, zoom=zoom, embed=embed)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the filters match: the count, and per-district totals for the choropleth."""
+
+    count: int
+    total: int
+    totals: dict[str, dict[str, int]]
+    time_range: tuple[int, int] | None
+
+
+def summarise(store: Store, filters: dict[str, Any]) -> Summary:
+    table = mapdata.attack_table(store)
+    rows = mapdata.select(store, filters)
+    span = None
+    if len(rows):
+        span = (int(table.start[rows].min()), int(table.end[rows].max()))
+    return Summary(len(rows), len(table), mapdata.district_totals(table, rows), span)
+
+
+def build_map(
+    store: Store,
+    filters: dict[str, Any],
+    view: MapView = MapView(),
+    *,
+    urls: Urls | None = None,
+    online_basemap: str = "",
+    client_limit: int = CLIENT_LIMIT,
+) -> folium.Map:
+    """The Folium map for these filters (store.query keyword arguments) and this view.
+
+    Nothing from the store's big layers is written into the map: the page's script loads them by
+    URL. The map carries the counts and colour classes it needs to draw the legend. Up to
+    `client_limit` matching attacks are clustered in the browser; more are gridded by the server
+    for each view (/api/map/clusters.json).
+    """
+    urls = urls or Urls()
+    summary = summarise(store, filters)
+    district_names = {f["id"]: f["properties"]["name"] for f in store.query("districts")}
+    metric_values = [t[view.metric] for t in summary.totals.values()]
+    classes = mapdata.colour_classes(metric_values)
+    actors = actor_table(present=mapdata.attack_table(store).actors)
+
+    m = folium.Map(
+        location=list(view.center) if view.center else _centre(store),
+        zoom_start=view.zoom if view.zoom is not None else 7,
+        tiles=None,
+        control_scale=True,
+        max_zoom=MAX_ZOOM,
+        min_zoom=4,
+        font_size="0.8125rem",
+    )
+    if view.center is None and view.zoom is None:
+        minx, miny, maxx, maxy = store.layer("districts").bounds
+        m.fit_bounds([[miny, minx], [maxy, maxx]])
+    _add_basemaps(m, urls, online_basemap, attribution=attribution_text(store))
+
+    metric_label = mapdata.METRICS[view.metric]
+    districts = folium.FeatureGroup(
+        name=f"Districts: {metric_label} per district", show="districts" in view.layers
+    ).add_to(m)
+    bands = folium.FeatureGroup(name=LAYERS["bands"], show="bands" in view.layers).add_to(m)
+    border = folium.FeatureGroup(name=LAYERS["durand_line"], show="durand_line" in view.layers)
+    border.add_to(m)
+    attacks = folium.FeatureGroup(name=LAYERS["attacks"], show="attacks" in view.layers).add_to(m)
+    # chunkedLoading keeps the page responsive while 100,000 markers are clustered
+    clusters = MarkerCluster(control=False, options={"chunkedLoading": True}).add_to(attacks)
+    heat = HeatMap(
+        [],
+        name=LAYERS["heat"],
+        show="heat" in view.layers,
+        radius=20,
+        blur=15,
+        min_opacity=0.35,
+        # leaflet.heat dims points by 2**(max_zoom - zoom): full strength from the KP-wide view
+        max_zoom=8,
+    ).add_to(m)
+    folium.LayerControl(collapsed=view.embed).add_to(m)
+
+    config = {
+        "embed": view.embed,
+        "metric": view.metric,
+        "metricLabel": metric_label,
+        "count": summary.count,
+        "clientLimit": client_limit,
+        "timeRange": summary.time_range,
+        "totals": summary.totals,
+        "classes": classes,
+        "zeroColour": mapdata.ZERO_COLOUR,
+        "actors": actors,
+        "unknownColour": UNKNOWN_COLOUR,
+        "districtNames": district_names,
+        "query": filter_query(filters),
+        "view": {"layers": list(view.layers), "metric": view.metric},
+        "urls": {
+            "page": urls.page,
+            "embed": urls.embed,
+            "districts": urls.districts,
+            "durand_line": urls.durand_line,
+            "attacks": urls.attacks,
+            "clusters": urls.clusters,
+            "attack": urls.attack,
+            "bands": urls.bands,
+        },
+    }
+    legend = {
+        "count": summary.count,
+        "total": summary.total,
+        "metric_label": metric_label,
+        "classes": classes,
+        "zero_colour": mapdata.ZERO_COLOUR,
+        "actors": [a for a in actors.values() if a["used"]] or list(actors.values()),
+        "page_link": urls.page + _query_suffix(filters, view) if view.embed else "",
+        "publications": cited_publications(store),
+        "embed": view.embed,
+    }
+    KpmapLayers(
+        static=urls.static,
+        layers={
+            "districts": districts,
+            "bands": bands,
+            "border": border,
+            "attacks": attacks,
+            "clusters": clusters,
+            "heat": heat,
+        },
+        config=config,
+        legend=legend,
+        preload=_preloads(urls, config, view),
+    ).add_to(m)
+    return m
+
+
+def _preloads(urls: Urls, config: dict[str, Any], view: MapView) -> list[str]:
+    """The feeds the page's script fetches as soon as it runs (the same URLs, exactly)."""
+    wanted = [urls.districts, urls.durand_line]
+    if config["count"] <= config["clientLimit"]:
+        wanted.append(urls.attacks + ("?" + config["query"] if config["query"] else ""))
+    return wanted
+
+
+def _centre(store: Store) -> list[float]:
+    minx, miny, maxx, maxy = store.layer("districts").bounds
+    return [(miny + maxy) / 2, (minx + maxx) / 2]
+
+
+def _add_basemaps(m: folium.Map, urls: Urls, online: str, attribution: str) -> None:
+    """The app's own basemap, and an online one first when ONLINE_BASEMAP names one."""
+    if online:
+        provider = online_provider(online)
+        folium.TileLayer(
+            tiles=provider.build_url(),
+            attr=provider.html_attribution + " · " + attribution,
+            name=provider.name,
+            max_zoom=MAX_ZOOM,
+            max_native_zoom=min(provider.get("max_zoom", MAX_ZOOM), MAX_ZOOM),
+        ).add_to(m)
+    folium.TileLayer(
+        tiles=urls.basemap,
+        attr=attribution,
+        name="kpmap basemap (served by this app)",
+        max_zoom=MAX_ZOOM,
+        max_native_zoom=BASEMAP_MAX_ZOOM,
+        show=not online,
+    ).add_to(m)
+
+
+def online_provider(name: str):
+    """The xyzservices provider ONLINE_BASEMAP names; ValueError says how to find names."""
+    import xyzservices.providers as providers
+
+    try:
+        provider = providers.query_name(name)
+    except ValueError:
+        raise ValueError(
+            f"ONLINE_BASEMAP={name!r} is not an xyzservices provider (e.g. OpenStreetMap.Mapnik; "
+            "list them with `python -c 'import xyzservices.providers as p; print(p.flatten())'`)"
+        ) from None
+    if provider.requires_token():
+        raise ValueError(f"ONLINE_BASEMAP={name!r} needs an API key, which kpmap does not hold")
+    return provider
+
+
+def actor_table(present: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Each group key -> display name, colour, and whether the store has attacks by it, in
+    data/actors.toml order (so a group keeps its colour whatever the filters)."""
+    table = {}
+    for key, entry in _actors().items():
+        table[key] = {**entry, "used": key in present}
+    return table
+
+
+@functools.cache
+def _actors() -> dict[str, dict[str, str]]:
+    colours = iter(ACTOR_COLOURS)
+    table = {}
+    for key, entry in read_actors().items():
+        colour = UNKNOWN_COLOUR if key == "unknown" else next(colours, UNKNOWN_COLOUR)
+        table[key] = {"key": key, "name": entry["name"], "colour": colour}
+    return table
+
+
+def filter_query(filters: dict[str, Any]) -> str:
+    """The filters as a query string (lists comma-separated), for the data URLs and share links."""
+    pairs = []
+    for key, value in describe_filters(filters).items():
+        if isinstance(value, list | tuple):
+            value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        pairs.append((key, value))
+    return urlencode(pairs)
+
+
+def _query_suffix(filters: dict[str, Any], view: MapView) -> str:
+    query = filter_query(filters)
+    extra = {"metric": view.metric} if view.metric != "attacks" else {}
+    if view.layers != DEFAULT_LAYERS:
+        extra["layers"] = ",".join(view.layers)
+    query = "&".join(q for q in (query, urlencode(extra)) if q)
+    return "?" + query if query else ""
+
+
+def attribution_text(store: Store) -> str:
+    """Every source's credit and the cited publications' names, as escaped HTML for Leaflet's
+    attribution line (the legend and the page list each publication with its date)."""
+    credits: dict[str, None] = {}
+    for entry in store.manifest.get("layers", {}).values():
+        for source in entry.get("sources", []):
+            name = source.get("name", "")
+            if name == "kpmap authored events":
+                continue  # credited below, publication by publication
+            credit = CREDITS.get(name) or f"{name} ({source.get('licence', 'see its terms')})"
+            credits[credit] = None
+    names = list(dict.fromkeys(p for p, _ in cited_publications(store)))
+    shown = ", ".join(names[:MAX_CREDITED])
+    if len(names) > MAX_CREDITED:
+        shown += f" and {len(names) - MAX_CREDITED} more"
+    text = " · ".join(credits)
+    if shown:
+        text += " · attacks and figures: " + shown
+    return html.escape(text, quote=True)
+
+
+def _citation(publication: str, date: str) -> str:
+    return f"{publication} ({date})" if date else publication
+
+
+def cited_publications(store: Store) -> list[tuple[str, str]]:
+    """(publication, date) of every publication the attacks, facts and border attributes cite."""
+    found = set(mapdata.attack_table(store).publications)
+    citations = [fact.get("citation") or {} for fact in store.facts]
+    for line in store.query("durand_line"):
+        props = line["properties"]
+        citations.append(props.get("reported_length_source") or {})
+        citations += [f.get("citation") or {} for f in props.get("fence", [])]
+    found |= {(c.get("publication", ""), c.get("date", "")) for c in citations}
+    return sorted(p for p in found if p[0])
+
+
+_ENV = jinja2.Environment(autoescape=True)
+
+
+class KpmapLayers(JSCSSMixin):
+    """The page's own script and style, the legend, and the call that loads and draws the layers
+    into the Leaflet layers folium created (passed by their JavaScript names)."""
+
+    _template = _ENV.from_string(
+        """
+{% macro header(this, kwargs) %}
+{#- the data the script fetches first, asked for while the page's scripts still load #}
+{%- for url in this.preload %}
+<link rel="preload" href="{{ url }}" as="fetch" crossorigin="anonymous">
+{%- endfor %}
+{% endmacro %}
+{% macro html(this, kwargs) %}
+<div id="kpmap-legend" class="kpmap-legend">
+  <div class="kpmap-legend-count"><strong>{{ "{:,}".format(this.legend.count) }}</strong>
+    of {{ "{:,}".format(this.legend.total) }} attacks match the filters</div>
+  <details class="kpmap-legend-key"{% if not this.legend.embed %} open{% endif %}>
+  <summary>Legend</summary>
+  <div class="kpmap-legend-title">Districts: {{ this.legend.metric_label }}</div>
+  <ul class="kpmap-legend-classes">
+    <li><span class="kpmap-swatch" style="background:{{ this.legend.zero_colour }}"></span>none</li>
+    {%- for c in this.legend.classes %}
+    <li><span class="kpmap-swatch" style="background:{{ c.colour }}"></span>{{ c.label }}</li>
+    {%- endfor %}
+  </ul>
+  <div class="kpmap-legend-title">Attacks by group (size: people killed)</div>
+  <ul class="kpmap-legend-actors">
+    {%- for a in this.legend.actors %}
+    <li><span class="kpmap-dot" style="background:{{ a.colour }}"></span>{{ a.name }}</li>
+    {%- endfor %}
+  </ul>
+  <ul class="kpmap-legend-symbols">
+    <li><span class="kpmap-dot kpmap-dot-exact"></span>place known</li>
+    <li><span class="kpmap-dot kpmap-dot-near"></span>near a place (approximate)</li>
+    <li><span class="kpmap-outline"></span>district only: dashed district outline</li>
+    <li><span class="kpmap-line-border"></span>Durand Line (bold: KP stretch)</li>
+    <li><span class="kpmap-swatch kpmap-band"></span>0–10 / 10–25 / 25–50 km of the border</li>
+  </ul>
+  </details>
+  <details class="kpmap-legend-sources"><summary>Sources</summary>
+    <ul>
+    {%- for publication, date in this.legend.publications %}
+      <li>{{ publication }}{% if date %} ({{ date }}){% endif %}</li>
+    {%- endfor %}
+    </ul>
+  </details>
+  {%- if this.legend.page_link %}
+  <a class="kpmap-open" href="{{ this.legend.page_link }}" target="_blank" rel="noopener">
+    Open the full map</a>
+  {%- endif %}
+</div>
+{% endmacro %}
+{% macro script(this, kwargs) %}
+kpmap.start({{ this._parent.get_name() }}, {
+  {%- for key, layer in this.layers.items() %}
+  {{ key }}: {{ layer.get_name() }},
+  {%- endfor %}
+}, {{ this.config|tojson }});
+{% endmacro %}
+"""
+    )
+
+    def __init__(self, static: str, layers: dict, config: dict, legend: dict, preload: list[str]):
+        super().__init__()
+        self._name = "KpmapLayers"
+        self.preload = preload
+        self.layers = layers
+        self.config = config
+        self.legend = legend
+        self.default_js = [("kpmap_js", f"{static}/kpmap/map.js")]
+        self.default_css = [("kpmap_css", f"{static}/kpmap/map.css")]
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index() -> Response:
+    return _page("map.html", embed=False)
+
+
+@bp.get("/embed")
+def embed() -> Response:
+    response = _page("embed.html", embed=True)
+    # Any site may frame the embed page (set before app.security's defaults, which it keeps).
+    response.headers["Content-Security-Policy"] = content_security_policy(frame_ancestors="*")
+    return response
+
+
+def _page(template: str, embed: bool) -> Response:
+    store = get_store()
+    filters = parse_filters(request.args)
+    view = parse_view(request.args, embed=embed)
+    online = current_app.config.get("ONLINE_BASEMAP", "")
+    urls = _urls()
+    limit = int(current_app.config.get("MAP_CLIENT_LIMIT", CLIENT_LIMIT))
+    m = build_map(store, filters, view, urls=urls, online_basemap=online, client_limit=limit)
+    root = m.get_root()
+    root.render()  # collects every element's script and style links into the header
+    summary = summarise(store, filters)
+    body = render_template(
+        template,
+        header=root.header.render(),
+        body=root.html.render(),
+        script=root.script.render(),
+        summary=summary,
+        form=_form(store, filters, view),
+        share_query=_query_suffix(filters, view),
+        iframe_snippet=iframe_snippet(urls.embed + _query_suffix(filters, view)),
+        publications=cited_publications(store),
+        credits=attribution_text(store),
+        urls=urls,
+        downloads=_downloads(filters),
+    )
+    response = Response(body, mimetype="text/html")
+    if online:
+        response.headers["Content-Security-Policy"] = content_security_policy(
+            img_hosts=[_origin(online_provider(online).build_url())],
+            frame_ancestors="*" if embed else "'self'",
+        )
+    return response
+
+
+def _urls() -> Urls:
+    root = request.script_root
+    return Urls(
+        static=root + current_app.static_url_path,
+        page=url_for("maps.index"),
+        embed=url_for("maps.embed"),
+        districts=f"{root}/download/districts.geojson",
+        durand_line=f"{root}/download/durand_line.geojson",
+        attacks=url_for("maps.attacks_feed"),
+        clusters=url_for("maps.clusters_feed"),
+        attack=url_for("maps.attacks_feed").removesuffix(".json") + "/",
+        bands=url_for("maps.border_bands"),
+        basemap=f"{root}/tiles/basemap/{{z}}/{{x}}/{{y}}.png",
+    )
+
+
+def iframe_snippet(src: str) -> str:
+    """The <iframe> element that embeds the map (the page's script makes `src` absolute)."""
+    return (
+        f'<iframe src="{html.escape(src, quote=True)}" width="100%" height="480" '
+        'style="border:0" loading="lazy" title="kpmap: attacks in Khyber Pakhtunkhwa"></iframe>'
+    )
+
+
+def _downloads(filters: dict[str, Any]) -> dict[str, str]:
+    """Links to the downloads of what the map shows (app.api serves them, same filters)."""
+    root = request.script_root
+    query = filter_query(filters)
+    suffix = "?" + query if query else ""
+    return {
+        "attacks (GeoJSON)": f"{root}/download/attacks.geojson{suffix}",
+        "attacks (CSV)": f"{root}/download/attacks.csv{suffix}",
+        "districts": f"{root}/download/districts.geojson",
+        "Durand Line": f"{root}/download/durand_line.geojson",
+        "all layers (GeoPackage)": f"{root}/download/kpmap.gpkg",
+    }
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def content_security_policy(frame_ancestors: str = "'self'", img_hosts=()) -> str:
+    """app.security's policy with the frame ancestors and image hosts this page needs."""
+    directives = dict(
+        part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";") if part.strip()
+    )
+    directives["frame-ancestors"] = frame_ancestors
+    if img_hosts:
+        directives["img-src"] += " " + " ".join(img_hosts)
+    return "; ".join(f"{k} {v}" for k, v in directives.items())
+
+
+def _form(store: Store, filters: dict[str, Any], view: MapView) -> dict[str, Any]:
+    """What the filter form shows: the choices, and the current values."""
+    given = describe_filters(filters)
+    districts = sorted(
+        ((f["id"], f["properties"]["name"]) for f in store.query("districts")), key=lambda d: d[1]
+    )
+    return {
+        "from": given.get("from", ""),
+        "to": given.get("to", ""),
+        "actor": set(given.get("actor", [])),
+        "event_type": set(given.get("event_type", [])),
+        "district": set(given.get("district", [])),
+        "max_border_km": f"{given['max_border_km']:g}" if "max_border_km" in given else "",
+        "metric": view.metric,
+        "actors": list(actor_table().values()),
+        "event_types": EVENT_TYPES,
+        "districts": districts,
+        "metrics": mapdata.METRICS,
+        "layers": ",".join(view.layers) if view.layers != DEFAULT_LAYERS else "",
+        "center": f"{view.center[0]:.4f},{view.center[1]:.4f}" if view.center else "",
+        "zoom": "" if view.zoom is None else str(view.zoom),
+        "params": FILTER_PARAMS,
+    }
+
+
+@bp.get("/api/map/attacks.json")
+def attacks_feed() -> Response:
+    """The attacks that match the filters, as columns (see mapdata.compact_attacks)."""
+    store = get_store()
+    rows = mapdata.select(store, parse_filters(request.args))
+    data = mapdata.compact_attacks(mapdata.attack_table(store), rows)
+    return _json(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+@bp.get("/api/map/clusters.json")
+def clusters_feed() -> Response:
+    """The attacks that match the filters, gridded for one view of the map: `z` (zoom),
+    `view` (the visible box, minx,miny,maxx,maxy), optional `window` (first,last day since
+    1970-01-01, the time slider's month) and `heat=1` (add heat-map cells)."""
+    store = get_store()
+    table = mapdata.attack_table(store)
+    rows = mapdata.select(store, parse_filters(request.args))
+    rows = mapdata.in_window(table, rows, _window(request.args.get("window", "")))
+    zoom = _zoom(request.args.get("z", ""))
+    view = parse_bbox_text(request.args["view"]) if request.args.get("view") else None
+    data = {
+        "count": int(len(rows)),
+        "actors": list(table.actors),
+        **mapdata.clusters(table, rows, zoom, view),
+    }
+    if request.args.get("heat") == "1":
+        data["heat"] = mapdata.heat_cells(table, rows, zoom, view)
+    return _json(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def _zoom(text: str) -> int:
+    if not text.isdigit() or int(text) > MAX_ZOOM:
+        raise InvalidQuery(f"z must be a whole number from 0 to {MAX_ZOOM}")
+    return int(text)
+
+
+def _window(text: str) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        first, last = (int(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidQuery(
+            "window must be first,last: two whole numbers of days since 1970-01-01"
+        ) from None
+    return first, last
+
+
+@bp.get("/api/map/attacks/<path:attack_id>.json")
+def attack_feature(attack_id: str) -> Response:
+    """One attack's whole record, for its popup (FeatureNotFound answers 404)."""
+    return _json(orjson.dumps(get_store().feature("attacks", attack_id)))
+
+
+@bp.get("/api/map/border-bands.geojson")
+def border_bands() -> Response:
+    body = orjson.dumps(mapdata.border_bands(get_store()))
+    return _json(body, mimetype="application/geo+json")
+
+
+def _json(body: bytes, mimetype: str = "application/json") -> Response:
+    """A JSON answer, gzipped when the client takes it and it is worth it."""
+    response = Response(mimetype=mimetype)
+    if len(body) > 4096 and "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = gzip.compress(body, compresslevel=1)  # level 1: ~3x smaller at ~20 ms per MB
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept-Encoding"
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.set_data(body)
+    return response

@@ -1,0 +1,1016 @@
+"""XYZ map tiles from the store: Mapbox Vector Tiles (MVT 2.1) and PNG, plus their TileJSON.
+
+    tiler = Tiler(store)
+    tile = parse_tile("7", "89", "50")                                 # Tile(z=7, x=89, y=50)
+    tiler.tile("attacks", tile, "mvt", filters={"actor": ["ISKP"]})   # -> bytes
+    tiler.tile("basemap", tile, "png")
+    tile_bounds(*tile)                           # (west, south, east, north) in lon/lat
+
+Tiles use the Web Mercator XYZ grid (EPSG:3857, y counted from the north), zoom 0 to MAX_ZOOM.
+Internally every position is a "world" coordinate: Web Mercator scaled to 0..1 on both axes, y
+down, so tile (z, x, y) covers [x, x + 1] / 2**z by [y, y + 1] / 2**z.
+
+Tile layers (TILE_LAYERS) and the MVT layers each tile holds:
+    attacks      attacks       grid clusters up to CLUSTER_MAXZOOM, then one point per attack
+    districts    districts     polygons with their attack and casualty totals
+    durand_line  durand_line   the border, by province
+    basemap      countries, districts, district_labels   (the offline basemap)
+
+An empty tile is still a tile: zero bytes of MVT (a valid tile with no layers) or a fully
+transparent PNG, so a disk cache, a CDN or a PMTiles archive treat every tile alike.
+
+Attacks are the only layer that takes the map's filters (see app.filters): the other layers
+ignore them, and the districts' totals are over all attacks in the store.
+"""
+
+import io
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import shapely
+from mapbox_vector_tile.encoder import VectorTile, on_invalid_geometry_make_valid
+from mapbox_vector_tile.Mapbox.vector_tile_pb2 import tile as mvt_pb
+from PIL import Image, ImageDraw, ImageFont
+from shapely.ops import polylabel
+
+from geo.errors import InvalidTile, LayerNotFound
+from geo.store import Store
+from geo.tilecache import write_atomic
+
+MIN_ZOOM = 0
+MAX_ZOOM = 14
+EXTENT = 4096  # MVT units per tile side
+MVT_BUFFER = 64 / EXTENT  # features this far outside a tile (a fraction of it) are kept
+TILE_SIZE = 256
+# Bump when the tiles' content or style changes, so caches keyed on it start afresh.
+TILES_VERSION = "1"
+
+TILE_LAYERS: dict[str, tuple[str, ...]] = {
+    "attacks": ("attacks",),
+    "districts": ("districts",),
+    "durand_line": ("durand_line",),
+    "basemap": ("countries", "districts", "district_labels"),
+}
+# The vector layers a PMTiles export holds: every MVT layer once.
+EXPORT_LAYERS = ("countries", "districts", "district_labels", "durand_line", "attacks")
+# URL suffix -> (MIME type, PNG scale or None for MVT)
+FORMATS: dict[str, tuple[str, int | None]] = {
+    "mvt": ("application/vnd.mapbox-vector-tile", None),
+    "png": ("image/png", 1),
+    "@2x.png": ("image/png", 2),
+}
+
+# Attacks are grid-clustered at zooms up to CLUSTER_MAXZOOM: 2**GRID_BITS cells a tile side, so
+# a tile holds at most 1,024 clusters. Above it each attack is a point, unless a tile would hold
+# more than MAX_POINTS of them, when that tile is clustered too (its features say cluster=true).
+CLUSTER_MAXZOOM = 11
+GRID_BITS = 5
+MAX_POINTS = 4096
+# District names are drawn on PNG basemap tiles from this zoom, for districts big enough there.
+LABEL_MINZOOM = 7
+LABEL_MIN_AREA_PX = 1600
+
+# Morton (Z-order) codes of positions at 2**ORDER cells a side: every tile at every zoom, and
+# every cluster cell, is one contiguous run of the codes, so a sorted array answers a tile with
+# two binary searches.
+ORDER = 24
+MAX_LAT = 85.0511287798  # Web Mercator's limit
+
+POINT = mvt_pb.Point
+MOVE_TO_ONE = 9  # command integer: MoveTo (1) with a count of 1
+
+_INTEGER = re.compile(r"^[0-9]{1,10}$")
+
+
+class Tile(NamedTuple):
+    z: int
+    x: int
+    y: int
+
+
+def _shown(value: Any) -> str:
+    """A short copy of a user's value, safe in any message (markup becomes "?")."""
+    return "'" + re.sub(r"[^A-Za-z0-9_.,@ -]", "?", str(value)[:40]) + "'"
+
+
+def parse_tile(z: Any, x: Any, y: Any) -> Tile:
+    """A checked tile address from URL parts; InvalidTile (400) says what is allowed.
+
+    >>> parse_tile("3", "4", "2")
+    Tile(z=3, x=4, y=2)
+    """
+    values = []
+    for name, value in (("z", z), ("x", x), ("y", y)):
+        text = str(value)
+        if not _INTEGER.match(text):
+            raise InvalidTile(f"{name} must be a whole number >= 0, not {_shown(text[:20])}")
+        values.append(int(text))
+    z, x, y = values
+    if z > MAX_ZOOM:
+        raise InvalidTile(f"zoom {z} is out of range: tiles go from zoom {MIN_ZOOM} to {MAX_ZOOM}")
+    if x >= 2**z or y >= 2**z:
+        raise InvalidTile(f"at zoom {z}, x and y must be between 0 and {2**z - 1}: got {x}/{y}")
+    return Tile(z, x, y)
+
+
+def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of a tile in longitude/latitude (WGS 84).
+
+    >>> tile_bounds(0, 0, 0)
+    (-180.0, -85.0511287798066, 180.0, 85.0511287798066)
+    """
+    n = 2**z
+    west, east = x / n * 360 - 180, (x + 1) / n * 360 - 180
+    north = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / n))))
+    south = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (y + 1) / n))))
+    return west, south, east, north
+
+
+def world_xy(lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
+    """World coordinates (0..1, y down) of longitudes/latitudes; latitude clamped to +-85.05."""
+    lon = np.asarray(lon, dtype=float)
+    lat = np.clip(np.asarray(lat, dtype=float), -MAX_LAT, MAX_LAT)
+    u = (lon + 180) / 360
+    v = (1 - np.log(np.tan(np.radians(lat)) + 1 / np.cos(np.radians(lat))) / math.pi) / 2
+    return u, v
+
+
+def tiles_in_bounds(bounds: Sequence[float], z: int) -> Iterator[Tile]:
+    """Every tile at zoom z that touches (west, south, east, north)."""
+    west, south, east, north = bounds
+    n = 2**z
+    u, v = world_xy([west, east], [north, south])
+    x0, x1 = (min(n - 1, max(0, int(c * n))) for c in u)
+    y0, y1 = (min(n - 1, max(0, int(c * n))) for c in v)
+    for x in range(x0, x1 + 1):
+        for y in range(y0, y1 + 1):
+            yield Tile(z, x, y)
+
+
+def parse_zooms(text: str) -> range:
+    """A zoom range from text: "0-10" is range(0, 11), "5" range(5, 6); InvalidTile outside
+    MIN_ZOOM..MAX_ZOOM."""
+    match = re.fullmatch(r"\s*(\d{1,2})\s*(?:-\s*(\d{1,2})\s*)?", text)
+    if not match:
+        raise InvalidTile(f"zoom range {text[:20]!r} must look like 0-10 or 7")
+    first = int(match[1])
+    last = int(match[2]) if match[2] else first
+    if not MIN_ZOOM <= first <= last <= MAX_ZOOM:
+        raise InvalidTile(f"zoom range {text!r} must lie within {MIN_ZOOM}-{MAX_ZOOM}, low to high")
+    return range(first, last + 1)
+
+
+# -- attacks: a Morton-sorted point index, clustered per zoom ------------------------------------
+
+
+def _spread_bits(v: np.ndarray) -> np.ndarray:
+    """Put a zero bit between each bit of v (up to 32 bits): the half of a Morton code."""
+    v = v.astype(np.uint64) & np.uint64(0xFFFFFFFF)
+    for shift, mask in (
+        (16, 0x0000FFFF0000FFFF),
+        (8, 0x00FF00FF00FF00FF),
+        (4, 0x0F0F0F0F0F0F0F0F),
+        (2, 0x3333333333333333),
+        (1, 0x5555555555555555),
+    ):
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def _morton(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+    return _spread_bits(ix) | (_spread_bits(iy) << np.uint64(1))
+
+
+@dataclass
+class _Points:
+    """Points (or cluster centroids) sorted by Morton code, with what a tile shows of them."""
+
+    codes: np.ndarray  # uint64 at ORDER bits a side
+    u: np.ndarray
+    v: np.ndarray
+    count: np.ndarray  # attacks each stands for (1 for a point)
+    killed: np.ndarray  # killed_best summed; an attack that reports none counts 0
+    position: np.ndarray  # the attack's position in the store layer; -1 for a cluster
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def take(self, keep: np.ndarray) -> "_Points":
+        return _Points(
+            self.codes[keep],
+            self.u[keep],
+            self.v[keep],
+            self.count[keep],
+            self.killed[keep],
+            self.position[keep],
+        )
+
+    def in_tile(self, z: int, x: int, y: int, buffer: float) -> np.ndarray:
+        """Indices of the points in tile z/x/y or within `buffer` (a fraction) of it."""
+        n = 2**z
+        shift = np.uint64(2 * (ORDER - z))
+        steps = (-1, 0, 1) if buffer > 0 else (0,)
+        runs = []
+        for dy in steps:
+            for dx in steps:
+                tx, ty = x + dx, y + dy
+                if 0 <= tx < n and 0 <= ty < n:
+                    prefix = _morton(np.array([tx]), np.array([ty]))[0]
+                    lo, hi = np.searchsorted(
+                        self.codes, [prefix << shift, (prefix + np.uint64(1)) << shift]
+                    )
+                    if hi > lo:
+                        runs.append(np.arange(lo, hi))
+        if not runs:
+            return np.empty(0, dtype=np.int64)
+        idx = np.concatenate(runs) if len(runs) > 1 else runs[0]
+        if buffer > 0:
+            lu = self.u[idx] * n - x
+            lv = self.v[idx] * n - y
+            inside = (lu >= -buffer) & (lu <= 1 + buffer) & (lv >= -buffer) & (lv <= 1 + buffer)
+            idx = idx[inside]
+        return idx
+
+    def clustered(self, z: int) -> "_Points":
+        """The points grouped into cells of 2**GRID_BITS a tile side at zoom z: each cell's
+        count, summed deaths, and the centroid of its attacks."""
+        shift = np.uint64(2 * (ORDER - z - GRID_BITS))
+        keys = self.codes >> shift
+        if not len(keys):
+            return self
+        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        count = np.add.reduceat(self.count, starts)
+        return _Points(
+            codes=keys[starts] << shift,
+            u=np.add.reduceat(self.u * self.count, starts) / count,
+            v=np.add.reduceat(self.v * self.count, starts) / count,
+            count=count,
+            killed=np.add.reduceat(self.killed, starts),
+            position=np.full(len(starts), -1, dtype=np.int64),
+        )
+
+
+class _Selection:
+    """The attacks that one set of filters selects, and their clusters per zoom (made lazily)."""
+
+    def __init__(self, points: _Points):
+        self.points = points
+        self._clusters: dict[int, _Points] = {}
+        self._lock = threading.Lock()
+
+    def clusters(self, z: int) -> _Points:
+        with self._lock:
+            if z not in self._clusters:
+                if z <= CLUSTER_MAXZOOM:
+                    # Every clustered zoom at once, each from the next finer one: one pass over
+                    # the points, then over ever fewer cells (~50 ms for a million attacks).
+                    finer = self.points
+                    for level in range(CLUSTER_MAXZOOM, -1, -1):
+                        finer = self._clusters[level] = finer.clustered(level)
+                else:  # a crowded tile above CLUSTER_MAXZOOM (see MAX_POINTS)
+                    self._clusters[z] = self.points.clustered(z)
+            return self._clusters[z]
+
+
+def filter_key(filters: Mapping[str, Any] | None) -> str:
+    """A canonical text of a filter dict (store.query kwargs), for cache keys.
+
+    >>> filter_key({"actor": ["TTP", "ISKP"], "start": "2024"})
+    'actor=ISKP,TTP&start=2024'
+    """
+    if not filters:
+        return ""
+    parts = []
+    for key in sorted(filters):
+        value = filters[key]
+        if isinstance(value, list | tuple | set | frozenset):
+            text = ",".join(sorted(str(v) for v in value))
+        else:
+            text = str(value)
+        parts.append(f"{key}={text}")
+    return "&".join(parts)
+
+
+class _AttackIndex:
+    """Every attack in Morton order with its deaths; selections by filters are cached (LRU)."""
+
+    SELECTIONS = 8
+
+    def __init__(self, store: Store, killed: np.ndarray):
+        layer = store.layer("attacks")
+        xy = shapely.get_coordinates(layer.geometries)
+        u, v = world_xy(xy[:, 0], xy[:, 1])
+        cells = 2**ORDER
+        codes = _morton(
+            np.clip((u * cells).astype(np.int64), 0, cells - 1),
+            np.clip((v * cells).astype(np.int64), 0, cells - 1),
+        )
+        order = np.argsort(codes, kind="stable")
+        self.store = store
+        self.all = _Selection(
+            _Points(
+                codes=codes[order],
+                u=u[order],
+                v=v[order],
+                count=np.ones(len(order), dtype=np.int64),
+                killed=killed[order].astype(np.int64),
+                position=order.astype(np.int64),
+            )
+        )
+        self.all.clusters(0)  # pre-aggregate every zoom now rather than on a first tile
+        self._selections: OrderedDict[str, _Selection] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def selection(self, filters: Mapping[str, Any] | None) -> _Selection:
+        key = filter_key(filters)
+        if not key:
+            return self.all
+        with self._lock:
+            if key in self._selections:
+                self._selections.move_to_end(key)
+                return self._selections[key]
+        positions = self.store.select("attacks", **filters)
+        wanted = np.zeros(len(self.all.points), dtype=bool)
+        wanted[positions] = True
+        selection = _Selection(self.all.points.take(wanted[self.all.points.position]))
+        with self._lock:
+            self._selections[key] = selection
+            while len(self._selections) > self.SELECTIONS:
+                self._selections.popitem(last=False)
+        return selection
+
+
+def attack_deaths(store: Store) -> np.ndarray:
+    """killed_best of every attack in the store's order (0 where not reported).
+
+    Parses each feature once: about 6 s for a million attacks, so Tiler can keep the result.
+    """
+    layer = store.layer("attacks")
+    killed = np.zeros(len(layer.geometries), dtype=np.int32)
+    for i in range(len(killed)):
+        killed[i] = layer.feature_at(i)["properties"].get("killed_best") or 0
+    return killed
+
+
+# -- polygon and line layers -------------------------------------------------------------------
+
+
+def _to_world(geometries: np.ndarray) -> np.ndarray:
+    def project(coords: np.ndarray) -> np.ndarray:
+        u, v = world_xy(coords[:, 0], coords[:, 1])
+        return np.column_stack([u, v])
+
+    return shapely.transform(geometries, project)
+
+
+@dataclass
+class _Shapes:
+    """A polygon or line layer in world coordinates, simplified per zoom on first use."""
+
+    geometries: np.ndarray
+    properties: list[dict[str, Any]]
+    _by_zoom: dict[int, tuple[np.ndarray, shapely.STRtree]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def at_zoom(self, z: int) -> tuple[np.ndarray, shapely.STRtree]:
+        with self._lock:
+            if z not in self._by_zoom:
+                # An eighth of a pixel: finer than an MVT grid step at 4096 a tile is 1/16 px.
+                tolerance = 1 / (8 * TILE_SIZE * 2**z)
+                simple = shapely.simplify(self.geometries, tolerance, preserve_topology=True)
+                self._by_zoom[z] = (simple, shapely.STRtree(simple))
+            return self._by_zoom[z]
+
+    def in_tile(self, z: int, x: int, y: int, buffer: float) -> list[tuple[Any, dict[str, Any]]]:
+        """(geometry in tile units 0..1, properties) of each feature in the buffered tile,
+        clipped to it (the clip edges lie in the buffer, outside what is drawn)."""
+        geometries, tree = self.at_zoom(z)
+        n = 2**z
+        box = ((x - buffer) / n, (y - buffer) / n, (x + 1 + buffer) / n, (y + 1 + buffer) / n)
+        hits = np.sort(tree.query(shapely.box(*box), predicate="intersects"))
+        if not len(hits):
+            return []
+        clipped = shapely.clip_by_rect(geometries[hits], *box)
+        local = shapely.transform(clipped, lambda c: c * n - np.array([x, y]))
+        return [
+            (geom, self.properties[i])
+            for geom, i in zip(local, hits, strict=True)
+            if not geom.is_empty
+        ]
+
+
+_SCALARS = frozenset((str, int, float, bool))
+
+
+def _pick(props: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The listed properties that an MVT can carry (no nulls, lists or objects)."""
+    return {k: v for k in keys if type(v := props.get(k)) in _SCALARS}
+
+
+# Properties each MVT layer carries, and what they mean (for TileJSON's vector_layers).
+FIELDS: dict[str, dict[str, str]] = {
+    "attacks": {
+        "cluster": "Boolean: true for a grid cluster of attacks, false for one attack",
+        "count": "Number: attacks the feature stands for (1 for one attack)",
+        "killed": "Number: killed (best figure) summed; an attack reporting none counts 0",
+        "id": "String: attack id (points only; the full record is at the API)",
+        "date": "String: YYYY-MM-DD, YYYY-MM or YYYY (points only)",
+        "date_end": "String: end of a date range (points only, when a range)",
+        "date_precision": "String: day, month or range (points only)",
+        "location": "String: place name as reported (points only)",
+        "district": "String: district id (points only)",
+        "actor": "String: perpetrator group (points only)",
+        "claimed": "Boolean: whether the group claimed it (points only, when reported)",
+        "event_type": "String: attack type (points only)",
+        "target": "String: target (points only)",
+        "killed_best": "Number: killed, best figure (points only, when reported)",
+        "killed_low": "Number: killed, lowest reported (points only, when reported)",
+        "killed_high": "Number: killed, highest reported (points only, when reported)",
+        "injured_low": "Number: injured, lowest reported (points only, when reported)",
+        "injured_high": "Number: injured, highest reported (points only, when reported)",
+        "distance_to_border_km": "Number: geodesic distance to the Durand Line (points only)",
+        "geo_precision": "Number: 1 the place, 2 near it, 3 only the district (points only)",
+        "former_fata": "Boolean: in a former FATA district (points only)",
+        "origin": "String: authored, acled, gtd, ucdp or synthetic (points only)",
+    },
+    "districts": {
+        "id": "String: district id",
+        "name": "String: district name",
+        "former_fata": "Boolean: a former FATA agency merged in 2018",
+        "frontier_region": "String: the former Frontier Region it absorbed, if any",
+        "area_km2": "Number: area in km2",
+        "attacks": "Number: attacks in the store in this district (all, unfiltered)",
+        "killed_low": "Number: killed, sum of lowest figures",
+        "killed_best": "Number: killed, sum of best figures",
+        "killed_high": "Number: killed, sum of highest figures",
+        "injured_low": "Number: injured, sum of lowest figures",
+        "injured_high": "Number: injured, sum of highest figures",
+    },
+    "durand_line": {
+        "id": "String: stretch id",
+        "name": "String: name",
+        "province": "String: the Pakistani province this stretch borders",
+        "measured_length_km": "Number: geodesic length of this stretch",
+        "reported_length_km": "Number: the whole border's reported length (cited)",
+    },
+    "countries": {"id": "String: country id", "name": "String: country name"},
+    "district_labels": {"id": "String: district id", "name": "String: district name"},
+}
+_POINT_FIELDS = tuple(k for k in FIELDS["attacks"] if k not in ("cluster", "count", "killed"))
+
+
+def _polylabel(geometry: Any) -> Any:
+    """A point well inside the (largest part of the) polygon, where its name goes."""
+    parts = getattr(geometry, "geoms", [geometry])
+    largest = max(parts, key=lambda p: p.area)
+    try:
+        return polylabel(largest, tolerance=largest.length / 1000 or 1e-9)
+    except Exception:  # noqa: BLE001 - a degenerate polygon: fall back to any inside point
+        return largest.representative_point()
+
+
+# -- drawing ------------------------------------------------------------------------------------
+
+RGBA = tuple[int, int, int, int]
+# Colours: a plain, light basemap; the data layers in warm, readable colours over it.
+LAND = (242, 239, 233, 255)
+COUNTRY_EDGE = (140, 140, 140, 255)
+DISTRICT_EDGE = (185, 165, 145, 255)
+LABEL = (70, 70, 70, 255)
+HALO = (255, 255, 255, 230)
+BORDER = (128, 0, 96, 255)
+ATTACK = (200, 20, 30, 210)
+ATTACK_EDGE = (255, 255, 255, 230)
+# Districts are shaded by their attack count relative to the layer's largest (log scale).
+CHOROPLETH = [
+    (255, 255, 178, 150),
+    (254, 204, 92, 160),
+    (253, 141, 60, 170),
+    (240, 59, 32, 180),
+    (189, 0, 38, 190),
+]
+DISTRICT_OUTLINE = (110, 30, 30, 255)
+
+
+@cache
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    # Pillow ships a small FreeType font (load_default with a size), so no font file is needed.
+    return ImageFont.load_default(size=size)
+
+
+@cache
+def empty_png(scale: int = 1) -> bytes:
+    """A fully transparent PNG tile: what a PNG tile with nothing in it is."""
+    return _png(Image.new("RGBA", (TILE_SIZE * scale,) * 2, (0, 0, 0, 0)))
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    # Level 6 is zlib's default: within a millisecond of level 1 on sparse tiles, and smaller.
+    image.save(out, format="PNG", compress_level=6)
+    return out.getvalue()
+
+
+def _rings(geometry: Any) -> Iterator[tuple[Any, list[Any]]]:
+    for polygon in getattr(geometry, "geoms", [geometry]):
+        if polygon.geom_type == "Polygon":
+            yield polygon.exterior, list(polygon.interiors)
+
+
+def _pixels(ring: Any, size: int) -> list[tuple[float, float]]:
+    return [(px, py) for px, py in np.asarray(ring.coords)[:, :2] * size]
+
+
+class Canvas:
+    """A tile image being drawn; geometries come in tile units (0..1), sizes in 256-px pixels."""
+
+    def __init__(self, scale: int = 1):
+        self.scale = scale
+        self.size = TILE_SIZE * scale
+        self.image = Image.new("RGBA", (self.size, self.size), (0, 0, 0, 0))
+        self.drawn = False
+
+    def polygons(
+        self,
+        features: list[tuple[Any, RGBA | None]],
+        outline: RGBA | None = None,
+        width: float = 1,
+    ) -> None:
+        """Fill each polygon with its colour (holes left open), then stroke the outlines."""
+        if not features:
+            return
+        overlay = Image.new("RGBA", self.image.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(overlay)
+        # Larger first, so an enclave drawn later fills the hole its container leaves open.
+        for geometry, fill in sorted(features, key=lambda f: -f[0].area):
+            for exterior, holes in _rings(geometry):
+                if fill is not None:
+                    draw.polygon(_pixels(exterior, self.size), fill=fill)
+                    for hole in holes:
+                        draw.polygon(_pixels(hole, self.size), fill=(0, 0, 0, 0))
+        if outline is not None:
+            stroke = max(1, round(width * self.scale))
+            for geometry, _ in features:
+                for exterior, holes in _rings(geometry):
+                    for ring in (exterior, *holes):
+                        draw.line(_pixels(ring, self.size), fill=outline, width=stroke)
+        self.image.alpha_composite(overlay)
+        self.drawn = True
+
+    def lines(self, geometries: list[Any], colour: RGBA, width: float) -> None:
+        draw = ImageDraw.Draw(self.image)
+        stroke = max(1, round(width * self.scale))
+        for geometry in geometries:
+            for line in getattr(geometry, "geoms", [geometry]):
+                if line.geom_type == "LineString" and len(line.coords) > 1:
+                    draw.line(_pixels(line, self.size), fill=colour, width=stroke, joint="curve")
+                    self.drawn = True
+
+    def circles(self, xy: np.ndarray, radii: np.ndarray, fill: RGBA, outline: RGBA) -> None:
+        if not len(xy):
+            return
+        draw = ImageDraw.Draw(self.image)
+        width = max(1, self.scale)
+        for (cx, cy), r in zip(
+            (xy * self.size).tolist(), (radii * self.scale).tolist(), strict=True
+        ):
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill, outline=outline, width=width)
+        self.drawn = True
+
+    def labels(self, labels: list[tuple[float, float, str]], size: int = 11) -> None:
+        if not labels:
+            return
+        draw = ImageDraw.Draw(self.image)
+        font = _font(size * self.scale)
+        for lx, ly, text in labels:
+            draw.text(
+                (lx * self.size, ly * self.size),
+                text,
+                font=font,
+                fill=LABEL,
+                anchor="mm",
+                stroke_width=max(1, 2 * self.scale),
+                stroke_fill=HALO,
+            )
+        self.drawn = True
+
+    def png(self) -> bytes:
+        # Something in the buffer only may have drawn nothing inside the tile: still empty.
+        if not self.drawn or self.image.getbbox() is None:
+            return empty_png(self.scale)
+        return _png(self.image)
+
+
+def _radius(count: np.ndarray) -> np.ndarray:
+    """Circle radius in 256-px pixels: 3.5 for one attack, growing with log2 of the count up to
+    9 (a cluster cell is 8 px wide, so dense areas read as dense without one blot)."""
+    return np.minimum(3.5 + np.log2(np.maximum(count, 1)), 9)
+
+
+def _choropleth(attacks: int, most: int) -> RGBA:
+    if attacks <= 0 or most <= 0:
+        return CHOROPLETH[0][:3] + (60,)
+    t = math.log1p(attacks) / math.log1p(most)
+    return CHOROPLETH[min(len(CHOROPLETH) - 1, int(t * len(CHOROPLETH)))]
+
+
+# -- encoding -----------------------------------------------------------------------------------
+
+
+def encode_vector_tile(layers: Sequence[tuple[str, list[tuple[Any, dict[str, Any]]]]]) -> bytes:
+    """An MVT 2.1 tile from (layer name, [(geometry in tile units 0..1, properties)]).
+
+    Geometries are scaled to EXTENT with y down; layers without features are left out, so a
+    tile with nothing in it is b"" (a valid, empty tile). Polygons and lines go through
+    mapbox_vector_tile's encoder (winding order, validity); point layers, which can hold
+    thousands of features, are written straight into its protobuf tile, several times faster.
+    """
+    tile = VectorTile(
+        {
+            "extents": EXTENT,
+            "y_coord_down": True,
+            "on_invalid_geometry": on_invalid_geometry_make_valid,
+        }
+    )
+    for name, features in layers:
+        if not features:
+            continue
+        geometries = np.array([g for g, _ in features], dtype=object)
+        if (shapely.get_type_id(geometries) == 0).all():
+            _add_points(tile.tile, name, shapely.get_coordinates(geometries), features)
+            continue
+        scaled = shapely.transform(geometries, lambda c: np.rint(c * EXTENT))
+        tile.add_layer(
+            name,
+            [{"geometry": g, "properties": p} for g, (_, p) in zip(scaled, features, strict=True)],
+        )
+    if not tile.tile.layers:
+        return b""
+    return tile.tile.SerializeToString()
+
+
+def _add_points(
+    tile: Any, name: str, xy: np.ndarray, features: list[tuple[Any, dict[str, Any]]]
+) -> None:
+    """One MVT layer of Point features (spec 4.3: MoveTo(1) then zigzag x, y; shared keys and
+    values tables)."""
+    layer = tile.layers.add()
+    layer.name, layer.version, layer.extent = name, 2, EXTENT
+    keys: dict[str, int] = {}
+    values: dict[tuple[type, Any], int] = {}
+    for (x, y), (_, props) in zip(np.rint(xy * EXTENT).astype(int).tolist(), features, strict=True):
+        feature = layer.features.add()
+        feature.type = POINT
+        feature.geometry.extend((MOVE_TO_ONE, (x << 1) ^ (x >> 31), (y << 1) ^ (y >> 31)))
+        tags = []
+        for key, value in props.items():
+            k = keys.get(key)
+            if k is None:
+                k = keys[key] = len(keys)
+                layer.keys.append(key)
+            kind = type(value)
+            v = values.get((kind, value))
+            if v is None:
+                v = values[(kind, value)] = len(values)
+                slot = layer.values.add()
+                if kind is bool:
+                    slot.bool_value = value
+                elif kind is int:
+                    slot.int_value = value
+                elif kind is float:
+                    slot.double_value = value
+                else:
+                    slot.string_value = value
+            tags += (k, v)
+        feature.tags.extend(tags)
+
+
+# -- the tiler ----------------------------------------------------------------------------------
+
+
+class Tiler:
+    """Makes the tiles of one store. Indexes are built on first use and kept (thread-safe).
+
+    The attacks' deaths take one parse of every attack (seconds for a million); with a
+    `state_dir` they are kept there (per store build) and later processes load them instead.
+    """
+
+    def __init__(self, store: Store, state_dir: str | Path | None = None):
+        self.store = store
+        self.state_dir = Path(state_dir) if state_dir else None
+        self._attacks: _AttackIndex | None = None
+        self._shapes: dict[str, _Shapes] = {}
+        self._labels: tuple[np.ndarray, np.ndarray, list[dict[str, Any]], np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    # indexes
+
+    def attack_index(self) -> _AttackIndex:
+        with self._lock:
+            if self._attacks is None:
+                self._attacks = _AttackIndex(self.store, self._attack_deaths())
+            return self._attacks
+
+    def _attack_deaths(self) -> np.ndarray:
+        if self.state_dir is None:
+            return attack_deaths(self.store)
+        sha = str(self.store.manifest["layers"]["attacks"].get("sha256", ""))[:16]
+        path = self.state_dir / f"attack-deaths-{sha}.npy"
+        try:
+            killed = np.load(path, allow_pickle=False)
+            if len(killed) == len(self.store.layer("attacks").geometries):
+                return killed
+        except (OSError, ValueError):
+            pass
+        killed = attack_deaths(self.store)
+        buffer = io.BytesIO()
+        np.save(buffer, killed, allow_pickle=False)
+        write_atomic(path, buffer.getvalue())
+        return killed
+
+    def _shape_layer(self, name: str) -> _Shapes:
+        with self._lock:
+            if name not in self._shapes:
+                layer = self.store.layer(name)
+                features = self.store.query(name)
+                keys = tuple(FIELDS[name])
+                self._shapes[name] = _Shapes(
+                    geometries=_to_world(layer.geometries),
+                    properties=[_pick(f["properties"], keys) for f in features],
+                )
+            return self._shapes[name]
+
+    def _district_labels(self) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]], np.ndarray]:
+        """Label points (u, v), their properties, and each district's area in world units."""
+        districts = self._shape_layer("districts")
+        with self._lock:
+            if self._labels is None:
+                points = [_polylabel(g) for g in districts.geometries]
+                self._labels = (
+                    np.array([p.x for p in points]),
+                    np.array([p.y for p in points]),
+                    [{"id": p["id"], "name": p["name"]} for p in districts.properties],
+                    shapely.area(districts.geometries),
+                )
+            return self._labels
+
+    # features per MVT layer, in tile units
+
+    def features(
+        self,
+        name: str,
+        tile: Tile,
+        buffer: float = MVT_BUFFER,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        """(geometry in tile units 0..1, properties) of MVT layer `name` in a tile."""
+        if name == "attacks":
+            return self._attack_features(tile, buffer, filters)
+        if name == "district_labels":
+            return [
+                (shapely.Point(lx, ly), props) for lx, ly, props, _ in self._labels_in(tile, buffer)
+            ]
+        return self._shape_layer(name).in_tile(*tile, buffer)
+
+    def _attack_points(
+        self, tile: Tile, buffer: float, filters: Mapping[str, Any] | None
+    ) -> tuple[_Points, np.ndarray]:
+        """The attack points or clusters a tile shows, and their indices in it."""
+        selection = self.attack_index().selection(filters)
+        z, x, y = tile
+        if z > CLUSTER_MAXZOOM:
+            points = selection.points
+            idx = points.in_tile(z, x, y, buffer)
+            if len(idx) <= MAX_POINTS:
+                return points, idx
+        clusters = selection.clusters(z)
+        return clusters, clusters.in_tile(z, x, y, buffer)
+
+    def _attack_features(
+        self, tile: Tile, buffer: float, filters: Mapping[str, Any] | None
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        points, idx = self._attack_points(tile, buffer, filters)
+        z, x, y = tile
+        n = 2**z
+        local = np.column_stack([points.u[idx] * n - x, points.v[idx] * n - y])
+        geometries = shapely.points(local) if len(idx) else []
+        layer = self.store.layer("attacks")
+        features = []
+        for geometry, i in zip(geometries, idx.tolist(), strict=True):
+            position = int(points.position[i])
+            if position < 0:
+                props = {"cluster": True}
+            else:
+                props = _pick(layer.feature_at(position)["properties"], _POINT_FIELDS)
+                props["cluster"] = False
+            props["count"] = int(points.count[i])
+            props["killed"] = int(points.killed[i])
+            features.append((geometry, props))
+        return features
+
+    def _labels_in(
+        self, tile: Tile, buffer: float
+    ) -> list[tuple[float, float, dict[str, Any], float]]:
+        lu, lv, props, areas = self._district_labels()
+        z, x, y = tile
+        n = 2**z
+        px, py = lu * n - x, lv * n - y
+        inside = (px >= -buffer) & (px <= 1 + buffer) & (py >= -buffer) & (py <= 1 + buffer)
+        # area in tile units squared (a whole tile is 1)
+        return [
+            (float(px[i]), float(py[i]), props[i], float(areas[i] * n * n))
+            for i in np.flatnonzero(inside)
+        ]
+
+    # tiles
+
+    def vector_tile(
+        self, layer: str, tile: Tile, filters: Mapping[str, Any] | None = None
+    ) -> bytes:
+        """The MVT of a tile layer (TILE_LAYERS); b"" when the tile holds nothing."""
+        names = mvt_layers(layer)
+        return encode_vector_tile(
+            [(name, self.features(name, tile, filters=filters)) for name in names]
+        )
+
+    def export_tile(self, tile: Tile) -> bytes:
+        """One MVT holding every EXPORT_LAYERS layer (for a PMTiles archive)."""
+        return encode_vector_tile([(name, self.features(name, tile)) for name in EXPORT_LAYERS])
+
+    def raster_tile(
+        self,
+        layer: str,
+        tile: Tile,
+        scale: int = 1,
+        filters: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        """The PNG of a tile layer, 256 px (or 512 with scale=2); transparent where empty."""
+        return render_png(self, layer, tile, scale, filters)
+
+    def tile(
+        self, layer: str, tile: Tile, fmt: str, filters: Mapping[str, Any] | None = None
+    ) -> bytes:
+        """A tile in one of FORMATS ("mvt", "png", "@2x.png")."""
+        mvt_layers(layer)
+        if fmt not in FORMATS:
+            raise InvalidTile(f"tile format {fmt!r} is not one of: {', '.join(FORMATS)}")
+        if layer != "attacks":
+            filters = None  # only the attacks layer takes filters
+        scale = FORMATS[fmt][1]
+        if scale is None:
+            return self.vector_tile(layer, tile, filters)
+        return self.raster_tile(layer, tile, scale, filters)
+
+    def is_empty(self, data: bytes, fmt: str) -> bool:
+        scale = FORMATS[fmt][1]
+        return data == (b"" if scale is None else empty_png(scale))
+
+
+def mvt_layers(layer: str) -> tuple[str, ...]:
+    """The MVT layers a tile layer holds; LayerNotFound (404) names the tile layers."""
+    try:
+        return TILE_LAYERS[layer]
+    except KeyError:
+        raise LayerNotFound(
+            f"no tile layer {_shown(layer)}; the tile layers are: {', '.join(TILE_LAYERS)}"
+        ) from None
+
+
+def render_png(
+    tiler: Tiler,
+    layer: str,
+    tile: Tile,
+    scale: int = 1,
+    filters: Mapping[str, Any] | None = None,
+) -> bytes:
+    """Draw a tile layer as a PNG of 256 * scale pixels (transparent where there is nothing)."""
+    canvas = Canvas(scale)
+    # Clip a few pixels outside the tile so that clip edges and line caps stay out of view.
+    edge = 4 / TILE_SIZE
+    if layer == "attacks":
+        # Enough buffer for the largest circle whose centre lies in a neighbouring tile.
+        points, idx = tiler._attack_points(tile, 11 / TILE_SIZE, filters)
+        z, x, y = tile
+        n = 2**z
+        xy = np.column_stack([points.u[idx] * n - x, points.v[idx] * n - y])
+        canvas.circles(xy, _radius(points.count[idx]), ATTACK, ATTACK_EDGE)
+    elif layer == "districts":
+        features = tiler.features("districts", tile, edge)
+        most = max(
+            (p.get("attacks", 0) for p in tiler._shape_layer("districts").properties), default=0
+        )
+        canvas.polygons(
+            [(g, _choropleth(p.get("attacks", 0), most)) for g, p in features],
+            outline=DISTRICT_OUTLINE,
+        )
+    elif layer == "durand_line":
+        canvas.lines([g for g, _ in tiler.features("durand_line", tile, edge)], BORDER, 2.5)
+    elif layer == "basemap":
+        canvas.polygons([(g, LAND) for g, _ in tiler.features("countries", tile, edge)])
+        canvas.polygons(
+            [(g, None) for g, _ in tiler.features("districts", tile, edge)],
+            outline=DISTRICT_EDGE,
+        )
+        canvas.polygons(
+            [(g, None) for g, _ in tiler.features("countries", tile, edge)],
+            outline=COUNTRY_EDGE,
+            width=1.5,
+        )
+        if tile.z >= LABEL_MINZOOM:
+            # Names whose anchor lies in a neighbour tile are drawn too, so none is cut in half.
+            canvas.labels(
+                [
+                    (lx, ly, props["name"])
+                    for lx, ly, props, area in tiler._labels_in(tile, 0.5)
+                    if area * TILE_SIZE**2 >= LABEL_MIN_AREA_PX
+                ]
+            )
+    else:
+        mvt_layers(layer)
+    return canvas.png()
+
+
+# -- TileJSON -----------------------------------------------------------------------------------
+
+
+def layer_bounds(store: Store, layer: str) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of what a tile layer draws, from the store's manifest."""
+    names = [n for n in mvt_layers(layer) if n != "district_labels"]
+    entries = [
+        store.manifest["layers"][n]["bounds"] for n in names if n in store.manifest["layers"]
+    ]
+    entries = [b for b in entries if b]
+    if not entries:
+        return (-180.0, -MAX_LAT, 180.0, MAX_LAT)
+    return (
+        min(b[0] for b in entries),
+        min(b[1] for b in entries),
+        max(b[2] for b in entries),
+        max(b[3] for b in entries),
+    )
+
+
+def attribution(store: Store, layers: Sequence[str]) -> str:
+    """The sources' attributions of the store layers behind some MVT layers, each once."""
+    seen: dict[str, None] = {}
+    for name in layers:
+        entry = store.manifest["layers"].get("districts" if name == "district_labels" else name)
+        for source in (entry or {}).get("sources", []):
+            seen.setdefault(source["attribution"], None)
+    return "; ".join(seen)
+
+
+def center(store: Store) -> list[float]:
+    """[longitude, latitude, zoom] a map of KP opens at: the middle of the districts, zoom 7."""
+    bounds = store.manifest["layers"].get("districts", {}).get("bounds") or (69, 31, 74.2, 36.9)
+    return [round((bounds[0] + bounds[2]) / 2, 4), round((bounds[1] + bounds[3]) / 2, 4), 7]
+
+
+def tilejson(store: Store, layer: str, tiles_url: str, fmt: str = "mvt") -> dict[str, Any]:
+    """A TileJSON 3.0.0 document for a tile layer whose tiles are at `tiles_url` (a template
+    with {z}/{x}/{y}); vector_layers (with their fields) for MVT."""
+    names = mvt_layers(layer)
+    document: dict[str, Any] = {
+        "tilejson": "3.0.0",
+        "name": f"kpmap {layer}",
+        "description": DESCRIPTIONS[layer],
+        "version": f"{TILES_VERSION}.0.0",
+        "attribution": attribution(store, names),
+        "scheme": "xyz",
+        "tiles": [tiles_url],
+        "minzoom": MIN_ZOOM,
+        "maxzoom": MAX_ZOOM,
+        "bounds": list(layer_bounds(store, layer)),
+        "center": center(store),
+    }
+    if FORMATS[fmt][1] is None:
+        document["vector_layers"] = [
+            {
+                "id": name,
+                "description": DESCRIPTIONS.get(name, DESCRIPTIONS[layer]),
+                "minzoom": MIN_ZOOM,
+                "maxzoom": MAX_ZOOM,
+                "fields": FIELDS[name],
+            }
+            for name in names
+        ]
+    return document
+
+
+DESCRIPTIONS = {
+    "attacks": f"Attacks in Khyber Pakhtunkhwa: grid clusters (count, killed) up to zoom "
+    f"{CLUSTER_MAXZOOM}, then one point per attack with its attributes",
+    "districts": "Districts of Khyber Pakhtunkhwa with their attack and casualty totals",
+    "durand_line": "The Durand Line (Afghanistan-Pakistan border), by province",
+    "basemap": "A plain basemap: Afghanistan and Pakistan, KP's districts and their names",
+    "countries": "Afghanistan and Pakistan outlines",
+    "district_labels": "Where each district's name goes",
+}

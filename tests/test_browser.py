@@ -1,0 +1,276 @@
+"""The map and embed pages in headless Chromium (Debian's /usr/bin/chromium driven by playwright;
+never `playwright install`, which downloads a browser of its own).
+
+Each test serves the app with werkzeug on 127.0.0.1 (port 0) over the session's store and checks
+what a person would see: no request leaves the machine, nothing is logged as an error, the three
+layers draw, a filter changes what is drawn, popups show data as text, and the embed page works
+inside an iframe of another origin. Screenshots go to tests/artifacts/.
+"""
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from app import create_app
+from tests.test_maps import HOSTILE_AT, PAYLOAD, build_hostile_store
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-gpu",
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+READY = "() => window.kpmapReady === true"
+
+
+def _missing(reason: str):
+    # CI installs Chromium (.ci/run): there a missing browser is a failure, elsewhere a skip.
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+try:
+    from playwright import sync_api
+except ImportError:
+    _missing("the playwright package is missing: pip install -e '.[test]'")
+if not Path(CHROMIUM).exists():
+    _missing(f"{CHROMIUM} is missing: apt-get install -y chromium")
+
+
+class Server:
+    """A WSGI app on 127.0.0.1 in a thread; `url` is its base URL."""
+
+    def __init__(self, wsgi_app):
+        from werkzeug.serving import make_server
+
+        self._server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+        self.host = f"127.0.0.1:{self._server.server_port}"
+        self.url = f"http://{self.host}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+
+
+@pytest.fixture(scope="module")
+def server(store_dir) -> Iterator[Server]:
+    running = Server(create_app({"STORE": str(store_dir)}))
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Watched:
+    """A page that records every request and every console error."""
+
+    def __init__(self, browser, allowed_hosts: set[str]):
+        self.page = browser.new_page(viewport={"width": 1280, "height": 800})
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.allowed_hosts = allowed_hosts
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        self.page.on("dialog", self._dialog)
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            self.errors.append(f"{message.text} ({message.location.get('url', '')})")
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def open(self, url: str) -> "Watched":
+        self.page.goto(url)
+        self.page.wait_for_function(READY, timeout=60_000)
+        return self
+
+    def stats(self) -> dict:
+        return self.page.evaluate("() => window.kpmapStats")
+
+    def assert_clean(self) -> None:
+        foreign = [u for u in self.requests if urlsplit(u).scheme not in ("data", "blob")]
+        foreign = [u for u in foreign if urlsplit(u).netloc not in self.allowed_hosts]
+        assert not foreign, f"requests to other hosts: {foreign[:5]}"
+        assert not self.errors, f"console errors: {self.errors[:5]}"
+        assert not self.dialogs, f"a dialog opened (script ran?): {self.dialogs}"
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@pytest.fixture
+def watched(browser, server) -> Iterator[Watched]:
+    page = Watched(browser, {server.host})
+    yield page
+    page.close()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
+def test_map_page_draws_its_layers_from_the_app_alone(watched, server, store):
+    watched.open(server.url + "/")
+    stats = watched.stats()
+    attacks = store.query("attacks")
+    vague = sum(1 for f in attacks if f["properties"]["geo_precision"] == 3)
+    assert stats["count"] == len(attacks)
+    assert stats["districts"] == len(store.query("districts"))
+    assert stats["border"] == len(store.query("durand_line"))
+    assert stats["markers"] == len(attacks) - vague and stats["districtOnly"] == vague
+    page = watched.page
+    # the SVG holds a path per district, the border (casing and line) and the attack symbols
+    paths = page.locator(".leaflet-overlay-pane svg path").count()
+    assert paths >= stats["districts"] + 2 * stats["border"] + vague
+    assert page.locator(".marker-cluster").count() + stats["markers"] > 0
+    assert page.locator(".leaflet-tile-loaded").count() > 0  # the app's own basemap
+    assert page.locator(".kpmap-legend").is_visible()
+    assert page.locator(".leaflet-control-scale").is_visible()
+    assert "OpenStreetMap contributors" in page.locator(".leaflet-control-attribution").inner_text()
+    assert (
+        page.locator("#kpmap-share-iframe")
+        .input_value()
+        .startswith(f'<iframe src="{server.url}/embed?')
+    )
+    screenshot(page, "map.png")
+    watched.assert_clean()
+
+
+def test_changing_a_filter_changes_what_is_drawn_and_the_count(watched, server, store):
+    page = watched.open(server.url + "/").page
+    before = watched.stats()
+    page.fill("#f-from", "2024")
+    page.click("#kpmap-filters button[type=submit]")
+    page.wait_for_url("**/?from=2024*")
+    page.wait_for_function(READY, timeout=60_000)
+    after = watched.stats()
+    expected = len(store.query("attacks", start="2024"))
+    assert after["count"] == expected < before["count"]
+    assert after["markers"] + after["districtOnly"] == expected
+    assert f"{expected} of {before['count']} attacks" in page.locator("#kpmap-count").inner_text()
+    watched.assert_clean()
+
+
+def test_time_slider_and_heat_map(watched, server):
+    page = watched.open(server.url + "/").page
+    total = watched.stats()["heatPoints"]
+    slider = page.locator(".kpmap-timeline input[type=range]")
+    # the first month that has attacks: the slider starts at the earliest one
+    slider.evaluate("s => { s.value = s.min; s.dispatchEvent(new Event('input')); }")
+    page.wait_for_function(
+        "() => /attack/.test(document.querySelector('.kpmap-timeline-label').textContent)"
+    )
+    in_month = watched.stats()["heatPoints"]
+    assert 0 < in_month < total
+    page.locator(".kpmap-timeline button", has_text="All dates").click()
+    page.wait_for_function(f"() => window.kpmapStats.heatPoints === {total}")
+    page.locator(".leaflet-control-layers").hover()
+    page.locator(".leaflet-control-layers-overlays label", has_text="heat map").click()
+    assert page.locator("canvas.leaflet-heatmap-layer").count() == 1
+    screenshot(page, "heat.png")
+    watched.assert_clean()
+
+
+def test_border_bands_draw_on_request(watched, server):
+    page = watched.open(server.url + "/?layers=durand_line,bands&max_border_km=25").page
+    page.wait_for_function("() => window.kpmapStats.bands === 3")
+    watched.assert_clean()
+
+
+def test_embed_page_works_inside_an_iframe_of_another_site(browser, server):
+    host_page = (
+        f'<!doctype html><title>another site</title><h1>A story</h1><iframe id="map" '
+        f'src="{server.url}/embed?from=2024&zoom=7&center=33.9,71.5" width="900" height="560">'
+        "</iframe>"
+    ).encode()
+
+    def other_site(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [host_page]
+
+    other = Server(other_site)
+    watched = Watched(browser, {server.host, other.host})
+    try:
+        watched.page.goto(other.url + "/")
+        frame = watched.page.frame_locator("#map")
+        frame.locator(".kpmap-legend").wait_for(timeout=60_000)
+        inner = next(f for f in watched.page.frames if f.url.startswith(server.url + "/embed"))
+        inner.wait_for_function(READY, timeout=60_000)
+        stats = inner.evaluate("() => window.kpmapStats")
+        assert stats["districts"] > 0 and stats["border"] > 0
+        assert stats["markers"] + stats["districtOnly"] == stats["count"] > 0
+        assert frame.locator("#kpmap-panel").count() == 0  # no page chrome in the embed
+        screenshot(watched.page, "embed.png")
+        watched.assert_clean()
+    finally:
+        watched.close()
+        other.close()
+
+
+def test_server_side_clusters_when_there_are_many_attacks(browser, store_dir):
+    """Past MAP_CLIENT_LIMIT the server grids the attacks per view; here the limit is 0."""
+    server = Server(create_app({"STORE": str(store_dir), "MAP_CLIENT_LIMIT": 0}))
+    watched = Watched(browser, {server.host})
+    try:
+        watched.open(server.url + "/")
+        stats = watched.stats()
+        assert stats["cells"] + stats["markers"] > 0
+        assert stats["districtOnly"] > 0
+        assert "/api/map/clusters.json?" in " ".join(watched.requests)
+        watched.page.mouse.wheel(0, -400)  # zoom in: a new view asks the server again
+        watched.page.wait_for_function("() => window.kpmapStats.cells !== undefined")
+        watched.assert_clean()
+    finally:
+        watched.close()
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory) -> Iterator[Server]:
+    running = Server(create_app({"STORE": str(build_hostile_store(tmp_path_factory))}))
+    yield running
+    running.close()
+
+
+def test_popup_shows_markup_in_data_as_text(browser, hostile_server):
+    watched = Watched(browser, {hostile_server.host})
+    try:
+        lon, lat = HOSTILE_AT
+        page = watched.open(f"{hostile_server.url}/?center={lat},{lon}&zoom=11").page
+        box = page.locator(".folium-map").bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        popup = page.locator(".leaflet-popup-content .kpmap-popup")
+        popup.wait_for(timeout=30_000)
+        text = popup.inner_text()
+        assert PAYLOAD in text and "<script>alert(2)</script>" in text
+        assert popup.locator("img, script, b").count() == 0
+        links = popup.locator("a").evaluate_all("links => links.map(a => a.href)")
+        assert links == ["https://example.org/report?a=1&b=2"]  # javascript: never a link
+        screenshot(page, "popup.png")
+        page.wait_for_timeout(300)  # an onerror handler would have fired by now
+        # the example.org link is only a link: nothing was fetched from it
+        watched.assert_clean()
+    finally:
+        watched.close()

@@ -1,0 +1,370 @@
+"""app/maps.py, app/mapdata.py, app/assets.py: the map page, the embed page and their feeds.
+
+The generated HTML is checked for the pieces that matter (local asset links, layer URLs, the
+legend, escaping), never as a snapshot. tests/test_browser.py drives the same pages in Chromium.
+"""
+
+import gzip
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+
+from app import assets, create_app, mapdata
+from app.filters import parse_filters
+from app.maps import MapView, build_map, parse_view
+from geo.build import build_store
+from geo.errors import InvalidQuery
+from tests.conftest import offline_mirror
+
+PAYLOAD = "<img src=x onerror=alert(1)>"
+ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
+SCRIPT_URL = "javascript:alert(3)"
+WEB_URL = "https://example.org/report?a=1&b=2"
+# A quiet corner of Chitral, far from the authored attacks, so the marker stands alone.
+HOSTILE_AT = (71.79, 35.85)
+
+
+def hostile_record() -> dict:
+    """An attack whose every text is markup, as a careless or hostile source might send it."""
+    return {
+        "id": "synthetic-hostile-1",
+        "date": "2024-03-05",
+        "date_precision": "day",
+        "date_end": None,
+        "location": PAYLOAD,
+        "district": "chitral",
+        "geo_precision": 1,
+        "actor": "TTP",
+        "claimed": None,
+        "event_type": "armed assault",
+        "target": "civilians",
+        "killed_low": None,
+        "killed_best": 3,
+        "killed_high": None,
+        "injured_low": None,
+        "injured_high": None,
+        "description": PAYLOAD + " <script>alert(2)</script>",
+        "sources": [
+            {"publication": PAYLOAD, "title": "<b>bold</b>", "date": "2024-03", "url": SCRIPT_URL},
+            {
+                "publication": "Example Daily",
+                "title": "A report",
+                "date": "2024-03-06",
+                "url": WEB_URL,
+            },
+        ],
+        "origin": "synthetic",
+        "lon": HOSTILE_AT[0],
+        "lat": HOSTILE_AT[1],
+    }
+
+
+def build_hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real store plus the hostile attack, built by the real pipeline (build_store)."""
+    store = tmp_path_factory.mktemp("hostile") / "store"
+    cache = tmp_path_factory.mktemp("hostile-cache")
+    build_store(store, cache=cache, mirror=offline_mirror(), added=[hostile_record()])
+    return store
+
+
+@pytest.fixture(scope="module")
+def hostile_client(tmp_path_factory):
+    return create_app({"STORE": str(build_hostile_store(tmp_path_factory))}).test_client()
+
+
+def page(client, url: str = "/") -> str:
+    response = client.get(url)
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert response.mimetype == "text/html"
+    return response.get_data(as_text=True)
+
+
+def rendered(m) -> str:
+    return m.get_root().render()
+
+
+# --- assets ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["/", "/embed"])
+def test_pages_link_only_local_assets(client, url):
+    html = page(client, url)
+    assert not re.search(r"https?://", html), re.search(r".{60}https?://.{60}", html)
+    assert not re.search(r"""(src|href)\s*=\s*["']?//""", html)
+    assert "url(//" not in html
+    scripts = re.findall(r"""<script[^>]+src="([^"]+)\"""", html)
+    styles = re.findall(r"""<link rel="stylesheet" href="([^"]+)\"""", html)
+    assert scripts and styles, "the page links no script or stylesheet"
+    assert all(link.startswith("/static/") for link in scripts + styles), scripts + styles
+    preloads = re.findall(r"""<link rel="preload" href="([^"]+)\"""", html)
+    assert "/download/districts.geojson" in preloads  # the app's own feeds, fetched early
+
+
+def test_every_linked_asset_is_installed_and_served(client):
+    """The files app/assets.py names exist (make assets) and the app serves them."""
+    missing = assets.missing_vendor_files()
+    assert not missing, f"run `make assets` (npm ci + app/install_assets.py): {missing}"
+    html = page(client)
+    for link in re.findall(r"""<(?:script|link)[^>]+(?:src|href)="(/static/[^"]+)\"""", html):
+        response = client.get(link)
+        assert response.status_code == 200, link
+        response.close()
+
+
+def test_localise_folium_names_files_under_the_given_base():
+    import folium
+
+    assets.localise_folium("/prefix/static/vendor")
+    try:
+        assert all(url.startswith("/prefix/static/vendor/") for _, url in folium.Map.default_js)
+    finally:
+        assets.localise_folium()
+
+
+# --- what the map holds ---------------------------------------------------------------------
+
+
+def test_build_map_loads_its_layers_by_url(store):
+    html = rendered(build_map(store, {}))
+    for url in (
+        "/download/districts.geojson",
+        "/download/durand_line.geojson",
+        "/api/map/attacks.json",
+        "/api/map/clusters.json",
+        "/api/map/border-bands.geojson",
+        "/tiles/basemap/{z}/{x}/{y}.png",
+    ):
+        assert url in html, url
+    # no feature is pasted into the page: districts' and the border's coordinates stay out
+    assert '"coordinates"' not in html
+    assert "L.markerClusterGroup" in html and "L.heatLayer" in html
+    assert "L.control.layers" in html and "L.control.scale" in html
+
+
+def test_filters_go_into_the_data_urls(store):
+    filters = parse_filters({"from": "2024", "actor": "iskp", "max_border_km": "50"})
+    html = rendered(build_map(store, filters))
+    assert "from=2024\\u0026actor=ISKP\\u0026max_border_km=50" in html
+
+
+def test_legend_counts_classes_groups_and_symbols(store):
+    total = len(store.query("attacks"))
+    html = rendered(build_map(store, parse_filters({"from": "2024"})))
+    matched = len(store.query("attacks", start="2024"))
+    assert f"<strong>{matched}</strong>\n    of {total} attacks match the filters" in html
+    legend = html[html.index('id="kpmap-legend"') :]
+    assert "Districts: attacks" in legend
+    assert "Islamic State Khorasan Province" in legend  # the groups the store holds
+    for symbol in (
+        "place known",
+        "near a place",
+        "district only",
+        "Durand Line",
+        "km of the border",
+    ):
+        assert symbol in legend
+    assert "The Asian Politico (2024-05-02)" in legend  # the cited publications, with dates
+    killed = rendered(build_map(store, {}, MapView(metric="killed")))
+    assert "Districts: people killed (best estimate)" in killed
+
+
+def test_attribution_credits_every_source(store):
+    html = rendered(build_map(store, {}))
+    for credit in (
+        "geoBoundaries (Runfola et al. 2020)",
+        "OpenStreetMap contributors",
+        "GeoNames (CC BY 4.0)",
+        "The Express Tribune",
+        "The Asian Politico",
+    ):
+        assert credit in html, credit
+
+
+def test_view_parameters_and_the_layer_switches(store):
+    view = parse_view({"layers": "heat,bands", "center": "34.5,71.5", "zoom": "9"}, embed=True)
+    html = rendered(build_map(store, {}, view))
+    assert "[34.5, 71.5]" in html and '"zoom": 9' in html
+    assert '"layers": ["heat", "bands"]' in html
+    assert '"collapsed": true' in html  # the embed page's layer control starts folded
+
+
+def test_count_in_the_page_follows_the_filters(client, store):
+    everything = page(client)
+    some = page(client, "/?from=2024")
+    n_all, n_some = len(store.query("attacks")), len(store.query("attacks", start="2024"))
+    assert n_some < n_all
+    assert f"<strong>{n_all}</strong>\n    of {n_all} attacks match these filters" in everything
+    assert f"<strong>{n_some}</strong>\n    of {n_all} attacks match these filters" in some
+
+
+def test_share_panel_gives_the_link_and_the_iframe_snippet(client):
+    html = page(client, "/?actor=ISKP&metric=killed")
+    assert 'id="kpmap-share-link" readonly value="/?actor=ISKP&amp;metric=killed"' in html
+    assert "&lt;iframe src=&#34;/embed?actor=ISKP&amp;amp;metric=killed&#34;" in html
+
+
+# --- safety ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["/", "/embed"])
+def test_data_is_escaped_in_the_page(hostile_client, url):
+    html = page(hostile_client, url)
+    assert PAYLOAD not in html
+    assert "<script>alert(2)" not in html
+    assert ESCAPED in html  # the publication is listed, as text
+    assert "javascript:" not in html
+
+
+def test_data_feeds_carry_the_text_as_data(hostile_client):
+    """Feeds are JSON (the page's script sets their text with textContent)."""
+    feed = hostile_client.get("/api/map/attacks/synthetic-hostile-1.json")
+    assert feed.mimetype == "application/json"
+    assert feed.get_json()["properties"]["location"] == PAYLOAD
+
+
+@pytest.mark.parametrize(
+    ("query", "allowed"),
+    [
+        ("from=yesterday", "YYYY-MM-DD"),
+        ("actor=%3Cscript%3E", "ISKP"),
+        ("max_border_km=-5", "number &gt;= 0"),
+        ("event_type=picnic", "suicide bombing"),
+        ("district=Atlantis", "district"),
+        ("metric=deaths", "attacks, killed, injured"),
+        ("layers=roads", "districts, durand_line, attacks, heat, bands"),
+        ("center=north", "latitude,longitude"),
+        ("zoom=99", "0 to 18"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/", "/embed"])
+def test_bad_parameters_get_a_400_page_saying_what_is_allowed(client, path, query, allowed):
+    response = client.get(f"{path}?{query}", headers={"Accept": "text/html"})
+    text = response.get_data(as_text=True)
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert allowed in text
+    assert "<script>" not in text
+    assert "kpmap-legend" not in text  # an error page, not an empty map
+
+
+def test_parse_view_rejects_what_it_cannot_show():
+    assert parse_view({}).layers == ("districts", "durand_line", "attacks")
+    assert parse_view({"layers": "none"}).layers == ()
+    with pytest.raises(InvalidQuery, match="zoom"):
+        parse_view({"zoom": "-1"})
+
+
+def test_embed_may_be_framed_by_any_site(client):
+    embed = client.get("/embed").headers["Content-Security-Policy"]
+    assert "frame-ancestors *" in embed
+    assert "default-src 'self'" in embed and "script-src 'self' 'unsafe-inline'" in embed
+    main = client.get("/").headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self'" in main
+
+
+def test_online_basemap_is_opt_in_and_allowed_by_the_csp(store_dir):
+    app = create_app({"STORE": str(store_dir), "ONLINE_BASEMAP": "OpenStreetMap.Mapnik"})
+    response = app.test_client().get("/")
+    html = response.get_data(as_text=True)
+    assert "https://tile.openstreetmap.org/{z}/{x}/{y}.png" in html
+    assert "/tiles/basemap/{z}/{x}/{y}.png" in html  # the app's own stays as the alternative
+    csp = response.headers["Content-Security-Policy"]
+    assert "img-src 'self' data: blob: https://tile.openstreetmap.org" in csp
+
+
+def test_an_unknown_online_basemap_stops_the_app_at_start(store_dir):
+    with pytest.raises(ValueError, match="ONLINE_BASEMAP='No.Such.Provider' is not an xyzservices"):
+        create_app({"STORE": str(store_dir), "ONLINE_BASEMAP": "No.Such.Provider"})
+
+
+# --- feeds ----------------------------------------------------------------------------------
+
+
+def test_attacks_feed_holds_the_matching_attacks_as_columns(client, store):
+    data = client.get("/api/map/attacks.json?from=2024").get_json()
+    expected = store.query("attacks", start="2024")
+    assert data["count"] == len(expected)
+    assert sorted(data["id"]) == sorted(f["id"] for f in expected)
+    for column in ("lon", "lat", "actor", "district", "killed", "precision", "start", "end"):
+        assert len(data[column]) == data["count"], column
+
+
+def test_attacks_feed_bad_filter_is_a_json_400(client):
+    response = client.get(
+        "/api/map/attacks.json?to=soon",
+    )
+    assert response.status_code == 400 and response.is_json
+
+
+def test_attack_feature_and_its_404(client, store):
+    first = store.query("attacks")[0]
+    assert client.get(f"/api/map/attacks/{first['id']}.json").get_json()["id"] == first["id"]
+    missing = client.get(
+        "/api/map/attacks/nope.json",
+    )
+    assert missing.status_code == 404 and missing.is_json
+
+
+def test_clusters_feed_accounts_for_every_attack(client, store):
+    attacks = store.query("attacks")
+    data = client.get("/api/map/clusters.json?z=6&view=60,25,80,40&heat=1").get_json()
+    vague = sum(1 for f in attacks if f["properties"]["geo_precision"] == 3)
+    drawn = sum(data["cells"]["count"]) + data["points"]["count"]
+    assert data["count"] == len(attacks)
+    assert drawn == len(attacks) - vague
+    assert sum(d["count"] for d in data["district_only"].values()) == vague
+    assert sum(data["heat"]["count"]) == len(attacks)
+
+
+@pytest.mark.parametrize("query", ["z=99", "z=7&view=1,2,3", "z=7&window=a,b", "z=7&from=x"])
+def test_clusters_feed_rejects_bad_input(client, query):
+    response = client.get(
+        f"/api/map/clusters.json?{query}",
+    )
+    assert response.status_code == 400
+
+
+def test_big_feeds_are_gzipped(client):
+    response = client.get("/api/map/border-bands.geojson", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert orjson.loads(gzip.decompress(response.data))["type"] == "FeatureCollection"
+
+
+def test_border_bands_are_nested_and_on_the_pakistani_side(store):
+    import shapely
+    from shapely.geometry import shape
+
+    bands = mapdata.border_bands(store)["features"]
+    assert [b["properties"]["label"] for b in bands] == ["0–10 km", "10–25 km", "25–50 km"]
+    pakistan = shapely.union_all(
+        [shape(f["geometry"]) for f in store.query("countries", id="pakistan")]
+    )
+    for band in bands:
+        geom = shape(band["geometry"])
+        assert geom.is_valid and not geom.is_empty
+        assert geom.difference(pakistan.buffer(0.01)).area < 1e-6  # nothing in Afghanistan
+    # bands do not overlap: each is a ring outside the one before
+    assert shape(bands[0]["geometry"]).intersection(shape(bands[1]["geometry"])).area < 1e-6
+
+
+# --- mapdata helpers ------------------------------------------------------------------------
+
+
+def test_day_span_covers_months_and_ranges():
+    assert mapdata.day_span("2024-02") == (19754, 19782)  # 1 to 29 February 2024
+    assert mapdata.day_span("2024-01-01", "2024-04-30") == (19723, 19843)
+
+
+def test_colour_classes():
+    assert mapdata.colour_classes([0, 0]) == []
+    classes = mapdata.colour_classes(list(range(1, 101)))
+    assert len(classes) == 5 and classes[0]["min"] == 1 and classes[-1]["max"] == 100
+    assert all(a["max"] + 1 == b["min"] for a, b in zip(classes, classes[1:], strict=False))
+
+
+def test_district_totals_follow_the_filters(store):
+    table = mapdata.attack_table(store)
+    rows = mapdata.select(store, {"start": "2024"})
+    totals = mapdata.district_totals(table, rows)
+    assert sum(t["attacks"] for t in totals.values()) == len(rows)
