@@ -10,7 +10,7 @@ ASSETS := app/static/vendor/VERSIONS.json
 STORE_MANIFEST := data/store/manifest.json
 BIND ?= 127.0.0.1:8000
 
-.PHONY: run test setup assets fetch build bench bench-scale clean
+.PHONY: run test setup assets fetch build bench bench-scale bench-map clean
 
 run: setup assets fetch $(STORE_MANIFEST)
 	$(BIN)/gunicorn --workers 2 --worker-class gthread --threads 4 --bind $(BIND) 'app:create_app()'
@@ -53,3 +53,6 @@ bench-scale: setup fetch
 
 clean:
 	rm -rf $(VENV) data/store data/upstream node_modules app/static/vendor
+
+bench-map: setup assets fetch
+	$(BIN)/python -m tests.bench_map

@@ -7,10 +7,10 @@ when warm, and "all layers drawn" (window.kpmapReady) in headless Chromium <= 2 
 synthetic 100,000-attack store the page loads in <= 3 s and stays responsive.
 
 The browser figures are read in the page (performance.now() when the last layer is drawn, i.e.
-milliseconds since navigation started) with the app under gunicorn (2 sync workers unless
---gunicorn says otherwise), each load in a fresh browser context (nothing cached). "first" is the
-first load of a URL after the server started, "warm" the loads after it. Needs
-/usr/bin/chromium and the installed front-end assets (make assets).
+milliseconds since navigation started) with the app under gunicorn as `make run` starts it
+(2 workers of 4 threads; --gunicorn changes it), each load in a fresh browser context (nothing
+cached). "first" is the first load of a URL after the server started, "warm" the loads after
+it. Needs /usr/bin/chromium and the installed front-end assets (make assets).
 """
 
 import argparse
@@ -201,7 +201,9 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
-        "--gunicorn", default="-w 2 --timeout 120", help="gunicorn options (default: %(default)s)"
+        "--gunicorn",
+        default="--workers 2 --worker-class gthread --threads 4 --timeout 120",
+        help="gunicorn options (default: those of `make run`, %(default)s)",
     )
     args = parser.parse_args()
     options = args.gunicorn.split()
