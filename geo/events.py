@@ -178,18 +178,26 @@ def read_events(
     for path in sorted(folder.glob("*.csv")):
         for where, row in _read_rows(path, EVENT_COLUMNS, problems):
             event = _parse_event(row, where, citations, districts, actors, problems)
-            if event is None:
-                continue
-            if event["id"] in first_seen:
-                problems.append(
-                    f"{where}: duplicate id {event['id']!r} (first at {first_seen[event['id']]})"
-                )
-                continue
-            first_seen[event["id"]] = where
-            events.append(event)
+            if _first_with_its_id(event, where, first_seen, problems):
+                events.append(event)
     if problems:
         raise SchemaError(_listing(f"authored events have {len(problems)} problem(s)", problems))
     return events
+
+
+def _first_with_its_id(
+    record: dict[str, Any] | None, where: str, first_seen: dict[str, str], problems: Problems
+) -> bool:
+    """True for a parsed record whose id is new; a repeated id is a problem naming both lines."""
+    if record is None:
+        return False
+    if record["id"] in first_seen:
+        problems.append(
+            f"{where}: duplicate id {record['id']!r} (first at {first_seen[record['id']]})"
+        )
+        return False
+    first_seen[record["id"]] = where
+    return True
 
 
 def _parse_event(
@@ -314,15 +322,8 @@ def read_facts(
     first_seen: dict[str, str] = {}
     for where, row in _read_rows(path, FACT_COLUMNS, problems):
         fact = _parse_fact(row, where, citations, district_ids, actors, problems)
-        if fact is None:
-            continue
-        if fact["id"] in first_seen:
-            problems.append(
-                f"{where}: duplicate id {fact['id']!r} (first at {first_seen[fact['id']]})"
-            )
-            continue
-        first_seen[fact["id"]] = where
-        facts.append(fact)
+        if _first_with_its_id(fact, where, first_seen, problems):
+            facts.append(fact)
     if problems:
         raise SchemaError(_listing(f"{path.name} has {len(problems)} problem(s)", problems))
     return facts
