@@ -264,15 +264,8 @@ def clusters(
     "district_only": attacks known only to their district, per district}. Attacks known only to
     their district are never gridded: a cell or point would claim a place the sources don't give.
     """
-    precise = rows[table.precision[rows] != 3]
-    if bbox is not None:
-        minx, miny, maxx, maxy = bbox
-        lon, lat = table.lon[precise], table.lat[precise]
-        precise = precise[(lon >= minx) & (lon <= maxx) & (lat >= miny) & (lat <= maxy)]
-    cell = 2 * np.pi * EARTH_RADIUS / (256 * 2**zoom) * cell_px
-    keys = np.floor(table.x[precise] / cell).astype(np.int64) * 2**32 + np.floor(
-        table.y[precise] / cell
-    ).astype(np.int64)
+    precise = _in_bbox(table, rows[table.precision[rows] != 3], bbox)
+    keys = _grid_keys(table, precise, zoom, cell_px)
     _, first, inverse, counts = np.unique(
         keys, return_index=True, return_inverse=True, return_counts=True
     )
@@ -305,14 +298,8 @@ def heat_cells(
 ) -> dict[str, Any]:
     """Attack counts on a fine grid (8 screen pixels at `zoom`) for the heat map: at most a few
     thousand weighted points whatever the number of attacks."""
-    if bbox is not None:
-        minx, miny, maxx, maxy = bbox
-        lon, lat = table.lon[rows], table.lat[rows]
-        rows = rows[(lon >= minx) & (lon <= maxx) & (lat >= miny) & (lat <= maxy)]
-    cell = 2 * np.pi * EARTH_RADIUS / (256 * 2**zoom) * cell_px
-    keys = np.floor(table.x[rows] / cell).astype(np.int64) * 2**32 + np.floor(
-        table.y[rows] / cell
-    ).astype(np.int64)
+    rows = _in_bbox(table, rows, bbox)
+    keys = _grid_keys(table, rows, zoom, cell_px)
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     return {
         "lat": np.round(np.bincount(inverse, table.lat[rows]) / counts, 4),
@@ -371,3 +358,21 @@ def _compute_bands(store: Store, distances: tuple[int, ...]) -> dict[str, Any]:
         features.append(geojson_feature(f"band-{km}", band, properties))
         inner, previous = zone, km
     return {"type": "FeatureCollection", "features": features}
+
+
+def _in_bbox(
+    table: AttackTable, rows: np.ndarray, bbox: tuple[float, float, float, float] | None
+) -> np.ndarray:
+    """The rows whose point lies in bbox (all of them when there is none)."""
+    if bbox is None:
+        return rows
+    minx, miny, maxx, maxy = bbox
+    lon, lat = table.lon[rows], table.lat[rows]
+    return rows[(lon >= minx) & (lon <= maxx) & (lat >= miny) & (lat <= maxy)]
+
+
+def _grid_keys(table: AttackTable, rows: np.ndarray, zoom: int, cell_px: int) -> np.ndarray:
+    """One integer per grid cell of `cell_px` screen pixels at `zoom` (Web Mercator metres)."""
+    cell = 2 * np.pi * EARTH_RADIUS / (256 * 2**zoom) * cell_px
+    column = np.floor(table.x[rows] / cell).astype(np.int64)
+    return column * 2**32 + np.floor(table.y[rows] / cell).astype(np.int64)
