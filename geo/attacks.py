@@ -77,20 +77,19 @@ def attack_features(
     """
     lon = np.fromiter((r["lon"] for r in records), dtype=float, count=len(records))
     lat = np.fromiter((r["lat"] for r in records), dtype=float, count=len(records))
-    distances = np.round(border.distance_km(lon, lat), 1)
+    distances = np.round(border.distance_km(lon, lat), 1).tolist()
     features = []
-    for record, x, y, km in zip(records, lon, lat, distances, strict=True):
-        properties = {k: v for k, v in record.items() if k not in NOT_PROPERTIES}
-        properties["distance_to_border_km"] = float(km)
+    for record, x, y, km in zip(records, lon.tolist(), lat.tolist(), distances, strict=True):
+        properties = record.copy()  # then drop the few keys that are not properties
+        for key in NOT_PROPERTIES:
+            del properties[key]
+        properties["distance_to_border_km"] = km
         properties["former_fata"] = former_fata[record["district"]]
         features.append(
             {
                 "type": "Feature",
                 "id": record["id"],
-                "geometry": {
-                    "type": "Point",
-                    "coordinates": [round(float(x), 6), round(float(y), 6)],
-                },
+                "geometry": {"type": "Point", "coordinates": [round(x, 6), round(y, 6)]},
                 "properties": properties,
             }
         )

@@ -31,7 +31,7 @@ from geo.gazetteer import Gazetteer
 from geo.importers import merge_duplicates
 from geo.schemas import LAYERS, validate_features
 from geo.sources import Source, fetch_all, read_sources
-from geo.store import index_arrays, index_file
+from geo.store import INDEX_VERSION, index_arrays, index_file
 
 DURAND_LINE_TOML = paths.DATA_DIR / "durand_line.toml"
 # Records brought in by `kpmap import` and `kpmap synth`, kept in the store so that every rebuild
@@ -268,13 +268,14 @@ def _build_into(
     for name, features in built.items():
         path = work / f"{name}.geojson"
         offsets = geojson.write_feature_collection(path, features)
-        layers[name] = _layer_entry(name, path, features, ctx)
-        if name in INDEXED_LAYERS:
-            arrays = index_arrays(LAYERS[name], features)
+        arrays = index_arrays(LAYERS[name], features) if name in INDEXED_LAYERS else {}
+        layers[name] = _layer_entry(name, path, features, ctx, arrays.get("xy"))
+        if arrays:
             np.savez(
                 work / index_file(path.name),
                 offsets=offsets,
                 sha256=np.array(layers[name]["sha256"]),
+                version=np.array(INDEX_VERSION),
                 **arrays,
             )
     _write_json(work / FACTS_FILE, {"facts": facts})
@@ -366,7 +367,11 @@ IMPORT_SOURCES = {
 
 
 def _layer_entry(
-    name: str, path: Path, features: list[dict[str, Any]], ctx: BuildContext
+    name: str,
+    path: Path,
+    features: list[dict[str, Any]],
+    ctx: BuildContext,
+    xy: np.ndarray | None = None,
 ) -> dict[str, Any]:
     sources = LAYER_SOURCES[name](ctx)
     time_range = None
@@ -381,7 +386,7 @@ def _layer_entry(
         "file": path.name,
         "title": LAYERS[name].title,
         "count": len(features),
-        "bounds": _bounds(features),
+        "bounds": _bounds(features, xy),
         "geometry_types": sorted({f["geometry"]["type"] for f in features}),
         "time_range": time_range,
         "sha256": _sha256(path),
@@ -389,11 +394,13 @@ def _layer_entry(
     }
 
 
-def _bounds(features: list[dict[str, Any]]) -> list[float] | None:
+def _bounds(features: list[dict[str, Any]], xy: np.ndarray | None = None) -> list[float] | None:
+    """[minx, miny, maxx, maxy] of the features; `xy` are their points', when already known."""
     if not features:
         return None
-    if all(f["geometry"]["type"] == "Point" for f in features):
+    if xy is None and all(f["geometry"]["type"] == "Point" for f in features):
         xy = np.array([f["geometry"]["coordinates"][:2] for f in features])
+    if xy is not None:
         minx, miny = xy.min(axis=0)
         maxx, maxy = xy.max(axis=0)
         return [float(minx), float(miny), float(maxx), float(maxy)]

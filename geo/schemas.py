@@ -29,6 +29,13 @@ class LayerSchema:
     filterable: tuple[str, ...] = field(default=())
     # Numeric filters: query argument -> (property, comparison); e.g. max_border_km <= a limit.
     range_filters: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Numeric properties kept as arrays (every range filter's, and the figures the maps total).
+    numbers: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        unindexed = [p for p, _ in self.range_filters.values() if p not in self.numbers]
+        if unindexed:
+            raise ValueError(f"{self.name}: range filters on {unindexed} need them in numbers")
 
 
 LAYERS: dict[str, LayerSchema] = {
@@ -121,6 +128,14 @@ LAYERS: dict[str, LayerSchema] = {
             "geo_precision",
         ),
         range_filters={"max_border_km": ("distance_to_border_km", "<=")},
+        numbers=(
+            "distance_to_border_km",
+            "killed_low",
+            "killed_best",
+            "killed_high",
+            "injured_low",
+            "injured_high",
+        ),
     ),
 }
 
@@ -174,13 +189,19 @@ def validate_features(features: list[Any], schema: LayerSchema) -> list[str]:
     problems = []
     seen: set[Any] = set()
     for i, feat in enumerate(features):
-        where = f"feature #{i} ({feat.get('id')!r})" if isinstance(feat, dict) else f"feature #{i}"
-        problems += [f"{where}: {p}" for p in validate_feature(feat, schema)]
+        found = validate_feature(feat, schema)
         fid = feat.get("id") if isinstance(feat, dict) else None
-        if fid in seen:
-            problems.append(f"{where}: duplicate id")
-        seen.add(fid)
+        if isinstance(fid, str | int):  # other ids are reported above, and may be unhashable
+            if fid in seen:
+                found.append("duplicate id")
+            seen.add(fid)
+        if found:
+            where = f"feature #{i} ({fid!r})" if isinstance(feat, dict) else f"feature #{i}"
+            problems += [f"{where}: {p}" for p in found]
     return problems
+
+
+_MISSING = object()
 
 
 def validate_feature(feat: Any, schema: LayerSchema) -> list[str]:
@@ -195,13 +216,14 @@ def validate_feature(feat: Any, schema: LayerSchema) -> list[str]:
         problems.append("properties is not an object")
         props = {}
     for key, types in schema.properties.items():
-        if key not in props:
+        value = props.get(key, _MISSING)
+        if type(value) in types:  # the common case, decided without isinstance
+            continue
+        if value is _MISSING:
             problems.append(f"property {key!r} is missing")
-        elif not isinstance(props[key], types) or (
-            bool not in types and isinstance(props[key], bool)
-        ):
+        elif not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             allowed = " or ".join(t.__name__ for t in types)
-            problems.append(f"property {key!r} is {type(props[key]).__name__}, expected {allowed}")
+            problems.append(f"property {key!r} is {type(value).__name__}, expected {allowed}")
     if "id" in props and "id" in feat and props["id"] != feat["id"]:
         problems.append("properties.id differs from the feature id")
     problems += validate_geometry(feat.get("geometry"), schema.geometry_types)

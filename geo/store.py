@@ -12,8 +12,9 @@ import gc
 import json
 import math
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -52,14 +53,20 @@ class Layer:
     tree: shapely.STRtree
     ids: np.ndarray
     by_id: dict[str, int]
-    # Filterable properties as canonical strings (see _canonical), range properties as floats.
-    columns: dict[str, np.ndarray]
+    # Each filterable property as codes into its distinct values (as text: see _text), e.g.
+    # actor: codes [0, 1, 0, ...] into values ["TTP", "ISKP"]; "id" uses `ids` instead.
+    codes: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
+    # Numeric properties (schema.numbers) as floats, NaN where null.
+    numbers: dict[str, np.ndarray]
     # Day ordinals of each feature's time span; None for layers without time.
     span_start: np.ndarray | None = None
     span_end: np.ndarray | None = None
     parsed: list[dict[str, Any]] | None = None
     raw: bytes | None = None
     offsets: np.ndarray | None = None
+    # Per filterable property: canonical value -> codes, made on the property's first filter.
+    _lookup: dict[str, dict[str, list[int]]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,6 +83,22 @@ class Layer:
             return orjson.dumps(self.parsed[i])
         start, end = self.offsets[i]
         return self.raw[start:end]
+
+    def column(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, values) of a filterable property: feature i has values[codes[i]]."""
+        if key == "id":
+            return np.arange(len(self.ids)), self.ids
+        return self.codes[key], self.values[key]
+
+    def codes_matching(self, key: str, wanted: Iterable[str]) -> list[int]:
+        """The codes of `key`'s values whose canonical form (see _canonical) is in `wanted`."""
+        lookup = self._lookup.get(key)
+        if lookup is None:
+            lookup = defaultdict(list)
+            for code, value in enumerate(self.column(key)[1].tolist()):
+                lookup[value.strip().casefold()].append(code)
+            self._lookup[key] = lookup = dict(lookup)
+        return [code for w in wanted for code in lookup.get(w, ())]
 
     @property
     def bounds(self) -> Bounds | None:
@@ -210,30 +233,31 @@ def index_file(layer_file: str) -> str:
     return layer_file.removesuffix(".geojson") + ".index.npz"
 
 
+# Bumped whenever index_arrays changes what it saves: an older index is then not used.
+INDEX_VERSION = 2
+
+
 def index_arrays(schema: LayerSchema, features: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """The arrays a layer is queried by: point coordinates (for point layers), ids, filter
-    columns, range columns and time spans. The build saves them for large layers; small layers
-    compute them when they are opened."""
+    """The arrays a layer is queried by: point coordinates (for point layers), ids, filterable
+    properties as codes and values, numeric properties, and time spans. The build saves them
+    for large layers; small layers compute them when they are opened."""
     n = len(features)
     arrays: dict[str, np.ndarray] = {"ids": np.array([str(f["id"]) for f in features], dtype=str)}
     if schema.geometry_types == ("Point",):
         xy = (c for f in features for c in f["geometry"]["coordinates"][:2])
         arrays["xy"] = np.fromiter(xy, dtype=float, count=2 * n).reshape(-1, 2)
-    keys = [*schema.filterable, *(prop for prop, _ in schema.range_filters.values())]
-    if schema.time:
-        keys += schema.time
+    coded = [k for k in schema.filterable if k != "id"]  # "id" is `ids`
+    keys = [*coded, *schema.numbers, *(schema.time or ())]
     # One pass over the features (a million dicts are slow to walk, once per column slower).
     rows = ([f["properties"].get(k) for k in keys] for f in features)
     columns = dict(zip(keys, zip(*rows, strict=True), strict=True)) if n else {k: () for k in keys}
-    for key in schema.filterable:
-        # Few distinct values per column (ISKP, TTP, ...): canonicalise each once, then take.
+    for key in coded:
+        # Few distinct values per column (ISKP, TTP, ...): each is turned into text once.
         codes, distinct = pd.factorize(pd.Series(columns[key], dtype=object), use_na_sentinel=False)
-        canonical = np.array([_canonical(v) for v in distinct] or [""], dtype=str)
-        arrays[f"column:{key}"] = canonical[codes]
-    for prop, _ in schema.range_filters.values():
-        arrays[f"column:{prop}"] = np.array(
-            [math.nan if v is None else v for v in columns[prop]], dtype=float
-        )
+        arrays[f"codes:{key}"] = codes.astype(np.int32)
+        arrays[f"values:{key}"] = np.array([_text(v) for v in distinct] or [""], dtype=str)
+    for key in schema.numbers:
+        arrays[f"number:{key}"] = np.array(columns[key], dtype=float)  # None becomes NaN
     if schema.time:
         first, last = schema.time
         ends = [e or s for s, e in zip(columns[first], columns[last], strict=True)]
@@ -286,6 +310,9 @@ def _load_indexed_layer(
         arrays = {k: npz[k] for k in npz.files}
     if str(arrays.pop("sha256")) != entry["sha256"]:
         raise StoreNotFound(f"{index} does not belong to {layer_file} (rebuild the store)")
+    if int(arrays.pop("version", 0)) != INDEX_VERSION:
+        # Written by an older kpmap: read the layer itself (slower) until the next build.
+        return _index_layer(schema, read_json(layer_file)["features"])
     raw = layer_file.read_bytes()
     return _layer(schema, shapely.points(arrays["xy"]), arrays, raw=raw, offsets=arrays["offsets"])
 
@@ -294,15 +321,19 @@ def _layer(
     schema: LayerSchema, geometries: np.ndarray, arrays: dict[str, np.ndarray], **kw
 ) -> Layer:
     ids = arrays["ids"]
+
+    def prefixed(prefix: str) -> dict[str, np.ndarray]:
+        return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+
     return Layer(
         schema=schema,
         geometries=geometries,
         tree=shapely.STRtree(geometries),
         ids=ids,
         by_id=dict(zip(ids.tolist(), range(len(ids)), strict=True)),
-        columns={
-            k.removeprefix("column:"): v for k, v in arrays.items() if k.startswith("column:")
-        },
+        codes=prefixed("codes:"),
+        values=prefixed("values:"),
+        numbers=prefixed("number:"),
         span_start=arrays.get("span_start"),
         span_end=arrays.get("span_end"),
         **kw,
@@ -385,7 +416,7 @@ def _filter_mask(layer: Layer, filters: dict[str, Any], selected: np.ndarray) ->
         if key in schema.range_filters:
             prop, _ = schema.range_filters[key]
             limit = _parse_number(key, value)
-            mask &= layer.columns[prop][selected] <= limit
+            mask &= layer.numbers[prop][selected] <= limit
             continue
         if key not in schema.filterable:
             allowed = (*schema.filterable, *schema.range_filters)
@@ -395,8 +426,9 @@ def _filter_mask(layer: Layer, filters: dict[str, Any], selected: np.ndarray) ->
             )
         values = value if isinstance(value, list | tuple | set) else [value]
         is_bool = bool in schema.properties.get(key, ())
-        wanted = [_canonical(_parse_bool(key, v) if is_bool else v) for v in values]
-        mask &= np.isin(layer.columns[key][selected], wanted)
+        wanted = {_canonical(_parse_bool(key, v) if is_bool else v) for v in values}
+        codes, _ = layer.column(key)
+        mask &= np.isin(codes[selected], layer.codes_matching(key, wanted))
     return mask
 
 
@@ -410,17 +442,26 @@ def _parse_number(key: str, value: Any) -> float:
     return number
 
 
-def _canonical(value: Any) -> str:
-    """The string a filter column holds for a property value: filters compare these.
+def _text(value: Any) -> str:
+    """A property value as a filter column's text: null is "", booleans "true" and "false".
 
-    >>> [_canonical(v) for v in ("ISKP", True, None, 3)]
-    ['iskp', 'true', '', '3']
+    >>> [_text(v) for v in ("ISKP", True, None, 3)]
+    ['ISKP', 'true', '', '3']
     """
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value).strip().casefold()
+    return str(value)
+
+
+def _canonical(value: Any) -> str:
+    """A value as filters compare it: its text (see _text), trimmed and case-folded.
+
+    >>> [_canonical(v) for v in ("ISKP", True, None, 3)]
+    ['iskp', 'true', '', '3']
+    """
+    return _text(value).strip().casefold()
 
 
 def _parse_bool(key: str, value: Any) -> bool:

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import shapely
+import shapely.affinity
 from shapely.geometry import LineString
 
-from geo.border import distance_to_border_km, geodesic_length_km, split_by_province
+from geo.border import BorderIndex, distance_to_border_km, geodesic_length_km, split_by_province
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,23 @@ def test_distance_to_border():
     assert far == pytest.approx(94.5, abs=0.5)
     assert on == pytest.approx(0, abs=1e-6)
     assert geodesic_length_km(LineString([(0, 0), (0, 1)])) == pytest.approx(110.57, abs=0.01)
+
+
+def test_nearest_segments_agree_with_brute_force():
+    # A SYNTHETIC zigzag of 2,000 segments, and enough random points for several parallel chunks.
+    rng = np.random.default_rng(3)
+    t = np.linspace(0, 5, 2001)
+    line = LineString(
+        np.column_stack([70 + 0.3 * np.sin(t * 7) + rng.normal(0, 0.01, t.size), 30 + t])
+    )
+    index = BorderIndex(line)
+    lon, lat = rng.uniform(69, 72, 30_000), rng.uniform(29.5, 35.5, 30_000)
+    scaled = shapely.points(lon * index._scale, lat)
+    segment = index._nearest_segments(scaled, lon, lat)
+    chosen = shapely.linestrings(
+        np.stack([index._starts[segment], index._ends[segment]], axis=1) * [index._scale, 1.0]
+    )
+    whole = shapely.affinity.scale(line, xfact=index._scale, yfact=1.0, origin=(0, 0))
+    np.testing.assert_allclose(
+        shapely.distance(scaled, chosen), shapely.distance(scaled, whole), atol=1e-12
+    )

@@ -8,8 +8,10 @@ tests do not depend on the store; one test uses the real districts.
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 from openpyxl import Workbook
+from pyproj import Geod
 
 from geo.errors import InvalidQuery, SchemaError
 from geo.events import EVENT_TYPES, TARGETS, read_actors
@@ -18,6 +20,7 @@ from geo.importers import (
     ImportResult,
     Rejected,
     district_locator,
+    merge,
     merge_duplicates,
     read_file,
 )
@@ -500,6 +503,57 @@ KM_LAT = 1 / 111.0  # about one km of latitude, in degrees
 def test_merge_rules(second, merges):
     merged = merge_duplicates([event(), event(id="e2", **second)])
     assert len(merged) == (1 if merges else 2)
+
+
+def _merge_by_brute_force(records: list[dict]) -> list[list[str]]:
+    """The merge rule applied literally, every record against every earlier group: the slow
+    reference for merge_duplicates' grid index. Returns each group's member ids."""
+    geod = Geod(ellps="WGS84")
+    groups: list[list[dict]] = []
+    for rec in records:
+        start, end = merge._span(rec)
+        for group in groups:
+            first = group[0]
+            first_start, first_end = merge._span(first)
+            if (
+                rec["actor"] != "unknown"
+                and first["actor"] == rec["actor"]
+                and start <= first_end + 1
+                and first_start <= end + 1
+                and geod.inv(first["lon"], first["lat"], rec["lon"], rec["lat"])[2] <= 2000
+            ):
+                group.append(rec)
+                break
+        else:
+            groups.append([rec])
+    return [[r["id"] for r in group] for group in groups]
+
+
+@pytest.mark.parametrize("latitude", [34.0, 62.0])
+def test_merge_finds_what_brute_force_finds(latitude):
+    # SYNTHETIC records crowded into a few km and days, so many pairs lie near the 2 km and
+    # one-day limits; at 62° N a longitude degree is half as long as in KP.
+    rng = np.random.default_rng(7)
+    records = []
+    for i in range(400):
+        day = int(rng.integers(1, 8))
+        month = i % 10 == 0
+        records.append(
+            event(
+                id=f"s{i}",
+                actor=("TTP", "ISKP", "unknown")[i % 3],
+                date="2024-01" if month else f"2024-01-{day:02d}",
+                date_precision="month" if month else "day",
+                lon=71.5 + rng.uniform(-0.06, 0.06),
+                lat=latitude + rng.uniform(-0.03, 0.03),
+                sources=[{"publication": "Synthetic", "title": f"s{i}", "date": "", "url": ""}],
+            )
+        )
+    expected = _merge_by_brute_force(records)
+    merged = merge_duplicates(records)
+    assert sum(len(g) > 1 for g in expected) > 20  # the data does exercise merging
+    assert [r["id"] for r in merged] == [g[0] for g in expected]
+    assert [[s["title"] for s in r["sources"]] for r in merged] == expected
 
 
 def test_merge_keeps_the_most_precise_and_widens_figures():

@@ -191,6 +191,32 @@ def test_an_index_from_another_build_is_refused(store_dir, tmp_path):
         Store.open(stale)
 
 
+def test_an_index_of_an_older_version_is_not_used(store_dir, store, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    older = tmp_path / "older"
+    shutil.copytree(store_dir, older)
+    index = older / "attacks.index.npz"
+    with np.load(index) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "version"}
+    np.savez(index, **arrays)
+    reopened = Store.open(older)
+    assert reopened.layer("attacks").parsed is not None  # read from the layer file instead
+    assert reopened.query("attacks", actor="iskp") == store.query("attacks", actor="ISKP")
+
+
+def test_filters_match_values_whatever_their_case_or_spacing(store):
+    layer = store.layer("attacks")
+    iskp = store.query("attacks", actor="ISKP")
+    assert iskp and all(f["properties"]["actor"] == "ISKP" for f in iskp)
+    assert store.query("attacks", actor=" iskp ") == iskp
+    first = iskp[0]["id"]
+    assert [f["id"] for f in store.query("attacks", id=first.upper())] == [first]
+    assert layer.codes_matching("actor", {"no-such-group"}) == []
+
+
 def test_filters_compare_url_strings_with_typed_properties(store):
     assert store.query("attacks", geo_precision="3") == store.query("attacks", geo_precision=3)
     assert len(store.query("attacks", claimed="true")) >= 4

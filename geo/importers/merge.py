@@ -12,9 +12,12 @@ from geo.events import UNKNOWN_ACTOR
 
 MERGE_KM = 2.0
 MERGE_DAYS = 1
-# Grid cell for candidate search, in degrees: larger than MERGE_KM in both directions (0.05° of
-# longitude is 4.4 km at 37° N, KP's northern edge), so a match is always in a neighbouring cell.
+# Grid cell for the candidate search, in degrees. A record looks only in the cells that its
+# 2 km neighbourhood's bounding box touches: at KP's latitudes one to four of them.
 CELL_DEG = 0.05
+# Degrees of latitude per km, rounded up (a degree of latitude is at least 110.57 km), and the
+# same for longitude at the equator; longitude is divided by cos(latitude) on top.
+DEG_PER_KM = 1 / 110.0
 DATE_RANK = {"day": 0, "range": 1, "month": 2}
 PLACE_KEYS = ("location", "district", "geo_precision", "lon", "lat")
 DERIVED_PLACE_KEYS = ("distance_to_border_km", "former_fata")
@@ -40,30 +43,33 @@ def merge_duplicates(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     input order (of each group's first record); the input is unchanged.
 
     Each record is compared only with groups indexed under its actor, the days of its span ± 1 and
-    the 3×3 grid cells around it, so 100,000 records take about a second.
+    the grid cells its 2 km neighbourhood touches, so 100,000 records take about a second.
     """
     groups: list[list[dict[str, Any]]] = []
+    # (actor, day, cell x, cell y) -> the groups whose first record is there on that day
     index: dict[tuple[str, int, int, int], list[int]] = defaultdict(list)
     for rec in records:
-        if rec["actor"] == UNKNOWN_ACTOR:
+        actor = rec["actor"]
+        if actor == UNKNOWN_ACTOR:
             groups.append([rec])
             continue
         start, end = _span(rec)
-        cx, cy = _cell(rec)
+        xs, ys = _cells_near(rec)
         candidates = {
             g
             for day in range(start - MERGE_DAYS, end + MERGE_DAYS + 1)
-            for dx in (-1, 0, 1)
-            for dy in (-1, 0, 1)
-            for g in index.get((rec["actor"], day, cx + dx, cy + dy), ())
+            for cx in xs
+            for cy in ys
+            for g in index.get((actor, day, cx, cy), ())
         }
         match = next((g for g in sorted(candidates) if _near(groups[g][0], rec)), None)
         if match is not None:
             groups[match].append(rec)
             continue
         groups.append([rec])
+        cell = _cell(rec["lon"], rec["lat"])
         for day in range(start, end + 1):
-            index[(rec["actor"], day, cx, cy)].append(len(groups) - 1)
+            index[(actor, day, *cell)].append(len(groups) - 1)
     return [_combine(group) for group in groups]
 
 
@@ -72,8 +78,19 @@ def _near(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return metres <= MERGE_KM * 1000
 
 
-def _cell(rec: dict[str, Any]) -> tuple[int, int]:
-    return math.floor(rec["lon"] / CELL_DEG), math.floor(rec["lat"] / CELL_DEG)
+def _cell(lon: float, lat: float) -> tuple[int, int]:
+    return math.floor(lon / CELL_DEG), math.floor(lat / CELL_DEG)
+
+
+def _cells_near(rec: dict[str, Any]) -> tuple[range, range]:
+    """The cell columns and rows that every point within MERGE_KM of the record lies in."""
+    lon, lat = rec["lon"], rec["lat"]
+    dlat = MERGE_KM * DEG_PER_KM
+    # Longitude degrees shrink towards the poles: use the cosine at the neighbourhood's far edge.
+    far = min(abs(lat) + dlat, 89.0)
+    dlon = min(dlat / math.cos(math.radians(far)), 180.0)
+    (x0, y0), (x1, y1) = _cell(lon - dlon, lat - dlat), _cell(lon + dlon, lat + dlat)
+    return range(x0, x1 + 1), range(y0, y1 + 1)
 
 
 def _span(rec: dict[str, Any]) -> tuple[int, int]:
