@@ -38,8 +38,9 @@ $(ASSETS): package.json package-lock.json $(STAMP)
 fetch: setup
 	$(BIN)/kpmap fetch
 
-# Rebuilt when the authored data or the installed code changes; `kpmap build` forces it.
-$(STORE_MANIFEST): $(STAMP) $(wildcard data/*.toml data/*.csv data/events/*.csv)
+# Rebuilt when the authored data or the code changes (a store keeps its imports across a
+# rebuild); `kpmap build` forces it.
+$(STORE_MANIFEST): $(STAMP) $(wildcard data/*.toml data/*.csv data/events/*.csv geo/*.py geo/importers/*.py)
 	$(BIN)/kpmap build
 
 build: fetch

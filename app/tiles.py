@@ -11,7 +11,6 @@ and unknown layers or formats 404, as JSON (app.errors).
 """
 
 import re
-from pathlib import Path
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, render_template_string, request, url_for
@@ -38,9 +37,7 @@ def _set_up(state) -> None:
     app = state.app
     store = app.extensions[STORE_KEY]
     directory = app.config.get("TILE_CACHE_DIR") or None
-    app.extensions[TILER_KEY] = tiles.Tiler(
-        store, state_dir=Path(directory) / ".kpmap" if directory else None
-    )
+    app.extensions[TILER_KEY] = tiles.Tiler(store)
     app.extensions[CACHE_KEY] = TileCache(
         directory,
         version=store_version(store.manifest, tiles.TILES_VERSION),

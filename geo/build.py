@@ -5,7 +5,6 @@ place; any failure removes the temporary folder and leaves the previous store ex
 """
 
 import gc
-import hashlib
 import json
 import shutil
 import tempfile
@@ -29,9 +28,9 @@ from geo.events import read_events, read_facts
 from geo.gazetteer import ATTRIBUTION as GEONAMES_ATTRIBUTION
 from geo.gazetteer import Gazetteer
 from geo.importers import merge_duplicates
-from geo.schemas import LAYERS, validate_features
-from geo.sources import Source, fetch_all, read_sources
-from geo.store import INDEX_VERSION, index_arrays, index_file
+from geo.schemas import LAYERS, STORE_FORMAT, validate_features
+from geo.sources import Source, fetch_all, file_sha256, read_sources
+from geo.store import index_arrays, index_file
 
 DURAND_LINE_TOML = paths.DATA_DIR / "durand_line.toml"
 # Records brought in by `kpmap import` and `kpmap synth`, kept in the store so that every rebuild
@@ -52,7 +51,6 @@ PACKAGES = (
     "pyproj",
 )
 OSM_ATTRIBUTION = "© OpenStreetMap contributors"
-FORMAT = "kpmap-store/1"
 
 LayerBuilder = Callable[["BuildContext"], list[dict[str, Any]]]
 
@@ -275,7 +273,6 @@ def _build_into(
                 work / index_file(path.name),
                 offsets=offsets,
                 sha256=np.array(layers[name]["sha256"]),
-                version=np.array(INDEX_VERSION),
                 **arrays,
             )
     _write_json(work / FACTS_FILE, {"facts": facts})
@@ -283,7 +280,7 @@ def _build_into(
         for record in imported:
             f.write(orjson.dumps(record) + b"\n")
     manifest = {
-        "format": FORMAT,
+        "format": STORE_FORMAT,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "inputs": {
             "upstream": {
@@ -296,7 +293,7 @@ def _build_into(
                 }
                 for name, s in sources.items()
             },
-            "authored": {str(p.relative_to(paths.ROOT)): _sha256(p) for p in authored_inputs()},
+            "authored": {str(p.relative_to(paths.ROOT)): file_sha256(p) for p in authored_inputs()},
             "imported_records": len(imported),
         },
         "facts": {"file": FACTS_FILE, "count": len(facts)},
@@ -375,9 +372,11 @@ def _layer_entry(
 ) -> dict[str, Any]:
     sources = LAYER_SOURCES[name](ctx)
     time_range = None
+    entry_extra: dict[str, Any] = {}
     if name == "attacks":
         origins = sorted({f["properties"]["origin"] for f in features})
         sources += [IMPORT_SOURCES[o] for o in origins if o in IMPORT_SOURCES]
+        entry_extra["publications"] = _cited_publications(features)
         if features:
             first = min(f["properties"]["date"] for f in features)
             last = max(f["properties"]["date_end"] or f["properties"]["date"] for f in features)
@@ -389,9 +388,26 @@ def _layer_entry(
         "bounds": _bounds(features, xy),
         "geometry_types": sorted({f["geometry"]["type"] for f in features}),
         "time_range": time_range,
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "sources": sources,
+        **entry_extra,
     }
+
+
+def _cited_publications(features: list[dict[str, Any]]) -> list[list[str]]:
+    """[publication, date] of every article the attacks cite, for the map's legend.
+
+    An imported attack cites its dataset (ACLED, GTD, ...) as its publication, dated the day of
+    the event. The layer's sources credit the datasets: listing each once per event date would
+    bury the articles under thousands of lines.
+    """
+    datasets = {source["name"] for source in IMPORT_SOURCES.values()}
+    cited = {
+        (source.get("publication") or "", source.get("date") or "")
+        for f in features
+        for source in f["properties"]["sources"]
+    }
+    return [list(p) for p in sorted(cited) if p[0] and p[0] not in datasets]
 
 
 def _bounds(features: list[dict[str, Any]], xy: np.ndarray | None = None) -> list[float] | None:
@@ -422,7 +438,3 @@ def _swap_in(work: Path, store: Path) -> None:
         old.rename(store)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

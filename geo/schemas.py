@@ -10,6 +10,9 @@ import shapely
 
 from geo.geojson import read_json, to_shape
 
+# What a store folder holds (manifest, layer files, saved indexes): bumped whenever that changes,
+# so that a store built by another version is rebuilt rather than misread.
+STORE_FORMAT = "kpmap-store/2"
 NUMBER = (int, float)
 OPTIONAL_STR = (str, type(None))
 OPTIONAL_INT = (int, type(None))
@@ -150,6 +153,8 @@ def validate_store(store: Path) -> list[str]:
         manifest = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return [f"manifest.json: cannot be read: {exc}"]
+    if manifest.get("format") != STORE_FORMAT:
+        problems.append(f"manifest.json: format {manifest.get('format')!r} is not {STORE_FORMAT!r}")
     layers = manifest.get("layers", {})
     for name in LAYERS:
         if name not in layers:

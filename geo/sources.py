@@ -75,7 +75,8 @@ def read_sources(path: Path | str = paths.SOURCES_TOML) -> dict[str, Source]:
     return sources
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The file's sha256, read in 1 MB chunks (a layer file may be gigabytes)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -113,7 +114,7 @@ def fetch(source: Source, cache: Path | str | None = None, mirror: str | None = 
     dest = cache / source.file
     looked = []
     if dest.is_file():
-        actual = _sha256(dest)
+        actual = file_sha256(dest)
         if actual == source.sha256:
             return dest
         dest.unlink()  # a wrong file must not survive a failed fetch either

@@ -26,7 +26,7 @@ import shapely
 
 from geo.errors import InvalidQuery, LayerNotFound, StoreNotFound
 from geo.geojson import read_json, to_shape
-from geo.schemas import LAYERS, LayerSchema
+from geo.schemas import LAYERS, STORE_FORMAT, LayerSchema
 
 Bounds = tuple[float, float, float, float]
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
@@ -131,6 +131,11 @@ class Store:
             manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise StoreNotFound(f"no store at {path} (run `kpmap build`)") from None
+        if manifest.get("format") != STORE_FORMAT:
+            raise StoreNotFound(
+                f"the store at {path} has format {manifest.get('format')!r}, and this kpmap "
+                f"reads {STORE_FORMAT!r}: rebuild it with `kpmap build` (imports are kept)"
+            )
         # Loading creates millions of objects and frees none: without the cyclic collector
         # rescanning them all along, a million attacks load several times faster.
         collecting = gc.isenabled()
@@ -233,10 +238,6 @@ def index_file(layer_file: str) -> str:
     return layer_file.removesuffix(".geojson") + ".index.npz"
 
 
-# Bumped whenever index_arrays changes what it saves: an older index is then not used.
-INDEX_VERSION = 2
-
-
 def index_arrays(schema: LayerSchema, features: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """The arrays a layer is queried by: point coordinates (for point layers), ids, filterable
     properties as codes and values, numeric properties, and time spans. The build saves them
@@ -255,7 +256,7 @@ def index_arrays(schema: LayerSchema, features: list[dict[str, Any]]) -> dict[st
         # Few distinct values per column (ISKP, TTP, ...): each is turned into text once.
         codes, distinct = pd.factorize(pd.Series(columns[key], dtype=object), use_na_sentinel=False)
         arrays[f"codes:{key}"] = codes.astype(np.int32)
-        arrays[f"values:{key}"] = np.array([_text(v) for v in distinct] or [""], dtype=str)
+        arrays[f"values:{key}"] = np.array([_text(v) for v in distinct], dtype=str)
     for key in schema.numbers:
         arrays[f"number:{key}"] = np.array(columns[key], dtype=float)  # None becomes NaN
     if schema.time:
@@ -310,9 +311,6 @@ def _load_indexed_layer(
         arrays = {k: npz[k] for k in npz.files}
     if str(arrays.pop("sha256")) != entry["sha256"]:
         raise StoreNotFound(f"{index} does not belong to {layer_file} (rebuild the store)")
-    if int(arrays.pop("version", 0)) != INDEX_VERSION:
-        # Written by an older kpmap: read the layer itself (slower) until the next build.
-        return _index_layer(schema, read_json(layer_file)["features"])
     raw = layer_file.read_bytes()
     return _layer(schema, shapely.points(arrays["xy"]), arrays, raw=raw, offsets=arrays["offsets"])
 

@@ -31,7 +31,6 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,7 +42,6 @@ from shapely.ops import polylabel
 
 from geo.errors import InvalidTile, LayerNotFound
 from geo.store import Store
-from geo.tilecache import write_atomic
 
 MIN_ZOOM = 0
 MAX_ZOOM = 14
@@ -349,15 +347,9 @@ class _AttackIndex:
 
 
 def attack_deaths(store: Store) -> np.ndarray:
-    """killed_best of every attack in the store's order (0 where not reported).
-
-    Parses each feature once: about 6 s for a million attacks, so Tiler can keep the result.
-    """
-    layer = store.layer("attacks")
-    killed = np.zeros(len(layer.geometries), dtype=np.int32)
-    for i in range(len(killed)):
-        killed[i] = layer.feature_at(i)["properties"].get("killed_best") or 0
-    return killed
+    """killed_best of every attack in the store's order (0 where not reported)."""
+    killed = store.layer("attacks").numbers["killed_best"]
+    return np.nan_to_num(killed, nan=0.0).astype(np.int32)
 
 
 # -- polygon and line layers -------------------------------------------------------------------
@@ -697,15 +689,10 @@ def _add_points(
 
 
 class Tiler:
-    """Makes the tiles of one store. Indexes are built on first use and kept (thread-safe).
+    """Makes the tiles of one store. Indexes are built on first use and kept (thread-safe)."""
 
-    The attacks' deaths take one parse of every attack (seconds for a million); with a
-    `state_dir` they are kept there (per store build) and later processes load them instead.
-    """
-
-    def __init__(self, store: Store, state_dir: str | Path | None = None):
+    def __init__(self, store: Store):
         self.store = store
-        self.state_dir = Path(state_dir) if state_dir else None
         self._attacks: _AttackIndex | None = None
         self._shapes: dict[str, _Shapes] = {}
         self._labels: tuple[np.ndarray, np.ndarray, list[dict[str, Any]], np.ndarray] | None = None
@@ -716,25 +703,8 @@ class Tiler:
     def attack_index(self) -> _AttackIndex:
         with self._lock:
             if self._attacks is None:
-                self._attacks = _AttackIndex(self.store, self._attack_deaths())
+                self._attacks = _AttackIndex(self.store, attack_deaths(self.store))
             return self._attacks
-
-    def _attack_deaths(self) -> np.ndarray:
-        if self.state_dir is None:
-            return attack_deaths(self.store)
-        sha = str(self.store.manifest["layers"]["attacks"].get("sha256", ""))[:16]
-        path = self.state_dir / f"attack-deaths-{sha}.npy"
-        try:
-            killed = np.load(path, allow_pickle=False)
-            if len(killed) == len(self.store.layer("attacks").geometries):
-                return killed
-        except (OSError, ValueError):
-            pass
-        killed = attack_deaths(self.store)
-        buffer = io.BytesIO()
-        np.save(buffer, killed, allow_pickle=False)
-        write_atomic(path, buffer.getvalue())
-        return killed
 
     def _shape_layer(self, name: str) -> _Shapes:
         with self._lock:

@@ -142,7 +142,7 @@ def seed(
     from geo.tilecache import TileCache, TileKey, store_version
 
     tiles.mvt_layers(layer)
-    tiler = tiles.Tiler(store, state_dir=Path(cache_dir) / ".kpmap")
+    tiler = tiles.Tiler(store)
     # A small memory cache: seeding is a stream of tiles, each wanted once.
     cache = TileCache(
         cache_dir,

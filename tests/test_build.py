@@ -27,6 +27,35 @@ def test_manifest_records_inputs_versions_and_layers(store_dir):
     assert 69 < minx < maxx < 75 and 31 < miny < maxy < 37
 
 
+def test_manifest_lists_the_articles_the_attacks_cite(store_dir):
+    manifest = json.loads((store_dir / "manifest.json").read_text())
+    cited = manifest["layers"]["attacks"]["publications"]
+    assert ["The Asian Politico", "2024-05-02"] in cited
+    assert cited == sorted(cited)
+
+
+def test_cited_publications_leave_the_datasets_to_the_layer_sources():
+    def attack(origin, *sources):
+        cites = [{"publication": p, "title": "t", "date": d, "url": ""} for p, d in sources]
+        return {"properties": {"origin": origin, "sources": cites}}
+
+    features = [
+        # an authored attack an ACLED row merged into, and an ACLED row alone
+        attack("authored", ("Dawn", "2023-07-31"), ("ACLED", "2023-07-30")),
+        attack("acled", ("ACLED", "2023-08-02")),
+        attack("synthetic", ("kpmap synth", "2020-01-01")),
+    ]
+    assert build._cited_publications(features) == [["Dawn", "2023-07-31"]]
+
+
+def test_every_dataset_publication_is_a_credited_source():
+    from geo.importers import acled, gtd, ucdp
+    from geo.synth import SYNTHETIC_SOURCE
+
+    names = {source["name"] for source in build.IMPORT_SOURCES.values()}
+    assert {acled.NAME, gtd.NAME, ucdp.NAME, SYNTHETIC_SOURCE["publication"]} <= names
+
+
 def test_geojson_is_rfc7946(store_dir):
     collection = json.loads((store_dir / "districts.geojson").read_text())
     assert "crs" not in collection

@@ -351,9 +351,20 @@ def test_border_bands_are_nested_and_on_the_pakistani_side(store):
 # --- mapdata helpers ------------------------------------------------------------------------
 
 
-def test_day_span_covers_months_and_ranges():
-    assert mapdata.day_span("2024-02") == (19754, 19782)  # 1 to 29 February 2024
-    assert mapdata.day_span("2024-01-01", "2024-04-30") == (19723, 19843)
+def test_attack_table_spans_are_days_since_1970(store):
+    from datetime import date
+
+    table = mapdata.attack_table(store)
+    attacks = store.query("attacks")
+    assert list(table.ids) == [f["id"] for f in attacks]
+    for i, feat in enumerate(attacks):
+        props = feat["properties"]
+        if props["date_precision"] != "month":  # day, or a range of days
+            first = date.fromisoformat(props["date"])
+            last = date.fromisoformat(props["date_end"] or props["date"])
+            epoch = date(1970, 1, 1)
+            assert (table.start[i], table.end[i]) == ((first - epoch).days, (last - epoch).days)
+        assert table.precision[i] == props["geo_precision"]
 
 
 def test_colour_classes():

@@ -7,7 +7,7 @@ import pytest
 from geo import schemas
 from geo.errors import InvalidQuery, LayerNotFound, StoreNotFound
 from geo.geojson import feature, write_feature_collection
-from geo.schemas import LayerSchema
+from geo.schemas import STORE_FORMAT, LayerSchema
 from geo.store import FeatureNotFound, Store, parse_bbox
 
 
@@ -121,7 +121,10 @@ def time_store(tmp_path, monkeypatch):
         for kind, d, e, lon in rows
     ]
     write_feature_collection(tmp_path / "synthetic.geojson", features)
-    manifest = {"layers": {"synthetic_points": {"file": "synthetic.geojson", "count": 4}}}
+    manifest = {
+        "format": STORE_FORMAT,
+        "layers": {"synthetic_points": {"file": "synthetic.geojson", "count": 4}},
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     return Store.open(tmp_path)
 
@@ -191,20 +194,16 @@ def test_an_index_from_another_build_is_refused(store_dir, tmp_path):
         Store.open(stale)
 
 
-def test_an_index_of_an_older_version_is_not_used(store_dir, store, tmp_path):
+def test_a_store_of_another_format_is_refused(store_dir, tmp_path):
     import shutil
-
-    import numpy as np
 
     older = tmp_path / "older"
     shutil.copytree(store_dir, older)
-    index = older / "attacks.index.npz"
-    with np.load(index) as npz:
-        arrays = {k: npz[k] for k in npz.files if k != "version"}
-    np.savez(index, **arrays)
-    reopened = Store.open(older)
-    assert reopened.layer("attacks").parsed is not None  # read from the layer file instead
-    assert reopened.query("attacks", actor="iskp") == store.query("attacks", actor="ISKP")
+    manifest = json.loads((older / "manifest.json").read_text())
+    manifest["format"] = "kpmap-store/1"
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreNotFound, match="rebuild it with `kpmap build`"):
+        Store.open(older)
 
 
 def test_filters_match_values_whatever_their_case_or_spacing(store):

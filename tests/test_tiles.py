@@ -23,7 +23,7 @@ from geo.pmtiles_export import export_pmtiles
 from geo.store import Store
 from geo.synth import synthetic_attacks
 from geo.tilecache import STAMP, TileCache, TileKey, etag_of, store_version
-from geo.tiles import MAX_ZOOM, Tile, Tiler, tile_bounds, world_xy
+from geo.tiles import MAX_ZOOM, Tile, Tiler, attack_deaths, tile_bounds, world_xy
 from tests.conftest import offline_mirror
 
 SYNTHETIC = 5000
@@ -387,12 +387,10 @@ def test_store_version_follows_the_layers_and_the_tile_code(store):
     assert store_version(store.manifest, "1") != store_version(store.manifest, "2")
 
 
-def test_attack_deaths_are_kept_in_the_state_dir(synth_store, tmp_path):
-    first = Tiler(synth_store, state_dir=tmp_path).attack_index().all.points.killed
-    (saved,) = tmp_path.glob("attack-deaths-*.npy")
-    assert np.load(saved).sum() == first.sum()
-    again = Tiler(synth_store, state_dir=tmp_path).attack_index().all.points.killed
-    assert np.array_equal(first, again)
+def test_attack_deaths_are_each_attacks_best_figure(synth_store):
+    expected = [f["properties"]["killed_best"] or 0 for f in synth_store.query("attacks")]
+    assert attack_deaths(synth_store).tolist() == expected
+    assert sum(expected) > 0
 
 
 # -- PMTiles ------------------------------------------------------------------------------------
