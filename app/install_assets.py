@@ -4,9 +4,9 @@
 
 The packages and their exact versions are pinned in package.json / package-lock.json; this copies
 only the files the pages load (plus each package's licence), keeping each file's path inside its
-package so that relative references keep working (leaflet.css -> images/, Font Awesome's CSS ->
-../webfonts/). app/assets.py points folium at these copies. Nothing here is ever committed: see
-../shared/DESIGN.md, "Front-end assets are installed, never committed".
+package so that relative references keep working (leaflet.css -> images/). app/assets.py points
+folium at these copies. Nothing here is ever committed: see ../shared/DESIGN.md, "Front-end assets
+are installed, never committed".
 """
 
 import json
@@ -21,15 +21,6 @@ VENDOR = ROOT / "app" / "static" / "vendor"
 # npm package -> files or folders inside it that the app serves, as /static/vendor/<dir>/<path>.
 ASSETS: dict[str, list[str]] = {
     "leaflet": ["dist/leaflet.js", "dist/leaflet.css", "dist/images", "LICENSE"],
-    "jquery": ["dist/jquery.min.js", "LICENSE.txt"],
-    "bootstrap": ["dist/js/bootstrap.bundle.min.js", "dist/css/bootstrap.min.css", "LICENSE"],
-    "@fortawesome/fontawesome-free": ["css/all.min.css", "webfonts", "LICENSE.txt"],
-    "leaflet.awesome-markers": [
-        "dist/leaflet.awesome-markers.js",
-        "dist/leaflet.awesome-markers.css",
-        "dist/images",
-        "LICENSE",
-    ],
     "leaflet.markercluster": [
         "dist/leaflet.markercluster.js",
         "dist/MarkerCluster.css",
@@ -41,7 +32,7 @@ ASSETS: dict[str, list[str]] = {
 
 
 def vendor_dir(package: str) -> str:
-    """The folder a package's files go to: "@fortawesome/fontawesome-free" -> "fontawesome-free"."""
+    """The folder a package's files go to: a scoped "@scope/name" goes to "name"."""
     return package.rsplit("/", 1)[-1]
 
 

@@ -223,7 +223,7 @@
           ["Measured length", n(p.measured_length_km) + " km (whole line " + n(p.measured_total_km) + " km)"],
           ["Reported length", n(p.reported_length_km) + " km"],
         ]),
-        el("p", { class: "small", text: p.length_note || "" }),
+        el("p", { class: "kpmap-small", text: p.length_note || "" }),
         el("ul", {}, [sourceItem(p.reported_length_source)]),
         fence.length ? el("div", {}, [el("strong", { text: "The fence, as reported" }), el("ul", {}, fence)]) : null,
         el("div", { class: "kpmap-popup-source", text: "Line: " + (p.source || "") }),
@@ -350,7 +350,7 @@
         outline.bindTooltip(function () { return el("span", { text: label }); }, { sticky: true });
         outline.bindPopup(function () {
           var items = list.map(function (record) {
-            var button = el("button", { type: "button", class: "btn btn-link btn-sm p-0 text-start",
+            var button = el("button", { type: "button", class: "kpmap-link-button",
               text: spanText(record) + ": " + actorName(record.actor) + ", " +
                 (record.killed >= 0 ? n(record.killed) + " killed" : "killed not reported") });
             button.addEventListener("click", function () { openAttack(record, outline.getCenter()); });
@@ -358,7 +358,7 @@
           });
           if (count > list.length) items.push(el("li", { text: "and " + n(count - list.length) + " more" }));
           return el("div", { class: "kpmap-popup" }, [el("h3", { text: label }),
-            el("p", { class: "small", text: "Their sources give no place finer than the district." }),
+            el("p", { class: "kpmap-small", text: "Their sources give no place finer than the district." }),
             el("ul", {}, items)]);
         }, { maxWidth: 380 });
         outline.addTo(districtOnly);
@@ -525,11 +525,11 @@
       var firstMonth = monthOf(first), lastMonth = monthOf(last), timer = null;
       var control = L.control({ position: "bottomleft" });
       control.onAdd = function () {
-        var play = el("button", { type: "button", class: "btn btn-sm btn-light", title: "Play through time",
+        var play = el("button", { type: "button", class: "kpmap-button", title: "Play through time",
           "aria-label": "Play through time", text: "▶" });
         var slider = el("input", { type: "range", min: String(firstMonth), max: String(lastMonth),
-          value: String(lastMonth), "aria-label": "Month shown", class: "form-range" });
-        var allButton = el("button", { type: "button", class: "btn btn-sm btn-light", text: "All dates" });
+          value: String(lastMonth), "aria-label": "Month shown" });
+        var allButton = el("button", { type: "button", class: "kpmap-button", text: "All dates" });
         var label = el("span", { class: "kpmap-timeline-label" });
         var allText = "All dates: " + dayText(first) + " – " + dayText(last) + " (" + n(config.count) + ")";
         function showAll() {
