@@ -113,6 +113,15 @@ def test_every_linked_asset_is_installed_and_served(client):
         response.close()
 
 
+def test_the_page_loads_only_what_the_map_uses(client):
+    """Leaflet, its cluster and heat plugins and the app's own files: none of the Bootstrap,
+    jQuery or icon fonts folium would add, which cost ~480 KB before the map can draw."""
+    html = page(client)
+    links = re.findall(r'<(?:script|link)[^>]+(?:src|href)="/static/vendor/([^"]+)"', html)
+    assert sorted(links) == sorted(assets.vendor_paths())
+    assert not re.search(r"jquery|bootstrap|fontawesome|awesome-markers", html, re.IGNORECASE)
+
+
 def test_localise_folium_names_files_under_the_given_base():
     import folium
 
