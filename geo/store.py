@@ -446,7 +446,8 @@ def _text(value: Any) -> str:
     >>> [_text(v) for v in ("ISKP", True, None, 3)]
     ['ISKP', 'true', '', '3']
     """
-    if value is None:
+    # pandas' factorize hands back a null as NaN; JSON has no NaN, so NaN is always a null here
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -214,6 +214,9 @@ def test_filters_match_values_whatever_their_case_or_spacing(store):
     first = iskp[0]["id"]
     assert [f["id"] for f in store.query("attacks", id=first.upper())] == [first]
     assert layer.codes_matching("actor", {"no-such-group"}) == []
+    codes, values = layer.column("claimed")
+    unreported = [f["properties"]["claimed"] is None for f in store.query("attacks")]
+    assert (values[codes] == "").tolist() == unreported  # a null is "", not "nan"
 
 
 def test_filters_compare_url_strings_with_typed_properties(store):
