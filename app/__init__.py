@@ -8,7 +8,8 @@ import gc
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, request
+from flask_compress import Compress
 
 from geo import paths
 from geo.store import Store
@@ -26,6 +27,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         ONLINE_BASEMAP="",
         # Optional folder for the disk tile cache laid out as <layer>/<z>/<x>/<y>.<ext>.
         TILE_CACHE_DIR="",
+        # Pages, scripts and styles are compressed for slow links (Leaflet: 148 KB -> ~40 KB).
+        # The API gzips its JSON and CSV itself, as it streams them; tiles are binary.
+        COMPRESS_MIMETYPES=[
+            "text/html",
+            "text/css",
+            "text/javascript",
+            "application/javascript",
+            "image/svg+xml",
+        ],
+        COMPRESS_STREAMS=False,
     )
     app.config.from_prefixed_env("KPMAP")  # KPMAP_STORE=... sets STORE, and so on
     if config:
@@ -39,11 +50,26 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app import assets, errors, security
 
     assets.init_app(app)
+    Compress(app)
+    # Registered after Compress, so it runs before it (Flask runs these hooks in reverse).
+    app.after_request(_buffer_static_files)
     errors.register(app)
     security.register(app)
     for blueprint in _blueprints():
         app.register_blueprint(blueprint)
     return app
+
+
+def _buffer_static_files(response: Response) -> Response:
+    """Read a static file into the response, so flask-compress compresses it whole.
+
+    Flask streams static files; flask-compress would compress such a stream chunk by chunk
+    without ever closing the file. The files here are at most ~150 KB.
+    """
+    if request.endpoint == "static" and response.is_streamed and response.status_code == 200:
+        response.direct_passthrough = False  # so the server closes the response, and the file
+        response.make_sequence()
+    return response
 
 
 def _blueprints() -> list:

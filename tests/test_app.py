@@ -37,3 +37,40 @@ def test_security_headers(client):
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"]
+
+
+@pytest.mark.parametrize(
+    ("url", "encoding"),
+    [("/", "gzip"), ("/static/vendor/leaflet/dist/leaflet.js", "br")],
+)
+def test_pages_and_scripts_are_compressed_for_clients_that_take_it(client, url, encoding):
+    import gzip
+
+    import brotli
+
+    plain = client.get(url)
+    assert plain.status_code == 200 and "Content-Encoding" not in plain.headers
+    packed = client.get(url, headers={"Accept-Encoding": encoding})
+    assert packed.headers["Content-Encoding"] == encoding
+    assert "Accept-Encoding" in packed.headers["Vary"]
+    body = packed.get_data()
+    assert len(body) < len(plain.get_data()) / 2
+    unpack = gzip.decompress if encoding == "gzip" else brotli.decompress
+    if url != "/":  # the page itself differs between requests (its element ids are random)
+        assert unpack(body) == plain.get_data()
+    else:
+        assert b"<title>kpmap" in unpack(body)
+    plain.close()
+    packed.close()
+
+
+def test_a_compressed_script_still_answers_304_to_its_etag(client):
+    url = "/static/vendor/leaflet/dist/leaflet.js"
+    first = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert first.headers["Content-Encoding"] == "gzip"
+    again = client.get(
+        url, headers={"Accept-Encoding": "gzip", "If-None-Match": first.headers["ETag"]}
+    )
+    assert again.status_code == 304 and not again.get_data()
+    first.close()
+    again.close()
