@@ -21,33 +21,43 @@ transparent PNG, so a disk cache, a CDN or a PMTiles archive treat every tile al
 
 Attacks are the only layer that takes the map's filters (see app.filters): the other layers
 ignore them, and the districts' totals are over all attacks in the store.
+
+This module picks what each tile shows; geo.tiles_mvt encodes it, geo.tiles_png draws it.
 """
 
-import io
 import math
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, NamedTuple
 
 import numpy as np
 import shapely
-from mapbox_vector_tile.encoder import VectorTile, on_invalid_geometry_make_valid
-from mapbox_vector_tile.Mapbox.vector_tile_pb2 import tile as mvt_pb
-from PIL import Image, ImageDraw, ImageFont
 from shapely.ops import polylabel
 
 from geo.errors import InvalidTile, LayerNotFound
 from geo.store import Store
+from geo.tiles_mvt import EXTENT, encode_vector_tile
+from geo.tiles_png import (
+    ATTACK,
+    ATTACK_EDGE,
+    BORDER,
+    COUNTRY_EDGE,
+    DISTRICT_EDGE,
+    DISTRICT_OUTLINE,
+    LAND,
+    TILE_SIZE,
+    Canvas,
+    choropleth_colour,
+    circle_radius,
+    empty_png,
+)
 
 MIN_ZOOM = 0
 MAX_ZOOM = 14
-EXTENT = 4096  # MVT units per tile side
 MVT_BUFFER = 64 / EXTENT  # features this far outside a tile (a fraction of it) are kept
-TILE_SIZE = 256
 # Bump when the tiles' content or style changes, so caches keyed on it start afresh.
 TILES_VERSION = "1"
 
@@ -81,9 +91,6 @@ LABEL_MIN_AREA_PX = 1600
 # two binary searches.
 ORDER = 24
 MAX_LAT = 85.0511287798  # Web Mercator's limit
-
-POINT = mvt_pb.Point
-MOVE_TO_ONE = 9  # command integer: MoveTo (1) with a count of 1
 
 _INTEGER = re.compile(r"^[0-9]{1,10}$")
 
@@ -469,222 +476,6 @@ def _polylabel(geometry: Any) -> Any:
         return largest.representative_point()
 
 
-# -- drawing ------------------------------------------------------------------------------------
-
-RGBA = tuple[int, int, int, int]
-# Colours: a plain, light basemap; the data layers in warm, readable colours over it.
-LAND = (242, 239, 233, 255)
-COUNTRY_EDGE = (140, 140, 140, 255)
-DISTRICT_EDGE = (185, 165, 145, 255)
-LABEL = (70, 70, 70, 255)
-HALO = (255, 255, 255, 230)
-BORDER = (128, 0, 96, 255)
-ATTACK = (200, 20, 30, 210)
-ATTACK_EDGE = (255, 255, 255, 230)
-# Districts are shaded by their attack count relative to the layer's largest (log scale).
-CHOROPLETH = [
-    (255, 255, 178, 150),
-    (254, 204, 92, 160),
-    (253, 141, 60, 170),
-    (240, 59, 32, 180),
-    (189, 0, 38, 190),
-]
-DISTRICT_OUTLINE = (110, 30, 30, 255)
-
-
-@cache
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    # Pillow ships a small FreeType font (load_default with a size), so no font file is needed.
-    return ImageFont.load_default(size=size)
-
-
-@cache
-def empty_png(scale: int = 1) -> bytes:
-    """A fully transparent PNG tile: what a PNG tile with nothing in it is."""
-    return _png(Image.new("RGBA", (TILE_SIZE * scale,) * 2, (0, 0, 0, 0)))
-
-
-def _png(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    # Level 6 is zlib's default: within a millisecond of level 1 on sparse tiles, and smaller.
-    image.save(out, format="PNG", compress_level=6)
-    return out.getvalue()
-
-
-def _rings(geometry: Any) -> Iterator[tuple[Any, list[Any]]]:
-    for polygon in getattr(geometry, "geoms", [geometry]):
-        if polygon.geom_type == "Polygon":
-            yield polygon.exterior, list(polygon.interiors)
-
-
-def _pixels(ring: Any, size: int) -> list[tuple[float, float]]:
-    return [(px, py) for px, py in np.asarray(ring.coords)[:, :2] * size]
-
-
-class Canvas:
-    """A tile image being drawn; geometries come in tile units (0..1), sizes in 256-px pixels."""
-
-    def __init__(self, scale: int = 1):
-        self.scale = scale
-        self.size = TILE_SIZE * scale
-        self.image = Image.new("RGBA", (self.size, self.size), (0, 0, 0, 0))
-        self.drawn = False
-
-    def polygons(
-        self,
-        features: list[tuple[Any, RGBA | None]],
-        outline: RGBA | None = None,
-        width: float = 1,
-    ) -> None:
-        """Fill each polygon with its colour (holes left open), then stroke the outlines."""
-        if not features:
-            return
-        overlay = Image.new("RGBA", self.image.size, (0, 0, 0, 0))
-        draw = ImageDraw.Draw(overlay)
-        # Larger first, so an enclave drawn later fills the hole its container leaves open.
-        for geometry, fill in sorted(features, key=lambda f: -f[0].area):
-            for exterior, holes in _rings(geometry):
-                if fill is not None:
-                    draw.polygon(_pixels(exterior, self.size), fill=fill)
-                    for hole in holes:
-                        draw.polygon(_pixels(hole, self.size), fill=(0, 0, 0, 0))
-        if outline is not None:
-            stroke = max(1, round(width * self.scale))
-            for geometry, _ in features:
-                for exterior, holes in _rings(geometry):
-                    for ring in (exterior, *holes):
-                        draw.line(_pixels(ring, self.size), fill=outline, width=stroke)
-        self.image.alpha_composite(overlay)
-        self.drawn = True
-
-    def lines(self, geometries: list[Any], colour: RGBA, width: float) -> None:
-        draw = ImageDraw.Draw(self.image)
-        stroke = max(1, round(width * self.scale))
-        for geometry in geometries:
-            for line in getattr(geometry, "geoms", [geometry]):
-                if line.geom_type == "LineString" and len(line.coords) > 1:
-                    draw.line(_pixels(line, self.size), fill=colour, width=stroke, joint="curve")
-                    self.drawn = True
-
-    def circles(self, xy: np.ndarray, radii: np.ndarray, fill: RGBA, outline: RGBA) -> None:
-        if not len(xy):
-            return
-        draw = ImageDraw.Draw(self.image)
-        width = max(1, self.scale)
-        for (cx, cy), r in zip(
-            (xy * self.size).tolist(), (radii * self.scale).tolist(), strict=True
-        ):
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill, outline=outline, width=width)
-        self.drawn = True
-
-    def labels(self, labels: list[tuple[float, float, str]], size: int = 11) -> None:
-        if not labels:
-            return
-        draw = ImageDraw.Draw(self.image)
-        font = _font(size * self.scale)
-        for lx, ly, text in labels:
-            draw.text(
-                (lx * self.size, ly * self.size),
-                text,
-                font=font,
-                fill=LABEL,
-                anchor="mm",
-                stroke_width=max(1, 2 * self.scale),
-                stroke_fill=HALO,
-            )
-        self.drawn = True
-
-    def png(self) -> bytes:
-        # Something in the buffer only may have drawn nothing inside the tile: still empty.
-        if not self.drawn or self.image.getbbox() is None:
-            return empty_png(self.scale)
-        return _png(self.image)
-
-
-def _radius(count: np.ndarray) -> np.ndarray:
-    """Circle radius in 256-px pixels: 3.5 for one attack, growing with log2 of the count up to
-    9 (a cluster cell is 8 px wide, so dense areas read as dense without one blot)."""
-    return np.minimum(3.5 + np.log2(np.maximum(count, 1)), 9)
-
-
-def _choropleth(attacks: int, most: int) -> RGBA:
-    if attacks <= 0 or most <= 0:
-        return CHOROPLETH[0][:3] + (60,)
-    t = math.log1p(attacks) / math.log1p(most)
-    return CHOROPLETH[min(len(CHOROPLETH) - 1, int(t * len(CHOROPLETH)))]
-
-
-# -- encoding -----------------------------------------------------------------------------------
-
-
-def encode_vector_tile(layers: Sequence[tuple[str, list[tuple[Any, dict[str, Any]]]]]) -> bytes:
-    """An MVT 2.1 tile from (layer name, [(geometry in tile units 0..1, properties)]).
-
-    Geometries are scaled to EXTENT with y down; layers without features are left out, so a
-    tile with nothing in it is b"" (a valid, empty tile). Polygons and lines go through
-    mapbox_vector_tile's encoder (winding order, validity); point layers, which can hold
-    thousands of features, are written straight into its protobuf tile, several times faster.
-    """
-    tile = VectorTile(
-        {
-            "extents": EXTENT,
-            "y_coord_down": True,
-            "on_invalid_geometry": on_invalid_geometry_make_valid,
-        }
-    )
-    for name, features in layers:
-        if not features:
-            continue
-        geometries = np.array([g for g, _ in features], dtype=object)
-        if (shapely.get_type_id(geometries) == 0).all():
-            _add_points(tile.tile, name, shapely.get_coordinates(geometries), features)
-            continue
-        scaled = shapely.transform(geometries, lambda c: np.rint(c * EXTENT))
-        tile.add_layer(
-            name,
-            [{"geometry": g, "properties": p} for g, (_, p) in zip(scaled, features, strict=True)],
-        )
-    if not tile.tile.layers:
-        return b""
-    return tile.tile.SerializeToString()
-
-
-def _add_points(
-    tile: Any, name: str, xy: np.ndarray, features: list[tuple[Any, dict[str, Any]]]
-) -> None:
-    """One MVT layer of Point features (spec 4.3: MoveTo(1) then zigzag x, y; shared keys and
-    values tables)."""
-    layer = tile.layers.add()
-    layer.name, layer.version, layer.extent = name, 2, EXTENT
-    keys: dict[str, int] = {}
-    values: dict[tuple[type, Any], int] = {}
-    for (x, y), (_, props) in zip(np.rint(xy * EXTENT).astype(int).tolist(), features, strict=True):
-        feature = layer.features.add()
-        feature.type = POINT
-        feature.geometry.extend((MOVE_TO_ONE, (x << 1) ^ (x >> 31), (y << 1) ^ (y >> 31)))
-        tags = []
-        for key, value in props.items():
-            k = keys.get(key)
-            if k is None:
-                k = keys[key] = len(keys)
-                layer.keys.append(key)
-            kind = type(value)
-            v = values.get((kind, value))
-            if v is None:
-                v = values[(kind, value)] = len(values)
-                slot = layer.values.add()
-                if kind is bool:
-                    slot.bool_value = value
-                elif kind is int:
-                    slot.int_value = value
-                elif kind is float:
-                    slot.double_value = value
-                else:
-                    slot.string_value = value
-            tags += (k, v)
-        feature.tags.extend(tags)
-
-
 # -- the tiler ----------------------------------------------------------------------------------
 
 
@@ -871,14 +662,14 @@ def render_png(
         z, x, y = tile
         n = 2**z
         xy = np.column_stack([points.u[idx] * n - x, points.v[idx] * n - y])
-        canvas.circles(xy, _radius(points.count[idx]), ATTACK, ATTACK_EDGE)
+        canvas.circles(xy, circle_radius(points.count[idx]), ATTACK, ATTACK_EDGE)
     elif layer == "districts":
         features = tiler.features("districts", tile, edge)
         most = max(
             (p.get("attacks", 0) for p in tiler._shape_layer("districts").properties), default=0
         )
         canvas.polygons(
-            [(g, _choropleth(p.get("attacks", 0), most)) for g, p in features],
+            [(g, choropleth_colour(p.get("attacks", 0), most)) for g, p in features],
             outline=DISTRICT_OUTLINE,
         )
     elif layer == "durand_line":

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geo import tiles
+from geo import tiles, tiles_png
 
 TARGETS = {"mvt": 100.0, "png": 150.0, "cached": 2.0, "load": 1500.0}
 
@@ -120,7 +120,7 @@ def run_cold(client, cache, bounds, samples: int, seed: int) -> list[tuple[str, 
                 response = client.get(url)
                 times.append(time.perf_counter() - started)
                 assert response.status_code == 200, (url, response.status_code)
-                is_empty = response.data in (b"", tiles.empty_png(1))
+                is_empty = response.data in (b"", tiles_png.empty_png(1))
                 empty += is_empty
                 if not is_empty:
                     full[fmt].append(times[-1])

@@ -1,4 +1,5 @@
-"""geo/tiles.py, geo/tilecache.py, geo/pmtiles_export.py and geo/tiles_cli.py, without the app.
+"""geo/tiles.py, geo/tiles_mvt.py, geo/tiles_png.py, geo/tilecache.py, geo/pmtiles_export.py and
+geo/tiles_cli.py, without the app.
 
 Tiles are decoded, never compared with stored bytes: MVT with mapbox_vector_tile.decode, PNG with
 Pillow. A module-scoped store with 5,000 synthetic attacks exercises the clusters.
@@ -16,7 +17,7 @@ from PIL import Image
 from pmtiles.reader import MmapSource, Reader, all_tiles
 from pmtiles.tile import Compression, TileType
 
-from geo import tiles
+from geo import tiles, tiles_mvt, tiles_png
 from geo.build import build_store
 from geo.errors import InvalidQuery, InvalidTile, LayerNotFound
 from geo.pmtiles_export import export_pmtiles
@@ -177,7 +178,9 @@ def test_low_zoom_tiles_hold_clusters_of_at_most_a_grid(synth_store, synth_tiler
         features = layer["features"]
         assert len(features) <= 4**tiles.GRID_BITS * 9  # its grid plus the buffer's cells
         inside = [
-            f for f in features if all(0 <= c < tiles.EXTENT for c in f["geometry"]["coordinates"])
+            f
+            for f in features
+            if all(0 <= c < tiles_mvt.EXTENT for c in f["geometry"]["coordinates"])
         ]
         assert all(f["properties"]["cluster"] is True for f in features)
         seen += sum(f["properties"]["count"] for f in inside)
@@ -189,7 +192,7 @@ def test_high_zoom_tiles_hold_each_attack_with_its_attributes(store, tiler):
     lon, lat = attack["geometry"]["coordinates"]
     tile = tile_of(lon, lat, MAX_ZOOM)
     layer = decode(tiler.tile("attacks", tile, "mvt"))["attacks"]
-    assert layer["extent"] == tiles.EXTENT
+    assert layer["extent"] == tiles_mvt.EXTENT
     (feature,) = [f for f in layer["features"] if f["properties"].get("id") == attack["id"]]
     props = feature["properties"]
     assert props["cluster"] is False and props["count"] == 1
@@ -198,8 +201,8 @@ def test_high_zoom_tiles_hold_each_attack_with_its_attributes(store, tiler):
     assert "sources" not in props  # lists cannot go in an MVT; the API has the full record
     u, v = world_xy(lon, lat)
     x, y = feature["geometry"]["coordinates"]
-    assert x == pytest.approx((u * 2**tile.z - tile.x) * tiles.EXTENT, abs=1)
-    assert y == pytest.approx((v * 2**tile.z - tile.y) * tiles.EXTENT, abs=1)
+    assert x == pytest.approx((u * 2**tile.z - tile.x) * tiles_mvt.EXTENT, abs=1)
+    assert y == pytest.approx((v * 2**tile.z - tile.y) * tiles_mvt.EXTENT, abs=1)
 
 
 def test_a_crowded_high_zoom_tile_is_clustered(synth_store, synth_tiler, monkeypatch):
@@ -246,12 +249,12 @@ def test_zoom_0_districts_tile_holds_every_district_with_its_figures(store, tile
 
 def test_polygon_coordinates_stay_within_the_extent_and_buffer(tiler):
     tile = tile_of(71.5, 34.0, 9)
-    buffer = tiles.MVT_BUFFER * tiles.EXTENT
+    buffer = tiles.MVT_BUFFER * tiles_mvt.EXTENT
     layer = decode(tiler.tile("districts", tile, "mvt"))["districts"]
     assert layer["features"]
     for feature in layer["features"]:
         coords = np.array([c for ring in _rings(feature["geometry"]) for c in ring])
-        assert coords.min() >= -buffer - 1 and coords.max() <= tiles.EXTENT + buffer + 1
+        assert coords.min() >= -buffer - 1 and coords.max() <= tiles_mvt.EXTENT + buffer + 1
 
 
 def _rings(geometry):
@@ -276,13 +279,13 @@ def test_durand_line_tile(tiler):
 @pytest.mark.parametrize("layer", list(tiles.TILE_LAYERS))
 def test_tiles_far_from_kp_are_empty_in_both_formats(tiler, layer):
     assert tiler.tile(layer, FAR, "mvt") == b""
-    assert tiler.tile(layer, FAR, "png") == tiles.empty_png(1)
+    assert tiler.tile(layer, FAR, "png") == tiles_png.empty_png(1)
     assert opaque_pixels(tiler.tile(layer, FAR, "png")) == 0
     assert opaque_pixels(tiler.tile(layer, FAR, "@2x.png"), 512) == 0
 
 
 def test_encode_vector_tile_of_nothing_is_empty():
-    assert tiles.encode_vector_tile([("attacks", []), ("districts", [])]) == b""
+    assert tiles_mvt.encode_vector_tile([("attacks", []), ("districts", [])]) == b""
 
 
 # -- PNG ----------------------------------------------------------------------------------------
