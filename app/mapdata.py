@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 from shapely.geometry import shape
 
+from geo import border
 from geo.geojson import feature as geojson_feature
 from geo.store import Store
 
@@ -32,7 +32,6 @@ METRICS = {
 CLASS_COLOURS = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
 ZERO_COLOUR = "#f2f2f2"
 BAND_KM = (10, 25, 50)
-KP_TMERC = "+proj=tmerc +lon_0=71.5 +datum=WGS84"  # metres, true to scale along KP's meridian
 EARTH_RADIUS = 6378137.0  # of the Web Mercator sphere
 EPOCH = date(1970, 1, 1).toordinal()  # day numbers count from here, as JavaScript's Date does
 
@@ -268,40 +267,25 @@ def district_only(table: AttackTable, rows: np.ndarray, sample: int = 50) -> dic
 
 
 def border_bands(store: Store, distances: tuple[int, ...] = BAND_KM) -> dict[str, Any]:
-    """Bands on the Pakistani side of the Durand Line, e.g. 0–10, 10–25 and 25–50 km from it.
-
-    Buffers the line in a transverse Mercator projection centred on KP (scale error under 0.2 %
-    across the province) and keeps what lies in Pakistan; each band's edge is right to within 2 %
-    of its distance (the line is simplified first, see below).
-    Computed once per store; a FeatureCollection of one Polygon/MultiPolygon per band.
+    """Bands on the Pakistani side of the Durand Line, e.g. 0–10, 10–25 and 25–50 km from it
+    (geo.border.border_bands), as a FeatureCollection of one Polygon/MultiPolygon per band.
+    Computed once per store.
     """
     with _lock:
         bands = _bands.get(store)
         if bands is None:
-            bands = _bands[store] = _compute_bands(store, distances)
+            bands = _bands[store] = _band_features(store, distances)
         return bands
 
 
-def _compute_bands(store: Store, distances: tuple[int, ...]) -> dict[str, Any]:
-    to_m = Transformer.from_crs("EPSG:4326", KP_TMERC, always_xy=True)
-    to_deg = Transformer.from_crs(KP_TMERC, "EPSG:4326", always_xy=True)
-
-    def project(geom, transformer):
-        return shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(*xy.T)))
-
-    line = project(shapely.union_all(store.layer("durand_line").geometries), to_m)
+def _band_features(store: Store, distances: tuple[int, ...]) -> dict[str, Any]:
+    line = shapely.union_all(store.layer("durand_line").geometries)
     pakistan = [shape(f["geometry"]) for f in store.query("countries", id="pakistan")]
-    pakistan = project(shapely.union_all(pakistan), to_m)
-    features, inner, previous = [], None, 0
-    for km in sorted(distances):
-        # Buffering the line's every bend takes seconds; simplifying it by 2 % of the distance
-        # first moves a band's edge by at most that much and makes it a fraction of a second.
-        zone = line.simplify(km * 20).buffer(km * 1000, quad_segs=4).intersection(pakistan)
-        band = zone if inner is None else zone.difference(inner)
-        band = project(band.simplify(100), to_deg)
+    features, previous = [], 0
+    for km, band in border.border_bands(line, shapely.union_all(pakistan), distances):
         properties = {"min_km": previous, "max_km": km, "label": f"{previous}–{km} km"}
         features.append(geojson_feature(f"band-{km}", band, properties))
-        inner, previous = zone, km
+        previous = km
     return {"type": "FeatureCollection", "features": features}
 
 

@@ -1,4 +1,5 @@
-"""The Afghanistan–Pakistan border (the Durand Line): derived, split by province, measured.
+"""The Afghanistan–Pakistan border (the Durand Line): derived, split by province, measured, and
+the bands of Pakistan within given distances of it.
 
 The border is the boundary that timezonefinder's OpenStreetMap-derived polygons for Asia/Kabul and
 Asia/Karachi share: Afghanistan and Pakistan each keep one time zone, so where the two zones touch
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import shapely
-from pyproj import Geod
+from pyproj import Geod, Transformer
 from shapely.geometry import LineString, MultiLineString, MultiPolygon, Polygon
 from shapely.ops import linemerge
 
@@ -27,6 +28,8 @@ MIN_SEGMENT_KM = 20.0
 # Grid cell (degrees) that orders points before nearest-segment queries, and the cores to use.
 NEAREST_CELL_DEG = 0.02
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+# Metres, true to scale along KP's meridian: under 0.2 % scale error across the province.
+KP_TMERC = "+proj=tmerc +lon_0=71.5 +datum=WGS84"
 
 
 def timezone_polygon(tz_name: str) -> Polygon | MultiPolygon:
@@ -171,3 +174,34 @@ def distance_to_border_km(points: Iterable[shapely.Point], border) -> np.ndarray
     lon = np.array([p.x for p in points], dtype=float)
     lat = np.array([p.y for p in points], dtype=float)
     return BorderIndex(border).distance_km(lon, lat)
+
+
+def border_bands(
+    border: LineString | MultiLineString,
+    pakistan: Polygon | MultiPolygon,
+    distances_km: Iterable[int],
+) -> list[tuple[int, shapely.Geometry]]:
+    """Bands of Pakistan along the border, nearest first: for distances (10, 25, 50), the parts
+    0–10, 10–25 and 25–50 km from the line, as (outer distance in km, geometry in lon/lat).
+
+    The line is buffered in a transverse Mercator projection centred on KP (KP_TMERC), and what
+    lies in `pakistan` is kept; each band's edge is right to within 2 % of its distance (the line
+    is simplified first, see below). Bands do not overlap: each leaves out the ones inside it.
+    """
+    to_m = Transformer.from_crs("EPSG:4326", KP_TMERC, always_xy=True)
+    to_deg = Transformer.from_crs(KP_TMERC, "EPSG:4326", always_xy=True)
+    line = _transform(border, to_m)
+    pakistan = _transform(pakistan, to_m)
+    bands, inner = [], None
+    for km in sorted(distances_km):
+        # Buffering the line's every bend takes seconds; simplifying it by 2 % of the distance
+        # first moves a band's edge by at most that much and makes it a fraction of a second.
+        zone = line.simplify(km * 20).buffer(km * 1000, quad_segs=4).intersection(pakistan)
+        band = zone if inner is None else zone.difference(inner)
+        bands.append((km, _transform(band.simplify(100), to_deg)))
+        inner = zone
+    return bands
+
+
+def _transform(geometry: shapely.Geometry, transformer: Transformer) -> shapely.Geometry:
+    return shapely.transform(geometry, lambda xy: np.column_stack(transformer.transform(*xy.T)))

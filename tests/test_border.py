@@ -1,4 +1,5 @@
-"""geo/border.py and the durand_line layer: the derived border, its segments and lengths."""
+"""geo/border.py and the durand_line layer: the derived border, its segments and lengths, and the
+bands along it."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,14 @@ import shapely
 import shapely.affinity
 from shapely.geometry import LineString
 
-from geo.border import BorderIndex, distance_to_border_km, geodesic_length_km, split_by_province
+from geo.border import (
+    GEOD,
+    BorderIndex,
+    border_bands,
+    distance_to_border_km,
+    geodesic_length_km,
+    split_by_province,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +106,26 @@ def test_nearest_segments_agree_with_brute_force():
     np.testing.assert_allclose(
         shapely.distance(scaled, chosen), shapely.distance(scaled, whole), atol=1e-12
     )
+
+
+def test_border_bands_on_a_synthetic_straight_border():
+    # A SYNTHETIC border along the meridian 71°E, and a "Pakistan" square east of it that the
+    # line overruns by a degree at each end: each band is a strip along the square's west edge.
+    # The square has a vertex every 0.01°, as a real outline does, so its edges stay on their
+    # meridians and parallels through the metric projection.
+    line = LineString([(71, 30), (71, 34)])
+    pakistan = shapely.segmentize(shapely.box(71, 31, 73, 33), 0.01)
+    bands = border_bands(line, pakistan, (25, 10, 50))
+    assert [km for km, _ in bands] == [10, 25, 50]  # nearest first, whatever the order asked
+    edge_km = geodesic_length_km(LineString([(71, 31), (71, 33)]))  # about 222 km
+    for (km, band), width_km in zip(bands, (10, 15, 25), strict=True):
+        assert band.is_valid and not band.is_empty
+        area_km2 = abs(GEOD.geometry_area_perimeter(band)[0]) / 1e6
+        # within 1 %: the bands' edges are right to 2 % of their distance (see border_bands)
+        assert area_km2 == pytest.approx(width_km * edge_km, rel=0.01), km
+        assert band.difference(pakistan).area < 1e-6  # nothing on the far side of the line
+    # each band is a ring outside the one before: no two overlap
+    geoms = [band for _, band in bands]
+    for i, a in enumerate(geoms):
+        for b in geoms[i + 1 :]:
+            assert a.intersection(b).area < 1e-9
