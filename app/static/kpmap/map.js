@@ -490,14 +490,18 @@
         stats.markers = points.length;
         stats.draws = (stats.draws || 0) + 1;
       }
+      var latest = null;
       function refresh() {
         var mine = ++sequence;
         // outlines of district-only attacks need the districts' shapes: draw once they are in
-        return Promise.all([getJSON(url()), districtsDrawn]).then(function (results) {
-          var answer = results[0];
-          if (mine === sequence) draw(answer); // an answer overtaken by a newer view is dropped
-          return answer.count;
+        latest = Promise.all([getJSON(url()), districtsDrawn]).then(function (results) {
+          // An answer overtaken by a newer view is dropped, and this settles with the newer one,
+          // so whoever waits (the page's "ready") waits for what is actually drawn.
+          if (mine !== sequence) return latest;
+          draw(results[0]);
+          return results[0].count;
         });
+        return latest;
       }
       map.on("moveend", function () { refresh().catch(showError); });
       map.on("overlayadd", function (e) { if (e.layer === layers.heat) refresh().catch(showError); });
