@@ -239,8 +239,12 @@ def test_server_side_clusters_when_there_are_many_attacks(browser, store_dir):
         assert stats["cells"] + stats["markers"] > 0
         assert stats["districtOnly"] > 0
         assert "/api/map/clusters.json?" in " ".join(watched.requests)
+        asked = " ".join(watched.requests).count("/api/map/clusters.json?")
+        box = watched.page.locator(".folium-map").bounding_box()
+        watched.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         watched.page.mouse.wheel(0, -400)  # zoom in: a new view asks the server again
-        watched.page.wait_for_function("() => window.kpmapStats.cells !== undefined")
+        watched.page.wait_for_function(f"() => window.kpmapStats.draws > {stats['draws']}")
+        assert " ".join(watched.requests).count("/api/map/clusters.json?") > asked
         watched.assert_clean()
     finally:
         watched.close()
