@@ -6,15 +6,16 @@ client accepts it, and `Access-Control-Allow-Origin: *` so other sites can use t
 """
 
 import hashlib
+import os
 import shutil
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import MultiDict
 
 from app import get_store
@@ -44,6 +45,10 @@ GZIP_MIN_BYTES = 1024
 # is not held back by its compression.
 GZIP_LEVEL = 1
 FILE_CHUNK = 1 << 20
+# Where the whole store's GeoPackage is kept between requests (DOWNLOAD_CACHE_DIR overrides it),
+# and how many of them (one per store build; a worker may still be serving the previous one).
+DEFAULT_DOWNLOAD_CACHE = Path(tempfile.gettempdir()) / "kpmap-downloads"
+KEPT_GEOPACKAGES = 2
 
 
 @bp.after_request
@@ -91,7 +96,9 @@ def download_csv(layer: str):
 
 @bp.get("/download/kpmap.gpkg")
 def download_geopackage():
-    """Every layer in one GeoPackage: written to a temporary file, streamed, then removed."""
+    """Every layer in one GeoPackage. A filtered one is written to a temporary file, streamed,
+    then removed; the whole store's is written once per store build and kept (see
+    _whole_geopackage), since it takes half a minute for a million attacks."""
     store = get_store()
     selections = []
     for name in store.layer_names:
@@ -100,28 +107,76 @@ def download_geopackage():
     etag = _etag("gpkg")
     if _not_modified(etag):
         return _not_modified_response(etag)
+    if not any(kwargs or skipped for _, kwargs, skipped in selections):
+        kept = _whole_geopackage(store, selections, etag)
+        if kept is not None:
+            return _send_file(kept, etag, filename=_filename(store, "kpmap", "gpkg"))
     folder = Path(tempfile.mkdtemp(prefix="kpmap-gpkg-"))
     try:
         path = folder / "kpmap.gpkg"
-        parts = []
-        for name, kwargs, skipped in selections:
-            positions = store.select(name, **kwargs)
-            metadata = _metadata(store, name, kwargs, skipped, len(positions))
-            flat = {f"kpmap:{k}": orjson.dumps(v).decode() for k, v in metadata.items()}
-            parts.append((store.layer(name), positions, flat))
-        write_geopackage(path, parts)
-        response = _send(
-            _file_chunks(path),
-            "application/geopackage+sqlite3",
-            etag,
-            filename=_filename(store, "kpmap", "gpkg"),
-            length=path.stat().st_size,
-        )
+        _write_geopackage(store, selections, path)
+        response = _send_file(path, etag, filename=_filename(store, "kpmap", "gpkg"))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     # Runs when the server is done with the response, streamed whole or not (e.g. HEAD).
     response.call_on_close(lambda: shutil.rmtree(folder, ignore_errors=True))
+    return response
+
+
+def _write_geopackage(store: Store, selections: list, path: Path) -> None:
+    parts = []
+    for name, kwargs, skipped in selections:
+        positions = store.select(name, **kwargs)
+        metadata = _metadata(store, name, kwargs, skipped, len(positions))
+        flat = {f"kpmap:{k}": orjson.dumps(v).decode() for k, v in metadata.items()}
+        parts.append((store.layer(name), positions, flat))
+    write_geopackage(path, parts)
+
+
+def _whole_geopackage(store: Store, selections: list, etag: str) -> Path | None:
+    """The unfiltered GeoPackage, kept in DOWNLOAD_CACHE_DIR under its ETag (which changes with
+    every store build): written by the first request, read by every later one and by the other
+    workers. None when the folder cannot be written; the caller then writes a temporary one."""
+    folder = Path(current_app.config.get("DOWNLOAD_CACHE_DIR") or DEFAULT_DOWNLOAD_CACHE)
+    kept = folder / f"kpmap-{etag}.gpkg"
+    if kept.exists():
+        return kept
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".kpmap-gpkg-", dir=folder))
+    except OSError:
+        return None
+    try:
+        _write_geopackage(store, selections, work / "kpmap.gpkg")
+        (work / "kpmap.gpkg").replace(kept)  # atomic: no reader ever sees half a file
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    # Files of earlier builds are not asked for again: keep only the newest few.
+    for old in sorted(folder.glob("kpmap-*.gpkg"), key=_mtime)[:-KEPT_GEOPACKAGES]:
+        old.unlink(missing_ok=True)
+    return kept
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _send_file(path: Path, etag: str, filename: str) -> Response:
+    """A GeoPackage streamed from an already open file, so it may be replaced meanwhile."""
+    f = open(path, "rb")  # closed with the response
+    try:
+        length = os.fstat(f.fileno()).st_size
+        response = _send(
+            _read_chunks(f), "application/geopackage+sqlite3", etag, filename, length=length
+        )
+    except BaseException:
+        f.close()
+        raise
+    response.call_on_close(f.close)
     return response
 
 
@@ -165,8 +220,8 @@ def _filename(store: Store, name: str, extension: str) -> str:
     return f"kpmap-{name}-{day}.{extension}" if name != "kpmap" else f"kpmap-{day}.{extension}"
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
+def _read_chunks(f: BinaryIO) -> Iterator[bytes]:
+    with f:  # closed once read through, or when the response is closed unread
         while chunk := f.read(FILE_CHUNK):
             yield chunk
 

@@ -63,8 +63,8 @@ def main() -> int:
     index = tiler.attack_index()
     count = len(index.all.points)
     print(
-        f"attack index, first use ({count:,} attacks; deaths from the index, Morton sort, clusters for "
-        f"z0-{tiles.CLUSTER_MAXZOOM}): {time.perf_counter() - started:.1f} s"
+        f"attack index, first use ({count:,} attacks; deaths from the index, Morton sort, "
+        f"clusters for z0-{tiles.CLUSTER_MAXZOOM}): {time.perf_counter() - started:.1f} s"
     )
     client = app.test_client()
     bounds = tiles.layer_bounds(tiler.store, "attacks")

@@ -5,6 +5,8 @@ it to ../shared/data/upstream) or else from the fetch cache that `make test` fil
 neither, the build fails with a FetchError that says to run `kpmap fetch` or set KPMAP_MIRROR.
 """
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,19 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def store(store_dir: Path) -> Store:
     return Store.open(store_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def download_cache(tmp_path_factory) -> Iterator[Path]:
+    """Every app in the tests keeps its downloads in a folder of the session's, not in /tmp."""
+    folder = tmp_path_factory.mktemp("downloads")
+    before = os.environ.get("KPMAP_DOWNLOAD_CACHE_DIR")
+    os.environ["KPMAP_DOWNLOAD_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ["KPMAP_DOWNLOAD_CACHE_DIR"]
+    else:
+        os.environ["KPMAP_DOWNLOAD_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")

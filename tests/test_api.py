@@ -21,6 +21,7 @@ import orjson
 import pytest
 import shapely
 
+from app import create_app
 from geo import ogc
 from geo.export import csv_chunks, neutralise
 from geo.schemas import LAYERS
@@ -227,6 +228,35 @@ def test_geopackage_filters_and_cleans_up(client, tmp_path, monkeypatch):
     assert set(gpd.read_file(path, layer="attacks")["actor"]) == {"ISKP"}
     assert len(gpd.read_file(path, layer="districts")) == 31  # attack filters: attacks only
     assert not list(tmp_path.glob("kpmap-gpkg-*"))  # the temporary file is gone
+
+
+def test_the_whole_geopackage_is_written_once_per_store_build(store_dir, tmp_path, monkeypatch):
+    from app import api
+
+    written = []
+    real_write = api.write_geopackage
+    monkeypatch.setattr(api, "write_geopackage", lambda *a: written.append(1) or real_write(*a))
+    client = create_app(
+        {"STORE": str(store_dir), "DOWNLOAD_CACHE_DIR": str(tmp_path)}
+    ).test_client()
+    first = client.get("/download/kpmap.gpkg").get_data()
+    again = client.get("/download/kpmap.gpkg").get_data()
+    assert len(written) == 1 and first == again
+    (kept,) = tmp_path.glob("kpmap-*.gpkg")
+    assert kept.read_bytes() == first
+    assert len(gpd.read_file(kept, layer="districts")) == 31
+    client.get("/download/kpmap.gpkg?actor=ISKP").close()  # a filtered one is never kept
+    assert len(written) == 2 and list(tmp_path.glob("kpmap-*.gpkg")) == [kept]
+    assert not list(tmp_path.glob(".kpmap-gpkg-*"))  # no half-written files left
+
+
+def test_an_unwritable_download_cache_still_answers(store_dir, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the folder should be")
+    client = create_app({"STORE": str(store_dir), "DOWNLOAD_CACHE_DIR": str(blocked)}).test_client()
+    response = client.get("/download/kpmap.gpkg")
+    assert response.status_code == 200 and response.data.startswith(b"SQLite format 3")
+    response.close()
 
 
 # --- HTTP behaviour ---------------------------------------------------------------------------
