@@ -46,7 +46,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.extensions[STORE_KEY] = Store.open(Path(app.config["STORE"]))
     # The store lives as long as the process: move it out of the cyclic collector's sight, or
-    # every collection walks a million attacks (90-220 ms pauses on a 1M store).
+    # every collection walks a million attacks (90-220 ms pauses on a 1M store). Frozen objects
+    # are never written to by the collector, so workers forked after this (gunicorn --preload)
+    # keep sharing the store's memory pages.
     gc.freeze()
 
     from app import assets, errors, security

@@ -202,7 +202,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
         "--gunicorn",
-        default="--workers 2 --worker-class gthread --threads 4 --timeout 120",
+        default="--preload --workers 2 --worker-class gthread --threads 4 --timeout 120",
         help="gunicorn options (default: those of `make run`, %(default)s)",
     )
     args = parser.parse_args()
