@@ -14,6 +14,7 @@ import functools
 import gzip
 import html
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -25,6 +26,7 @@ from folium.elements import JSCSSMixin
 from folium.plugins import HeatMap, MarkerCluster
 
 from app import STORE_KEY, get_store, mapdata
+from app.assets import versioned
 from app.filters import FILTER_PARAMS, describe_filters, parse_bbox_text, parse_filters
 from app.security import CONTENT_SECURITY_POLICY
 from geo.errors import InvalidQuery
@@ -472,8 +474,9 @@ kpmap.start({{ this._parent.get_name() }}, {
         self.layers = layers
         self.config = config
         self.legend = legend
-        self.default_js = [("kpmap_js", f"{static}/kpmap/map.js")]
-        self.default_css = [("kpmap_css", f"{static}/kpmap/map.css")]
+        own = Path(__file__).parent / "static" / "kpmap"
+        self.default_js = [("kpmap_js", versioned(f"{static}/kpmap/map.js", own / "map.js"))]
+        self.default_css = [("kpmap_css", versioned(f"{static}/kpmap/map.css", own / "map.css"))]
 
 
 # --- views ---------------------------------------------------------------------------------

@@ -117,9 +117,24 @@ def test_the_page_loads_only_what_the_map_uses(client):
     """Leaflet, its cluster and heat plugins and the app's own files: none of the Bootstrap,
     jQuery or icon fonts folium would add, which cost ~480 KB before the map can draw."""
     html = page(client)
-    links = re.findall(r'<(?:script|link)[^>]+(?:src|href)="/static/vendor/([^"]+)"', html)
+    links = re.findall(r'<(?:script|link)[^>]+(?:src|href)="/static/vendor/([^"?]+)', html)
     assert sorted(links) == sorted(assets.vendor_paths())
     assert not re.search(r"jquery|bootstrap|fontawesome|awesome-markers", html, re.IGNORECASE)
+
+
+def test_static_files_carry_their_version_and_are_kept_for_good(client):
+    html = page(client)
+    links = re.findall(r'<(?:script|link)[^>]+(?:src|href)="(/static/[^"]+)"', html)
+    assert links and all(re.search(r"\?v=[\w.]+$", link) for link in links), links
+    assert "/static/vendor/leaflet/dist/leaflet.js?v=1.9.4" in links
+    versioned_file = client.get(links[0])
+    assert versioned_file.status_code == 200
+    assert "immutable" in versioned_file.headers["Cache-Control"]
+    assert "max-age=31536000" in versioned_file.headers["Cache-Control"]
+    plain = client.get(links[0].split("?")[0])
+    assert "immutable" not in plain.headers.get("Cache-Control", "")
+    versioned_file.close()
+    plain.close()
 
 
 def test_localise_folium_names_files_under_the_given_base():
