@@ -47,7 +47,11 @@ GZIP_LEVEL = 1
 FILE_CHUNK = 1 << 20
 # Where the whole store's GeoPackage is kept between requests (DOWNLOAD_CACHE_DIR overrides it),
 # and how many of them (one per store build; a worker may still be serving the previous one).
-DEFAULT_DOWNLOAD_CACHE = Path(tempfile.gettempdir()) / "kpmap-downloads"
+# In the shared temp folder it is one folder per user, private, so that no other local user can
+# plant a file there.
+DEFAULT_DOWNLOAD_CACHE = Path(tempfile.gettempdir()) / (
+    f"kpmap-downloads-{os.getuid()}" if hasattr(os, "getuid") else "kpmap-downloads"
+)
 KEPT_GEOPACKAGES = 2
 
 
@@ -138,12 +142,13 @@ def _whole_geopackage(store: Store, selections: list, etag: str) -> Path | None:
     """The unfiltered GeoPackage, kept in DOWNLOAD_CACHE_DIR under its ETag (which changes with
     every store build): written by the first request, read by every later one and by the other
     workers. None when the folder cannot be written; the caller then writes a temporary one."""
-    folder = Path(current_app.config.get("DOWNLOAD_CACHE_DIR") or DEFAULT_DOWNLOAD_CACHE)
+    folder = _download_cache()
+    if folder is None:
+        return None
     kept = folder / f"kpmap-{etag}.gpkg"
     if kept.exists():
         return kept
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".kpmap-gpkg-", dir=folder))
     except OSError:
         return None
@@ -156,6 +161,19 @@ def _whole_geopackage(store: Store, selections: list, etag: str) -> Path | None:
     for old in sorted(folder.glob("kpmap-*.gpkg"), key=_mtime)[:-KEPT_GEOPACKAGES]:
         old.unlink(missing_ok=True)
     return kept
+
+
+def _download_cache() -> Path | None:
+    """The folder downloads are kept in, made if need be; None if it cannot be used."""
+    configured = current_app.config.get("DOWNLOAD_CACHE_DIR")
+    folder = Path(configured or DEFAULT_DOWNLOAD_CACHE)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not configured and hasattr(os, "getuid") and folder.stat().st_uid != os.getuid():
+            return None  # someone else's folder under our name in the shared temp folder
+    except OSError:
+        return None
+    return folder
 
 
 def _mtime(path: Path) -> float:

@@ -259,6 +259,25 @@ def test_an_unwritable_download_cache_still_answers(store_dir, tmp_path):
     response.close()
 
 
+def test_the_default_download_cache_is_private_and_must_be_ours(store_dir, tmp_path, monkeypatch):
+    from app import api
+
+    folder = tmp_path / "kpmap-downloads-x"
+    monkeypatch.setattr(api, "DEFAULT_DOWNLOAD_CACHE", folder)
+    client = create_app({"STORE": str(store_dir), "DOWNLOAD_CACHE_DIR": ""}).test_client()
+    client.get("/download/kpmap.gpkg").close()
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    assert len(list(folder.glob("kpmap-*.gpkg"))) == 1
+    for kept in folder.glob("kpmap-*.gpkg"):
+        kept.unlink()
+    # the folder now seems another user's: it is not used, and the download still works
+    monkeypatch.setattr(api.os, "getuid", lambda: folder.stat().st_uid + 1)
+    response = client.get("/download/kpmap.gpkg")
+    assert response.status_code == 200 and response.data.startswith(b"SQLite format 3")
+    response.close()
+    assert not list(folder.glob("kpmap-*.gpkg"))
+
+
 # --- HTTP behaviour ---------------------------------------------------------------------------
 
 DATA_URLS = [
