@@ -27,7 +27,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         ONLINE_BASEMAP="",
         # Optional folder for the disk tile cache laid out as <layer>/<z>/<x>/<y>.<ext>.
         TILE_CACHE_DIR="",
-        # Where the whole store's GeoPackage is kept once written ("" = the system temp folder).
+        # Where the whole store's GeoPackage is kept once written ("" = a private folder of
+        # this user's in the system temp folder).
         DOWNLOAD_CACHE_DIR="",
         # Pages, scripts and styles are compressed for slow links (Leaflet: 148 KB -> ~40 KB).
         # The API gzips its JSON and CSV itself, as it streams them; tiles are binary.
