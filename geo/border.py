@@ -198,7 +198,10 @@ def border_bands(
         # first moves a band's edge by at most that much and makes it a fraction of a second.
         zone = line.simplify(km * 20).buffer(km * 1000, quad_segs=4).intersection(pakistan)
         band = zone if inner is None else zone.difference(inner)
-        bands.append((km, _transform(band.simplify(100), to_deg)))
+        band = _transform(band.simplify(100), to_deg)
+        if not band.is_valid:  # a sliver where two bands meet can fold over when simplified
+            band = shapely.make_valid(band, method="structure", keep_collapsed=False)
+        bands.append((km, band))
         inner = zone
     return bands
 

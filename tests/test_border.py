@@ -129,3 +129,12 @@ def test_border_bands_on_a_synthetic_straight_border():
     for i, a in enumerate(geoms):
         for b in geoms[i + 1 :]:
             assert a.intersection(b).area < 1e-9
+
+
+def test_border_bands_are_valid_on_a_coarse_outline():
+    # A SYNTHETIC 4-corner square: simplifying the 25-50 km band folds a sliver where it meets
+    # the 10-25 km band over itself; the band must come out valid all the same.
+    bands = border_bands(
+        LineString([(71, 30), (71, 34)]), shapely.box(71, 31, 73, 33), (10, 25, 50)
+    )
+    assert all(band.is_valid and not band.is_empty for _, band in bands)
