@@ -1,6 +1,7 @@
 """The `kpmap` command: fetch, build, validate and describe the GeoJSON store."""
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -175,6 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KpmapError as exc:
         print(f"kpmap {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`kpmap info | head`): stop quietly, as other tools do. Output
+        # still buffered would fail again at exit, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a killed pipeline member
 
 
 if __name__ == "__main__":

@@ -31,6 +31,20 @@ def test_errors_are_one_line_not_a_traceback(tmp_path, capsys):
     assert err.startswith("kpmap info: error: no store at") and "Traceback" not in err
 
 
+def test_a_reader_that_goes_away_ends_the_output_quietly(store_dir):
+    """`kpmap info | head -1`: the pipe closes before kpmap writes; no traceback, exit 141."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "geo.cli", "info", str(store_dir)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the interpreter has even imported kpmap
+    errors = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141, errors
+    assert "Traceback" not in errors
+
+
 def test_import_reports_rejected_rows_and_adds_the_rest(store_dir, tmp_path, capsys, monkeypatch):
     target = tmp_path / "store"
     shutil.copytree(store_dir, target)
