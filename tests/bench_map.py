@@ -27,18 +27,9 @@ from pathlib import Path
 
 from geo import paths
 from geo.build import build_store
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, READY
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-]
-READY = "() => window.kpmapReady === true"
 
 
 def wsgi_app():
