@@ -74,3 +74,17 @@ def test_a_compressed_script_still_answers_304_to_its_etag(client):
     assert again.status_code == 304 and not again.get_data()
     first.close()
     again.close()
+
+
+def test_vector_tiles_are_compressed_and_still_answer_304(client):
+    import gzip
+
+    url = "/tiles/basemap/5/22/13.mvt"
+    plain = client.get(url).get_data()
+    packed = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(packed.get_data()) == plain
+    again = client.get(
+        url, headers={"Accept-Encoding": "gzip", "If-None-Match": packed.headers["ETag"]}
+    )
+    assert again.status_code == 304
