@@ -172,32 +172,40 @@ def read_events(
     citations = read_citations() if citations is None else citations
     districts = alias_index(read_district_table())
     actors = actor_index(read_actors())
+
+    def parse(row: dict[str, str], where: str, problems: Problems) -> dict[str, Any] | None:
+        return _parse_event(row, where, citations, districts, actors, problems)
+
+    return _read_records(
+        sorted(folder.glob("*.csv")), EVENT_COLUMNS, parse, "authored events have {n} problem(s)"
+    )
+
+
+def _read_records(
+    paths: list[Path],
+    columns: tuple[str, ...],
+    parse: Callable[[dict[str, str], str, Problems], dict[str, Any] | None],
+    title: str,
+) -> list[dict[str, Any]]:
+    """The rows of CSV files parsed into records, in order; one SchemaError (titled `title`,
+    with {n} the count) lists every problem, a repeated id naming both lines."""
     problems: Problems = []
-    events: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     first_seen: dict[str, str] = {}
-    for path in sorted(folder.glob("*.csv")):
-        for where, row in _read_rows(path, EVENT_COLUMNS, problems):
-            event = _parse_event(row, where, citations, districts, actors, problems)
-            if _first_with_its_id(event, where, first_seen, problems):
-                events.append(event)
+    for path in paths:
+        for where, row in _read_rows(path, columns, problems):
+            record = parse(row, where, problems)
+            if record is None:
+                continue
+            if record["id"] in first_seen:
+                first = first_seen[record["id"]]
+                problems.append(f"{where}: duplicate id {record['id']!r} (first at {first})")
+                continue
+            first_seen[record["id"]] = where
+            records.append(record)
     if problems:
-        raise SchemaError(_listing(f"authored events have {len(problems)} problem(s)", problems))
-    return events
-
-
-def _first_with_its_id(
-    record: dict[str, Any] | None, where: str, first_seen: dict[str, str], problems: Problems
-) -> bool:
-    """True for a parsed record whose id is new; a repeated id is a problem naming both lines."""
-    if record is None:
-        return False
-    if record["id"] in first_seen:
-        problems.append(
-            f"{where}: duplicate id {record['id']!r} (first at {first_seen[record['id']]})"
-        )
-        return False
-    first_seen[record["id"]] = where
-    return True
+        raise SchemaError(_listing(title.format(n=len(problems)), problems))
+    return records
 
 
 def _parse_event(
@@ -317,16 +325,11 @@ def read_facts(
     citations = read_citations() if citations is None else citations
     district_ids = {d.id for d in read_district_table()}
     actors = actor_index(read_actors())
-    problems: Problems = []
-    facts: list[dict[str, Any]] = []
-    first_seen: dict[str, str] = {}
-    for where, row in _read_rows(path, FACT_COLUMNS, problems):
-        fact = _parse_fact(row, where, citations, district_ids, actors, problems)
-        if _first_with_its_id(fact, where, first_seen, problems):
-            facts.append(fact)
-    if problems:
-        raise SchemaError(_listing(f"{path.name} has {len(problems)} problem(s)", problems))
-    return facts
+
+    def parse(row: dict[str, str], where: str, problems: Problems) -> dict[str, Any] | None:
+        return _parse_fact(row, where, citations, district_ids, actors, problems)
+
+    return _read_records([path], FACT_COLUMNS, parse, f"{path.name} has {{n}} problem(s)")
 
 
 def _parse_fact(

@@ -156,6 +156,20 @@ def test_bad_facts_are_listed_with_line_numbers(tmp_path: Path):
                  "unknown citation 'nope'"):  # fmt: skip
         assert f"facts.csv:2: {text}" in message, text
     assert "facts.csv:3" not in message
+    assert message.startswith("facts.csv has 8 problem(s)")
+
+
+def test_a_repeated_fact_id_names_both_lines(tmp_path: Path):
+    path = tmp_path / "facts.csv"
+    row = "synthetic-f2,bajaur,2024-01,2024-04,attacks,17,,ISKP,,,asian-politico-2024-05-02\n"
+    path.write_text(
+        "id,scope,period_start,period_end,metric,value,qualifier,actor,target,note,citation\n"
+        + row * 2,
+        encoding="utf-8",
+    )
+    with pytest.raises(SchemaError, match=r"facts.csv:3: duplicate id 'synthetic-f2' \(first at "
+                       r"facts.csv:2\)"):  # fmt: skip
+        read_facts(path)
 
 
 @pytest.mark.parametrize(
