@@ -110,28 +110,23 @@ def flatten_sources(sources: Iterable[dict[str, Any]]) -> str:
 
 
 def _csv_row(feature: dict[str, Any], columns: list[str]) -> list[Any]:
+    """The cells of one feature's row: id, longitude, latitude, then `columns[3:]` (properties)."""
     props = feature["properties"]
     lon, lat = feature["geometry"]["coordinates"][:2]
-    row: list[Any] = []
-    for column in columns:
-        if column == "longitude":
-            value: Any = lon
-        elif column == "latitude":
-            value = lat
-        elif column == "id":
-            value = feature["id"]
-        elif column == "sources":
-            value = flatten_sources(props.get("sources") or [])
-        else:
-            value = props.get(column)
-        row.append(_cell(value))
+    row = [_cell(feature["id"]), lon, lat]
+    for column in columns[3:]:
+        value = props.get(column)
+        row.append(_cell(flatten_sources(value or []) if column == "sources" else value))
     return row
 
 
 def _cell(value: Any) -> Any:
+    kind = type(value)
+    if kind is str:  # most cells: decided first, a million rows are written at a time
+        return neutralise(value)
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if kind is bool:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return value
