@@ -67,7 +67,10 @@ ACTOR_COLOURS = (
 UNKNOWN_COLOUR = "#7f7f7f"
 # Short credits for the attribution line, by the source names in the store's manifest.
 CREDITS = {
-    "geoBoundaries": "geoBoundaries (Runfola et al. 2020)",
+    "OCHA COD-AB Pakistan 2022": (
+        "Boundaries: OCHA COD-AB Pakistan 2022 (WFP / UN OCHA via HDX, CC BY-IGO 3.0), "
+        "selected and rebuilt by kpmap"
+    ),
     "OpenStreetMap": "© OpenStreetMap contributors",
     "GeoNames": "GeoNames (CC BY 4.0)",
 }

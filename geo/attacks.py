@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from geo.border import BorderIndex
-from geo.gazetteer import Gazetteer, GeocodeError
+from geo.gazetteer import PRECISION_DISTRICT, Gazetteer, GeocodeError
+from geo.locate import Locator
 
 COUNTS = ("killed_low", "killed_best", "killed_high", "injured_low", "injured_high")
 # Record keys that are inputs to the build, not properties of the published feature.
@@ -65,6 +66,37 @@ def geocode_events(
     return records, problems
 
 
+def place(
+    records: list[dict[str, Any]], locator: Locator
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Records with their district and tehsil decided by their point (geo.locate), and the ids of
+    those whose point lies in no KP district, each with its reason.
+
+    Sets `district`, `tehsil` (None for a record known only to its district: its point is the
+    district's representative point, not a place in a tehsil) and `border_sliver_km` (None unless
+    the point was given to the nearest district by the border sliver rule).
+    """
+    lon = [r["lon"] for r in records]
+    lat = [r["lat"] for r in records]
+    districts, tehsils, sliver_km = locator.locate_many(lon, lat)
+    placed, not_placed = [], []
+    for record, district, tehsil, km in zip(records, districts, tehsils, sliver_km, strict=True):
+        if district is None:
+            not_placed.append(
+                {
+                    "id": record["id"],
+                    "reason": f"its point ({record['lon']:g}, {record['lat']:g}) lies in no KP "
+                    "district of the current boundaries",
+                }
+            )
+            continue
+        record["district"] = district
+        record["tehsil"] = tehsil if record["geo_precision"] < PRECISION_DISTRICT else None
+        record["border_sliver_km"] = km
+        placed.append(record)
+    return placed, not_placed
+
+
 def attack_features(
     records: list[dict[str, Any]],
     border: BorderIndex,
@@ -100,20 +132,26 @@ def feature_record(feature: Mapping[str, Any]) -> dict[str, Any]:
     """A stored attack feature back as a record (properties + lon/lat), to rebuild from."""
     lon, lat = feature["geometry"]["coordinates"][:2]
     properties = dict(feature["properties"])
-    for derived in ("distance_to_border_km", "former_fata"):
+    for derived in ("distance_to_border_km", "former_fata", "tehsil", "border_sliver_km"):
         properties.pop(derived, None)
     return {**properties, "lon": lon, "lat": lat}
 
 
-def district_totals(features: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
-    """Per district id: the number of attacks and the sums of killed and injured figures.
+def area_totals(
+    features: Iterable[Mapping[str, Any]], key: str = "district"
+) -> dict[str, dict[str, int]]:
+    """Per district (or tehsil, key="tehsil") id: the number of attacks and the sums of killed
+    and injured figures. Attacks without a value for `key` are not counted.
 
     A sum counts only the attacks that report that figure (a missing figure adds nothing).
     """
     totals: dict[str, dict[str, int]] = {}
     for feat in features:
         props = feat["properties"]
-        row = totals.setdefault(props["district"], {"attacks": 0, **{c: 0 for c in COUNTS}})
+        area = props.get(key)
+        if area is None:
+            continue
+        row = totals.setdefault(area, {"attacks": 0, **{c: 0 for c in COUNTS}})
         row["attacks"] += 1
         for column in COUNTS:
             row[column] += props.get(column) or 0

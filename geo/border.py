@@ -20,11 +20,12 @@ from shapely.ops import linemerge
 GEOD = Geod(ellps="WGS84")
 AFGHANISTAN_TZ = "Asia/Kabul"
 PAKISTAN_TZ = "Asia/Karachi"
-# The Pakistani units that touch Afghanistan, by their geoBoundaries ADM1 `shapeName`.
-BORDER_PROVINCES = ("Khyber Pakhtunkhwa", "Balochistan", "Gilgit-Baltistan")
+# The Pakistani units that touch Afghanistan: COD-AB ADM1 P-code -> the name the layer gives them.
+BORDER_PROVINCES = {"PK5": "Khyber Pakhtunkhwa", "PK2": "Balochistan", "PK3": "Gilgit-Baltistan"}
 # A run of vertices nearest to one province but shorter than this is noise near a tripoint, or
 # where the coarse ADM1 outline strays from the detailed line: it joins its neighbours.
 MIN_SEGMENT_KM = 20.0
+PROVINCE_SIMPLIFY_DEG = 0.001
 # Grid cell (degrees) that orders points before nearest-segment queries, and the cores to use.
 NEAREST_CELL_DEG = 0.02
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -72,7 +73,9 @@ def split_by_province(
     into the run before them (or after, for the first), so a stretch is never a few vertices long.
     """
     names = list(provinces)
-    tree = shapely.STRtree([provinces[n] for n in names])
+    # Survey-detail outlines make each nearest query slow (seconds in all); ~100 m of detail
+    # cannot move a run boundary that MIN_SEGMENT_KM then smooths anyway.
+    tree = shapely.STRtree([shapely.simplify(provinces[n], PROVINCE_SIMPLIFY_DEG) for n in names])
     coords = np.asarray(line.coords)
     nearest = tree.query_nearest(shapely.points(coords), return_distance=False, all_matches=False)
     owner = np.empty(len(coords), dtype=int)
@@ -190,15 +193,15 @@ def border_bands(
     """
     to_m = Transformer.from_crs("EPSG:4326", KP_TMERC, always_xy=True)
     to_deg = Transformer.from_crs(KP_TMERC, "EPSG:4326", always_xy=True)
-    line = _transform(border, to_m)
-    pakistan = _transform(pakistan, to_m)
+    line = transform_geometry(border, to_m)
+    pakistan = transform_geometry(pakistan, to_m)
     bands, inner = [], None
     for km in sorted(distances_km):
         # Buffering the line's every bend takes seconds; simplifying it by 2 % of the distance
         # first moves a band's edge by at most that much and makes it a fraction of a second.
         zone = line.simplify(km * 20).buffer(km * 1000, quad_segs=4).intersection(pakistan)
         band = zone if inner is None else zone.difference(inner)
-        band = _transform(band.simplify(100), to_deg)
+        band = transform_geometry(band.simplify(100), to_deg)
         if not band.is_valid:  # a sliver where two bands meet can fold over when simplified
             band = shapely.make_valid(band, method="structure", keep_collapsed=False)
         bands.append((km, band))
@@ -206,5 +209,5 @@ def border_bands(
     return bands
 
 
-def _transform(geometry: shapely.Geometry, transformer: Transformer) -> shapely.Geometry:
+def transform_geometry(geometry: shapely.Geometry, transformer: Transformer) -> shapely.Geometry:
     return shapely.transform(geometry, lambda xy: np.column_stack(transformer.transform(*xy.T)))

@@ -18,19 +18,22 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import orjson
+import pyogrio
 import shapely
 
 from geo import attacks, border, geojson, paths
 from geo.citations import cite, read_citations
-from geo.districts import build_districts, read_district_table
+from geo.districts import KP_ADM1_PCODE, build_districts, read_district_table
 from geo.errors import BuildError
 from geo.events import read_events, read_facts
 from geo.gazetteer import ATTRIBUTION as GEONAMES_ATTRIBUTION
 from geo.gazetteer import Gazetteer
 from geo.importers import merge_duplicates
+from geo.locate import SLIVER_FILE, SLIVER_MAX_KM, Locator, border_sliver
 from geo.schemas import LAYERS, STORE_FORMAT, validate_features
 from geo.sources import Source, fetch_all, file_sha256, read_sources
 from geo.store import index_arrays, index_file
+from geo.tehsils import build_tehsils
 
 DURAND_LINE_TOML = paths.DATA_DIR / "durand_line.toml"
 # Records brought in by `kpmap import` and `kpmap synth`, kept in the store so that every rebuild
@@ -64,27 +67,80 @@ class BuildContext:
         self.sources = sources
         self.files = files
         self.imported = imported
-        self.adm1 = gpd.read_file(files["adm1"])
-        self.adm2 = gpd.read_file(files["adm2"])
+        # OCHA COD-AB Pakistan 2022 (shapefiles: pyogrio finds each .shp's parts beside it).
+        self.adm1 = pyogrio.read_dataframe(files["cod_adm1_shp"])
+        self.adm2 = pyogrio.read_dataframe(files["cod_adm2_shp"])
         self.citations = read_citations()
         self.districts: gpd.GeoDataFrame | None = None
         self.district_features: list[dict[str, Any]] = []
+        self.tehsil_features: list[dict[str, Any]] = []
+        self.locator: Locator | None = None
+        # Imported records whose point lies in no KP district under the current boundaries:
+        # kept in imported.jsonl, left out of the layer, listed in the manifest.
+        self.not_placed: list[dict[str, str]] = []
+        self.sliver = None
         self.border = None
         # Both countries' outlines (OSM-derived time-zone polygons): the border is where they
         # meet, and the basemap draws them.
         self.afghanistan = border.timezone_polygon(border.AFGHANISTAN_TZ)
         self.pakistan = border.timezone_polygon(border.PAKISTAN_TZ)
 
+    def province(self, pcode: str) -> shapely.Geometry:
+        return self.adm1.set_index("ADM1_PCODE").geometry[pcode]
+
+
+def cod_source(ctx: BuildContext, changes: str) -> str:
+    """The COD-AB credit CC BY-IGO asks for: source, licence, and what kpmap changed."""
+    cod = ctx.sources["cod_adm2_shp"]
+    return f"{cod.attribution}. Changes: {changes}"
+
+
+DISTRICT_CHANGES = (
+    "selected Khyber Pakhtunkhwa (ADM1 PK5); converted to GeoJSON (coordinates to 6 decimals); "
+    "names, ids and later districts from kpmap's data/districts.toml"
+)
+TEHSIL_CHANGES = (
+    "tehsil polygons rebuilt from the COD's boundary lines and tehsil points (polygonized, each "
+    "face named by the point inside, checked against the stored areas and perimeters); "
+    "selected Khyber Pakhtunkhwa; converted to GeoJSON (coordinates to 6 decimals)"
+)
+
 
 def build_districts_layer(ctx: BuildContext) -> list[dict[str, Any]]:
-    adm2 = ctx.sources["adm2"]
-    source = f"{adm2.attribution} ({adm2.licence})"
-    ctx.districts = build_districts(ctx.adm1, ctx.adm2, read_district_table(), source)
-    ctx.district_features = [
-        geojson.feature(row["id"], row["geometry"], row.drop("geometry").to_dict())
-        for _, row in ctx.districts.iterrows()
-    ]
+    source = cod_source(ctx, DISTRICT_CHANGES)
+    ctx.districts = build_districts(ctx.adm2, read_district_table(), source, ctx.citations)
+    ctx.district_features = _features(ctx.districts)
     return ctx.district_features
+
+
+def build_tehsils_layer(ctx: BuildContext) -> list[dict[str, Any]]:
+    if ctx.districts is None:
+        raise BuildError("the tehsils layer needs the districts layer first")
+    frontier = {
+        d.frontier_region_tehsil: d.frontier_region
+        for d in read_district_table()
+        if d.frontier_region_tehsil
+    }
+    tehsils = build_tehsils(
+        pyogrio.read_dataframe(ctx.files["cod_lines_shp"]),
+        pyogrio.read_dataframe(ctx.files["cod_points_shp"]),
+        pyogrio.read_dataframe(ctx.files["cod_adm3_dbf"], read_geometry=False),
+        ctx.districts,
+        frontier,
+        cod_source(ctx, TEHSIL_CHANGES),
+    )
+    ctx.tehsil_features = _features(tehsils)
+    others = [ctx.province(p) for p in ctx.adm1["ADM1_PCODE"] if p != KP_ADM1_PCODE]
+    ctx.sliver = border_sliver(ctx.province(KP_ADM1_PCODE), shapely.union_all(others), ctx.pakistan)
+    ctx.locator = Locator.from_features(ctx.district_features, ctx.tehsil_features, ctx.sliver)
+    return ctx.tehsil_features
+
+
+def _features(frame: gpd.GeoDataFrame) -> list[dict[str, Any]]:
+    return [
+        geojson.feature(row["id"], row["geometry"], row.drop("geometry").to_dict())
+        for _, row in frame.iterrows()
+    ]
 
 
 def build_durand_line_layer(ctx: BuildContext) -> list[dict[str, Any]]:
@@ -104,11 +160,13 @@ def build_durand_line_layer(ctx: BuildContext) -> list[dict[str, Any]]:
         raise BuildError(f"the derived border is a {line.geom_type}, expected one LineString")
     ctx.border = line
     total = round(border.geodesic_length_km(line), 1)
-    provinces = ctx.adm1.set_index("shapeName").geometry
+    provinces = ctx.adm1.set_index("ADM1_PCODE").geometry
     missing = [p for p in border.BORDER_PROVINCES if p not in provinces.index]
     if missing:
         raise BuildError(f"ADM1 lacks the border provinces {missing}")
-    segments = border.split_by_province(line, {p: provinces[p] for p in border.BORDER_PROVINCES})
+    segments = border.split_by_province(
+        line, {name: provinces[pcode] for pcode, name in border.BORDER_PROVINCES.items()}
+    )
     source = (
         f"{OSM_ATTRIBUTION} (ODbL), via the time-zone polygons of timezonefinder-data "
         f"{version('timezonefinder-data')} (Asia/Kabul and Asia/Karachi share this boundary)"
@@ -164,34 +222,41 @@ def build_countries_layer(ctx: BuildContext) -> list[dict[str, Any]]:
 
 
 def build_attacks_layer(ctx: BuildContext) -> list[dict[str, Any]]:
-    if ctx.border is None or not ctx.district_features:
-        raise BuildError("the attacks layer needs the districts and durand_line layers first")
-    gazetteer = Gazetteer.default(ctx.district_features)
+    if ctx.border is None or ctx.locator is None:
+        raise BuildError("the attacks layer needs the tehsils and durand_line layers first")
+    gazetteer = Gazetteer.default(ctx.district_features, ctx.tehsil_features, ctx.locator)
     authored, problems = attacks.geocode_events(read_events(citations=ctx.citations), gazetteer)
     if problems:
         raise BuildError("authored events cannot be placed:\n  " + "\n  ".join(problems))
     # Authored records come first so that a duplicate imported later merges into them.
     records = merge_duplicates(authored + ctx.imported)
+    records, ctx.not_placed = attacks.place(records, ctx.locator)
     former_fata = {f["id"]: f["properties"]["former_fata"] for f in ctx.district_features}
     return attacks.attack_features(records, border.BorderIndex(ctx.border), former_fata)
 
 
 LAYER_BUILDERS: dict[str, LayerBuilder] = {
     "districts": build_districts_layer,
+    "tehsils": build_tehsils_layer,
     "durand_line": build_durand_line_layer,
     "attacks": build_attacks_layer,
     "countries": build_countries_layer,
 }
 
 
-def annotate_districts(
-    districts: list[dict[str, Any]], attack_features: list[dict[str, Any]], facts: list[dict]
+def annotate_areas(
+    built: dict[str, list[dict[str, Any]]], attack_features: list[dict[str, Any]], facts: list[dict]
 ) -> None:
-    """Add each district's attack totals and the cited facts scoped to it, in place."""
-    totals = attacks.district_totals(attack_features)
+    """Add each district's and tehsil's attack totals, and the district's cited facts, in place.
+
+    A tehsil counts only the attacks placed to the tehsil or better (geo_precision 1 or 2).
+    """
     empty = {"attacks": 0, **{c: 0 for c in attacks.COUNTS}}
-    for feat in districts:
-        feat["properties"].update(totals.get(feat["id"], empty))
+    for layer, key in (("districts", "district"), ("tehsils", "tehsil")):
+        totals = attacks.area_totals(attack_features, key)
+        for feat in built.get(layer, ()):
+            feat["properties"].update(totals.get(feat["id"], empty))
+    for feat in built.get("districts", ()):
         feat["properties"]["facts"] = [f for f in facts if f["scope"] == feat["id"]]
 
 
@@ -251,8 +316,8 @@ def _build_into(
     ctx = BuildContext(sources, files, imported)
     built = {name: builder(ctx) for name, builder in LAYER_BUILDERS.items()}
     facts = read_facts(citations=ctx.citations)
-    if "districts" in built and "attacks" in built:
-        annotate_districts(built["districts"], built["attacks"], facts)
+    if "attacks" in built:
+        annotate_areas(built, built["attacks"], facts)
     # Validated in memory before anything is written: re-reading a million written features
     # would double the build's time and memory for no more certainty (the writer is ours).
     problems = [
@@ -276,6 +341,16 @@ def _build_into(
                 **arrays,
             )
     _write_json(work / FACTS_FILE, {"facts": facts})
+    geojson.write_feature_collection(
+        work / SLIVER_FILE,
+        [
+            geojson.feature(
+                "kp-border-sliver",
+                ctx.sliver,
+                {"rule": "geo.locate: border sliver rule", "max_km": SLIVER_MAX_KM},
+            )
+        ],
+    )
     with open(work / IMPORTED_FILE, "wb") as f:
         for record in imported:
             f.write(orjson.dumps(record) + b"\n")
@@ -295,8 +370,10 @@ def _build_into(
             },
             "authored": {str(p.relative_to(paths.ROOT)): file_sha256(p) for p in authored_inputs()},
             "imported_records": len(imported),
+            "not_placed": ctx.not_placed,
         },
         "facts": {"file": FACTS_FILE, "count": len(facts)},
+        "border_sliver": {"file": SLIVER_FILE, "sha256": file_sha256(work / SLIVER_FILE)},
         "packages": {name: version(name) for name in PACKAGES},
         "layers": layers,
     }
@@ -316,13 +393,8 @@ def _write_json(path: Path, value: Any) -> None:
 
 # Licences of the data behind each layer; attacks add those of the datasets a store imported.
 LAYER_SOURCES = {
-    "districts": lambda ctx: [
-        {
-            "name": "geoBoundaries",
-            "licence": ctx.sources["adm2"].licence,
-            "attribution": ctx.sources["adm2"].attribution,
-        }
-    ],
+    "districts": lambda ctx: [_cod_credit(ctx, DISTRICT_CHANGES)],
+    "tehsils": lambda ctx: [_cod_credit(ctx, TEHSIL_CHANGES)],
     "durand_line": lambda ctx: [
         {"name": "OpenStreetMap", "licence": "ODbL 1.0", "attribution": OSM_ATTRIBUTION}
     ],
@@ -338,6 +410,23 @@ LAYER_SOURCES = {
         {"name": "GeoNames", "licence": "CC BY 4.0", "attribution": GEONAMES_ATTRIBUTION},
     ],
 }
+
+
+def _cod_credit(ctx: BuildContext, changes: str) -> dict[str, str]:
+    cod = ctx.sources["cod_adm2_shp"]
+    return {
+        "name": "OCHA COD-AB Pakistan 2022",
+        "licence": cod.licence,
+        "licence_url": "https://creativecommons.org/licenses/by/3.0/igo/legalcode",
+        "attribution": cod.attribution,
+        "changes": changes,
+        "disclaimer": (
+            "The boundaries and names shown do not imply official endorsement or acceptance by "
+            "the United Nations."
+        ),
+    }
+
+
 # What users of an imported dataset must credit; the licences are the providers' own terms.
 IMPORT_SOURCES = {
     "acled": {

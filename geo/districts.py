@@ -1,65 +1,138 @@
-"""The districts layer: KP's districts selected from geoBoundaries ADM2, checked against the
-authored table in data/districts.toml, and the alias index that maps any district name to its id."""
+"""The districts layer: KP's 35 districts from OCHA's COD-AB Pakistan 2022 (ADM2, P-codes
+PK501–PK535), checked against the authored table in data/districts.toml, and the alias index that
+maps any district name, P-code or successor to the polygon(s) it means.
+
+    table = read_district_table()
+    districts = build_districts(adm2, table, citations, source="COD-AB ...")
+    district_ids("Upper South Waziristan")   # ("south-waziristan",): a successor, in its parent
+    district_ids("Kohistan")                 # the three polygons the former district became
+"""
 
 import re
 import tomllib
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import shapely
 
 from geo import paths
+from geo.citations import cite, read_citations
 from geo.errors import BuildError
 
 DISTRICTS_TOML = paths.DATA_DIR / "districts.toml"
-KP_ADM1_NAME = "Khyber Pakhtunkhwa"
+KP_ADM1_PCODE = "PK5"
 # Pakistan Albers equal-area (standard parallels across the country) for area_km2.
 EQUAL_AREA_CRS = "+proj=aea +lat_0=30 +lon_0=70 +lat_1=27 +lat_2=35 +datum=WGS84 +units=m"
-# An ADM2 polygon belongs to KP when at least this share of its area lies inside KP's ADM1 outline.
-# The two files come from different builds, so their edges differ by slivers of a few tenths of a
-# percent; a polygon of a neighbouring province overlaps KP by far less than half.
-INSIDE_SHARE = 0.5
+_PCODE = re.compile(r"^PK5\d\d$")
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+
+
+@dataclass(frozen=True)
+class Successor:
+    """A district created after the boundaries were drawn, inside one polygon of the layer."""
+
+    name: str
+    created: str  # YYYY, YYYY-MM or YYYY-MM-DD: as precise as the citation
+    citation: str  # key in data/citations.toml
 
 
 @dataclass(frozen=True)
 class District:
+    pcode: str
     id: str
     name: str
-    source_name: str
     former_fata: bool = False
     frontier_region: str | None = None
+    frontier_region_tehsil: str | None = None  # ADM3 P-code of the tehsil that was the FR
     aliases: tuple[str, ...] = ()
-    successors: tuple[str, ...] = field(default=())
+    successors: tuple[Successor, ...] = ()
 
     def all_names(self) -> tuple[str, ...]:
-        """Every name that refers to this polygon: its name, aliases, FR and successors."""
+        """Every name of this polygon alone: id, name, P-code, aliases, FR, successors."""
         extra = (self.frontier_region,) if self.frontier_region else ()
-        return (self.name, self.source_name, *self.aliases, *extra, *self.successors)
+        return (
+            self.id,
+            self.name,
+            self.pcode,
+            *self.aliases,
+            *extra,
+            *(s.name for s in self.successors),
+        )
+
+
+@dataclass(frozen=True)
+class FormerDistrict:
+    """A district since split into several polygons ("Kohistan" -> Upper, Lower, Kolai-Palas)."""
+
+    name: str
+    became: tuple[str, ...]
+    until: str
+    citation: str
 
 
 def read_district_table(path: Path = DISTRICTS_TOML) -> list[District]:
-    """The authored district table; an entry without id, name or source_name is a BuildError."""
+    """The authored district table; a malformed entry is a BuildError naming it."""
+    return _read_tables(path)[0]
+
+
+def read_former_districts(path: Path = DISTRICTS_TOML) -> list[FormerDistrict]:
+    return _read_tables(path)[1]
+
+
+@cache
+def _read_tables(path: Path) -> tuple[list[District], list[FormerDistrict]]:
     with open(path, "rb") as f:
-        entries = tomllib.load(f).get("district", [])
-    table = []
-    for i, entry in enumerate(entries, start=1):
-        missing = [k for k in ("id", "name", "source_name") if not entry.get(k)]
+        raw = tomllib.load(f)
+    table, problems = [], []
+    for i, entry in enumerate(raw.get("district", []), start=1):
+        where = f"district #{i} ({entry.get('id') or entry.get('pcode')})"
+        missing = [k for k in ("pcode", "id", "name") if not entry.get(k)]
         if missing:
-            raise BuildError(f"{path}: district #{i} lacks {', '.join(missing)}")
+            problems.append(f"{where} lacks {', '.join(missing)}")
+            continue
+        if not _PCODE.match(entry["pcode"]):
+            problems.append(f"{where}: pcode {entry['pcode']!r} is not a KP ADM2 P-code (PK5nn)")
+        fr = entry.get("frontier_region") or {}
+        successors = []
+        for s in entry.get("successors", ()):
+            if not all(s.get(k) for k in ("name", "created", "citation")):
+                problems.append(f"{where}: a successor needs name, created and citation: {s}")
+            elif not _DATE.match(s["created"]):
+                problems.append(f"{where}: successor {s['name']} created {s['created']!r}")
+            else:
+                successors.append(Successor(s["name"], s["created"], s["citation"]))
         table.append(
             District(
+                pcode=entry["pcode"],
                 id=entry["id"],
                 name=entry["name"],
-                source_name=entry["source_name"],
                 former_fata=bool(entry.get("former_fata", False)),
-                frontier_region=entry.get("frontier_region"),
+                frontier_region=fr.get("name"),
+                frontier_region_tehsil=fr.get("tehsil"),
                 aliases=tuple(entry.get("aliases", ())),
-                successors=tuple(s["name"] for s in entry.get("successors", ())),
+                successors=tuple(successors),
             )
         )
-    return table
+    ids = {d.id for d in table}
+    former = []
+    for entry in raw.get("former_district", []):
+        unknown = [i for i in entry.get("became", ()) if i not in ids]
+        if unknown or len(entry.get("became", ())) < 2 or not entry.get("citation"):
+            problems.append(
+                f"former district {entry.get('name')!r} must name two or more district ids "
+                f"(unknown: {unknown}) and a citation"
+            )
+            continue
+        former.append(
+            FormerDistrict(entry["name"], tuple(entry["became"]), entry["until"], entry["citation"])
+        )
+    if problems:
+        raise BuildError(f"{path}: " + "; ".join(problems))
+    return table, former
 
 
 def normalise_name(name: str) -> str:
@@ -73,7 +146,7 @@ def normalise_name(name: str) -> str:
 
 
 def alias_index(table: list[District]) -> dict[str, str]:
-    """Normalised name -> district id, for every name in the table.
+    """Normalised name -> district id, for every name of a single polygon in the table.
 
     A name claimed by two districts is an error in the table, not something to guess about.
     """
@@ -89,76 +162,121 @@ def alias_index(table: list[District]) -> dict[str, str]:
     return index
 
 
-def select_kp_polygons(adm1: gpd.GeoDataFrame, adm2: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """The ADM2 polygons that lie (by area share) inside the ADM1 unit for KP."""
-    kp = adm1.loc[adm1["shapeName"] == KP_ADM1_NAME, "geometry"]
-    if len(kp) != 1:
-        raise BuildError(f"ADM1 has {len(kp)} units named {KP_ADM1_NAME!r}; expected exactly one")
-    kp_outline = kp.iloc[0]
-    projected = adm2.to_crs(EQUAL_AREA_CRS)
-    inside = projected.intersection(
-        gpd.GeoSeries([kp_outline], crs=adm1.crs).to_crs(EQUAL_AREA_CRS).iloc[0]
-    )
-    share = inside.area / projected.area
-    return adm2.loc[share >= INSIDE_SHARE]
+@dataclass(frozen=True)
+class DistrictName:
+    """What a district name resolves to: the polygon ids, and a note when it is not one of them
+    by name (a successor inside its parent, a former district split into several)."""
+
+    ids: tuple[str, ...]
+    note: str | None = None
+
+
+@cache
+def name_index(path: Path = DISTRICTS_TOML) -> dict[str, DistrictName]:
+    """Normalised name (id, name, P-code, alias, FR, successor, former district) -> DistrictName."""
+    table, former = _read_tables(path)
+    index = {key: DistrictName((district_id,)) for key, district_id in alias_index(table).items()}
+    for district in table:
+        for s in district.successors:
+            index[normalise_name(s.name)] = DistrictName(
+                (district.id,),
+                f"{s.name} (created {s.created}) is not drawn in the 2022 boundaries; its "
+                f"territory lies in {district.name} ({district.id}), which is selected",
+            )
+    for f in former:
+        key = normalise_name(f.name)
+        if key in index:
+            raise BuildError(f"former district {f.name!r} is also the name of {index[key].ids}")
+        index[key] = DistrictName(
+            f.became,
+            f"{f.name} was split (until {f.until}) into {', '.join(f.became)}: all are selected",
+        )
+    return index
+
+
+def resolve_district(name: str) -> DistrictName | None:
+    """The polygons a district name means, or None if it names no KP district."""
+    return name_index().get(normalise_name(name))
 
 
 def build_districts(
-    adm1: gpd.GeoDataFrame, adm2: gpd.GeoDataFrame, table: list[District], source: str
+    adm2: gpd.GeoDataFrame,
+    table: list[District],
+    source: str,
+    citations: dict[str, dict[str, str]] | None = None,
 ) -> gpd.GeoDataFrame:
-    """The districts layer: one feature per table entry, with its attributes and area.
+    """The districts layer: one feature per table entry (KP's ADM2 polygons by P-code).
 
-    Raises BuildError naming every unexpected or missing district.
+    Raises BuildError naming every unexpected or missing P-code, or a P-code on two polygons.
     """
-    selected = select_kp_polygons(adm1, adm2)
-    found = set(selected["shapeName"])
-    expected = {d.source_name for d in table}
+    citations = read_citations() if citations is None else citations
+    kp = adm2.loc[adm2["ADM1_PCODE"] == KP_ADM1_PCODE]
+    found = list(kp["ADM2_PCODE"])
+    expected = {d.pcode for d in table}
     problems = []
-    if unexpected := sorted(found - expected):
-        problems.append(f"unexpected districts inside KP: {', '.join(unexpected)}")
-    if missing := sorted(expected - found):
-        problems.append(f"expected districts not found inside KP: {', '.join(missing)}")
-    if len(selected) != len(found):
-        problems.append("a district name appears on more than one ADM2 polygon")
+    if unexpected := sorted(set(found) - expected):
+        names = kp.set_index("ADM2_PCODE").loc[unexpected, "ADM2_EN"]
+        problems.append(
+            "unexpected P-codes in KP: " + ", ".join(f"{p} ({n})" for p, n in names.items())
+        )
+    if missing := sorted(expected - set(found)):
+        problems.append(f"P-codes of data/districts.toml not in the source's KP: {missing}")
+    if len(found) != len(set(found)):
+        problems.append("a P-code appears on more than one ADM2 polygon")
     if problems:
         raise BuildError("; ".join(problems) + " (see data/districts.toml)")
 
-    by_name = selected.set_index("shapeName")
+    by_pcode = kp.set_index("ADM2_PCODE")
     rows = []
     for d in sorted(table, key=lambda d: d.id):
+        source_name = by_pcode.loc[d.pcode, "ADM2_EN"]
         rows.append(
             {
                 "id": d.id,
+                "pcode": d.pcode,
                 "name": d.name,
-                "aliases": sorted({*d.aliases, *d.successors} - {d.name}),
-                "successors": list(d.successors),
+                "aliases": sorted({source_name, *d.aliases} - {d.name}),
+                "successors": [
+                    {
+                        "name": s.name,
+                        "created": s.created,
+                        "citation": cite(citations, s.citation, f"districts.toml ({d.id})"),
+                    }
+                    for s in d.successors
+                ],
                 "former_fata": d.former_fata,
                 "frontier_region": d.frontier_region,
                 "source": source,
-                "source_shape_id": by_name.loc[d.source_name, "shapeID"],
-                "geometry": shapely.make_valid(by_name.loc[d.source_name, "geometry"]),
+                "geometry": shapely.make_valid(by_pcode.loc[d.pcode, "geometry"]),
             }
         )
     districts = gpd.GeoDataFrame(rows, crs="EPSG:4326")
-    districts["area_km2"] = (districts.to_crs(EQUAL_AREA_CRS).area / 1e6).round(1)
+    districts["area_km2"] = area_km2(districts)
     return districts
 
 
-def shared_border_problems(districts: gpd.GeoDataFrame, tolerance_km2: float = 0.01) -> list[str]:
-    """Gaps and overlaps between neighbouring districts, as messages (empty when clean).
+def area_km2(frame: gpd.GeoDataFrame) -> Any:
+    """Each geometry's area in km² on the equal-area projection, to 0.1 km²."""
+    return (frame.to_crs(EQUAL_AREA_CRS).area / 1e6).round(1)
 
-    A gap is a hole in the union of all districts; an overlap is a pair of districts whose
-    intersection has area. Both are measured on the equal-area projection and reported above
-    `tolerance_km2`, so floating-point dust on a shared edge does not count.
+
+def shared_border_problems(
+    districts: gpd.GeoDataFrame, tolerance_km2: float = 0.01, key: str = "id"
+) -> list[str]:
+    """Gaps and overlaps between neighbouring polygons, as messages (empty when clean).
+
+    A gap is a hole in the union of all polygons; an overlap is a pair whose intersection has
+    area. Both are measured on the equal-area projection and reported above `tolerance_km2`, so
+    floating-point dust on a shared edge does not count.
     """
-    projected = districts.to_crs(EQUAL_AREA_CRS).set_index("id").geometry
+    projected = districts.to_crs(EQUAL_AREA_CRS).set_index(key).geometry
     problems = []
     union = shapely.union_all(projected.values)
     for polygon in shapely.get_parts(union):
         for ring in polygon.interiors:
             area = shapely.Polygon(ring).area / 1e6
             if area > tolerance_km2:
-                problems.append(f"gap of {area:.3f} km² between districts near {ring.centroid}")
+                problems.append(f"gap of {area:.3f} km² between polygons near {ring.centroid}")
     tree = shapely.STRtree(projected.values)
     left, right = tree.query(projected.values, predicate="intersects")
     for i, j in zip(left, right, strict=True):
@@ -166,5 +284,5 @@ def shared_border_problems(districts: gpd.GeoDataFrame, tolerance_km2: float = 0
             area = projected.iloc[i].intersection(projected.iloc[j]).area / 1e6
             if area > tolerance_km2:
                 a, b = projected.index[i], projected.index[j]
-                problems.append(f"districts {a} and {b} overlap by {area:.3f} km²")
+                problems.append(f"{a} and {b} overlap by {area:.3f} km²")
     return problems

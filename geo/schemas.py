@@ -12,7 +12,7 @@ from geo.geojson import read_json, to_shape
 
 # What a store folder holds (manifest, layer files, saved indexes): bumped whenever that changes,
 # so that a store built by another version is rebuilt rather than misread.
-STORE_FORMAT = "kpmap-store/2"
+STORE_FORMAT = "kpmap-store/3"
 NUMBER = (int, float)
 OPTIONAL_STR = (str, type(None))
 OPTIONAL_INT = (int, type(None))
@@ -41,6 +41,13 @@ class LayerSchema:
             raise ValueError(f"{self.name}: range filters on {unindexed} need them in numbers")
 
 
+# Attack totals the build adds to each district and tehsil.
+AREA_TOTALS = {
+    key: (int,)
+    for key in ("attacks", "killed_low", "killed_best", "killed_high")
+    + ("injured_low", "injured_high")
+}
+
 LAYERS: dict[str, LayerSchema] = {
     "districts": LayerSchema(
         name="districts",
@@ -48,6 +55,7 @@ LAYERS: dict[str, LayerSchema] = {
         geometry_types=("Polygon", "MultiPolygon"),
         properties={
             "id": (str,),
+            "pcode": (str,),
             "name": (str,),
             "aliases": (list,),
             "successors": (list,),
@@ -55,16 +63,28 @@ LAYERS: dict[str, LayerSchema] = {
             "frontier_region": OPTIONAL_STR,
             "area_km2": NUMBER,
             "source": (str,),
-            "source_shape_id": (str,),
-            "attacks": (int,),
-            "killed_low": (int,),
-            "killed_best": (int,),
-            "killed_high": (int,),
-            "injured_low": (int,),
-            "injured_high": (int,),
+            **AREA_TOTALS,
             "facts": (list,),
         },
-        filterable=("id", "name", "former_fata"),
+        filterable=("id", "pcode", "name", "former_fata"),
+    ),
+    "tehsils": LayerSchema(
+        name="tehsils",
+        title="Tehsils of Khyber Pakhtunkhwa",
+        geometry_types=("Polygon", "MultiPolygon"),
+        properties={
+            "id": (str,),
+            "pcode": (str,),
+            "name": (str,),
+            "district": (str,),
+            "district_pcode": (str,),
+            "former_frontier_region": (bool,),
+            "frontier_region": OPTIONAL_STR,
+            "area_km2": NUMBER,
+            "source": (str,),
+            **AREA_TOTALS,
+        },
+        filterable=("id", "pcode", "name", "district", "former_frontier_region"),
     ),
     "durand_line": LayerSchema(
         name="durand_line",
@@ -102,6 +122,8 @@ LAYERS: dict[str, LayerSchema] = {
             "date_end": OPTIONAL_STR,
             "location": (str,),
             "district": (str,),
+            "tehsil": OPTIONAL_STR,
+            "border_sliver_km": (int, float, type(None)),
             "geo_precision": (int,),
             "actor": (str,),
             "claimed": (bool, type(None)),
@@ -125,6 +147,7 @@ LAYERS: dict[str, LayerSchema] = {
             "event_type",
             "target",
             "district",
+            "tehsil",
             "claimed",
             "origin",
             "date_precision",

@@ -226,7 +226,7 @@ def test_geopackage_filters_and_cleans_up(client, tmp_path, monkeypatch):
     path.write_bytes(response.data)
     response.close()
     assert set(gpd.read_file(path, layer="attacks")["actor"]) == {"ISKP"}
-    assert len(gpd.read_file(path, layer="districts")) == 31  # attack filters: attacks only
+    assert len(gpd.read_file(path, layer="districts")) == 35  # attack filters: attacks only
     assert not list(tmp_path.glob("kpmap-gpkg-*"))  # the temporary file is gone
 
 
@@ -244,7 +244,7 @@ def test_the_whole_geopackage_is_written_once_per_store_build(store_dir, tmp_pat
     assert len(written) == 1 and first == again
     (kept,) = tmp_path.glob("kpmap-*.gpkg")
     assert kept.read_bytes() == first
-    assert len(gpd.read_file(kept, layer="districts")) == 31
+    assert len(gpd.read_file(kept, layer="districts")) == 35
     client.get("/download/kpmap.gpkg?actor=ISKP").close()  # a filtered one is never kept
     assert len(written) == 2 and list(tmp_path.glob("kpmap-*.gpkg")) == [kept]
     assert not list(tmp_path.glob(".kpmap-gpkg-*"))  # no half-written files left
@@ -507,13 +507,13 @@ def test_req_core_fc_time_definition_and_response(client, store, datetime_value,
 
 def test_req_core_fc_time_response_without_time_matches_all(client):
     doc = get_json(client, "/ogc/collections/districts/items?datetime=2024-01-01/..")
-    assert doc["numberMatched"] == 31
+    assert doc["numberMatched"] == 35
 
 
 def test_req_core_fc_limit_definition_and_response(client):
-    assert get_json(client, "/ogc/collections/districts/items")["numberReturned"] == 31
+    assert get_json(client, "/ogc/collections/districts/items")["numberReturned"] == 35
     assert len(get_json(client, "/ogc/collections/districts/items?limit=5")["features"]) == 5
-    assert get_json(client, "/ogc/collections/districts/items?limit=10000")["numberReturned"] == 31
+    assert get_json(client, "/ogc/collections/districts/items?limit=10000")["numberReturned"] == 35
     assert client.get("/ogc/collections/districts/items?limit=10001").status_code == 400
     assert ogc.parse_limit(None) == 100
 
@@ -635,7 +635,7 @@ def test_items_are_fast_to_page_in_geojson_bytes(client, store):
 def test_gzip_items_page(client):
     response = client.get("/ogc/collections/districts/items", headers={"Accept-Encoding": "gzip"})
     assert response.headers["Content-Encoding"] == "gzip"
-    assert orjson.loads(gzip.decompress(response.data))["numberMatched"] == 31
+    assert orjson.loads(gzip.decompress(response.data))["numberMatched"] == 35
 
 
 def test_store_files_are_never_read_by_name(client, store_dir: Path):

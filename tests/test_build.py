@@ -18,11 +18,14 @@ def test_built_store_is_valid(store_dir):
 def test_manifest_records_inputs_versions_and_layers(store_dir):
     manifest = json.loads((store_dir / "manifest.json").read_text())
     upstream = manifest["inputs"]["upstream"]
-    assert set(upstream) == {"adm1", "adm2"}
+    assert {"cod_adm1_shp", "cod_adm2_shp", "cod_adm3_dbf", "cod_lines_shp"} <= set(upstream)
+    assert all(u["licence"] == "CC BY-IGO 3.0" for u in upstream.values())
     assert all(len(u["sha256"]) == 64 for u in upstream.values())
     assert "data/districts.toml" in manifest["inputs"]["authored"]
     assert manifest["packages"]["timezonefinder-data"]
-    assert manifest["layers"]["districts"]["count"] == 31
+    assert manifest["layers"]["districts"]["count"] == 35
+    assert manifest["layers"]["tehsils"]["count"] == 153
+    assert manifest["inputs"]["not_placed"] == []
     minx, miny, maxx, maxy = manifest["layers"]["districts"]["bounds"]
     assert 69 < minx < maxx < 75 and 31 < miny < maxy < 37
 

@@ -12,7 +12,7 @@ def test_info_prints_counts_bounds_and_sources(store_dir, capsys):
     assert main(["info", str(store_dir)]) == 0
     out = capsys.readouterr().out
     assert "districts: Districts of Khyber Pakhtunkhwa" in out
-    assert "features  31" in out
+    assert "features  35" in out
     assert "© OpenStreetMap contributors" in out
     assert "reported 2630 km (The Express Tribune" in out
 

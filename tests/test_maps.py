@@ -197,7 +197,7 @@ def test_legend_counts_classes_groups_and_symbols(store):
 def test_attribution_credits_every_source(store):
     html = rendered(build_map(store, {}))
     for credit in (
-        "geoBoundaries (Runfola et al. 2020)",
+        "OCHA COD-AB Pakistan 2022 (WFP / UN OCHA via HDX, CC BY-IGO 3.0)",
         "OpenStreetMap contributors",
         "GeoNames (CC BY 4.0)",
         "The Express Tribune",

@@ -236,11 +236,13 @@ def test_read_sources_rejects_malformed_entry(tmp_path, entry, problem):
 
 def test_real_manifest():
     sources = read_sources()
-    assert set(sources) >= {"adm1", "adm2"}
+    assert set(sources) >= {"cod_adm1_shp", "cod_adm2_shp", "cod_adm2_dbf", "cod_lines_shp"}
     for name, source in sources.items():
         assert source.name == name
         assert re.fullmatch(r"[0-9a-f]{64}", source.sha256)
-        assert re.match(r"https://github\.com/[^/]+/[^/]+/raw/[0-9a-f]{40}/", source.url)
+        # pinned at a commit (a branch name would let the bytes change under the hash)
+        pinned = r"https://raw\.githubusercontent\.com/[^/]+/[^/]+/[0-9a-f]{40}/"
+        assert re.match(pinned, source.url)
         assert source.url.endswith("/" + source.file)
         assert source.mirror_path.endswith(source.file)
 

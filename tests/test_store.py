@@ -12,7 +12,7 @@ from geo.store import FeatureNotFound, Store, parse_bbox
 
 
 def test_open_loads_every_layer(store):
-    assert set(store.layer_names) == {"districts", "durand_line", "attacks", "countries"}
+    assert set(store.layer_names) == {"districts", "tehsils", "durand_line", "attacks", "countries"}
     assert len(store.query("districts")) == store.manifest["layers"]["districts"]["count"]
 
 
@@ -30,7 +30,7 @@ def test_bbox_far_from_kp_is_empty(store):
 
 def test_property_filters(store):
     assert [f["id"] for f in store.query("districts", name="swat")] == ["swat"]
-    assert len(store.query("districts", former_fata="false")) == 31 - 7
+    assert len(store.query("districts", former_fata="false")) == 35 - 7
     assert len(store.query("districts", id=["swat", "tank", "nowhere"])) == 2
     assert [f["properties"]["province"] for f in store.query("durand_line", province="Balochistan")]
 
@@ -74,7 +74,7 @@ def test_parse_bbox_accepts_text():
 
 
 def test_unknown_filter_property_is_400(store):
-    with pytest.raises(InvalidQuery, match="allowed: id, name, former_fata"):
+    with pytest.raises(InvalidQuery, match="allowed: id, pcode, name, former_fata"):
         store.query("districts", colour="red")
     with pytest.raises(InvalidQuery, match="boolean"):
         store.query("districts", former_fata="maybe")

@@ -1,0 +1,166 @@
+"""Which KP district and tehsil a point lies in: decided by the polygons, never by names.
+
+    locator = Locator.from_store(store)
+    locator.locate(71.0921, 34.1105)   # Location('khyber', 'khyber-landi-kotal', None)
+
+The tehsils tile the districts exactly, so one point-in-polygon test over the tehsils gives both.
+A point on an edge shared by two tehsils goes to the first in id order.
+
+The border sliver rule. The district polygons (OCHA COD-AB) and the Durand Line (OpenStreetMap)
+were drawn separately: along the border they differ by a few hundred metres, at most a few km.
+A point on the Pakistani side of the line (inside OSM's Pakistan) that lies outside every COD
+province but within SLIVER_MAX_KM of a KP district belongs to the nearest KP district, and its
+Location records the distance (`sliver_km`), so it is never silently moved. The build stores that
+sliver zone in the store (SLIVER_FILE). Near the tripoints with Balochistan and Gilgit-Baltistan
+the zone leaves out what lies within SLIVER_MAX_KM of those provinces: there the nearest province
+is not certain, and the point stays outside KP.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import Geod, Transformer
+
+from geo.border import KP_TMERC, transform_geometry
+from geo.geojson import read_json, to_shape
+
+SLIVER_MAX_KM = 5.0
+SLIVER_FILE = "border_sliver.geojson"
+GEOD = Geod(ellps="WGS84")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a point lies: district and tehsil ids (None outside KP); `sliver_km` is None for a
+    point inside its tehsil, else its distance to the tehsil it was given by the sliver rule."""
+
+    district: str | None
+    tehsil: str | None
+    sliver_km: float | None = None
+
+
+def border_sliver(
+    kp: shapely.Geometry, other_provinces: shapely.Geometry, pakistan: shapely.Geometry
+) -> shapely.Geometry:
+    """The zone the sliver rule applies in (see the module docstring), in longitude/latitude.
+
+    kp: KP's outline; other_provinces: the union of Pakistan's other COD provinces; pakistan:
+    OpenStreetMap's Pakistan (the side of the Durand Line that is Pakistan's).
+    """
+    to_m = Transformer.from_crs("EPSG:4326", KP_TMERC, always_xy=True)
+    to_deg = Transformer.from_crs(KP_TMERC, "EPSG:4326", always_xy=True)
+    metres = SLIVER_MAX_KM * 1000
+    kp_m = transform_geometry(kp, to_m)
+    near_kp = kp_m.buffer(metres, quad_segs=4)
+    others = transform_geometry(other_provinces, to_m)
+    window = near_kp.envelope
+    others = others.intersection(window.buffer(metres))
+    outside = transform_geometry(pakistan, to_m).intersection(window)
+    zone = outside.difference(kp_m).difference(others.buffer(metres, quad_segs=4))
+    zone = zone.intersection(near_kp)
+    polygons = [p for p in shapely.get_parts(zone) if p.geom_type == "Polygon" and p.area > 1]
+    return transform_geometry(shapely.MultiPolygon(polygons), to_deg)
+
+
+class Locator:
+    """Points -> (district, tehsil), from the tehsil polygons and the sliver zone."""
+
+    def __init__(
+        self,
+        unit_ids: Sequence[str],
+        district_ids: Sequence[str | None],
+        geometries: Sequence[shapely.Geometry],
+        sliver: shapely.Geometry | None = None,
+    ):
+        """`unit_ids` name the polygons (tehsils, or districts when there are no tehsils), each
+        in the district `district_ids` names; `sliver` is the zone of the sliver rule, if any."""
+        self._units = np.array(unit_ids, dtype=object)
+        self._districts = np.array(district_ids, dtype=object)
+        self._geometries = np.asarray(geometries, dtype=object)
+        self._tree = shapely.STRtree(self._geometries)
+        self._sliver = sliver if sliver is not None and not sliver.is_empty else None
+        if self._sliver is not None:
+            shapely.prepare(self._sliver)
+        # id order decides a point on a shared edge; the tree's order is the input order.
+        self._rank = np.argsort(np.argsort(self._units.astype(str)))
+
+    @classmethod
+    def from_features(
+        cls,
+        districts: Sequence[Mapping[str, Any]],
+        tehsils: Sequence[Mapping[str, Any]] = (),
+        sliver: shapely.Geometry | None = None,
+    ) -> "Locator":
+        """From GeoJSON features of the tehsils layer (or of the districts, when no tehsils)."""
+        if tehsils:
+            units = [(f["id"], f["properties"]["district"], f["geometry"]) for f in tehsils]
+        else:
+            units = [(f["id"], f["id"], f["geometry"]) for f in districts]
+        return cls(
+            [u[0] for u in units], [u[1] for u in units], [to_shape(u[2]) for u in units], sliver
+        )
+
+    @classmethod
+    def from_store(cls, store: Any) -> "Locator":
+        """From a built store: its tehsils layer and its sliver zone."""
+        tehsils = store.layer("tehsils")
+        district, values = tehsils.column("district")
+        return cls(
+            tehsils.ids.tolist(),
+            values[district].tolist(),
+            list(tehsils.geometries),
+            read_sliver(Path(store.path)),
+        )
+
+    def locate(self, lon: float, lat: float) -> Location:
+        districts, tehsils, sliver_km = self.locate_many([lon], [lat])
+        return Location(districts[0], tehsils[0], sliver_km[0])
+
+    def locate_many(
+        self, lon: Sequence[float], lat: Sequence[float]
+    ) -> tuple[list[str | None], list[str | None], list[float | None]]:
+        """For each point (same order): its district id, tehsil id and sliver distance (km; None
+        inside its tehsil), each None outside KP."""
+        lon = np.asarray(lon, dtype=float)
+        lat = np.asarray(lat, dtype=float)
+        unit = np.full(len(lon), -1, dtype=np.intp)
+        if len(lon):
+            points = shapely.points(lon, lat)
+            point_index, unit_index = self._tree.query(points, predicate="intersects")
+            # on an edge shared by two units the first in id order wins
+            order = np.lexsort((self._rank[unit_index], point_index))
+            hit_point, hit_unit = point_index[order], unit_index[order]
+            first = np.unique(hit_point, return_index=True)[1]
+            unit[hit_point[first]] = hit_unit[first]
+        sliver_km = np.full(len(lon), np.nan)
+        missing = np.flatnonzero(unit < 0)
+        if len(missing) and self._sliver is not None:
+            points = shapely.points(lon[missing], lat[missing])
+            inside = shapely.contains(self._sliver, points)
+            for i, p in zip(missing[inside].tolist(), points[inside].tolist(), strict=True):
+                nearest = int(self._tree.query_nearest(p)[0])
+                unit[i] = nearest
+                sliver_km[i] = _geodesic_km(shapely.shortest_line(p, self._geometries[nearest]))
+        outside = unit < 0
+        districts = np.where(outside, None, self._districts[unit])
+        units = np.where(outside, None, self._units[unit])
+        km = np.where(np.isnan(sliver_km), None, np.round(sliver_km, 2).astype(object))
+        return districts.tolist(), units.tolist(), km.tolist()
+
+
+def read_sliver(store: Path) -> shapely.Geometry | None:
+    """The sliver zone a built store keeps (None for a store without one)."""
+    path = store / SLIVER_FILE
+    if not path.exists():
+        return None
+    features = read_json(path)["features"]
+    return to_shape(features[0]["geometry"]) if features else None
+
+
+def _geodesic_km(line: shapely.LineString) -> float:
+    (x0, y0), (x1, y1) = line.coords
+    return GEOD.inv(x0, y0, x1, y1)[2] / 1000.0
