@@ -19,7 +19,14 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import MultiDict
 
 from app import get_store
-from app.filters import FILTER_PARAMS, describe_filters, parse_filters, shown
+from app.filters import (
+    FILTER_PARAMS,
+    area_filters,
+    describe_filters,
+    filter_notes,
+    parse_filters,
+    shown,
+)
 from geo import ogc
 from geo.errors import InvalidQuery, LayerNotFound
 from geo.export import csv_chunks, geojson_chunks, write_geopackage
@@ -205,7 +212,7 @@ def _download_filters(name: str) -> tuple[dict[str, Any], list[str]]:
     args = request.args
     skipped: list[str] = []
     if name != "attacks":
-        allowed = ("bbox", "district") if name == "districts" else ("bbox",)
+        allowed = area_filters(name)
         skipped = [k for k in FILTER_PARAMS if k not in allowed and args.get(k)]
         args = MultiDict([(k, v) for k, v in args.items(multi=True) if k in allowed])
     return parse_filters(args, name), skipped
@@ -230,6 +237,8 @@ def _metadata(
     }
     if skipped:
         metadata["filters_not_applied"] = skipped
+    if "district" not in skipped and (notes := filter_notes(request.args)):
+        metadata["filter_notes"] = notes
     return metadata
 
 
@@ -310,6 +319,8 @@ def items(collection_id: str):
             _base(), name, list(request.args.items(multi=True)), fmt, offset, limit, len(positions)
         ),
     }
+    if "district" in filters and (notes := filter_notes(request.args)):
+        members["notes"] = notes  # a successor or former district: which polygons it selected
     layer = store.layer(name)
     if fmt == "html":
         doc = {"type": "FeatureCollection", **members}

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from geo.districts import alias_index, normalise_name, read_district_table
+from geo.districts import DistrictName, name_index, resolve_district
 from geo.errors import InvalidQuery, LayerNotFound
 from geo.events import EVENT_TYPES, read_actors
 from geo.schemas import LAYERS
@@ -70,7 +70,7 @@ def parse_filters(args: Mapping[str, str], layer: str = "attacks") -> dict[str, 
     given = {key: _values(args, key) for key in FILTER_PARAMS}
     given = {key: values for key, values in given.items() if values}
     if layer != "attacks":
-        allowed = ("bbox", "district") if layer == "districts" else ("bbox",)
+        allowed = area_filters(layer)
         for key in given:
             if key not in allowed:
                 raise InvalidQuery(
@@ -90,8 +90,8 @@ def parse_filters(args: Mapping[str, str], layer: str = "attacks") -> dict[str, 
         elif key == "event_type":
             kwargs["event_type"] = [_event_type(v) for v in values]
         elif key == "district":
-            ids = [_district(v) for v in values]
-            kwargs["id" if layer == "districts" else "district"] = ids
+            ids = [i for v in values for i in _district(v).ids]
+            kwargs["id" if layer == "districts" else "district"] = list(dict.fromkeys(ids))
         elif key == "max_border_km":
             kwargs["max_border_km"] = _distance(_single(key, values))
     if "start" in kwargs and "end" in kwargs:
@@ -99,6 +99,12 @@ def parse_filters(args: Mapping[str, str], layer: str = "attacks") -> dict[str, 
         if _first_day(kwargs["start"]) > _last_day(kwargs["end"]):
             raise InvalidQuery(f"from={kwargs['start']} is after to={kwargs['end']}")
     return kwargs
+
+
+def area_filters(layer: str) -> tuple[str, ...]:
+    """The map filters a layer other than attacks takes: the districts and tehsils layers can be
+    filtered by district too (on districts it selects the polygons themselves)."""
+    return ("bbox", "district") if layer in ("districts", "tehsils") else ("bbox",)
 
 
 def describe_filters(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,6 +120,18 @@ def describe_filters(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {key: described[key] for key in FILTER_PARAMS if key in described}
 
 
+def filter_notes(args: Mapping[str, str]) -> list[str]:
+    """What the filters selected that their values do not say by name: a district created after
+    the boundaries were drawn selects the polygon that holds it, a former district all the
+    polygons it became. Values are checked by parse_filters first; unknown ones are skipped."""
+    notes = []
+    for value in _values(args, "district"):
+        resolved = resolve_district(value)
+        if resolved is not None and resolved.note:
+            notes.append(resolved.note)
+    return list(dict.fromkeys(notes))
+
+
 def filter_help() -> dict[str, str]:
     """What each filter parameter accepts, for API documents and error messages."""
     return {
@@ -122,7 +140,10 @@ def filter_help() -> dict[str, str]:
         "to": "last day, inclusive: YYYY-MM-DD, YYYY-MM or YYYY",
         "actor": "comma-separated group keys: " + ", ".join(actor_keys()),
         "event_type": "comma-separated event types: " + ", ".join(EVENT_TYPES),
-        "district": "comma-separated district ids or names (aliases and former names work)",
+        "district": (
+            "comma-separated district ids, names, aliases or P-codes (PK501-PK535); a district "
+            "created since 2022 selects the polygon that holds it, a former district all it became"
+        ),
         "max_border_km": "a number >= 0: only attacks within this distance of the Durand Line",
     }
 
@@ -191,11 +212,6 @@ def actor_keys() -> tuple[str, ...]:
     return tuple(read_actors())
 
 
-@functools.cache
-def _district_aliases() -> dict[str, str]:
-    return alias_index(read_district_table())
-
-
 def _values(args: Mapping[str, str], key: str) -> list[str]:
     """Every non-empty value of `key`, whether repeated (a=1&a=2) or comma-separated."""
     raw = args.getlist(key) if hasattr(args, "getlist") else [args.get(key)]
@@ -245,17 +261,15 @@ def _event_type(value: str) -> str:
         ) from None
 
 
-def _district(value: str) -> str:
-    aliases = _district_aliases()
-    if value in aliases.values():
-        return value
-    district = aliases.get(normalise_name(value))
-    if district is None:
+def _district(value: str) -> DistrictName:
+    resolved = resolve_district(value)
+    if resolved is None:
+        ids = sorted({i for name in name_index().values() for i in name.ids})
         raise InvalidQuery(
-            f"district {shown(value)} is not a district of Khyber Pakhtunkhwa; use an id or a "
-            "name, e.g. " + ", ".join(sorted(set(aliases.values()))[:5]) + ", ..."
+            f"district {shown(value)} is not a district of Khyber Pakhtunkhwa; use an id, a "
+            "name or a P-code (PK501-PK535), e.g. " + ", ".join(ids[:5]) + ", ..."
         )
-    return district
+    return resolved
 
 
 def _distance(text: str) -> float:

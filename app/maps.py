@@ -27,7 +27,13 @@ from folium.plugins import HeatMap, MarkerCluster
 
 from app import STORE_KEY, get_store, mapdata
 from app.assets import versioned
-from app.filters import FILTER_PARAMS, describe_filters, parse_bbox_text, parse_filters
+from app.filters import (
+    FILTER_PARAMS,
+    describe_filters,
+    filter_notes,
+    parse_bbox_text,
+    parse_filters,
+)
 from app.security import CONTENT_SECURITY_POLICY
 from geo.errors import InvalidQuery
 from geo.events import EVENT_TYPES, read_actors
@@ -515,6 +521,7 @@ def _page(template: str, embed: bool) -> Response:
         body=root.html.render(),
         script=root.script.render(),
         summary=summary,
+        notes=filter_notes(request.args),
         form=_form(store, filters, view),
         share_query=_query_suffix(filters, view),
         iframe_snippet=iframe_snippet(urls.embed + _query_suffix(filters, view)),

@@ -26,7 +26,7 @@ from geo import ogc
 from geo.export import csv_chunks, neutralise
 from geo.schemas import LAYERS
 
-LAYER_NAMES = ("districts", "durand_line", "attacks", "countries")
+LAYER_NAMES = ("districts", "tehsils", "durand_line", "attacks", "countries")
 CORE = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core"
 
 
@@ -107,6 +107,26 @@ def test_other_layers_report_attack_filters_they_did_not_apply(client):
     assert [f["id"] for f in doc["features"]] == ["bajaur"]
     assert doc["metadata"]["filters"] == {"district": ["bajaur"]}
     assert doc["metadata"]["filters_not_applied"] == ["actor"]
+
+
+def test_a_successor_district_filter_says_which_polygon_it_selected(client):
+    doc = get_json(client, "/download/attacks.geojson?district=Upper South Waziristan")
+    assert doc["metadata"]["filters"] == {"district": ["south-waziristan"]}
+    assert "Upper South Waziristan (created 2022-10)" in doc["metadata"]["filter_notes"][0]
+    ogc_doc = get_json(client, "/ogc/collections/tehsils/items?district=Central Dir")
+    assert {f["properties"]["district"] for f in ogc_doc["features"]} == {"upper-dir"}
+    assert ogc_doc["numberMatched"] == 7
+    assert "Central Dir (created 2023-01)" in ogc_doc["notes"][0]
+    assert "notes" not in get_json(client, "/ogc/collections/tehsils/items?district=PK503")
+    tehsils = get_json(client, "/download/tehsils.geojson?district=Kohistan")
+    assert {f["properties"]["district"] for f in tehsils["features"]} == {
+        "lower-kohistan",
+        "upper-kohistan",
+        "kolai-palas",
+    }
+    assert "Kohistan was split" in tehsils["metadata"]["filter_notes"][0]
+    page = client.get("/?district=Paharpur").get_data(as_text=True)
+    assert "Paharpur (created 2025-11) is not drawn in the 2022 boundaries" in page
 
 
 def test_download_streams(client):

@@ -3,7 +3,7 @@
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from app.filters import describe_filters, parse_filters, shown
+from app.filters import describe_filters, filter_notes, parse_filters, shown
 from geo.errors import InvalidQuery, LayerNotFound
 from geo.events import EVENT_TYPES
 
@@ -58,10 +58,33 @@ def test_every_event_type_is_accepted(event_type):
         ("D.I. Khan", "dera-ismail-khan"),
         ("dera-ismail-khan", "dera-ismail-khan"),
         ("FR Kohat", "kohat"),
+        ("PK509", "dera-ismail-khan"),
+        ("pk534", "torghar"),
+        ("Tor Ghar", "torghar"),
+        ("Upper South Waziristan", "south-waziristan"),
+        ("Central Dir", "upper-dir"),
     ],
 )
-def test_district_by_id_name_or_alias(name, district):
+def test_district_by_id_name_alias_pcode_or_successor(name, district):
     assert parse_filters({"district": name}) == {"district": [district]}
+
+
+def test_a_former_district_selects_every_polygon_it_became():
+    assert parse_filters({"district": "Kohistan,Lower Kohistan"}) == {
+        "district": ["lower-kohistan", "upper-kohistan", "kolai-palas"]
+    }
+    assert filter_notes({"district": "kohistan"}) == [
+        "Kohistan was split (until 2014) into lower-kohistan, upper-kohistan, kolai-palas: all "
+        "are selected"
+    ]
+
+
+def test_a_successor_selects_its_parent_and_says_so():
+    notes = filter_notes({"district": "Lower South Waziristan,bajaur"})
+    assert len(notes) == 1
+    assert "Lower South Waziristan (created 2022-10) is not drawn" in notes[0]
+    assert "South Waziristan (south-waziristan), which is selected" in notes[0]
+    assert filter_notes({"district": "bajaur"}) == []
 
 
 def test_district_on_the_districts_layer_filters_ids():
@@ -74,7 +97,7 @@ def test_district_on_the_districts_layer_filters_ids():
         ({"actor": "<script>alert(1)</script>"}, "ISKP, TTP"),
         ({"actor": "Taliban"}, "allowed:"),
         ({"event_type": "drone strike"}, "suicide bombing"),
-        ({"district": "Lahore"}, "use an id or a name"),
+        ({"district": "Lahore"}, "use an id, a name or a P-code"),
         ({"from": "yesterday"}, "YYYY-MM-DD"),
         ({"to": "2024-02-30"}, "does not exist"),
         ({"from": "2024-13"}, "does not exist"),
