@@ -27,7 +27,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     counts = ", ".join(f"{n}: {e['count']}" for n, e in manifest["layers"].items())
     print(f"built {args.store} in {elapsed:.1f} s ({counts})")
+    report_not_placed(manifest)
     return 0
+
+
+def report_not_placed(manifest: dict) -> None:
+    """List the imported records the current boundaries place in no KP district (kept in the
+    store's imported.jsonl, not drawn), so a rebuild never hides them."""
+    for record in manifest["inputs"].get("not_placed", []):
+        print(f"not placed: {record['id']}: {record['reason']} (kept in imported.jsonl)")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -77,11 +85,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     from geo.store import Store
 
     store = Store.open(args.store)
-    result = read_file(args.format, args.file, district_locator(store.layer("districts")))
+    result = read_file(args.format, args.file, district_locator(store))
     for rejected in result.rejected:
         print(f"{args.file}:{rejected.line}: not imported: {rejected.reason}")
     before = store.manifest["layers"]["attacks"]["count"]
     manifest = build_store(args.store, added=result.records)
+    report_not_placed(manifest)
     after = manifest["layers"]["attacks"]["count"]
     print(
         f"{args.file}: {len(result.records)} row(s) taken, {len(result.rejected)} not taken; "

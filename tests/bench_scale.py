@@ -88,7 +88,7 @@ from geo.store import Store
 from geo.importers import read_file, district_locator
 store = Path({str(tmp / "acled-store")!r})
 build_store(store, mirror={mirror!r})
-in_kp = district_locator(Store.open(store).layer("districts"))
+in_kp = district_locator(Store.open(store))
 t = time.perf_counter()
 result = read_file("acled", Path({str(acled)!r}), in_kp)
 parsed = time.perf_counter() - t

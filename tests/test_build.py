@@ -6,8 +6,10 @@ import shutil
 import pytest
 
 from geo import build
+from geo.attacks import feature_record
 from geo.errors import BuildError
 from geo.schemas import validate_store
+from geo.store import Store
 from tests.conftest import offline_mirror
 
 
@@ -139,3 +141,31 @@ def test_countries_meet_along_the_border(store):
     # simplified outlines: they may overlap or part by a sliver, never by a real area
     assert afghanistan.intersection(pakistan).area < 0.01
     assert afghanistan.distance(pakistan) == 0
+
+
+def test_an_import_outside_the_boundaries_is_kept_and_listed_not_dropped(old_store, store):
+    """A record whose point lies in no KP district (e.g. imported under older boundaries) stays
+    in imported.jsonl and is listed in the manifest, but is not drawn as an attack in KP."""
+    template = feature_record(store.query("attacks")[0])
+    outside = {**template, "id": "synthetic-outside", "origin": "synthetic"}
+    outside.update(lon=74.3587, lat=31.5204)  # Lahore, Punjab
+    sliver = {**template, "id": "synthetic-sliver", "origin": "synthetic", "geo_precision": 1}
+    sliver.update(lon=71.54861, lat=35.31028)  # Arandu crossing, 0.6 km beyond the COD outline
+    manifest = build.build_store(
+        old_store,
+        cache=old_store.parent / "cache",
+        mirror=offline_mirror(),
+        added=[outside, sliver],
+    )
+    assert manifest["inputs"]["not_placed"] == [
+        {
+            "id": "synthetic-outside",
+            "reason": "its point (74.3587, 31.5204) lies in no KP district of the current "
+            "boundaries",
+        }
+    ]
+    kept = [r["id"] for r in build.read_imported(old_store)]
+    assert {"synthetic-outside", "synthetic-sliver"} <= set(kept)
+    placed = Store.open(old_store).feature("attacks", "synthetic-sliver")["properties"]
+    assert placed["district"] == "lower-chitral" and placed["tehsil"] == "lower-chitral-drosh"
+    assert 0.3 < placed["border_sliver_km"] < 1.0

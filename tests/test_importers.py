@@ -609,9 +609,11 @@ def test_merge_scales():
 
 
 def test_real_districts_locate_peshawar(store, tmp_path):
-    in_kp = district_locator(store.layer("districts"))
+    in_kp = district_locator(store)
     assert in_kp(71.5785, 34.0151) == "peshawar"
     assert in_kp(67.0011, 24.8607) is None  # Karachi
+    # Arandu crossing: 0.6 km outside the COD outline, in the sliver before the Durand Line
+    assert in_kp(71.54861, 35.31028) == "lower-chitral"
     result = read_file("acled", SAMPLES["acled"], in_kp)
     districts = {r["id"]: r["district"] for r in result.records}
     assert districts["acled-PAK90003"] == "peshawar"

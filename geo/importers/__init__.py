@@ -10,7 +10,7 @@ ACLED's CSV export, GTD's CSV or XLSX and UCDP GED's CSV.
 Each record is a canonical attack property dict (see the README's attack schema) plus "lon" and
 "lat"; the caller builds the geometry and adds distance_to_border_km and former_fata. `in_kp(lon,
 lat)` returns the id of the KP district holding the point, or None (district_locator builds one
-from the store's districts layer). How each format's columns map is told in its module's docstring.
+from a built store). How each format's columns map is told in its module's docstring.
 
 Rows are kept only inside KP: a row whose province column names another province (anything but
 Khyber Pakhtunkhwa, NWFP, North-West Frontier, FATA, Federally Administered Tribal Areas, ...) is
@@ -23,8 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-
-import shapely
 
 from geo.errors import InvalidQuery
 from geo.importers import acled, gtd, ucdp
@@ -39,6 +37,7 @@ from geo.importers.common import (
     read_rows,
 )
 from geo.importers.merge import merge_duplicates
+from geo.locate import Locator
 
 __all__ = [
     "FORMATS",
@@ -90,15 +89,12 @@ def _convert(module: ModuleType, row: dict[str, str] | str, in_kp: InKp) -> dict
     return rec
 
 
-def district_locator(layer: Any) -> Callable[[float, float], str | None]:
-    """An in_kp function for read_file from the store's districts layer (store.layer("districts")).
-
-    A point on the line between two districts goes to the first in the layer's order.
-    """
-    ids = layer.ids.tolist()
+def district_locator(store: Any) -> Callable[[float, float], str | None]:
+    """An in_kp function for read_file from a built store: its tehsils and the border sliver
+    rule (geo.locate), the same rule the build places every attack by."""
+    locator = Locator.from_store(store)
 
     def in_kp(lon: float, lat: float) -> str | None:
-        hits = layer.tree.query(shapely.Point(lon, lat), predicate="intersects")
-        return ids[min(hits)] if len(hits) else None
+        return locator.locate(lon, lat).district
 
     return in_kp
