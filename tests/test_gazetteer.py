@@ -19,6 +19,7 @@ from geo.gazetteer import (
     read_places,
 )
 from geo.geojson import to_shape
+from geo.locate import Locator
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,8 @@ def districts(store) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def gazetteer(districts) -> Gazetteer:
-    return Gazetteer.default(districts)
+def gazetteer(districts, store) -> Gazetteer:
+    return Gazetteer.default(districts, store.query("tehsils"), Locator.from_store(store))
 
 
 def representative_point(districts: list[dict], district_id: str) -> tuple[float, float]:
@@ -122,9 +123,12 @@ def test_a_typo_within_the_threshold_resolves_but_says_fuzzy(gazetteer):
 
 
 def test_short_names_are_not_matched_fuzzily(gazetteer):
-    # "Bara" (Khyber) is not in the gazetteer; "Basra" in Punjab is one letter away.
-    with pytest.raises(GeocodeError, match="'Bara'"):
-        gazetteer.geocode("Bara")
+    # Bara town is not in GeoNames' cities500, but its tehsil is known: the tehsil, not "Basra"
+    # in Punjab (one letter away), at tehsil precision.
+    bara = gazetteer.geocode("Bara")
+    assert (bara.district, bara.precision) == ("khyber", 2)
+    with pytest.raises(GeocodeError, match="'Wanaa'"):
+        gazetteer.geocode("Wanaa")  # one letter from Wana, but too short to guess
 
 
 def test_nonsense_raises_with_suggestions(gazetteer):
@@ -247,3 +251,28 @@ def test_entries_carry_aliases_and_weaker_alternates(districts):
 def test_name_key():
     assert name_key("Miranshah Bazaar") == name_key("MĪRĀN-SHĀH") == "miranshah"
     assert name_key("D.I. Khan") == name_key("DI Khan")
+
+
+@pytest.mark.parametrize(
+    ("name", "district", "tehsil"),
+    [
+        ("Birmal", "south-waziristan", "PK53001"),
+        ("Lower Orakzai tehsil", "orakzai", "PK52703"),
+        ("Darra Adam Khel Tehsil", "kohat", "PK51404"),
+        ("Mulagori", "khyber", "PK51304"),
+    ],
+)
+def test_a_tehsil_name_is_the_tehsil_at_precision_2(gazetteer, store, name, district, tehsil):
+    place = gazetteer.geocode(name)
+    assert (place.district, place.precision) == (district, 2)
+    assert f"({tehsil}, OCHA COD-AB 2022)" in place.source
+    polygon = to_shape(store.query("tehsils", pcode=tehsil)[0]["geometry"])
+    assert polygon.contains(to_shape({"type": "Point", "coordinates": [place.lon, place.lat]}))
+
+
+def test_a_town_named_like_its_tehsil_stays_the_town(gazetteer):
+    bannu = gazetteer.geocode("Bannu")
+    assert (bannu.district, bannu.precision) == ("bannu", 1) and bannu.source.startswith("geonames")
+    # a tehsil named like its district is left to the district: never more precise than the name
+    assert gazetteer.geocode("Lakki Marwat", district="Lakki Marwat").precision in (1, 3)
+    assert gazetteer.geocode("D. I. Khan").precision == 3

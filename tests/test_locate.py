@@ -110,3 +110,16 @@ def test_border_and_districts_agree(store, capsys):
         )
     assert median <= 0.5
     assert p90 <= 1.0 and top <= 6.0
+
+
+def test_every_authored_attack_lies_in_its_stated_district(store, locator):
+    authored = store.query("attacks", origin="authored")
+    assert authored
+    for feature in authored:
+        lon, lat = feature["geometry"]["coordinates"]
+        found = locator.locate(lon, lat)
+        assert found.district == feature["properties"]["district"], feature["id"]
+        if feature["properties"]["geo_precision"] < 3:
+            assert found.tehsil == feature["properties"]["tehsil"], feature["id"]
+        else:  # known only to its district: no tehsil claimed
+            assert feature["properties"]["tehsil"] is None
