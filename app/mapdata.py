@@ -1,5 +1,6 @@
 """What the web map draws, computed from the store: a columnar table of the attacks, per-district
-totals under the filters, colour classes for the choropleth, bands along the border.
+and per-tehsil totals under the filters, colour classes for the choropleths, bands along the
+border.
 
 The page needs a few properties of every matching attack (where, which group, how many killed,
 when, how precisely located). Parsing each attack's GeoJSON on every request would cost seconds
@@ -47,6 +48,8 @@ class AttackTable:
     actors: tuple[str, ...]
     district: np.ndarray  # index into districts
     districts: tuple[str, ...]
+    tehsil: np.ndarray  # index into tehsils, whose "" is an attack known only to its district
+    tehsils: tuple[str, ...]
     killed: np.ndarray  # best estimate, else low, else high; NaN when not reported
     injured: np.ndarray  # low figure, else high; NaN when not reported
     precision: np.ndarray  # geo_precision: 1 place, 2 near it, 3 district only
@@ -81,6 +84,7 @@ def _read_table(store: Store) -> AttackTable:
     lon, lat = shapely.get_coordinates(layer.geometries).T
     actor, actors = layer.column("actor")
     district, districts = layer.column("district")
+    tehsil, tehsils = layer.column("tehsil")
     precision, precisions = layer.column("geo_precision")
     numbers = layer.numbers
     x, y = web_mercator(lon, lat)
@@ -92,6 +96,8 @@ def _read_table(store: Store) -> AttackTable:
         actors=tuple(actors.tolist()),
         district=district.astype(np.int16),
         districts=tuple(districts.tolist()),
+        tehsil=tehsil.astype(np.int16),
+        tehsils=tuple(tehsils.tolist()),
         killed=_first_number(numbers["killed_best"], numbers["killed_low"], numbers["killed_high"]),
         injured=_first_number(numbers["injured_low"], numbers["injured_high"]),
         precision=precisions.astype(np.int8)[precision],
@@ -118,14 +124,41 @@ def select(store: Store, filters: dict[str, Any]) -> np.ndarray:
 
 def district_totals(table: AttackTable, rows: np.ndarray) -> dict[str, dict[str, int]]:
     """Attacks, killed and injured per district id over the given rows (only districts with any)."""
-    codes = table.district[rows]
-    size = len(table.districts)
+    return _area_totals(table, rows, table.district, table.districts)
+
+
+def tehsil_totals(table: AttackTable, rows: np.ndarray) -> dict[str, dict[str, int]]:
+    """Attacks, killed and injured per tehsil id over the given rows (only tehsils with any).
+
+    An attack known only to its district is in no tehsil's totals (see `tehsil_unplaced`): its
+    point is the district's representative point, which lies in some tehsil it need not be in.
+    """
+    totals = _area_totals(table, rows, table.tehsil, table.tehsils)
+    totals.pop("", None)
+    return totals
+
+
+def tehsil_unplaced(table: AttackTable, rows: np.ndarray) -> dict[str, int]:
+    """Per district id, how many of the rows are known only to the district and so are in no
+    tehsil's totals, e.g. {"bajaur": 2}. Districts with none are left out."""
+    if "" not in table.tehsils:
+        return {}
+    unplaced = rows[table.tehsil[rows] == table.tehsils.index("")]
+    counts = np.bincount(table.district[unplaced], minlength=len(table.districts))
+    return {name: int(counts[i]) for i, name in enumerate(table.districts) if counts[i]}
+
+
+def _area_totals(
+    table: AttackTable, rows: np.ndarray, column: np.ndarray, names: tuple[str, ...]
+) -> dict[str, dict[str, int]]:
+    codes = column[rows]
+    size = len(names)
     counts = np.bincount(codes, minlength=size)
     killed = np.bincount(codes, weights=np.nan_to_num(table.killed[rows]), minlength=size)
     injured = np.bincount(codes, weights=np.nan_to_num(table.injured[rows]), minlength=size)
     return {
         name: {"attacks": int(counts[i]), "killed": int(killed[i]), "injured": int(injured[i])}
-        for i, name in enumerate(table.districts)
+        for i, name in enumerate(names)
         if counts[i]
     }
 

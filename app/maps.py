@@ -1,13 +1,14 @@
 """The map page `/`, the embed page `/embed`, and the small feeds their script reads.
 
 The page is a Folium (Leaflet) map whose big layers load by URL from the service, so the HTML
-stays small whatever the store's size: districts and the Durand Line from the downloads
-(`/download/<layer>.geojson`), the matching attacks from `/api/map/attacks.json` (columns, a few
-bytes per attack) or, past CLIENT_LIMIT, gridded per view from `/api/map/clusters.json`, one
-attack's whole record for its popup from `/api/map/attacks/<id>.json`, and the border bands from
-`/api/map/border-bands.geojson`. app/static/kpmap/map.js draws them into the layers that
-`build_map` creates; every text from data is set there as text, never as HTML. The feeds live
-under /api so that their errors are JSON (app/errors.py).
+stays small whatever the store's size: districts, tehsils (only once their layer is shown) and
+the Durand Line from the downloads (`/download/<layer>.geojson`), the matching attacks from
+`/api/map/attacks.json` (columns, a few bytes per attack) or, past CLIENT_LIMIT, gridded per
+view from `/api/map/clusters.json`, one attack's whole record for its popup from
+`/api/map/attacks/<id>.json`, and the border bands from `/api/map/border-bands.geojson`.
+app/static/kpmap/map.js draws them into the layers that `build_map` creates; every text from
+data is set there as text, never as HTML. The feeds live under /api so that their errors are JSON
+(app/errors.py).
 """
 
 import functools
@@ -52,6 +53,7 @@ def _read_attacks_at_start(state) -> None:
 # The `layers` parameter's names, and what each shows.
 LAYERS = {
     "districts": "Districts (choropleth)",
+    "tehsils": "Tehsils (choropleth)",
     "durand_line": "Durand Line (border)",
     "attacks": "Attacks (clusters)",
     "heat": "Attacks (heat map)",
@@ -109,6 +111,7 @@ class Urls:
     page: str = "/"
     embed: str = "/embed"
     districts: str = "/download/districts.geojson"
+    tehsils: str = "/download/tehsils.geojson"
     durand_line: str = "/download/durand_line.geojson"
     attacks: str = "/api/map/attacks.json"
     clusters: str = "/api/map/clusters.json"
@@ -154,12 +157,16 @@ def parse_view(args, embed: bool = False) -> MapView:
 
 @dataclass(frozen=True)
 class Summary:
-    """What the filters match: the count, and per-district totals for the choropleth."""
+    """What the filters match: the count, and per-district and per-tehsil totals for the
+    choropleths; `unplaced` counts, per district, the matching attacks known only to the
+    district, which are in no tehsil's totals."""
 
     count: int
     total: int
     totals: dict[str, dict[str, int]]
     time_range: tuple[int, int] | None
+    tehsil_totals: dict[str, dict[str, int]]
+    unplaced: dict[str, int]
 
 
 def summarise(store: Store, filters: dict[str, Any]) -> Summary:
@@ -168,7 +175,14 @@ def summarise(store: Store, filters: dict[str, Any]) -> Summary:
     span = None
     if len(rows):
         span = (int(table.start[rows].min()), int(table.end[rows].max()))
-    return Summary(len(rows), len(table), mapdata.district_totals(table, rows), span)
+    return Summary(
+        len(rows),
+        len(table),
+        mapdata.district_totals(table, rows),
+        span,
+        tehsil_totals=mapdata.tehsil_totals(table, rows),
+        unplaced=mapdata.tehsil_unplaced(table, rows),
+    )
 
 
 def build_map(
@@ -192,6 +206,9 @@ def build_map(
     district_names = {f["id"]: f["properties"]["name"] for f in store.query("districts")}
     metric_values = [t[view.metric] for t in summary.totals.values()]
     classes = mapdata.colour_classes(metric_values)
+    # Tehsils get classes of their own: their counts are a fraction of their districts'.
+    tehsil_values = [t[view.metric] for t in summary.tehsil_totals.values()]
+    tehsil_classes = mapdata.colour_classes(tehsil_values)
     actors = actor_table(present=mapdata.attack_table(store).actors)
 
     m = folium.Map(
@@ -211,6 +228,9 @@ def build_map(
     metric_label = mapdata.METRICS[view.metric]
     districts = folium.FeatureGroup(
         name=f"Districts: {metric_label} per district", show="districts" in view.layers
+    ).add_to(m)
+    tehsils = folium.FeatureGroup(
+        name=f"Tehsils: {metric_label} per tehsil", show="tehsils" in view.layers
     ).add_to(m)
     bands = folium.FeatureGroup(name=LAYERS["bands"], show="bands" in view.layers).add_to(m)
     border = folium.FeatureGroup(name=LAYERS["durand_line"], show="durand_line" in view.layers)
@@ -239,6 +259,9 @@ def build_map(
         "timeRange": summary.time_range,
         "totals": summary.totals,
         "classes": classes,
+        "tehsilTotals": summary.tehsil_totals,
+        "tehsilClasses": tehsil_classes,
+        "unplaced": summary.unplaced,
         "zeroColour": mapdata.ZERO_COLOUR,
         "actors": actors,
         "unknownColour": UNKNOWN_COLOUR,
@@ -249,6 +272,7 @@ def build_map(
             "page": urls.page,
             "embed": urls.embed,
             "districts": urls.districts,
+            "tehsils": urls.tehsils,
             "durand_line": urls.durand_line,
             "attacks": urls.attacks,
             "clusters": urls.clusters,
@@ -261,6 +285,9 @@ def build_map(
         "total": summary.total,
         "metric_label": metric_label,
         "classes": classes,
+        "tehsil_classes": tehsil_classes,
+        "tehsils_shown": "tehsils" in view.layers,
+        "unplaced": sum(summary.unplaced.values()),
         "zero_colour": mapdata.ZERO_COLOUR,
         "actors": [a for a in actors.values() if a["used"]] or list(actors.values()),
         "page_link": urls.page + _query_suffix(filters, view) if view.embed else "",
@@ -271,6 +298,7 @@ def build_map(
         static=urls.static,
         layers={
             "districts": districts,
+            "tehsils": tehsils,
             "bands": bands,
             "border": border,
             "attacks": attacks,
@@ -287,6 +315,8 @@ def build_map(
 def _preloads(urls: Urls, config: dict[str, Any], view: MapView) -> list[str]:
     """The feeds the page's script fetches as soon as it runs (the same URLs, exactly)."""
     wanted = [urls.districts, urls.durand_line]
+    if "tehsils" in view.layers:
+        wanted.append(urls.tehsils)
     if config["count"] <= config["clientLimit"]:
         wanted.append(urls.attacks + ("?" + config["query"] if config["query"] else ""))
     return wanted
@@ -439,6 +469,22 @@ class KpmapLayers(JSCSSMixin):
     <li><span class="kpmap-swatch" style="background:{{ c.colour }}"></span>{{ c.label }}</li>
     {%- endfor %}
   </ul>
+  {#- shown and hidden by the page's script as the tehsils layer is switched on and off #}
+  <div id="kpmap-legend-tehsils"{% if not this.legend.tehsils_shown %} hidden{% endif %}>
+  <div class="kpmap-legend-title">Tehsils: {{ this.legend.metric_label }}</div>
+  <ul class="kpmap-legend-classes">
+    <li><span class="kpmap-swatch" style="background:{{ this.legend.zero_colour }}"></span>none</li>
+    {%- for c in this.legend.tehsil_classes %}
+    <li><span class="kpmap-swatch" style="background:{{ c.colour }}"></span>{{ c.label }}</li>
+    {%- endfor %}
+  </ul>
+  <div class="kpmap-legend-note">
+  {%- if this.legend.unplaced == 1 %}1 matching attack, known only to its district, is in no
+    tehsil's count.
+  {%- elif this.legend.unplaced %}{{ "{:,}".format(this.legend.unplaced) }} matching attacks,
+    known only to their district, are in no tehsil's count.
+  {%- else %}Every matching attack is placed within a tehsil.{% endif %}</div>
+  </div>
   <div class="kpmap-legend-title">Attacks by group (size: people killed)</div>
   <ul class="kpmap-legend-actors">
     {%- for a in this.legend.actors %}
@@ -546,6 +592,7 @@ def _urls() -> Urls:
         page=url_for("maps.index"),
         embed=url_for("maps.embed"),
         districts=f"{root}/download/districts.geojson",
+        tehsils=f"{root}/download/tehsils.geojson",
         durand_line=f"{root}/download/durand_line.geojson",
         attacks=url_for("maps.attacks_feed"),
         clusters=url_for("maps.clusters_feed"),
@@ -572,6 +619,7 @@ def _downloads(filters: dict[str, Any]) -> dict[str, str]:
         "attacks (GeoJSON)": f"{root}/download/attacks.geojson{suffix}",
         "attacks (CSV)": f"{root}/download/attacks.csv{suffix}",
         "districts": f"{root}/download/districts.geojson",
+        "tehsils": f"{root}/download/tehsils.geojson",
         "Durand Line": f"{root}/download/durand_line.geojson",
         "all layers (GeoPackage)": f"{root}/download/kpmap.gpkg",
     }

@@ -3,8 +3,9 @@ never `playwright install`, which downloads a browser of its own).
 
 Each test serves the app with werkzeug on 127.0.0.1 (port 0) over the session's store and checks
 what a person would see: no request leaves the machine, nothing is logged as an error, the three
-layers draw, a filter changes what is drawn, popups show data as text, and the embed page works
-inside an iframe of another origin. Screenshots go to tests/artifacts/.
+layers draw, the tehsils draw when switched on, a filter changes what is drawn, popups show data
+as text, and the embed page works inside an iframe of another origin. Screenshots go to
+tests/artifacts/.
 """
 
 import os
@@ -14,6 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import shapely
+from shapely.geometry import shape
 
 from app import create_app
 from tests.test_maps import HOSTILE_AT, PAYLOAD, build_hostile_store
@@ -190,6 +193,83 @@ def test_time_slider_and_heat_map(watched, server):
     page.locator(".leaflet-control-layers-overlays label", has_text="heat map").click()
     assert page.locator("canvas.leaflet-heatmap-layer").count() == 1
     screenshot(page, "heat.png")
+    watched.assert_clean()
+
+
+def click_map_at(page, lat: float, lon: float, zoom: int) -> None:
+    """Centre the map on a point and click there (folium names the map's variable by its div)."""
+    map_name = page.locator(".folium-map").get_attribute("id")
+    page.evaluate(
+        """([name, lat, lon, zoom]) => new Promise(done => {
+          const m = window[name];
+          m.once("moveend", () => setTimeout(done, 300));  // let the new view's paths draw
+          m.setView([lat, lon], zoom, {animate: false});
+        })""",
+        [map_name, lat, lon, zoom],
+    )
+    box = page.locator(".folium-map").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def test_tehsils_layer_switched_on_draws_its_polygons_and_popups(watched, server, store):
+    page = watched.open(server.url + "/").page
+    assert "tehsils" not in watched.stats()  # not loaded while off
+    page.locator(".leaflet-control-layers").hover()
+    page.locator(".leaflet-control-layers-overlays label", has_text="Tehsils").click()
+    tehsils = store.query("tehsils")
+    page.wait_for_function(f"() => window.kpmapStats.tehsils === {len(tehsils)}", timeout=30_000)
+    assert page.locator(".leaflet-kpmapTehsils-pane svg path").count() == len(tehsils)
+    # the districts become outlines over the tehsils; the legend shows the tehsils' classes
+    outlines = page.locator(".leaflet-overlay-pane svg path[fill='none']").count()
+    assert outlines >= len(store.query("districts"))
+    legend = page.locator("#kpmap-legend-tehsils")
+    assert legend.is_visible() and "in no tehsil's count" in legend.inner_text()
+    assert "tehsils" in page.locator("#kpmap-share-link").input_value()
+
+    # A tehsil of a district that has attacks known only to it, away from every attack symbol:
+    # its popup names it, its district and P-code, and says those attacks are not counted.
+    attacks = store.query("attacks")
+    points = shapely.points([f["geometry"]["coordinates"] for f in attacks])
+    vague = {f["properties"]["district"] for f in attacks if f["properties"]["tehsil"] is None}
+    tehsil, inside = next(
+        (t, point)
+        for t in tehsils
+        if t["properties"]["district"] in vague
+        and shapely.distance(point := shape(t["geometry"]).representative_point(), points).min()
+        > 0.05
+    )
+    click_map_at(page, inside.y, inside.x, 11)
+    popup = page.locator(".leaflet-popup-content .kpmap-popup")
+    popup.wait_for(timeout=10_000)
+    text = popup.inner_text()
+    district = store.feature("districts", tehsil["properties"]["district"])["properties"]["name"]
+    assert popup.locator("h3").inner_text() == tehsil["properties"]["name"]
+    assert district in text and tehsil["properties"]["pcode"] in text
+    assert "Former Frontier Region" in text and "in no tehsil's count" in text
+    screenshot(page, "tehsils.png")
+    watched.assert_clean()
+
+
+def test_district_popup_gives_pcode_frontier_region_and_successors(watched, server, store):
+    district = next(
+        d
+        for d in store.query("districts")
+        if d["properties"]["successors"] and d["properties"]["frontier_region"]
+    )
+    props = district["properties"]
+    inside = shape(district["geometry"]).representative_point()
+    page = watched.open(server.url + "/?layers=districts").page
+    click_map_at(page, inside.y, inside.x, 9)
+    popup = page.locator(".leaflet-popup-content .kpmap-popup")
+    popup.wait_for(timeout=10_000)
+    text = popup.inner_text()
+    assert popup.locator("h3").inner_text() == props["name"]
+    assert props["pcode"] in text and props["frontier_region"] in text
+    links = popup.locator(".kpmap-popup-successors a").evaluate_all("a => a.map(l => l.href)")
+    for successor in props["successors"]:
+        assert successor["name"] in text and successor["citation"]["publication"] in text
+        if successor["citation"]["url"].startswith(("http://", "https://")):
+            assert successor["citation"]["url"] in links
     watched.assert_clean()
 
 

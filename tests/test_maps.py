@@ -100,6 +100,8 @@ def test_pages_link_only_local_assets(client, url):
     assert all(link.startswith("/static/") for link in scripts + styles), scripts + styles
     preloads = re.findall(r"""<link rel="preload" href="([^"]+)\"""", html)
     assert "/download/districts.geojson" in preloads  # the app's own feeds, fetched early
+    # the tehsils are off by default: their 3 MB is not asked for until they are switched on
+    assert "/download/tehsils.geojson" not in preloads
 
 
 def test_every_linked_asset_is_installed_and_served(client):
@@ -154,6 +156,7 @@ def test_build_map_loads_its_layers_by_url(store):
     html = rendered(build_map(store, {}))
     for url in (
         "/download/districts.geojson",
+        "/download/tehsils.geojson",
         "/download/durand_line.geojson",
         "/api/map/attacks.json",
         "/api/map/clusters.json",
@@ -204,6 +207,43 @@ def test_attribution_credits_every_source(store):
         "The Asian Politico",
     ):
         assert credit in html, credit
+
+
+@pytest.mark.parametrize("url", ["/", "/embed", "/?layers=tehsils"])
+def test_the_page_no_longer_credits_geoboundaries(client, url):
+    """The boundaries come from OCHA's COD-AB now; nothing on the page may say otherwise."""
+    assert "geoboundaries" not in page(client, url).lower()
+
+
+def test_tehsils_layer_is_off_by_default_and_on_by_the_layers_parameter(client):
+    default = page(client)
+    assert "Tehsils: attacks per tehsil" in default  # in the layer control, unticked
+    assert '"layers": ["districts", "durand_line", "attacks"]' in default
+    assert '<div id="kpmap-legend-tehsils" hidden>' in default
+
+    shown = page(client, "/?layers=districts,tehsils&metric=killed")
+    assert "Tehsils: people killed (best estimate) per tehsil" in shown
+    assert '"layers": ["districts", "tehsils"]' in shown
+    assert '<div id="kpmap-legend-tehsils">' in shown
+    preloads = re.findall(r"""<link rel="preload" href="([^"]+)\"""", shown)
+    assert "/download/tehsils.geojson" in preloads
+    assert "layers=districts%2Ctehsils" in shown  # kept in the share link
+
+
+def test_tehsil_choropleth_and_legend_follow_the_filters(store):
+    attacks = store.query("attacks", start="2024")
+    unplaced = [f for f in attacks if f["properties"]["tehsil"] is None]
+    assert unplaced, "the store should hold attacks known only to their district"
+    html = rendered(build_map(store, parse_filters({"from": "2024"})))
+    config = orjson.loads(re.search(r"kpmap\.start\([^,]+, \{[^}]*\}, (\{.*\})\);", html)[1])
+    counted = sum(t["attacks"] for t in config["tehsilTotals"].values())
+    assert counted + sum(config["unplaced"].values()) == len(attacks)
+    assert config["tehsilClasses"] and config["urls"]["tehsils"] == "/download/tehsils.geojson"
+    legend = " ".join(html[html.index('id="kpmap-legend-tehsils"') :].split())
+    assert (
+        f"{len(unplaced)} matching attacks, known only to their district, are in no tehsil's count."
+        in legend
+    )
 
 
 def test_view_parameters_and_the_layer_switches(store):
@@ -257,7 +297,7 @@ def test_data_feeds_carry_the_text_as_data(hostile_client):
         ("event_type=picnic", "suicide bombing"),
         ("district=Atlantis", "district"),
         ("metric=deaths", "attacks, killed, injured"),
-        ("layers=roads", "districts, durand_line, attacks, heat, bands"),
+        ("layers=roads", "districts, tehsils, durand_line, attacks, heat, bands"),
         ("center=north", "latitude,longitude"),
         ("zoom=99", "0 to 18"),
     ],
@@ -396,6 +436,40 @@ def test_colour_classes():
     classes = mapdata.colour_classes(list(range(1, 101)))
     assert len(classes) == 5 and classes[0]["min"] == 1 and classes[-1]["max"] == 100
     assert all(a["max"] + 1 == b["min"] for a, b in zip(classes, classes[1:], strict=False))
+
+
+def test_tehsil_totals_leave_out_attacks_known_only_to_their_district(store):
+    table = mapdata.attack_table(store)
+    everything = mapdata.select(store, {})
+    totals = mapdata.tehsil_totals(table, everything)
+    # unfiltered, they are the totals the build stored on each tehsil
+    stored = {f["id"]: f["properties"]["attacks"] for f in store.query("tehsils")}
+    assert {tid: t["attacks"] for tid, t in totals.items()} == {
+        tid: n for tid, n in stored.items() if n
+    }
+    expected: dict[str, int] = {}
+    for f in store.query("attacks"):
+        if f["properties"]["tehsil"] is None:
+            district = f["properties"]["district"]
+            expected[district] = expected.get(district, 0) + 1
+    assert mapdata.tehsil_unplaced(table, everything) == expected
+    some = mapdata.select(store, {"start": "2024"})
+    in_tehsils = sum(t["attacks"] for t in mapdata.tehsil_totals(table, some).values())
+    assert in_tehsils + sum(mapdata.tehsil_unplaced(table, some).values()) == len(some)
+
+
+def test_the_tehsils_the_map_loads_carry_what_their_popups_show(client, store):
+    response = client.get("/download/tehsils.geojson")
+    assert response.status_code == 200 and response.mimetype == "application/geo+json"
+    features = orjson.loads(response.data)["features"]
+    assert len(features) == len(store.query("tehsils"))
+    districts = {f["id"] for f in store.query("districts")}
+    for feat in features:
+        props = feat["properties"]
+        assert props["district"] in districts
+        assert re.fullmatch(r"PK5\d{4}", props["pcode"])
+        assert props["former_frontier_region"] == (props["frontier_region"] is not None)
+        assert props["area_km2"] > 0 and props["source"]
 
 
 def test_district_totals_follow_the_filters(store):

@@ -5,7 +5,7 @@
  * Safety: every text that comes from data is put into the page with textContent (the el()
  * helper), never as HTML; a source's URL becomes a link only when it is http(s).
  * Tests and benchmarks wait for window.kpmapReady (true once districts, border and attacks are
- * drawn) and read window.kpmapStats (what was drawn).
+ * drawn) and read window.kpmapStats (what was drawn; `tehsils` once that layer has been shown).
  */
 (function () {
   "use strict";
@@ -144,21 +144,27 @@
 
     addLegend(map);
 
-    /* Districts: a choropleth of the chosen metric under the filters. */
-    function metricValue(id) {
-      var totals = config.totals[id];
-      return totals ? totals[config.metric] : 0;
-    }
-    function fillColour(value) {
+    /* Tehsils and the border bands get panes of their own beneath the overlay pane, so that
+       districts' edges, the border and the attacks stay above them however late they load, and
+       the bands never catch a click meant for a tehsil. */
+    map.createPane("kpmapBands").style.zIndex = 380;
+    map.createPane("kpmapTehsils").style.zIndex = 390;
+    function tehsilsShown() { return map.hasLayer(layers.tehsils); }
+
+    /* Districts: a choropleth of the chosen metric under the filters. While the tehsils are
+       shown the districts are outlines only: two choropleths over each other cannot be read. */
+    function metricValue(totals) { return totals ? totals[config.metric] : 0; }
+    function fillColour(value, classes) {
       if (!value) return config.zeroColour;
-      for (var i = 0; i < config.classes.length; i++) {
-        if (value <= config.classes[i].max) return config.classes[i].colour;
+      for (var i = 0; i < classes.length; i++) {
+        if (value <= classes[i].max) return classes[i].colour;
       }
-      return config.classes.length ? config.classes[config.classes.length - 1].colour : config.zeroColour;
+      return classes.length ? classes[classes.length - 1].colour : config.zeroColour;
     }
     function districtStyle(feature) {
-      var value = metricValue(feature.id);
-      return { color: "#666", weight: 1, opacity: 0.9, fillColor: fillColour(value),
+      if (tehsilsShown()) return { color: "#333", weight: 1.6, opacity: 0.9, fill: false };
+      var value = metricValue(config.totals[feature.id]);
+      return { color: "#666", weight: 1, opacity: 0.9, fill: true, fillColor: fillColour(value, config.classes),
         fillOpacity: value ? 0.6 : 0.25 };
     }
     function districtPopup(feature) {
@@ -170,30 +176,38 @@
         if (f.note) text += ". " + f.note;
         return el("li", {}, [text, el("ul", {}, [sourceItem(f.citation)])]);
       });
+      var successors = (p.successors || []).map(function (s) {
+        var text = s.name + (s.created ? " (created " + dateText(s.created) + ")" : "");
+        return el("li", {}, [text, el("ul", {}, [sourceItem(s.citation)])]);
+      });
       return el("div", { class: "kpmap-popup" }, [
         el("h3", { text: p.name }),
         table([
+          ["P-code", p.pcode],
           ["Former FATA", p.former_fata ? "yes (merged into KP in 2018)" : "no"],
-          p.frontier_region ? ["Absorbed", p.frontier_region] : null,
+          p.frontier_region ? ["Former Frontier Region", p.frontier_region + " (part of the district since 2018)"] : null,
           ["Attacks (filters)", n(totals.attacks || 0)],
           ["Killed (filters)", n(totals.killed || 0)],
           ["Injured (filters)", n(totals.injured || 0)],
           ["Area", n(Math.round(p.area_km2)) + " km²"],
         ]),
+        successors.length ? el("div", { class: "kpmap-popup-successors" }, [
+          el("strong", { text: "Districts since created within it" }), el("ul", {}, successors)]) : null,
         facts.length ? el("div", { class: "kpmap-popup-facts" }, [el("strong", { text: "Cited figures" }),
           el("ul", {}, facts)]) : null,
         el("div", { class: "kpmap-popup-source", text: "Boundary: " + (p.source || "") }),
       ]);
     }
+    var districtLayer = null;
     var districtsDrawn = getJSON(config.urls.districts).then(function (geojson) {
-      var layer = L.geoJSON(geojson, {
+      var layer = districtLayer = L.geoJSON(geojson, {
         style: districtStyle,
         onEachFeature: function (feature, shape) {
           districtShapes[feature.id] = shape;
           shape.bindPopup(function () { return districtPopup(feature); }, { maxWidth: 360 });
           shape.bindTooltip(function () {
-            return el("span", { text: feature.properties.name + ": " + n(metricValue(feature.id)) + " " +
-              config.metricLabel });
+            return el("span", { text: feature.properties.name + ": " + n(metricValue(config.totals[feature.id])) +
+              " " + config.metricLabel });
           }, { sticky: true });
           shape.on("mouseover", function () {
             shape.setStyle({ weight: 3, color: "#222" });
@@ -207,6 +221,73 @@
       stats.districts = layer.getLayers().length;
       stats.ms.districts = Math.round(performance.now());
     });
+
+    /* Tehsils: the same choropleth per tehsil (classes of their own), loaded when first shown.
+       An attack known only to its district is in no tehsil's count; the popup says how many
+       such attacks its district has under the filters. */
+    function tehsilStyle(feature) {
+      var value = metricValue(config.tehsilTotals[feature.id]);
+      return { color: "#555", weight: 0.8, opacity: 0.9, fillColor: fillColour(value, config.tehsilClasses),
+        fillOpacity: value ? 0.6 : 0.2 };
+    }
+    function tehsilPopup(feature) {
+      var p = feature.properties, totals = config.tehsilTotals[feature.id] || {};
+      var unplaced = config.unplaced[p.district] || 0, district = districtName(p.district);
+      var note = unplaced ? n(unplaced) + (unplaced === 1 ? " matching attack" : " matching attacks") + " in " +
+        district + (unplaced === 1 ? " is" : " are") + " known only to the district and in no tehsil's count."
+        : "Attacks known only to their district are in no tehsil's count; " + district + " has none under these filters.";
+      return el("div", { class: "kpmap-popup" }, [
+        el("h3", { text: p.name }),
+        table([
+          ["District", district],
+          ["P-code", p.pcode],
+          ["Former Frontier Region", p.former_frontier_region ? "yes: " + (p.frontier_region || "unnamed") +
+            " (merged into KP in 2018)" : "no"],
+          ["Attacks (filters)", n(totals.attacks || 0)],
+          ["Killed (filters)", n(totals.killed || 0)],
+          ["Injured (filters)", n(totals.injured || 0)],
+          ["Area", n(Math.round(p.area_km2)) + " km²"],
+        ]),
+        el("p", { class: "kpmap-small", text: note }),
+        el("div", { class: "kpmap-popup-source", text: "Boundary: " + (p.source || "") }),
+      ]);
+    }
+    var tehsilsLoading = null;
+    function loadTehsils() {
+      if (tehsilsLoading) return;
+      tehsilsLoading = getJSON(config.urls.tehsils).then(function (geojson) {
+        var layer = L.geoJSON(geojson, {
+          pane: "kpmapTehsils",
+          style: tehsilStyle,
+          onEachFeature: function (feature, shape) {
+            shape.bindPopup(function () { return tehsilPopup(feature); }, { maxWidth: 360 });
+            shape.bindTooltip(function () {
+              return el("span", { text: feature.properties.name + " (" + districtName(feature.properties.district) +
+                "): " + n(metricValue(config.tehsilTotals[feature.id])) + " " + config.metricLabel });
+            }, { sticky: true });
+            shape.on("mouseover", function () { shape.setStyle({ weight: 2.5, color: "#222" }); shape.bringToFront(); });
+            shape.on("mouseout", function () { layer.resetStyle(shape); });
+          },
+        });
+        layer.addTo(layers.tehsils);
+        stats.tehsils = layer.getLayers().length;
+      }).catch(function (error) {
+        tehsilsLoading = null; // asked for again when the layer is next switched on
+        showError(error);
+      });
+    }
+    function tehsilsToggled() {
+      var shown = tehsilsShown();
+      if (shown) loadTehsils();
+      if (districtLayer) districtLayer.eachLayer(function (shape) { districtLayer.resetStyle(shape); });
+      // district-only outlines keep their dashed edge but lose their fill, which would catch
+      // every click meant for the tehsils beneath
+      districtOnly.eachLayer(function (outline) { outline.setStyle({ fill: !shown }); });
+      var legend = document.getElementById("kpmap-legend-tehsils");
+      if (legend) legend.hidden = !shown;
+    }
+    layers.tehsils.on("add remove", tehsilsToggled);
+    if (tehsilsShown()) loadTehsils();
 
     /* The Durand Line: a cased, dashed line unlike any district edge; the KP stretch bolder. */
     function borderPopup(feature) {
@@ -258,6 +339,7 @@
       var shades = { 10: 0.35, 25: 0.22, 50: 0.12 };
       getJSON(config.urls.bands).then(function (geojson) {
         L.geoJSON(geojson, {
+          pane: "kpmapBands",
           interactive: true,
           style: function (f) {
             return { stroke: false, fillColor: "#6a0dad", fillOpacity: shades[f.properties.max_km] || 0.1 };
@@ -268,7 +350,6 @@
             }, { sticky: true });
           },
         }).addTo(layers.bands);
-        layers.bands.bringToBack();
         stats.bands = geojson.features.length;
       }).catch(showError);
     }
@@ -345,7 +426,7 @@
         if (!shape || !count) return;
         var same = list.every(function (r) { return r.actor === list[0].actor; });
         var outline = L.polygon(shape.getLatLngs(), { color: same ? actorColour(list[0].actor) : "#333",
-          weight: 3, dashArray: "8 6", fill: true, fillOpacity: 0.04, fillColor: "#000" });
+          weight: 3, dashArray: "8 6", fill: !tehsilsShown(), fillOpacity: 0.04, fillColor: "#000" });
         var label = n(count) + (count === 1 ? " attack" : " attacks") + " located only to " + districtName(id);
         outline.bindTooltip(function () { return el("span", { text: label }); }, { sticky: true });
         outline.bindPopup(function () {
@@ -573,7 +654,8 @@
 
     /* Share / embed: the link and the <iframe> snippet follow the view. */
     function layerKeys() {
-      var names = { districts: "districts", border: "durand_line", attacks: "attacks", heat: "heat", bands: "bands" };
+      var names = { districts: "districts", tehsils: "tehsils", border: "durand_line", attacks: "attacks", heat: "heat",
+        bands: "bands" };
       return Object.keys(names).filter(function (key) { return map.hasLayer(layers[key]); })
         .map(function (key) { return names[key]; });
     }
