@@ -17,6 +17,7 @@ from datetime import date
 from typing import Any
 
 import numpy as np
+import orjson
 import shapely
 from shapely.geometry import shape
 
@@ -65,6 +66,9 @@ class AttackTable:
 
 _tables: "weakref.WeakKeyDictionary[Store, AttackTable]" = weakref.WeakKeyDictionary()
 _bands: "weakref.WeakKeyDictionary[Store, dict]" = weakref.WeakKeyDictionary()
+_outlines: "weakref.WeakKeyDictionary[Store, dict[str, bytes]]" = weakref.WeakKeyDictionary()
+# ~200 m: a province-wide choropleth needs outlines, not survey detail (a tenth of the bytes).
+OUTLINE_TOLERANCE_DEG = 0.002
 _lock = threading.Lock()
 
 
@@ -297,6 +301,24 @@ def district_only(table: AttackTable, rows: np.ndarray, sample: int = 50) -> dic
             "sample": compact_attacks(table, in_district[:sample]),
         }
     return found
+
+
+def map_outlines(store: Store, layer: str) -> bytes:
+    """The districts or tehsils for the map's choropleths: every property, with the polygons
+    simplified together (shapely.coverage_simplify keeps shared edges shared, so no gaps or
+    overlaps appear) to OUTLINE_TOLERANCE_DEG. At full detail the two layers are 4.4 MB; the
+    downloads and the tiles keep full detail. GeoJSON bytes, computed once per store."""
+    with _lock:
+        cached = _outlines.setdefault(store, {})
+        if layer not in cached:
+            source = store.layer(layer)
+            simplified = shapely.coverage_simplify(source.geometries, OUTLINE_TOLERANCE_DEG)
+            features = []
+            for i, geometry in enumerate(simplified):
+                feature = source.feature_at(i)
+                features.append(geojson_feature(feature["id"], geometry, feature["properties"]))
+            cached[layer] = orjson.dumps({"type": "FeatureCollection", "features": features})
+        return cached[layer]
 
 
 def border_bands(store: Store, distances: tuple[int, ...] = BAND_KM) -> dict[str, Any]:

@@ -110,8 +110,8 @@ class Urls:
     static: str = "/static"
     page: str = "/"
     embed: str = "/embed"
-    districts: str = "/download/districts.geojson"
-    tehsils: str = "/download/tehsils.geojson"
+    districts: str = "/api/map/districts.geojson"
+    tehsils: str = "/api/map/tehsils.geojson"
     durand_line: str = "/download/durand_line.geojson"
     attacks: str = "/api/map/attacks.json"
     clusters: str = "/api/map/clusters.json"
@@ -591,8 +591,8 @@ def _urls() -> Urls:
         static=root + current_app.static_url_path,
         page=url_for("maps.index"),
         embed=url_for("maps.embed"),
-        districts=f"{root}/download/districts.geojson",
-        tehsils=f"{root}/download/tehsils.geojson",
+        districts=url_for("maps.map_outlines", layer="districts"),
+        tehsils=url_for("maps.map_outlines", layer="tehsils"),
         durand_line=f"{root}/download/durand_line.geojson",
         attacks=url_for("maps.attacks_feed"),
         clusters=url_for("maps.clusters_feed"),
@@ -718,6 +718,13 @@ def _window(text: str) -> tuple[int, int] | None:
 def attack_feature(attack_id: str) -> Response:
     """One attack's whole record, for its popup (FeatureNotFound answers 404)."""
     return _json(orjson.dumps(get_store().feature("attacks", attack_id)))
+
+
+@bp.get("/api/map/<any(districts, tehsils):layer>.geojson")
+def map_outlines(layer: str) -> Response:
+    """Districts or tehsils with simplified outlines and every property, for the choropleths
+    (mapdata.map_outlines)."""
+    return _json(mapdata.map_outlines(get_store(), layer), mimetype="application/geo+json")
 
 
 @bp.get("/api/map/border-bands.geojson")

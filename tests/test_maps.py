@@ -8,13 +8,16 @@ import gzip
 import re
 from pathlib import Path
 
+import geopandas as gpd
 import orjson
 import pytest
+import shapely
 
 from app import assets, create_app, mapdata
 from app.filters import parse_filters
 from app.maps import MapView, build_map, parse_view
 from geo.build import build_store
+from geo.districts import shared_border_problems
 from geo.errors import InvalidQuery
 from tests.conftest import offline_mirror
 
@@ -99,9 +102,9 @@ def test_pages_link_only_local_assets(client, url):
     assert scripts and styles, "the page links no script or stylesheet"
     assert all(link.startswith("/static/") for link in scripts + styles), scripts + styles
     preloads = re.findall(r"""<link rel="preload" href="([^"]+)\"""", html)
-    assert "/download/districts.geojson" in preloads  # the app's own feeds, fetched early
-    # the tehsils are off by default: their 3 MB is not asked for until they are switched on
-    assert "/download/tehsils.geojson" not in preloads
+    assert "/api/map/districts.geojson" in preloads  # the app's own feeds, fetched early
+    # the tehsils are off by default: they are not asked for until they are switched on
+    assert "/api/map/tehsils.geojson" not in preloads
 
 
 def test_every_linked_asset_is_installed_and_served(client):
@@ -155,8 +158,8 @@ def test_localise_folium_names_files_under_the_given_base():
 def test_build_map_loads_its_layers_by_url(store):
     html = rendered(build_map(store, {}))
     for url in (
-        "/download/districts.geojson",
-        "/download/tehsils.geojson",
+        "/api/map/districts.geojson",
+        "/api/map/tehsils.geojson",
         "/download/durand_line.geojson",
         "/api/map/attacks.json",
         "/api/map/clusters.json",
@@ -226,7 +229,7 @@ def test_tehsils_layer_is_off_by_default_and_on_by_the_layers_parameter(client):
     assert '"layers": ["districts", "tehsils"]' in shown
     assert '<div id="kpmap-legend-tehsils">' in shown
     preloads = re.findall(r"""<link rel="preload" href="([^"]+)\"""", shown)
-    assert "/download/tehsils.geojson" in preloads
+    assert "/api/map/tehsils.geojson" in preloads
     assert "layers=districts%2Ctehsils" in shown  # kept in the share link
 
 
@@ -238,7 +241,7 @@ def test_tehsil_choropleth_and_legend_follow_the_filters(store):
     config = orjson.loads(re.search(r"kpmap\.start\([^,]+, \{[^}]*\}, (\{.*\})\);", html)[1])
     counted = sum(t["attacks"] for t in config["tehsilTotals"].values())
     assert counted + sum(config["unplaced"].values()) == len(attacks)
-    assert config["tehsilClasses"] and config["urls"]["tehsils"] == "/download/tehsils.geojson"
+    assert config["tehsilClasses"] and config["urls"]["tehsils"] == "/api/map/tehsils.geojson"
     legend = " ".join(html[html.index('id="kpmap-legend-tehsils"') :].split())
     assert (
         f"{len(unplaced)} matching attacks, known only to their district, are in no tehsil's count."
@@ -459,7 +462,7 @@ def test_tehsil_totals_leave_out_attacks_known_only_to_their_district(store):
 
 
 def test_the_tehsils_the_map_loads_carry_what_their_popups_show(client, store):
-    response = client.get("/download/tehsils.geojson")
+    response = client.get("/api/map/tehsils.geojson")
     assert response.status_code == 200 and response.mimetype == "application/geo+json"
     features = orjson.loads(response.data)["features"]
     assert len(features) == len(store.query("tehsils"))
@@ -477,3 +480,20 @@ def test_district_totals_follow_the_filters(store):
     rows = mapdata.select(store, {"start": "2024"})
     totals = mapdata.district_totals(table, rows)
     assert sum(t["attacks"] for t in totals.values()) == len(rows)
+
+
+@pytest.mark.parametrize("layer", ["districts", "tehsils"])
+def test_the_map_outlines_are_simplified_but_still_tile_the_province(client, store, layer):
+    full = client.get(f"/download/{layer}.geojson").data
+    response = client.get(f"/api/map/{layer}.geojson")
+    assert response.status_code == 200 and len(response.data) < len(full) / 4
+    shapes = [
+        shapely.geometry.shape(f["geometry"]) for f in orjson.loads(response.data)["features"]
+    ]
+    assert all(s.is_valid for s in shapes)
+    frame = gpd.GeoDataFrame({"id": range(len(shapes))}, geometry=shapes, crs="EPSG:4326")
+    assert shared_border_problems(frame) == []  # shared edges stay shared: no gaps, no overlaps
+    union = shapely.union_all(shapes)
+    province = shapely.union_all(store.layer("districts").geometries)
+    assert union.symmetric_difference(province).area < 0.002 * province.area
+    assert client.get("/api/map/countries.geojson").status_code == 404
