@@ -82,6 +82,8 @@ class Locator:
         self._districts = np.array(district_ids, dtype=object)
         self._geometries = np.asarray(geometries, dtype=object)
         self._tree = shapely.STRtree(self._geometries)
+        self._bounds = shapely.bounds(self._geometries)
+        shapely.prepare(self._geometries)
         self._sliver = sliver if sliver is not None and not sliver.is_empty else None
         if self._sliver is not None:
             shapely.prepare(self._sliver)
@@ -117,8 +119,15 @@ class Locator:
         )
 
     def locate(self, lon: float, lat: float) -> Location:
-        districts, tehsils, sliver_km = self.locate_many([lon], [lat])
-        return Location(districts[0], tehsils[0], sliver_km[0])
+        point = shapely.Point(lon, lat)
+        hits = self._tree.query(point, predicate="intersects")
+        if len(hits):
+            u = int(hits[np.argmin(self._rank[hits])])
+            return Location(self._districts[u], self._units[u])
+        if self._sliver is not None and self._sliver.contains(point):
+            u, km = self._nearest(point)
+            return Location(self._districts[u], self._units[u], round(km, 2))
+        return Location(None, None)
 
     def locate_many(
         self, lon: Sequence[float], lat: Sequence[float]
@@ -127,29 +136,45 @@ class Locator:
         inside its tehsil), each None outside KP."""
         lon = np.asarray(lon, dtype=float)
         lat = np.asarray(lat, dtype=float)
-        unit = np.full(len(lon), -1, dtype=np.intp)
-        if len(lon):
-            points = shapely.points(lon, lat)
-            point_index, unit_index = self._tree.query(points, predicate="intersects")
-            # on an edge shared by two units the first in id order wins
-            order = np.lexsort((self._rank[unit_index], point_index))
-            hit_point, hit_unit = point_index[order], unit_index[order]
-            first = np.unique(hit_point, return_index=True)[1]
-            unit[hit_point[first]] = hit_unit[first]
+        unit = self._units_at(lon, lat)
         sliver_km = np.full(len(lon), np.nan)
         missing = np.flatnonzero(unit < 0)
         if len(missing) and self._sliver is not None:
             points = shapely.points(lon[missing], lat[missing])
             inside = shapely.contains(self._sliver, points)
-            for i, p in zip(missing[inside].tolist(), points[inside].tolist(), strict=True):
-                nearest = int(self._tree.query_nearest(p)[0])
-                unit[i] = nearest
-                sliver_km[i] = _geodesic_km(shapely.shortest_line(p, self._geometries[nearest]))
+            for i, point in zip(missing[inside].tolist(), points[inside].tolist(), strict=True):
+                unit[i], sliver_km[i] = self._nearest(point)
         outside = unit < 0
         districts = np.where(outside, None, self._districts[unit])
         units = np.where(outside, None, self._units[unit])
         km = np.where(np.isnan(sliver_km), None, np.round(sliver_km, 2).astype(object))
         return districts.tolist(), units.tolist(), km.tolist()
+
+    def _nearest(self, point: shapely.Point) -> tuple[int, float]:
+        """The unit nearest a point of the sliver zone, and the geodesic distance to it (km)."""
+        u = int(self._tree.query_nearest(point)[0])
+        return u, _geodesic_km(shapely.shortest_line(point, self._geometries[u]))
+
+    def _units_at(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """The unit index holding each point (-1 for none).
+
+        Polygon by polygon rather than point by point: the points in a polygon's bounding box
+        (found by binary search on longitude) are tested against the prepared polygon at once,
+        which is ~20 times faster for a million points than one tree query per point. Units are
+        visited last-in-id-order first, so on a shared edge the first in id order wins.
+        """
+        unit = np.full(len(lon), -1, dtype=np.intp)
+        by_lon = np.argsort(lon, kind="stable")
+        sorted_lon = lon[by_lon]
+        for u in np.argsort(-self._rank).tolist():
+            minx, miny, maxx, maxy = self._bounds[u]
+            first = np.searchsorted(sorted_lon, minx, side="left")
+            last = np.searchsorted(sorted_lon, maxx, side="right")
+            candidates = by_lon[first:last]
+            candidates = candidates[(lat[candidates] >= miny) & (lat[candidates] <= maxy)]
+            inside = shapely.intersects_xy(self._geometries[u], lon[candidates], lat[candidates])
+            unit[candidates[inside]] = u
+        return unit
 
 
 def read_sliver(store: Path) -> shapely.Geometry | None:

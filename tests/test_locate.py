@@ -88,6 +88,25 @@ def test_a_shared_edge_goes_to_the_first_tehsil_in_id_order():
     assert locator.locate(1.0, 0.5).tehsil == "a-left"
     assert locator.locate(1.5, 0.5).tehsil == "b-right"
     assert locator.locate(3.0, 0.5).district is None
+    # the bulk path (polygon by polygon) follows the same rule
+    assert locator.locate_many([1.0, 1.5, 3.0, 0.2], [0.5, 0.5, 0.5, 0.5])[1] == [
+        "a-left",
+        "b-right",
+        None,
+        "a-left",
+    ]
+
+
+def test_one_point_at_a_time_and_in_bulk_agree(locator):
+    """locate (a tree query) and locate_many (polygon by polygon) are two paths to one answer:
+    20,000 synthetic points over KP and beyond its border, the sliver included."""
+    rng = np.random.default_rng(7)
+    lon, lat = rng.uniform(69.2, 74.2, 20_000), rng.uniform(31.0, 36.9, 20_000)
+    districts, tehsils, sliver_km = locator.locate_many(lon, lat)
+    assert 0 < sum(d is not None for d in districts) < len(lon)
+    for i in range(len(lon)):
+        one = locator.locate(lon[i], lat[i])
+        assert (one.district, one.tehsil, one.sliver_km) == (districts[i], tehsils[i], sliver_km[i])
 
 
 def test_border_and_districts_agree(store, capsys):
