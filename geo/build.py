@@ -341,16 +341,11 @@ def _build_into(
                 **arrays,
             )
     _write_json(work / FACTS_FILE, {"facts": facts})
-    geojson.write_feature_collection(
-        work / SLIVER_FILE,
-        [
-            geojson.feature(
-                "kp-border-sliver",
-                ctx.sliver,
-                {"rule": "geo.locate: border sliver rule", "max_km": SLIVER_MAX_KM},
-            )
-        ],
-    )
+    # The zone of the border sliver rule, for `kpmap import` to place points as the build does.
+    sliver = shapely.MultiPolygon() if ctx.sliver is None else ctx.sliver
+    rule = {"rule": "geo.locate: border sliver rule", "max_km": SLIVER_MAX_KM}
+    sliver_feature = geojson.feature("kp-border-sliver", sliver, rule)
+    geojson.write_feature_collection(work / SLIVER_FILE, [sliver_feature])
     with open(work / IMPORTED_FILE, "wb") as f:
         for record in imported:
             f.write(orjson.dumps(record) + b"\n")
