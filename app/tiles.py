@@ -1,6 +1,7 @@
 """XYZ tiles (MVT and PNG), TileJSON, and /embed/tiles, a map that shows them working.
 
-    /tiles/<layer>/{z}/{x}/{y}.mvt | .png | @2x.png   attacks, districts, durand_line, basemap
+    /tiles/<layer>/{z}/{x}/{y}.mvt | .png | @2x.png   attacks, districts, tehsils, durand_line,
+                                                     basemap
     /tiles/<layer>.json[?format=png]                 TileJSON 3.0.0
     /embed/tiles                                     Leaflet over the service's own PNG tiles
 
@@ -37,10 +38,10 @@ def _set_up(state) -> None:
     app = state.app
     store = app.extensions[STORE_KEY]
     directory = app.config.get("TILE_CACHE_DIR") or None
-    app.extensions[TILER_KEY] = tiles.Tiler(store)
+    tiler = app.extensions[TILER_KEY] = tiles.Tiler(store)
     app.extensions[CACHE_KEY] = TileCache(
         directory,
-        version=store_version(store.manifest, tiles.TILES_VERSION),
+        version=store_version(store.manifest, tiler.cache_version()),
         layers=tiles.TILE_LAYERS,
         max_bytes=int(app.config.get("TILE_MEMORY_MB", 64)) * 2**20,
     )
@@ -165,6 +166,8 @@ EMBED_PAGE = """<!doctype html>
   var overlays = {
     "Districts (attacks, all years)":
       L.tileLayer(layers.districts, Object.assign({opacity: 0.7}, options)),
+    "Tehsils (attacks placed to the tehsil, all years)":
+      L.tileLayer(layers.tehsils, Object.assign({opacity: 0.7}, options)),
     "Durand Line": L.tileLayer(layers.durand_line, options).addTo(m),
     "Attacks": L.tileLayer(layers.attacks, options).addTo(m)
   };

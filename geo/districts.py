@@ -50,6 +50,7 @@ class District:
     frontier_region_tehsil: str | None = None  # ADM3 P-code of the tehsil that was the FR
     aliases: tuple[str, ...] = ()
     successors: tuple[Successor, ...] = ()
+    headquarters: int | None = None  # GeoNames id of the district's seat, where one is cited
 
     def all_names(self) -> tuple[str, ...]:
         """Every name of this polygon alone: id, name, P-code, aliases, FR, successors."""
@@ -97,6 +98,9 @@ def _read_tables(path: Path) -> tuple[list[District], list[FormerDistrict]]:
         if not _PCODE.match(entry["pcode"]):
             problems.append(f"{where}: pcode {entry['pcode']!r} is not a KP ADM2 P-code (PK5nn)")
         fr = entry.get("frontier_region") or {}
+        headquarters = entry.get("headquarters")
+        if headquarters is not None and (type(headquarters) is not int or headquarters <= 0):
+            problems.append(f"{where}: headquarters {headquarters!r} is not a GeoNames id")
         successors = []
         for s in entry.get("successors", ()):
             if not all(s.get(k) for k in ("name", "created", "citation")):
@@ -115,6 +119,7 @@ def _read_tables(path: Path) -> tuple[list[District], list[FormerDistrict]]:
                 frontier_region_tehsil=fr.get("tehsil"),
                 aliases=tuple(entry.get("aliases", ())),
                 successors=tuple(successors),
+                headquarters=headquarters,
             )
         )
     ids = {d.id for d in table}

@@ -3,7 +3,8 @@
     export_pmtiles(store, "kpmap.pmtiles", zooms=range(0, 13))
 
 Each tile is one gzip-compressed MVT holding every vector layer (geo.tiles.EXPORT_LAYERS:
-countries, districts, district_labels, durand_line, attacks), unfiltered. Empty tiles are left
+countries, tehsils, districts, district_labels, places, durand_line, attacks), unfiltered; the
+towns (places) start at zoom 7, as in the basemap, the tehsils at every zoom. Empty tiles are left
 out, as PMTiles readers expect. The default stops at zoom 12, where every attack is already its
 own point: map clients overzoom vector tiles past an archive's maxzoom, so deeper levels would
 only repeat the same points. The metadata holds the TileJSON-style description (name,
@@ -50,15 +51,17 @@ def metadata(store: Store, zooms: range) -> dict[str, Any]:
         {
             "id": name,
             "description": tiles.DESCRIPTIONS[name],
-            "minzoom": zooms.start,
+            "minzoom": max(zooms.start, tiles.layer_minzoom(None, name)),
             "maxzoom": zooms.stop - 1,
             "fields": tiles.FIELDS[name],
         }
         for name in tiles.EXPORT_LAYERS
+        if tiles.layer_minzoom(None, name) < zooms.stop  # a layer the archive's zooms hold
     ]
     return {
         "name": "kpmap",
-        "description": "Khyber Pakhtunkhwa: districts, the Durand Line, attacks, and a basemap",
+        "description": "Khyber Pakhtunkhwa: districts, tehsils, the Durand Line, attacks, and a "
+        "basemap with town names",
         "attribution": tiles.attribution(store, tiles.EXPORT_LAYERS),
         "version": f"{tiles.TILES_VERSION}.0.0",
         "type": "overlay",

@@ -13,18 +13,22 @@ down, so tile (z, x, y) covers [x, x + 1] / 2**z by [y, y + 1] / 2**z.
 Tile layers (TILE_LAYERS) and the MVT layers each tile holds:
     attacks      attacks       grid clusters up to CLUSTER_MAXZOOM, then one point per attack
     districts    districts     polygons with their attack and casualty totals
+    tehsils      tehsils       the same for KP's 153 tehsils
     durand_line  durand_line   the border, by province
-    basemap      countries, districts, district_labels   (the offline basemap)
+    basemap      countries, tehsils (from zoom 9), districts, district_labels, places (towns,
+                 from zoom 7: see geo.tiles_labels)   (the offline basemap)
 
 An empty tile is still a tile: zero bytes of MVT (a valid tile with no layers) or a fully
 transparent PNG, so a disk cache, a CDN or a PMTiles archive treat every tile alike.
 
 Attacks are the only layer that takes the map's filters (see app.filters): the other layers
-ignore them, and the districts' totals are over all attacks in the store.
+ignore them, and the districts' and tehsils' totals are over all attacks in the store.
 
-This module picks what each tile shows; geo.tiles_mvt encodes it, geo.tiles_png draws it.
+This module picks what each tile shows; geo.tiles_mvt encodes it, geo.tiles_png draws it, and
+geo.tiles_labels chooses the towns and where the basemap's labels fit.
 """
 
+import hashlib
 import math
 import re
 import threading
@@ -37,8 +41,10 @@ import numpy as np
 import shapely
 from shapely.ops import polylabel
 
+from geo import tiles_labels
 from geo.errors import InvalidTile, LayerNotFound
 from geo.store import Store
+from geo.tiles_labels import Candidate, Label, Town, place_labels, read_towns
 from geo.tiles_mvt import EXTENT, encode_vector_tile
 from geo.tiles_png import (
     ATTACK,
@@ -47,28 +53,44 @@ from geo.tiles_png import (
     COUNTRY_EDGE,
     DISTRICT_EDGE,
     DISTRICT_OUTLINE,
+    HALO,
     LAND,
+    TEHSIL_EDGE,
+    TEHSIL_FILL_ALPHA,
+    TEHSIL_OUTLINE,
     TILE_SIZE,
+    TOWN,
+    TOWN_LABEL,
     Canvas,
     choropleth_colour,
     circle_radius,
     empty_png,
+    text_box,
 )
 
 MIN_ZOOM = 0
 MAX_ZOOM = 14
 MVT_BUFFER = 64 / EXTENT  # features this far outside a tile (a fraction of it) are kept
 # Bump when the tiles' content or style changes, so caches keyed on it start afresh.
-TILES_VERSION = "1"
+TILES_VERSION = "2"
 
 TILE_LAYERS: dict[str, tuple[str, ...]] = {
     "attacks": ("attacks",),
     "districts": ("districts",),
+    "tehsils": ("tehsils",),
     "durand_line": ("durand_line",),
-    "basemap": ("countries", "districts", "district_labels"),
+    "basemap": ("countries", "tehsils", "districts", "district_labels", "places"),
 }
-# The vector layers a PMTiles export holds: every MVT layer once.
-EXPORT_LAYERS = ("countries", "districts", "district_labels", "durand_line", "attacks")
+# The vector layers a PMTiles export holds: every MVT layer once, in drawing order.
+EXPORT_LAYERS = (
+    "countries",
+    "tehsils",
+    "districts",
+    "district_labels",
+    "places",
+    "durand_line",
+    "attacks",
+)
 # URL suffix -> (MIME type, PNG scale or None for MVT)
 FORMATS: dict[str, tuple[str, int | None]] = {
     "mvt": ("application/vnd.mapbox-vector-tile", None),
@@ -85,6 +107,17 @@ MAX_POINTS = 4096
 # District names are drawn on PNG basemap tiles from this zoom, for districts big enough there.
 LABEL_MINZOOM = 7
 LABEL_MIN_AREA_PX = 1600
+# The basemap outlines tehsils from this zoom: below it (a tehsil is then ~10 px across) they
+# would be a tangle over the districts.
+BASEMAP_TEHSIL_MINZOOM = 9
+# Town dots, in 256-px pixels: a district headquarters a little larger than other towns.
+HQ_DOT = 3.0
+TOWN_DOT = 2.0
+# PNG style of the choropleth layers: (fill opacity factor, outline colour, outline width).
+AREA_STYLES = {
+    "districts": (1.0, DISTRICT_OUTLINE, 1.0),
+    "tehsils": (TEHSIL_FILL_ALPHA, TEHSIL_OUTLINE, 0.5),
+}
 
 # Morton (Z-order) codes of positions at 2**ORDER cells a side: every tile at every zoom, and
 # every cluster cell, is one contiguous run of the codes, so a sorted array answers a tile with
@@ -453,6 +486,23 @@ FIELDS: dict[str, dict[str, str]] = {
         "injured_low": "Number: injured, sum of lowest figures",
         "injured_high": "Number: injured, sum of highest figures",
     },
+    "tehsils": {
+        "id": "String: tehsil id",
+        "pcode": "String: the COD's ADM3 P-code",
+        "name": "String: tehsil name",
+        "district": "String: id of its district",
+        "district_pcode": "String: its district's ADM2 P-code",
+        "former_frontier_region": "Boolean: the tehsil was a Frontier Region until 2018",
+        "frontier_region": "String: the Frontier Region it was, if any",
+        "area_km2": "Number: area in km2",
+        "attacks": "Number: attacks in the store placed in this tehsil or nearer (geo_precision "
+        "1 or 2; all, unfiltered)",
+        "killed_low": "Number: killed, sum of lowest figures",
+        "killed_best": "Number: killed, sum of best figures",
+        "killed_high": "Number: killed, sum of highest figures",
+        "injured_low": "Number: injured, sum of lowest figures",
+        "injured_high": "Number: injured, sum of highest figures",
+    },
     "durand_line": {
         "id": "String: stretch id",
         "name": "String: name",
@@ -462,6 +512,13 @@ FIELDS: dict[str, dict[str, str]] = {
     },
     "countries": {"id": "String: country id", "name": "String: country name"},
     "district_labels": {"id": "String: district id", "name": "String: district name"},
+    "places": {
+        "name": "String: town name (GeoNames, or the gazetteer's spelling)",
+        "population": "Number: population as GeoNames gives it (0 where it gives none)",
+        "geonameid": "Number: GeoNames id",
+        "district_headquarters": "Boolean: the seat of a KP district (data/districts.toml)",
+        "min_zoom": "Number: the zoom from which the tiles hold it",
+    },
 }
 _POINT_FIELDS = tuple(k for k in FIELDS["attacks"] if k not in ("cluster", "count", "killed"))
 
@@ -487,6 +544,8 @@ class Tiler:
         self._attacks: _AttackIndex | None = None
         self._shapes: dict[str, _Shapes] = {}
         self._labels: tuple[np.ndarray, np.ndarray, list[dict[str, Any]], np.ndarray] | None = None
+        self._towns: tuple[list[Town], np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._layouts: dict[int, list[Label]] = {}
         self._lock = threading.Lock()
 
     # indexes
@@ -523,6 +582,52 @@ class Tiler:
                 )
             return self._labels
 
+    def towns(self) -> tuple[list[Town], np.ndarray, np.ndarray, np.ndarray]:
+        """The basemap's towns (geo.tiles_labels) in label priority, their world coordinates
+        (u, v) and min_zoom, read once per store."""
+        districts = self.store.layer("districts").geometries
+        with self._lock:
+            if self._towns is None:
+                towns = read_towns(districts)
+                u, v = world_xy([t.lon for t in towns], [t.lat for t in towns])
+                self._towns = (towns, u, v, np.array([t.min_zoom for t in towns], dtype=int))
+            return self._towns
+
+    def cache_version(self) -> str:
+        """What this store's tiles depend on besides its layers (see geo.tilecache.store_version):
+        the tile code, and the towns, which come from data/districts.toml and GeoNames."""
+        digest = hashlib.sha256(repr(self.towns()[0]).encode()).hexdigest()[:12]
+        return f"{TILES_VERSION}-{digest}"
+
+    def label_layout(self, z: int) -> list[Label]:
+        """The basemap's PNG labels at zoom z, placed over the whole map once (see
+        geo.tiles_labels): district headquarters first, then district names (largest district
+        first), then the other towns by population."""
+        with self._lock:
+            if z in self._layouts:
+                return self._layouts[z]
+        towns, u, v, zooms = self.towns()
+        lu, lv, props, areas = self._district_labels()
+
+        def town(i: int) -> Candidate:
+            radius = HQ_DOT if towns[i].district_headquarters else TOWN_DOT
+            return Candidate(float(u[i]), float(v[i]), towns[i].name, radius)
+
+        shown = np.flatnonzero(zooms <= z)
+        seats = [town(i) for i in shown if towns[i].district_headquarters]
+        others = [town(i) for i in shown if not towns[i].district_headquarters]
+        names = []
+        if z >= LABEL_MINZOOM:
+            big = areas * (2**z * TILE_SIZE) ** 2 >= LABEL_MIN_AREA_PX
+            names = [
+                Candidate(float(lu[i]), float(lv[i]), props[i]["name"])
+                for i in np.argsort(-areas, kind="stable")
+                if big[i]
+            ]
+        layout = place_labels(seats + names + others, z, text_box)
+        with self._lock:
+            return self._layouts.setdefault(z, layout)
+
     # features per MVT layer, in tile units
 
     def features(
@@ -539,7 +644,21 @@ class Tiler:
             return [
                 (shapely.Point(lx, ly), props) for lx, ly, props, _ in self._labels_in(tile, buffer)
             ]
+        if name == "places":
+            return self._places_in(tile, buffer)
         return self._shape_layer(name).in_tile(*tile, buffer)
+
+    def _places_in(self, tile: Tile, buffer: float) -> list[tuple[Any, dict[str, Any]]]:
+        """The towns named at this zoom (their min_zoom reached) in the tile or its buffer."""
+        towns, u, v, zooms = self.towns()
+        z, x, y = tile
+        n = 2**z
+        px, py = u * n - x, v * n - y
+        inside = (px >= -buffer) & (px <= 1 + buffer) & (py >= -buffer) & (py <= 1 + buffer)
+        return [
+            (shapely.Point(px[i], py[i]), towns[i].properties())
+            for i in np.flatnonzero(inside & (zooms <= z))
+        ]
 
     def _attack_points(
         self, tile: Tile, buffer: float, filters: Mapping[str, Any] | None
@@ -597,14 +716,15 @@ class Tiler:
         self, layer: str, tile: Tile, filters: Mapping[str, Any] | None = None
     ) -> bytes:
         """The MVT of a tile layer (TILE_LAYERS); b"" when the tile holds nothing."""
-        names = mvt_layers(layer)
+        names = [n for n in mvt_layers(layer) if tile.z >= layer_minzoom(layer, n)]
         return encode_vector_tile(
             [(name, self.features(name, tile, filters=filters)) for name in names]
         )
 
     def export_tile(self, tile: Tile) -> bytes:
         """One MVT holding every EXPORT_LAYERS layer (for a PMTiles archive)."""
-        return encode_vector_tile([(name, self.features(name, tile)) for name in EXPORT_LAYERS])
+        names = [n for n in EXPORT_LAYERS if tile.z >= layer_minzoom(None, n)]
+        return encode_vector_tile([(name, self.features(name, tile)) for name in names])
 
     def raster_tile(
         self,
@@ -635,6 +755,16 @@ class Tiler:
         return data == (b"" if scale is None else empty_png(scale))
 
 
+def layer_minzoom(layer: str | None, name: str) -> int:
+    """The zoom MVT layer `name` starts at in tile layer `layer` (None: the PMTiles export, which
+    holds the tehsils at every zoom, as the tehsils tile layer does)."""
+    if name == "places":
+        return tiles_labels.FIRST_ZOOM
+    if name == "tehsils" and layer == "basemap":
+        return BASEMAP_TEHSIL_MINZOOM
+    return MIN_ZOOM
+
+
 def mvt_layers(layer: str) -> tuple[str, ...]:
     """The MVT layers a tile layer holds; LayerNotFound (404) names the tile layers."""
     try:
@@ -663,19 +793,27 @@ def render_png(
         n = 2**z
         xy = np.column_stack([points.u[idx] * n - x, points.v[idx] * n - y])
         canvas.circles(xy, circle_radius(points.count[idx]), ATTACK, ATTACK_EDGE)
-    elif layer == "districts":
-        features = tiler.features("districts", tile, edge)
-        most = max(
-            (p.get("attacks", 0) for p in tiler._shape_layer("districts").properties), default=0
-        )
+    elif layer in ("districts", "tehsils"):
+        # Each layer's ramp runs to its own busiest area: tehsils count fewer attacks (only
+        # those placed to the tehsil), so a shared scale would leave them all pale.
+        features = tiler.features(layer, tile, edge)
+        most = max((p.get("attacks", 0) for p in tiler._shape_layer(layer).properties), default=0)
+        alpha, outline, width = AREA_STYLES[layer]
         canvas.polygons(
-            [(g, choropleth_colour(p.get("attacks", 0), most)) for g, p in features],
-            outline=DISTRICT_OUTLINE,
+            [(g, choropleth_colour(p.get("attacks", 0), most, alpha)) for g, p in features],
+            outline=outline,
+            width=width,
         )
     elif layer == "durand_line":
         canvas.lines([g for g, _ in tiler.features("durand_line", tile, edge)], BORDER, 2.5)
     elif layer == "basemap":
         canvas.polygons([(g, LAND) for g, _ in tiler.features("countries", tile, edge)])
+        if tile.z >= BASEMAP_TEHSIL_MINZOOM:
+            canvas.polygons(
+                [(g, None) for g, _ in tiler.features("tehsils", tile, edge)],
+                outline=TEHSIL_EDGE,
+                width=0.5,
+            )
         canvas.polygons(
             [(g, None) for g, _ in tiler.features("districts", tile, edge)],
             outline=DISTRICT_EDGE,
@@ -685,18 +823,40 @@ def render_png(
             outline=COUNTRY_EDGE,
             width=1.5,
         )
-        if tile.z >= LABEL_MINZOOM:
-            # Names whose anchor lies in a neighbour tile are drawn too, so none is cut in half.
-            canvas.labels(
-                [
-                    (lx, ly, props["name"])
-                    for lx, ly, props, area in tiler._labels_in(tile, 0.5)
-                    if area * TILE_SIZE**2 >= LABEL_MIN_AREA_PX
-                ]
-            )
+        _draw_labels(canvas, tiler.label_layout(tile.z), tile)
     else:
         mvt_layers(layer)
     return canvas.png()
+
+
+def _draw_labels(canvas: Canvas, labels: list[Label], tile: Tile) -> None:
+    """The placed labels whose box touches the tile: a label whose point lies in a neighbour
+    tile is drawn too, so none is cut in half."""
+    z, x, y = tile
+    n = 2**z
+    x0, y0 = x * TILE_SIZE, y * TILE_SIZE
+    here = [
+        label
+        for label in labels
+        if label.box[0] < x0 + TILE_SIZE
+        and label.box[2] > x0
+        and label.box[1] < y0 + TILE_SIZE
+        and label.box[3] > y0
+    ]
+
+    def text(label: Label) -> tuple[float, float, str, str]:
+        u, v = label.u * n - x + label.dx / TILE_SIZE, label.v * n - y + label.dy / TILE_SIZE
+        return u, v, label.text, label.anchor
+
+    towns = [label for label in here if label.radius]
+    canvas.labels([text(label) for label in here if not label.radius])  # district names
+    canvas.circles(
+        np.array([(t.u * n - x, t.v * n - y) for t in towns]).reshape(-1, 2),
+        np.array([t.radius for t in towns]),
+        TOWN,
+        HALO,
+    )
+    canvas.labels([text(label) for label in towns], TOWN_LABEL)
 
 
 # -- TileJSON -----------------------------------------------------------------------------------
@@ -704,7 +864,7 @@ def render_png(
 
 def layer_bounds(store: Store, layer: str) -> tuple[float, float, float, float]:
     """(west, south, east, north) of what a tile layer draws, from the store's manifest."""
-    names = [n for n in mvt_layers(layer) if n != "district_labels"]
+    names = [n for n in mvt_layers(layer) if n not in ("district_labels", "places")]
     entries = [
         store.manifest["layers"][n]["bounds"] for n in names if n in store.manifest["layers"]
     ]
@@ -720,11 +880,16 @@ def layer_bounds(store: Store, layer: str) -> tuple[float, float, float, float]:
 
 
 def attribution(store: Store, layers: Sequence[str]) -> str:
-    """The sources' attributions of the store layers behind some MVT layers, each once."""
+    """The sources' attributions of the data behind some MVT layers, each once: the store
+    layers' (from its manifest), and GeoNames for the towns, which are not a store layer."""
     seen: dict[str, None] = {}
     for name in layers:
-        entry = store.manifest["layers"].get("districts" if name == "district_labels" else name)
-        for source in (entry or {}).get("sources", []):
+        if name == "places":
+            sources = [tiles_labels.SOURCE]
+        else:
+            entry = store.manifest["layers"].get("districts" if name == "district_labels" else name)
+            sources = (entry or {}).get("sources", [])
+        for source in sources:
             seen.setdefault(source["attribution"], None)
     return "; ".join(seen)
 
@@ -757,7 +922,7 @@ def tilejson(store: Store, layer: str, tiles_url: str, fmt: str = "mvt") -> dict
             {
                 "id": name,
                 "description": DESCRIPTIONS.get(name, DESCRIPTIONS[layer]),
-                "minzoom": MIN_ZOOM,
+                "minzoom": layer_minzoom(layer, name),
                 "maxzoom": MAX_ZOOM,
                 "fields": FIELDS[name],
             }
@@ -770,8 +935,12 @@ DESCRIPTIONS = {
     "attacks": f"Attacks in Khyber Pakhtunkhwa: grid clusters (count, killed) up to zoom "
     f"{CLUSTER_MAXZOOM}, then one point per attack with its attributes",
     "districts": "Districts of Khyber Pakhtunkhwa with their attack and casualty totals",
+    "tehsils": "Tehsils of Khyber Pakhtunkhwa with their attack and casualty totals",
     "durand_line": "The Durand Line (Afghanistan-Pakistan border), by province",
-    "basemap": "A plain basemap: Afghanistan and Pakistan, KP's districts and their names",
+    "basemap": "A plain basemap: Afghanistan and Pakistan, KP's districts and tehsils, and the "
+    "names of the districts and towns",
     "countries": "Afghanistan and Pakistan outlines",
     "district_labels": "Where each district's name goes",
+    "places": f"Towns (GeoNames): district headquarters from zoom {tiles_labels.HQ_MINZOOM}, "
+    "other towns from a zoom that falls with their population (min_zoom)",
 }

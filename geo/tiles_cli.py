@@ -146,7 +146,7 @@ def seed(
     # A small memory cache: seeding is a stream of tiles, each wanted once.
     cache = TileCache(
         cache_dir,
-        version=store_version(store.manifest, tiles.TILES_VERSION),
+        version=store_version(store.manifest, tiler.cache_version()),
         layers=tiles.TILE_LAYERS,
         max_bytes=2**20,
     )

@@ -20,7 +20,10 @@ RGBA = tuple[int, int, int, int]
 LAND = (242, 239, 233, 255)
 COUNTRY_EDGE = (140, 140, 140, 255)
 DISTRICT_EDGE = (185, 165, 145, 255)
+TEHSIL_EDGE = (215, 203, 190, 255)  # lighter than the district edges it lies within
 LABEL = (70, 70, 70, 255)
+TOWN_LABEL = (25, 25, 25, 255)  # darker than district names: a town is a place, not an area
+TOWN = (40, 40, 40, 255)
 HALO = (255, 255, 255, 230)
 BORDER = (128, 0, 96, 255)
 ATTACK = (200, 20, 30, 210)
@@ -34,6 +37,12 @@ CHOROPLETH = [
     (189, 0, 38, 190),
 ]
 DISTRICT_OUTLINE = (110, 30, 30, 255)
+# Tehsils are smaller, so the same ramp is paler and their outlines thinner and lighter: a tehsil
+# map over a district map still reads as the finer of the two.
+TEHSIL_OUTLINE = (150, 80, 70, 200)
+TEHSIL_FILL_ALPHA = 0.7
+LABEL_SIZE = 11  # font size of every label, in 256-px pixels
+HALO_WIDTH = 2
 
 
 @cache
@@ -121,19 +130,20 @@ class Canvas:
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill, outline=outline, width=width)
         self.drawn = True
 
-    def labels(self, labels: list[tuple[float, float, str]], size: int = 11) -> None:
+    def labels(self, labels: list[tuple[float, float, str, str]], fill: RGBA = LABEL) -> None:
+        """Text with a white halo at (x, y, text, Pillow anchor), e.g. "mm" centred there."""
         if not labels:
             return
         draw = ImageDraw.Draw(self.image)
-        font = _font(size * self.scale)
-        for lx, ly, text in labels:
+        font = _font(LABEL_SIZE * self.scale)
+        for lx, ly, text, anchor in labels:
             draw.text(
                 (lx * self.size, ly * self.size),
                 text,
                 font=font,
-                fill=LABEL,
-                anchor="mm",
-                stroke_width=max(1, 2 * self.scale),
+                fill=fill,
+                anchor=anchor,
+                stroke_width=HALO_WIDTH * self.scale,
                 stroke_fill=HALO,
             )
         self.drawn = True
@@ -145,15 +155,24 @@ class Canvas:
         return _png(self.image)
 
 
+def text_box(text: str, anchor: str) -> tuple[float, float, float, float]:
+    """The box (x0, y0, x1, y1) a label takes around its anchor point, halo included, in 256-px
+    pixels: what label placement measures (a @2x tile draws everything twice the size)."""
+    return _font(LABEL_SIZE).getbbox(text, anchor=anchor, stroke_width=HALO_WIDTH)
+
+
 def circle_radius(count: np.ndarray) -> np.ndarray:
     """Circle radius in 256-px pixels: 3.5 for one attack, growing with log2 of the count up to
     9 (a cluster cell is 8 px wide, so dense areas read as dense without one blot)."""
     return np.minimum(3.5 + np.log2(np.maximum(count, 1)), 9)
 
 
-def choropleth_colour(attacks: int, most: int) -> RGBA:
-    """A district's fill: its attacks against the most any district has, on a log scale."""
+def choropleth_colour(attacks: int, most: int, alpha: float = 1.0) -> RGBA:
+    """An area's fill: its attacks against the most any area of its layer has, on a log scale;
+    `alpha` scales the ramp's opacity (TEHSIL_FILL_ALPHA for tehsils)."""
     if attacks <= 0 or most <= 0:
-        return CHOROPLETH[0][:3] + (60,)
-    t = math.log1p(attacks) / math.log1p(most)
-    return CHOROPLETH[min(len(CHOROPLETH) - 1, int(t * len(CHOROPLETH)))]
+        colour = CHOROPLETH[0][:3] + (60,)
+    else:
+        t = math.log1p(attacks) / math.log1p(most)
+        colour = CHOROPLETH[min(len(CHOROPLETH) - 1, int(t * len(CHOROPLETH)))]
+    return colour[:3] + (round(colour[3] * alpha),)

@@ -263,11 +263,81 @@ def _rings(geometry):
     return [ring for polygon in geometry["coordinates"] for ring in polygon]
 
 
-def test_basemap_tile_holds_countries_districts_and_labels(tiler):
+def test_basemap_tile_holds_countries_districts_labels_and_towns(tiler):
     layers = decode(tiler.tile("basemap", tile_of(71.5, 34.0, 8), "mvt"))
-    assert set(layers) == {"countries", "districts", "district_labels"}
+    assert set(layers) == {"countries", "districts", "district_labels", "places"}  # no tehsils
     assert {f["properties"]["name"] for f in layers["countries"]["features"]} >= {"Pakistan"}
     assert all(f["geometry"]["type"] == "Point" for f in layers["district_labels"]["features"])
+    assert all(f["geometry"]["type"] == "Point" for f in layers["places"]["features"])
+
+
+def test_basemap_outlines_tehsils_from_zoom_9(tiler):
+    tile = tile_of(71.5, 34.0, tiles.BASEMAP_TEHSIL_MINZOOM)
+    layers = decode(tiler.tile("basemap", tile, "mvt"))
+    assert layers["tehsils"]["features"]
+    assert {"id", "name", "district", "attacks"} <= set(
+        layers["tehsils"]["features"][0]["properties"]
+    )
+    above = tile_of(71.5, 34.0, tiles.BASEMAP_TEHSIL_MINZOOM - 1)
+    assert "tehsils" not in decode(tiler.tile("basemap", above, "mvt"))
+
+
+def places_in(tiler, lon: float, lat: float, z: int) -> dict[str, dict]:
+    """The basemap's `places` features in the tile at zoom z that holds (lon, lat), by name."""
+    layers = decode(tiler.tile("basemap", tile_of(lon, lat, z), "mvt"))
+    return {f["properties"]["name"]: f for f in layers.get("places", {}).get("features", [])}
+
+
+PESHAWAR = (71.57849, 34.008)  # GeoNames 1168197, as tests/fixtures/towns.csv cites it
+BANNU = (70.60403, 32.98527)
+WANA = (69.5725, 32.29889)
+
+
+def test_the_basemap_names_peshawar_where_it_is(tiler):
+    tile = tile_of(*PESHAWAR, 10)
+    feature = places_in(tiler, *PESHAWAR, 10)["Peshawar"]
+    props = feature["properties"]
+    assert props["geonameid"] == 1168197 and props["district_headquarters"] is True
+    assert props["min_zoom"] == 7 and props["population"] > 1_000_000
+    u, v = world_xy(*PESHAWAR)
+    x, y = feature["geometry"]["coordinates"]
+    assert x == pytest.approx((u * 2**tile.z - tile.x) * tiles_mvt.EXTENT, abs=1)
+    assert y == pytest.approx((v * 2**tile.z - tile.y) * tiles_mvt.EXTENT, abs=1)
+
+
+@pytest.mark.parametrize("name, lonlat", [("Bannu", BANNU), ("Wana", WANA)])
+def test_district_headquarters_are_named_from_zoom_7(tiler, name, lonlat):
+    assert name not in places_in(tiler, *lonlat, 6)
+    assert places_in(tiler, *lonlat, 7)[name]["properties"]["district_headquarters"] is True
+
+
+def test_low_zoom_tiles_hold_no_small_villages(tiler, store):
+    seen = []
+    for tile in tiles.tiles_in_bounds(tiles.layer_bounds(store, "districts"), 7):
+        layer = decode(tiler.tile("basemap", tile, "mvt")).get("places")
+        seen += [f["properties"] for f in (layer or {}).get("features", [])]
+    assert {"Peshawar", "Bannu", "Wana", "Landi Kotal"} <= {p["name"] for p in seen}
+    # Landi Kotal (2,223 people) is there as Khyber's headquarters; no other small place is
+    assert all(p["district_headquarters"] or p["population"] >= 500_000 for p in seen)
+    datta_khel = (69.74477, 32.90849)  # 1,037 people, not a headquarters
+    assert "Datta Khel" not in places_in(tiler, *datta_khel, 10)
+    assert "Datta Khel" in places_in(tiler, *datta_khel, 11)
+
+
+def test_tehsils_tiles_hold_every_tehsil_with_its_totals(store, tiler):
+    # At zoom 6 (a tile is ~600 km) even Peshawar's town tehsils span MVT units; at zoom 0 the
+    # smallest collapse to nothing, as they would in any tile of that scale.
+    by_id = {}
+    for tile in tiles.tiles_in_bounds(tiles.layer_bounds(store, "tehsils"), 6):
+        features = decode(tiler.tile("tehsils", tile, "mvt")).get("tehsils", {}).get("features", [])
+        by_id.update({f["properties"]["id"]: f["properties"] for f in features})
+    tehsils = store.query("tehsils")
+    assert len(by_id) == len(tehsils) == 153
+    for tehsil in tehsils:
+        props = by_id[tehsil["id"]]
+        for key in ("name", "district", "pcode", "attacks", "killed_best"):
+            assert props[key] == tehsil["properties"][key]
+    assert sum(p["attacks"] for p in by_id.values()) > 0
 
 
 def test_durand_line_tile(tiler):
@@ -314,6 +384,30 @@ def test_every_layer_draws_at_zoom_0(tiler, layer, fmt, size):
     assert opaque_pixels(tiler.tile(layer, Tile(0, 0, 0), fmt), size) > 0
 
 
+def test_a_town_label_is_drawn_on_the_basemap_png(tiler, monkeypatch):
+    tile = tile_of(*PESHAWAR, 9)
+    labelled = np.asarray(Image.open(io.BytesIO(tiler.tile("basemap", tile, "png"))))
+    monkeypatch.setattr(tiler, "label_layout", lambda z: [])
+    plain = np.asarray(Image.open(io.BytesIO(tiler.tile("basemap", tile, "png"))))
+    u, v = world_xy(*PESHAWAR)
+    px, py = int((u * 2**9 - tile.x) * 256), int((v * 2**9 - tile.y) * 256)
+    assert tuple(labelled[py, px]) == tiles_png.TOWN  # the town's dot
+    assert tuple(plain[py, px]) != tiles_png.TOWN
+    # and its name, to the right of the dot
+    right = (slice(py - 6, py + 7), slice(px + 5, px + 60))
+    assert (labelled[right] != plain[right]).any(axis=-1).sum() > 50
+
+
+def test_tehsils_png_is_a_lighter_choropleth_than_districts(tiler):
+    tile = tile_of(71.5, 34.0, 10)  # within Peshawar and Khyber districts
+    for layer in ("districts", "tehsils"):
+        image = np.asarray(Image.open(io.BytesIO(tiler.tile(layer, tile, "png"))))
+        assert image[:, :, 3].min() > 0  # every pixel of this tile lies in some area
+    district = np.asarray(Image.open(io.BytesIO(tiler.tile("districts", tile, "png"))))
+    tehsil = np.asarray(Image.open(io.BytesIO(tiler.tile("tehsils", tile, "png"))))
+    assert np.median(tehsil[:, :, 3]) < np.median(district[:, :, 3])
+
+
 def test_basemap_png_is_land_over_kp_and_transparent_over_the_sea(tiler):
     image = np.asarray(Image.open(io.BytesIO(tiler.tile("basemap", Tile(4, 11, 6), "png"))))
     u, v = world_xy(71.5, 34.0)  # Peshawar, KP
@@ -339,8 +433,23 @@ def test_tilejson_describes_the_vector_layers(store):
     lon, lat, zoom = document["center"]
     assert west < lon < east and south < lat < north and zoom == 7
     assert "OpenStreetMap" in document["attribution"]
+    assert "GeoNames" in document["attribution"]  # the town names
+    assert "COD-AB" in document["attribution"]  # districts and tehsils
+    minzooms = {layer["id"]: layer["minzoom"] for layer in document["vector_layers"]}
+    assert minzooms["tehsils"] == 9 and minzooms["places"] == 7 and minzooms["districts"] == 0
+    assert "population" in document["vector_layers"][-1]["fields"]
     raster = tiles.tilejson(store, "attacks", "http://h/{z}/{x}/{y}.png", "png")
     assert "vector_layers" not in raster
+
+
+def test_geonames_is_credited_only_where_its_towns_are(store):
+    districts = tiles.tilejson(store, "districts", "http://h/{z}/{x}/{y}.mvt")["attribution"]
+    assert "GeoNames" not in districts and "COD-AB" in districts
+    tehsils = tiles.tilejson(store, "tehsils", "http://h/{z}/{x}/{y}.mvt")
+    assert "COD-AB" in tehsils["attribution"] and "GeoNames" not in tehsils["attribution"]
+    assert tehsils["vector_layers"][0]["fields"]["district"].startswith("String")
+    everything = tiles.attribution(store, tiles.EXPORT_LAYERS)
+    assert everything.count("GeoNames (") == 1  # the towns and the attacks credit it once
 
 
 # -- caches -------------------------------------------------------------------------------------
@@ -390,6 +499,15 @@ def test_store_version_follows_the_layers_and_the_tile_code(store):
     assert store_version(store.manifest, "1") != store_version(store.manifest, "2")
 
 
+def test_cache_version_follows_the_towns(store, tiler, monkeypatch):
+    version = tiler.cache_version()
+    assert version.startswith(tiles.TILES_VERSION + "-") and Tiler(store).cache_version() == version
+    other = Tiler(store)
+    towns, u, v, zooms = other.towns()
+    monkeypatch.setattr(other, "towns", lambda: (towns[1:], u[1:], v[1:], zooms[1:]))
+    assert other.cache_version() != version
+
+
 def test_attack_deaths_are_each_attacks_best_figure(synth_store):
     expected = [f["properties"]["killed_best"] or 0 for f in synth_store.query("attacks")]
     assert attack_deaths(synth_store).tolist() == expected
@@ -412,6 +530,8 @@ def test_pmtiles_round_trip(store, tiler, tmp_path):
         assert header["clustered"]
         metadata = reader.metadata()
         assert [layer["id"] for layer in metadata["vector_layers"]] == list(tiles.EXPORT_LAYERS)
+        places = next(layer for layer in metadata["vector_layers"] if layer["id"] == "places")
+        assert places["minzoom"] == 7 and "GeoNames" in metadata["attribution"]
         assert metadata["vector_layers"][-1]["fields"]["count"].startswith("Number")
         assert "OpenStreetMap" in metadata["attribution"]
         assert metadata["kpmap"]["store_built_at"] == store.manifest["built_at"]
@@ -421,6 +541,12 @@ def test_pmtiles_round_trip(store, tiler, tmp_path):
         data = gzip.decompress(reader.get(*tile))
         assert data == tiler.export_tile(tile)
         assert set(decode(data)) == set(tiles.EXPORT_LAYERS)
+        assert "Peshawar" in {
+            f["properties"]["name"]
+            for f in decode(gzip.decompress(reader.get(*tile_of(*PESHAWAR, 8))))["places"][
+                "features"
+            ]
+        }
         assert reader.get(*FAR) is None
 
 

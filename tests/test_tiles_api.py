@@ -85,8 +85,36 @@ def test_a_tile_with_no_data_is_an_empty_tile_in_both_formats(client, layer):
 @pytest.mark.parametrize("layer", list(tiles.TILE_LAYERS))
 def test_every_layer_serves_zoom_0(client, layer):
     response = client.get(f"/tiles/{layer}/0/0/0.mvt")
-    assert set(decode(response.data)) == set(tiles.TILE_LAYERS[layer])
+    expected = {n for n in tiles.TILE_LAYERS[layer] if tiles.layer_minzoom(layer, n) == 0}
+    assert set(decode(response.data)) == expected  # the basemap's towns and tehsils come later
     assert png_alpha(client.get(f"/tiles/{layer}/0/0/0.png").data).max() > 0
+
+
+@pytest.mark.parametrize("ext, size", [(".mvt", None), (".png", 256), ("@2x.png", 512)])
+def test_tehsils_layer_answers_in_every_format(client, ext, size):
+    response = client.get(url("tehsils", tile_of(71.5, 34.0, 10), ext))  # inside KP
+    assert response.status_code == 200
+    if size is None:
+        assert response.mimetype == MVT
+        features = decode(response.data)["tehsils"]["features"]
+        assert {f["properties"]["district"] for f in features} >= {"peshawar"}
+    else:
+        assert png_alpha(response.data, size).min() > 0  # every pixel lies in some tehsil
+
+
+def test_tehsils_tilejson(client):
+    document = client.get("/tiles/tehsils.json").get_json()
+    assert document["tiles"] == ["http://localhost/tiles/tehsils/{z}/{x}/{y}.mvt"]
+    (layer,) = document["vector_layers"]
+    assert layer["id"] == "tehsils" and "attacks" in layer["fields"]
+    assert "COD-AB" in document["attribution"]
+
+
+def test_basemap_names_peshawar_and_credits_geonames(client):
+    peshawar = (71.57849, 34.008)  # GeoNames 1168197
+    features = decode(client.get(url("basemap", tile_of(*peshawar, 9))).data)["places"]["features"]
+    assert "Peshawar" in {f["properties"]["name"] for f in features}
+    assert "GeoNames" in client.get("/tiles/basemap.json?format=png").get_json()["attribution"]
 
 
 @pytest.mark.parametrize(
@@ -207,6 +235,8 @@ def test_embed_page_uses_only_local_assets_and_the_service_tiles(client):
     assert "/static/vendor/leaflet/dist/leaflet.js" in html
     assert "/static/vendor/leaflet/dist/leaflet.css" in html
     assert "/tiles/basemap/{z}/{x}/{y}.png" in html
+    assert "/tiles/tehsils/{z}/{x}/{y}.png" in html
+    assert "GeoNames" in html  # the basemap names towns
     assert "/tiles/attacks/{z}/{x}/{y}.png?actor=ISKP" in html
     # zero requests to other hosts: no absolute or protocol-relative URL in src or href
     assert not re.search(r"""(src|href)=["'](https?:)?//""", html)
