@@ -86,7 +86,8 @@ def place(
                 {
                     "id": record["id"],
                     "reason": f"its point ({record['lon']:g}, {record['lat']:g}) lies in no KP "
-                    "district of the current boundaries",
+                    "district of the current boundaries (a point is taken inside a district, or "
+                    "on the Pakistani side of the Durand Line within 5 km of one)",
                 }
             )
             continue

@@ -161,7 +161,8 @@ def test_an_import_outside_the_boundaries_is_kept_and_listed_not_dropped(old_sto
         {
             "id": "synthetic-outside",
             "reason": "its point (74.3587, 31.5204) lies in no KP district of the current "
-            "boundaries",
+            "boundaries (a point is taken inside a district, or on the Pakistani side of the "
+            "Durand Line within 5 km of one)",
         }
     ]
     kept = [r["id"] for r in build.read_imported(old_store)]
