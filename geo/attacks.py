@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from geo.border import BorderIndex
+from geo.events import MILITANT_ATTACK, event_fields
 from geo.gazetteer import PRECISION_DISTRICT, Gazetteer, GeocodeError
 from geo.locate import Locator
 
@@ -64,6 +65,21 @@ def geocode_events(
             }
         )
     return records, problems
+
+
+# Said of a record kept from an older store, which had no categories: what it is was never read
+# from its source, so the record says so rather than pass for classified.
+UNCLASSIFIED_FLAG = (
+    "imported by an older kpmap without categories: re-import its file to classify it"
+)
+
+
+def upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """A kept record with every property the current schema has (an older store's records lack
+    the event fields; they get the category they were drawn as, and a flag saying so)."""
+    if "category" in record:
+        return record
+    return {**event_fields(MILITANT_ATTACK, flags=[UNCLASSIFIED_FLAG]), **record}
 
 
 def place(

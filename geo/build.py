@@ -276,7 +276,7 @@ def build_store(
     store.parent.mkdir(parents=True, exist_ok=True)
     sources = read_sources()
     files = fetch_all(sources, cache=cache, mirror=mirror)
-    imported = _merge_by_id(read_imported(store), added or [])
+    imported = [attacks.upgrade(r) for r in _merge_by_id(read_imported(store), added or [])]
     work = Path(tempfile.mkdtemp(prefix=f".store-{store.name}-", dir=store.parent))
     work.chmod(0o755)  # mkdtemp makes it private; the store is meant to be served and shared
     # A build allocates millions of small dicts and frees almost none: the cyclic garbage

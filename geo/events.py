@@ -46,6 +46,30 @@ TARGETS: tuple[str, ...] = (
     "other",
     "unknown",
 )
+# What kind of event a record is, as its source says (see the README's "Event categories"): only
+# a "militant attack" has a perpetrator; the others name their parties, not an attacker.
+#   militant attack           a non-state group attacks (ACLED's explosions and attacks by a group,
+#                             GTD incidents, authored records)
+#   armed clash               fighting between the state and a group where the source does not say
+#                             who attacked (UCDP state-based events, ACLED battles)
+#   security operation        the state's forces act against a group (ACLED's state-led raids,
+#                             arrests and territory regained)
+#   air/drone strike          an aerial or drone strike (ACLED's air/drone strikes; UCDP state-based
+#                             events whose government side is a foreign state)
+#   violence between groups   non-state groups fighting each other (UCDP non-state events)
+#   violence against civilians  one-sided violence against civilians (UCDP one-sided events, ACLED's
+#                             violence against civilians)
+#   other                     anything else the source reports (protests and riots are not imported)
+CATEGORIES: tuple[str, ...] = (
+    "militant attack",
+    "armed clash",
+    "security operation",
+    "air/drone strike",
+    "violence between groups",
+    "violence against civilians",
+    "other",
+)
+MILITANT_ATTACK = "militant attack"
 DATE_PRECISIONS: tuple[str, ...] = ("day", "month", "range")
 GEO_PRECISIONS: tuple[int, ...] = (1, 2, 3)
 QUALIFIERS: tuple[str, ...] = ("", "over", "at least", "about")
@@ -304,6 +328,29 @@ def _parse_event(
         "description": row["description"],
         "sources": sources,
         "origin": "authored",
+        # authored records are the seed articles' attacks, each by the group the articles name
+        **event_fields(MILITANT_ATTACK),
+    }
+
+
+def event_fields(
+    category: str,
+    parties: list[dict[str, Any]] | None = None,
+    deaths: dict[str, int | None] | None = None,
+    district_reported: str | None = None,
+    flags: list[str] | None = None,
+) -> dict[str, Any]:
+    """The attack properties that say what an event is and how sure its source is:
+    `category` (CATEGORIES), `parties` (both sides as the source names them: {"name", "group",
+    "side"}), `deaths` by side where the source gives them ({"side_a", "side_b", "civilians",
+    "unknown"}), `district_reported` (the district as the source wrote it) and `flags` (what an
+    importer noticed and kept: figures out of order, names disagreeing with the point, ...)."""
+    return {
+        "category": category,
+        "parties": parties or [],
+        "deaths": deaths,
+        "district_reported": district_reported,
+        "flags": flags or [],
     }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from geo.events import EVENT_TYPES, TARGETS
+from geo.events import EVENT_TYPES, MILITANT_ATTACK, TARGETS, event_fields
 
 SYNTHETIC_SOURCE = {
     "publication": "kpmap synth",
@@ -79,6 +79,7 @@ def synthetic_attacks(
                 "description": "Synthetic record for benchmarks; not a real event.",
                 "sources": [SYNTHETIC_SOURCE],
                 "origin": "synthetic",
+                **event_fields(MILITANT_ATTACK),
                 "lon": float(lon[i]),
                 "lat": float(lat[i]),
             }

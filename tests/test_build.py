@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from geo import build
+from geo import attacks, build
 from geo.attacks import feature_record
 from geo.errors import BuildError
 from geo.schemas import validate_store
@@ -170,3 +170,18 @@ def test_an_import_outside_the_boundaries_is_kept_and_listed_not_dropped(old_sto
     placed = Store.open(old_store).feature("attacks", "synthetic-sliver")["properties"]
     assert placed["district"] == "lower-chitral" and placed["tehsil"] == "lower-chitral-drosh"
     assert 0.3 < placed["border_sliver_km"] < 1.0
+
+
+def test_records_kept_from_an_older_store_are_flagged_not_passed_off_as_classified(
+    old_store, store
+):
+    template = feature_record(store.query("attacks")[0])
+    older = {k: v for k, v in template.items() if k not in ("category", "parties", "deaths")}
+    older.update(id="synthetic-older", origin="synthetic", flags=None)
+    del older["flags"], older["district_reported"]
+    build.build_store(
+        old_store, cache=old_store.parent / "cache", mirror=offline_mirror(), added=[older]
+    )
+    kept = Store.open(old_store).feature("attacks", "synthetic-older")["properties"]
+    assert kept["category"] == "militant attack"
+    assert kept["flags"] == [attacks.UNCLASSIFIED_FLAG]

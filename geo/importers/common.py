@@ -21,7 +21,7 @@ from typing import Any
 
 from geo.districts import normalise_name
 from geo.errors import SchemaError
-from geo.events import canonical_actor
+from geo.events import MILITANT_ATTACK, canonical_actor, event_fields
 
 InKp = Callable[[float, float], str | None]
 Row = dict[str, str]
@@ -432,6 +432,11 @@ def record(
     description: str,
     lon: float,
     lat: float,
+    category: str = MILITANT_ATTACK,
+    parties: list[dict[str, Any]] | None = None,
+    deaths: dict[str, int | None] | None = None,
+    district_reported: str | None = None,
+    flags: list[str] | None = None,
 ) -> dict[str, Any]:
     """One canonical record (district left None for the caller to fill), with lon and lat."""
     return {
@@ -461,6 +466,7 @@ def record(
             }
         ],
         "origin": origin,
+        **event_fields(category, parties, deaths, district_reported, flags),
         "lon": lon,
         "lat": lat,
     }
