@@ -177,8 +177,10 @@ def test_records_kept_from_an_older_store_are_flagged_not_passed_off_as_classifi
 ):
     template = feature_record(store.query("attacks")[0])
     older = {k: v for k, v in template.items() if k not in ("category", "parties", "deaths")}
-    older.update(id="synthetic-older", origin="synthetic", flags=None)
-    del older["flags"], older["district_reported"]
+    # a day later, so that it is no duplicate of the record it was copied from
+    older.update(id="synthetic-older", origin="synthetic", date="2019-01-01", date_end=None)
+    older.update(date_precision="day")
+    del older["flags"], older["district_reported"]  # as an older store kept them
     build.build_store(
         old_store, cache=old_store.parent / "cache", mirror=offline_mirror(), added=[older]
     )
