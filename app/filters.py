@@ -11,6 +11,7 @@ Query parameters (all optional; lists are comma-separated or repeated, and mean 
 | `bbox`          | minx,miny,maxx,maxy in longitude/latitude          | `bbox=70,33,72,35`      |
 | `from`, `to`    | inclusive dates: YYYY-MM-DD, YYYY-MM or YYYY       | `from=2024-01&to=2024`  |
 | `actor`         | canonical group keys (data/actors.toml), any case  | `actor=ISKP,ttp`        |
+| `category`      | one of geo.events.CATEGORIES, any case             | `category=armed clash`  |
 | `event_type`    | one of geo.events.EVENT_TYPES, any case            | `event_type=kidnapping` |
 | `district`      | district ids or any name or alias of one           | `district=D.I. Khan`    |
 | `max_border_km` | attacks within this many km of the Durand Line     | `max_border_km=25`      |
@@ -33,7 +34,7 @@ from typing import Any
 
 from geo.districts import DistrictName, name_index, resolve_district
 from geo.errors import InvalidQuery, LayerNotFound
-from geo.events import EVENT_TYPES, read_actors
+from geo.events import CATEGORIES, EVENT_TYPES, read_actors
 from geo.schemas import LAYERS
 from geo.store import parse_bbox
 
@@ -43,12 +44,13 @@ FILTER_PARAMS: tuple[str, ...] = (
     "from",
     "to",
     "actor",
+    "category",
     "event_type",
     "district",
     "max_border_km",
 )
 # Filters that only the attacks layer can take (it is the only layer with time and these columns).
-ATTACK_ONLY = ("from", "to", "actor", "event_type", "max_border_km")
+ATTACK_ONLY = ("from", "to", "actor", "category", "event_type", "max_border_km")
 # Guards against absurd inputs; no legitimate filter comes near them.
 MAX_VALUE_LENGTH = 2000
 MAX_LIST_ITEMS = 100
@@ -87,8 +89,10 @@ def parse_filters(args: Mapping[str, str], layer: str = "attacks") -> dict[str, 
             kwargs["end"] = parse_date(key, _single(key, values))
         elif key == "actor":
             kwargs["actor"] = [_actor(v) for v in values]
+        elif key == "category":
+            kwargs["category"] = [_choice(key, v, CATEGORIES) for v in values]
         elif key == "event_type":
-            kwargs["event_type"] = [_event_type(v) for v in values]
+            kwargs["event_type"] = [_choice(key, v, EVENT_TYPES) for v in values]
         elif key == "district":
             ids = [i for v in values for i in _district(v).ids]
             kwargs["id" if layer == "districts" else "district"] = list(dict.fromkeys(ids))
@@ -139,6 +143,7 @@ def filter_help() -> dict[str, str]:
         "from": "first day, inclusive: YYYY-MM-DD, YYYY-MM or YYYY",
         "to": "last day, inclusive: YYYY-MM-DD, YYYY-MM or YYYY",
         "actor": "comma-separated group keys: " + ", ".join(actor_keys()),
+        "category": "comma-separated event categories: " + ", ".join(CATEGORIES),
         "event_type": "comma-separated event types: " + ", ".join(EVENT_TYPES),
         "district": (
             "comma-separated district ids, names, aliases or P-codes (PK501-PK535); a district "
@@ -251,13 +256,14 @@ def _actor(value: str) -> str:
         ) from None
 
 
-def _event_type(value: str) -> str:
-    types = {t.casefold(): t for t in EVENT_TYPES}
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> str:
+    """One of a closed set of values (event types, categories), any case and spacing."""
+    choices = {t.casefold(): t for t in allowed}
     try:
-        return types[" ".join(value.split()).casefold()]
+        return choices[" ".join(value.split()).casefold()]
     except KeyError:
         raise InvalidQuery(
-            f"event_type {shown(value)} is not allowed; allowed: {', '.join(EVENT_TYPES)}"
+            f"{key} {shown(value)} is not allowed; allowed: {', '.join(allowed)}"
         ) from None
 
 

@@ -45,8 +45,10 @@ class AttackTable:
     ids: np.ndarray  # str objects
     lon: np.ndarray
     lat: np.ndarray
-    actor: np.ndarray  # index into actors
+    actor: np.ndarray  # index into actors, whose "" is an event with no named perpetrator
     actors: tuple[str, ...]
+    category: np.ndarray  # index into categories (geo.events.CATEGORIES)
+    categories: tuple[str, ...]
     district: np.ndarray  # index into districts
     districts: tuple[str, ...]
     tehsil: np.ndarray  # index into tehsils, whose "" is an attack known only to its district
@@ -87,6 +89,7 @@ def _read_table(store: Store) -> AttackTable:
     layer = store.layer("attacks")
     lon, lat = shapely.get_coordinates(layer.geometries).T
     actor, actors = layer.column("actor")
+    category, categories = layer.column("category")
     district, districts = layer.column("district")
     tehsil, tehsils = layer.column("tehsil")
     precision, precisions = layer.column("geo_precision")
@@ -98,6 +101,8 @@ def _read_table(store: Store) -> AttackTable:
         lat=lat,
         actor=actor.astype(np.int16),
         actors=tuple(actors.tolist()),
+        category=category.astype(np.int8),
+        categories=tuple(categories.tolist()),
         district=district.astype(np.int16),
         districts=tuple(districts.tolist()),
         tehsil=tehsil.astype(np.int16),
@@ -199,11 +204,13 @@ def compact_attacks(table: AttackTable, rows: np.ndarray) -> dict[str, Any]:
     return {
         "count": int(len(rows)),
         "actors": list(table.actors),
+        "categories": list(table.categories),
         "districts": list(table.districts),
         "id": table.ids[rows].tolist(),
         "lon": np.round(table.lon[rows], 5),
         "lat": np.round(table.lat[rows], 5),
         "actor": table.actor[rows],
+        "category": table.category[rows],
         "district": table.district[rows],
         # -1 for "not reported" (JSON has no NaN); the popup shows what the source says
         "killed": np.where(np.isnan(killed), -1, killed).astype(np.int32),

@@ -37,7 +37,7 @@ from app.filters import (
 )
 from app.security import CONTENT_SECURITY_POLICY
 from geo.errors import InvalidQuery
-from geo.events import EVENT_TYPES, read_actors
+from geo.events import CATEGORIES, EVENT_TYPES, MILITANT_ATTACK, read_actors
 from geo.store import Store
 
 bp = Blueprint("maps", __name__)
@@ -73,6 +73,16 @@ ACTOR_COLOURS = (
     "#bcbd22",
 )
 UNKNOWN_COLOUR = "#7f7f7f"
+# Events other than militant attacks have no perpetrator to colour them by: they are drawn as
+# hollow rings in their category's colour (dark tones, apart from the groups' bright ones).
+CATEGORY_COLOURS = {
+    "armed clash": "#4d4d4d",
+    "security operation": "#2b5b84",
+    "air/drone strike": "#6a3d9a",
+    "violence between groups": "#8c6d31",
+    "violence against civilians": "#b2182b",
+    "other": "#999999",
+}
 # Short credits for the attribution line, by the source names in the store's manifest.
 CREDITS = {
     "OCHA COD-AB Pakistan 2022": (
@@ -265,6 +275,8 @@ def build_map(
         "zeroColour": mapdata.ZERO_COLOUR,
         "actors": actors,
         "unknownColour": UNKNOWN_COLOUR,
+        "attackCategory": MILITANT_ATTACK,
+        "categoryColours": CATEGORY_COLOURS,
         "districtNames": district_names,
         "query": filter_query(filters),
         "view": {"layers": list(view.layers), "metric": view.metric},
@@ -290,6 +302,10 @@ def build_map(
         "unplaced": sum(summary.unplaced.values()),
         "zero_colour": mapdata.ZERO_COLOUR,
         "actors": [a for a in actors.values() if a["used"]] or list(actors.values()),
+        "categories": [
+            {"name": name, "colour": colour, "used": name in mapdata.attack_table(store).categories}
+            for name, colour in CATEGORY_COLOURS.items()
+        ],
         "page_link": urls.page + _query_suffix(filters, view) if view.embed else "",
         "publications": cited_publications(store),
         "embed": view.embed,
@@ -485,10 +501,20 @@ class KpmapLayers(JSCSSMixin):
     known only to their district, are in no tehsil's count.
   {%- else %}Every matching attack is placed within a tehsil.{% endif %}</div>
   </div>
-  <div class="kpmap-legend-title">Attacks by group (size: people killed)</div>
+  <div class="kpmap-legend-title">Militant attacks, by the group the source names (filled; size:
+    people killed)</div>
   <ul class="kpmap-legend-actors">
     {%- for a in this.legend.actors %}
     <li><span class="kpmap-dot" style="background:{{ a.colour }}"></span>{{ a.name }}</li>
+    {%- endfor %}
+  </ul>
+  <div class="kpmap-legend-title">Other conflict events (rings): the source names their parties,
+    not an attacker</div>
+  <ul class="kpmap-legend-categories">
+    {%- for c in this.legend.categories if c.used %}
+    <li><span class="kpmap-ring" style="border-color:{{ c.colour }}"></span>{{ c.name }}</li>
+    {%- else %}
+    <li class="kpmap-muted">none in this store</li>
     {%- endfor %}
   </ul>
   <ul class="kpmap-legend-symbols">
@@ -652,11 +678,13 @@ def _form(store: Store, filters: dict[str, Any], view: MapView) -> dict[str, Any
         "to": given.get("to", ""),
         "actor": set(given.get("actor", [])),
         "event_type": set(given.get("event_type", [])),
+        "category": set(given.get("category", [])),
         "district": set(given.get("district", [])),
         "max_border_km": f"{given['max_border_km']:g}" if "max_border_km" in given else "",
         "metric": view.metric,
         "actors": list(actor_table().values()),
         "event_types": EVENT_TYPES,
+        "categories": CATEGORIES,
         "districts": districts,
         "metrics": mapdata.METRICS,
         "layers": ",".join(view.layers) if view.layers != DEFAULT_LAYERS else "",

@@ -125,7 +125,9 @@ LAYERS: dict[str, LayerSchema] = {
             "tehsil": OPTIONAL_STR,
             "border_sliver_km": (int, float, type(None)),
             "geo_precision": (int,),
-            "actor": (str,),
+            # the perpetrator, where the source names one ("unknown": an attack the source
+            # does not attribute); null when the event has no perpetrator (see `parties`)
+            "actor": OPTIONAL_STR,
             "claimed": (bool, type(None)),
             "category": (str,),
             "parties": (list,),

@@ -456,7 +456,8 @@ def test_req_core_query_param_unknown_matches_the_definition(client):
         value = {"bbox": "70,33,72,35", "datetime": "2024", "limit": "5", "offset": "0",
                  "f": "json", "max_border_km": "50", "geo_precision": "1", "claimed": "true",
                  "event_type": "other", "target": "other", "actor": "TTP",
-                 "date_precision": "day", "district": "bajaur"}.get(name, "x")  # fmt: skip
+                 "date_precision": "day", "district": "bajaur",
+                 "category": "armed clash"}.get(name, "x")  # fmt: skip
         response = client.get(f"/ogc/collections/attacks/items?{name}={value}")
         assert response.status_code == 200, (name, response.data)
 

@@ -19,7 +19,7 @@ import shapely
 from shapely.geometry import shape
 
 from app import create_app
-from tests.test_maps import HOSTILE_AT, PAYLOAD, build_hostile_store
+from tests.test_maps import CLASH_AT, HOSTILE_AT, PAYLOAD, build_hostile_store
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -355,6 +355,26 @@ def test_popup_shows_markup_in_data_as_text(browser, hostile_server):
         screenshot(page, "popup.png")
         page.wait_for_timeout(300)  # an onerror handler would have fired by now
         # the example.org link is only a link: nothing was fetched from it
+        watched.assert_clean()
+    finally:
+        watched.close()
+
+
+def test_a_clash_is_a_ring_whose_popup_names_parties_not_a_perpetrator(browser, hostile_server):
+    watched = Watched(browser, {hostile_server.host})
+    try:
+        lon, lat = CLASH_AT
+        page = watched.open(f"{hostile_server.url}/?center={lat},{lon}&zoom=11").page
+        box = page.locator(".folium-map").bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        popup = page.locator(".leaflet-popup-content .kpmap-popup")
+        popup.wait_for(timeout=30_000)
+        text = popup.inner_text()
+        assert "armed clash" in text and "no perpetrator named" in text
+        assert f"Government of Pakistan v {PAYLOAD}" in text  # a party's name is text, too
+        assert "side B 4" in text and "out of order" in text
+        assert popup.locator("img, script").count() == 0
+        screenshot(page, "clash-popup.png")
         watched.assert_clean()
     finally:
         watched.close()

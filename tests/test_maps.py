@@ -64,11 +64,43 @@ def hostile_record() -> dict:
     }
 
 
+# A state-based clash as UCDP reports one: the government against a group, nobody named as the
+# attacker, deaths by side (synthetic: shaped like an import, not a real event).
+CLASH_AT = (70.2, 32.9)
+
+
+def clash_record() -> dict:
+    return {
+        **hostile_record(),
+        "id": "synthetic-clash-1",
+        "location": "Synthetic village",
+        "description": "Synthetic clash for tests.",
+        "actor": None,
+        "event_type": "unknown",
+        "target": "unknown",
+        "category": "armed clash",
+        "parties": [
+            {"name": "Government of Pakistan", "group": None, "side": "a"},
+            {"name": PAYLOAD, "group": "TTP", "side": "b"},
+        ],
+        "deaths": {"side_a": 0, "side_b": 4, "civilians": 0, "unknown": 0},
+        "district_reported": "North Waziristan agency",
+        "flags": ["low 5, best 4, high 6 were out of order: low widened to 4"],
+        "killed_low": 4,
+        "killed_best": 4,
+        "killed_high": 6,
+        "sources": [{"publication": "UCDP GED", "title": "", "date": "2024-03-05", "url": ""}],
+        "lon": CLASH_AT[0],
+        "lat": CLASH_AT[1],
+    }
+
+
 def build_hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real store plus the hostile attack, built by the real pipeline (build_store)."""
+    """The real store plus the hostile attack and a clash, built by the real pipeline."""
     store = tmp_path_factory.mktemp("hostile") / "store"
     cache = tmp_path_factory.mktemp("hostile-cache")
-    build_store(store, cache=cache, mirror=offline_mirror(), added=[hostile_record()])
+    records = [hostile_record(), clash_record()]
+    build_store(store, cache=cache, mirror=offline_mirror(), added=records)
     return store
 
 
@@ -497,3 +529,27 @@ def test_the_map_outlines_are_simplified_but_still_tile_the_province(client, sto
     province = shapely.union_all(store.layer("districts").geometries)
     assert union.symmetric_difference(province).area < 0.002 * province.area
     assert client.get("/api/map/countries.geojson").status_code == 404
+
+
+def test_events_that_are_not_attacks_are_drawn_apart_and_filtered_by_category(hostile_client):
+    html = page(hostile_client)
+    legend = " ".join(html[html.index("Other conflict events") :].split())
+    assert "armed clash" in legend.split("</ul>")[0]
+    assert "violence between groups" not in legend.split("</ul>")[0]  # none in this store
+    assert 'name="category" value="armed clash"' in html
+    feed = orjson.loads(hostile_client.get("/api/map/attacks.json").data)
+    i = feed["id"].index("synthetic-clash-1")
+    assert feed["categories"][feed["category"][i]] == "armed clash"
+    assert feed["actors"][feed["actor"][i]] == ""  # no perpetrator: drawn by category
+    only = orjson.loads(hostile_client.get("/api/map/attacks.json?category=Armed%20Clash").data)
+    assert only["id"] == ["synthetic-clash-1"]
+    url = "/api/map/attacks.json?category=militant attack"
+    attacks = orjson.loads(hostile_client.get(url).data)
+    assert "synthetic-clash-1" not in attacks["id"] and "synthetic-hostile-1" in attacks["id"]
+    props = orjson.loads(hostile_client.get("/api/map/attacks/synthetic-clash-1.json").data)[
+        "properties"
+    ]
+    assert props["actor"] is None and props["parties"][1]["group"] == "TTP"
+    assert props["deaths"]["side_b"] == 4 and props["district_reported"]
+    bad = hostile_client.get("/api/map/attacks.json?category=drone")
+    assert bad.status_code == 400 and b"air/drone strike" in bad.data

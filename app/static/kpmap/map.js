@@ -129,8 +129,15 @@
       return actor ? actor.colour : config.unknownColour;
     }
     function actorName(key) {
+      if (!key) return "no perpetrator named";
       var actor = config.actors[key];
       return actor ? actor.name + " (" + key + ")" : key;
+    }
+    // A militant attack is coloured by its perpetrator; other events by their category.
+    function isAttack(category) { return !category || category === config.attackCategory; }
+    function markColour(record) {
+      return isAttack(record.category) ? actorColour(record.actor)
+        : config.categoryColours[record.category] || config.unknownColour;
     }
     function districtName(id) { return config.districtNames[id] || id; }
 
@@ -368,6 +375,7 @@
       var out = [];
       for (var i = 0; i < cols.count; i++) {
         out.push({ id: cols.id[i], lat: cols.lat[i], lon: cols.lon[i], actor: cols.actors[cols.actor[i]],
+          category: cols.categories[cols.category[i]],
           district: cols.districts[cols.district[i]], killed: cols.killed[i], precision: cols.precision[i],
           start: cols.start[i], end: cols.end[i] });
       }
@@ -380,7 +388,11 @@
         el("h3", { text: props.location + ", " + districtName(props.district) }),
         table([
           ["Date", whenText(props)],
-          ["Group", actorName(props.actor)],
+          ["Category", props.category || "militant attack"],
+          ["Perpetrator", actorName(props.actor)],
+          ["Parties", (props.parties || []).map(function (p) { return p.name; }).join(" v ") || "—"],
+          ["Deaths by side", deathsText(props.deaths)],
+          ["District (source)", props.district_reported || "—"],
           ["Claimed", props.claimed === true ? "yes" : props.claimed === false ? "no" : "not reported"],
           ["Type", props.event_type],
           ["Target", props.target],
@@ -390,9 +402,18 @@
           ["Located to", PRECISION[props.geo_precision] || String(props.geo_precision)],
         ]),
         el("p", { class: "kpmap-popup-description", text: props.description }),
+        (props.flags || []).length ? el("ul", { class: "kpmap-popup-flags" },
+          props.flags.map(function (flag) { return el("li", { text: flag }); })) : el("span", {}),
         el("strong", { text: "Sources" }),
         el("ul", {}, sources),
       ]);
+    }
+
+    function deathsText(deaths) {
+      if (!deaths) return "not given by side";
+      var labels = { side_a: "side A", side_b: "side B", civilians: "civilians", unknown: "unknown" };
+      return Object.keys(labels).filter(function (k) { return deaths[k] !== null && deaths[k] !== undefined; })
+        .map(function (k) { return labels[k] + " " + n(deaths[k]); }).join(", ") || "not given by side";
     }
 
     function openAttack(record, latlng) {
@@ -404,10 +425,13 @@
     }
 
     function makeMarker(record) {
-      var approximate = record.precision === 2, colour = actorColour(record.actor);
-      var marker = L.circleMarker([record.lat, record.lon], {
+      var approximate = record.precision === 2, colour = markColour(record);
+      var marker = isAttack(record.category) ? L.circleMarker([record.lat, record.lon], {
         radius: radius(record.killed), color: approximate ? colour : "#222", weight: approximate ? 2 : 1,
         dashArray: approximate ? "3 3" : null, fillColor: colour, fillOpacity: approximate ? 0.35 : 0.8,
+      }) : L.circleMarker([record.lat, record.lon], { // a ring: no perpetrator to colour it by
+        radius: radius(record.killed), color: colour, weight: 3, dashArray: approximate ? "3 3" : null,
+        fillColor: "#fff", fillOpacity: 0.6,
       });
       marker.kpRecord = record;
       return marker;
