@@ -26,7 +26,7 @@ from geo.geojson import feature as geojson_feature
 from geo.store import Store
 
 METRICS = {
-    "attacks": "attacks",
+    "attacks": "events",  # every conflict event: the category filter narrows it to attacks
     "killed": "people killed (best estimate)",
     "injured": "people injured (lower figure)",
 }

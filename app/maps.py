@@ -475,7 +475,7 @@ class KpmapLayers(JSCSSMixin):
 {% macro html(this, kwargs) %}
 <div id="kpmap-legend" class="kpmap-legend">
   <div class="kpmap-legend-count"><strong>{{ "{:,}".format(this.legend.count) }}</strong>
-    of {{ "{:,}".format(this.legend.total) }} attacks match the filters</div>
+    of {{ "{:,}".format(this.legend.total) }} events match the filters</div>
   <details class="kpmap-legend-key"{% if not this.legend.embed %} open{% endif %}>
   <summary>Legend</summary>
   <div class="kpmap-legend-title">Districts: {{ this.legend.metric_label }}</div>

@@ -172,7 +172,7 @@ def test_changing_a_filter_changes_what_is_drawn_and_the_count(watched, server, 
     expected = len(store.query("attacks", start="2024"))
     assert after["count"] == expected < before["count"]
     assert after["markers"] + after["districtOnly"] == expected
-    assert f"{expected} of {before['count']} attacks" in page.locator("#kpmap-count").inner_text()
+    assert f"{expected} of {before['count']} events" in page.locator("#kpmap-count").inner_text()
     watched.assert_clean()
 
 
@@ -183,7 +183,7 @@ def test_time_slider_and_heat_map(watched, server):
     # the first month that has attacks: the slider starts at the earliest one
     slider.evaluate("s => { s.value = s.min; s.dispatchEvent(new Event('input')); }")
     page.wait_for_function(
-        "() => /attack/.test(document.querySelector('.kpmap-timeline-label').textContent)"
+        "() => /event/.test(document.querySelector('.kpmap-timeline-label').textContent)"
     )
     in_month = watched.stats()["heatPoints"]
     assert 0 < in_month < total

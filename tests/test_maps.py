@@ -215,9 +215,9 @@ def test_legend_counts_classes_groups_and_symbols(store):
     total = len(store.query("attacks"))
     html = rendered(build_map(store, parse_filters({"from": "2024"})))
     matched = len(store.query("attacks", start="2024"))
-    assert f"<strong>{matched}</strong>\n    of {total} attacks match the filters" in html
+    assert f"<strong>{matched}</strong>\n    of {total} events match the filters" in html
     legend = html[html.index('id="kpmap-legend"') :]
-    assert "Districts: attacks" in legend
+    assert "Districts: events" in legend
     assert "Islamic State Khorasan Province" in legend  # the groups the store holds
     for symbol in (
         "place known",
@@ -252,7 +252,7 @@ def test_the_page_no_longer_credits_geoboundaries(client, url):
 
 def test_tehsils_layer_is_off_by_default_and_on_by_the_layers_parameter(client):
     default = page(client)
-    assert "Tehsils: attacks per tehsil" in default  # in the layer control, unticked
+    assert "Tehsils: events per tehsil" in default  # in the layer control, unticked
     assert '"layers": ["districts", "durand_line", "attacks"]' in default
     assert '<div id="kpmap-legend-tehsils" hidden>' in default
 
@@ -294,8 +294,8 @@ def test_count_in_the_page_follows_the_filters(client, store):
     some = page(client, "/?from=2024")
     n_all, n_some = len(store.query("attacks")), len(store.query("attacks", start="2024"))
     assert n_some < n_all
-    assert f"<strong>{n_all}</strong>\n    of {n_all} attacks match these filters" in everything
-    assert f"<strong>{n_some}</strong>\n    of {n_all} attacks match these filters" in some
+    assert f"<strong>{n_all}</strong>\n    of {n_all} events match these filters" in everything
+    assert f"<strong>{n_some}</strong>\n    of {n_all} events match these filters" in some
 
 
 def test_share_panel_gives_the_link_and_the_iframe_snippet(client):

@@ -240,7 +240,7 @@
     function tehsilPopup(feature) {
       var p = feature.properties, totals = config.tehsilTotals[feature.id] || {};
       var unplaced = config.unplaced[p.district] || 0, district = districtName(p.district);
-      var note = unplaced ? n(unplaced) + (unplaced === 1 ? " matching attack" : " matching attacks") + " in " +
+      var note = unplaced ? n(unplaced) + (unplaced === 1 ? " matching event" : " matching events") + " in " +
         district + (unplaced === 1 ? " is" : " are") + " known only to the district and in no tehsil's count."
         : "Attacks known only to their district are in no tehsil's count; " + district + " has none under these filters.";
       return el("div", { class: "kpmap-popup" }, [
@@ -451,7 +451,7 @@
         var same = list.every(function (r) { return r.actor === list[0].actor; });
         var outline = L.polygon(shape.getLatLngs(), { color: same ? actorColour(list[0].actor) : "#333",
           weight: 3, dashArray: "8 6", fill: !tehsilsShown(), fillOpacity: 0.04, fillColor: "#000" });
-        var label = n(count) + (count === 1 ? " attack" : " attacks") + " located only to " + districtName(id);
+        var label = n(count) + (count === 1 ? " event" : " events") + " located only to " + districtName(id);
         outline.bindTooltip(function () { return el("span", { text: label }); }, { sticky: true });
         outline.bindPopup(function () {
           var items = list.map(function (record) {
@@ -563,7 +563,7 @@
           (function (latlng, count, killed, actor) {
             var marker = L.marker(latlng, { icon: cellIcon(count), keyboard: false });
             marker.bindTooltip(function () {
-              return el("span", { text: n(count) + " attacks, " + n(killed) + " killed; most by " + actorName(actor) +
+              return el("span", { text: n(count) + " events, " + n(killed) + " killed; most by " + actorName(actor) +
                 ". Click to zoom in." });
             });
             marker.on("click", function () { map.setView(latlng, Math.min(map.getZoom() + 2, map.getMaxZoom())); });
@@ -649,7 +649,7 @@
           label.textContent = monthText(month) + ": …";
           return source.show(monthBounds(month)).then(function (count) {
             if (Number(slider.value) !== month) return;
-            label.textContent = monthText(month) + ": " + n(count) + (count === 1 ? " attack" : " attacks");
+            label.textContent = monthText(month) + ": " + n(count) + (count === 1 ? " event" : " events");
           }).catch(showError);
         }
         function stop() { if (timer) { clearInterval(timer); timer = null; play.textContent = "▶"; } }
