@@ -192,6 +192,10 @@ def test_filters_change_attack_tiles_and_are_normalised(client):
     assert one.headers["ETag"] == other.headers["ETag"]
     none = client.get("/tiles/attacks/0/0/0.mvt?from=1990&to=1990-12")
     assert none.status_code == 200 and none.data == b""
+    # the default store holds only militant attacks: the category filter keeps all or none
+    attacks = client.get("/tiles/attacks/0/0/0.mvt?category=Militant%20Attack").data
+    assert attacks == everything
+    assert client.get("/tiles/attacks/0/0/0.mvt?category=armed clash").data == b""
 
 
 def test_other_layers_ignore_the_attack_filters(client):
