@@ -152,7 +152,9 @@ def _write_geopackage(store: Store, selections: list, path: Path) -> None:
     for name, kwargs, skipped in selections:
         positions, withheld = _selection(store, name, kwargs)
         metadata = _metadata(store, name, kwargs, skipped, positions, withheld)
-        flat = {f"kpmap:{k}": orjson.dumps(v).decode() for k, v in metadata.items()}
+        # "kpmap_" and not "kpmap:": GDAL reads a ":" in a metadata key as the end of the key,
+        # which made every item one key "kpmap" and QGIS showed only one of them.
+        flat = {f"kpmap_{k}": orjson.dumps(v).decode() for k, v in metadata.items()}
         parts.append((store.layer(name), positions, flat))
     write_geopackage(path, parts)
 

@@ -305,6 +305,7 @@ def build_map(
         "actors": [a for a in actors.values() if a["used"]] or list(actors.values()),
         "page_link": urls.page + _query_suffix(filters, view) if view.embed else "",
         "publications": cited_publications(store),
+        "datasets": dataset_attributions(store),
         "embed": view.embed,
         "withheld": withheld_note,
     }
@@ -447,7 +448,8 @@ def attribution_text(store: Store) -> str:
             if source.get("dataset") == "authored":
                 continue  # credited below, publication by publication
             if source.get("dataset"):
-                credit = source["attribution"]
+                # the short credit here; the page's sources give the whole attribution
+                credit = source.get("credit") or source["attribution"]
             else:
                 credit = CREDITS.get(name) or f"{name} ({source.get('licence', 'see its terms')})"
             credits[credit] = None
@@ -459,6 +461,20 @@ def attribution_text(store: Store) -> str:
     if shown:
         text += " · attacks and figures: " + shown
     return html.escape(text, quote=True)
+
+
+def dataset_attributions(store: Store) -> list[dict[str, str]]:
+    """Each attack dataset's whole attribution (with its access date, release and kpmap's
+    changes) and the URL of its terms, for the page's and the legend's sources."""
+    found: dict[str, dict[str, str]] = {}
+    for entry in store.manifest.get("layers", {}).values():
+        for source in entry.get("sources", []):
+            if source.get("dataset") and source["dataset"] != "authored":
+                found.setdefault(
+                    source["dataset"],
+                    {"text": source["attribution"], "terms_url": source.get("terms_url", "")},
+                )
+    return list(found.values())
 
 
 def _citation(publication: str, date: str) -> str:
@@ -543,6 +559,10 @@ class KpmapLayers(JSCSSMixin):
     {%- for publication, date in this.legend.publications %}
       <li>{{ publication }}{% if date %} ({{ date }}){% endif %}</li>
     {%- endfor %}
+    {%- for d in this.legend.datasets %}
+      <li>{{ d.text }}{% if d.terms_url %} (<a href="{{ d.terms_url }}" target="_blank"
+        rel="noopener">terms</a>){% endif %}</li>
+    {%- endfor %}
     </ul>
   </details>
   {%- if this.legend.page_link %}
@@ -615,6 +635,7 @@ def _page(template: str, embed: bool) -> Response:
         share_query=_query_suffix(filters, view),
         iframe_snippet=iframe_snippet(urls.embed + _query_suffix(filters, view)),
         publications=cited_publications(store),
+        datasets=dataset_attributions(store),
         credits=attribution_text(store),
         urls=urls,
         downloads=_downloads(filters),

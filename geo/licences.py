@@ -54,6 +54,7 @@ class Dataset:
     redistribute_rows: bool
     citation: str
     attribution: str
+    credit: str = ""
     publication: str = ""
     terms_url: str = ""
     licence_url: str = ""
@@ -98,6 +99,7 @@ def dataset_source(dataset: Dataset, releases: Iterable[str], built: str) -> dic
         "dataset": dataset.key,
         "licence": dataset.licence,
         "attribution": dataset.attribution.format(**values),
+        "credit": (dataset.credit or dataset.name).format(**values),
         "redistribute_rows": dataset.redistribute_rows,
     }
     for key in ("terms_url", "licence_url", "changes"):

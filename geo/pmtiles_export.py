@@ -83,6 +83,12 @@ def metadata(store: Store, zooms: range, policy: RowPolicy | None = None) -> dic
             "store_built_at": store.manifest.get("built_at"),
             # The archive leaves no one of these attacks as a point: they are only in clusters.
             "clustered_only": withheld.notice(policy.datasets),
+            # each attack dataset's whole attribution: access date, release, kpmap's changes
+            "datasets": [
+                source
+                for source in store.manifest["layers"]["attacks"].get("sources", [])
+                if source.get("dataset")
+            ],
             "layers": {
                 name: {"count": entry.get("count"), "sha256": entry.get("sha256")}
                 for name, entry in store.manifest["layers"].items()

@@ -922,7 +922,8 @@ def layer_bounds(store: Store, layer: str) -> tuple[float, float, float, float]:
 
 def attribution(store: Store, layers: Sequence[str]) -> str:
     """The sources' attributions of the data behind some MVT layers, each once: the store
-    layers' (from its manifest), and GeoNames for the towns, which are not a store layer."""
+    layers' (from its manifest; an attack dataset's short `credit`), and GeoNames for the
+    towns, which are not a store layer."""
     seen: dict[str, None] = {}
     for name in layers:
         if name == "places":
@@ -931,7 +932,9 @@ def attribution(store: Store, layers: Sequence[str]) -> str:
             entry = store.manifest["layers"].get("districts" if name == "district_labels" else name)
             sources = (entry or {}).get("sources", [])
         for source in sources:
-            seen.setdefault(source["attribution"], None)
+            # an attack dataset's short credit: its whole attribution (with kpmap's changes) is
+            # in the store's manifest, the downloads and the pages
+            seen.setdefault(source.get("credit") or source["attribution"], None)
     return "; ".join(seen)
 
 
