@@ -447,3 +447,12 @@ def test_the_licensed_page_needs_no_note(licensed):
 
 def test_the_schema_has_an_origin_column():
     assert "origin" in LAYERS["attacks"].filterable  # what the vectorised check reads
+
+
+def test_tile_commands_read_the_setting_from_the_environment(monkeypatch):
+    from geo.tiles_cli import licence_policy
+
+    monkeypatch.delenv(SETTING, raising=False)
+    assert licence_policy().restricted == {"acled", "gtd"}
+    monkeypatch.setenv(SETTING, "acled,gtd")
+    assert licence_policy().restricted == frozenset()
