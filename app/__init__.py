@@ -12,9 +12,11 @@ from flask import Flask, Response, current_app, request
 from flask_compress import Compress
 
 from geo import paths
+from geo.licences import RowPolicy
 from geo.store import Store
 
 STORE_KEY = "kpmap.store"
+POLICY_KEY = "kpmap.row_policy"
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -30,6 +32,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # Where the whole store's GeoPackage is kept once written ("" = a private folder of
         # this user's in the system temp folder).
         DOWNLOAD_CACHE_DIR="",
+        # Datasets whose terms forbid passing their rows on (data/datasets.toml:
+        # redistribute_rows = false, e.g. ACLED and GTD) but which the operator is licensed to
+        # redistribute: "acled,gtd". Unlisted, their rows are drawn and counted only as
+        # aggregates and left out of every download, API answer, point tile and popup.
+        LICENSED_DATASETS="",
         # Pages, scripts, styles, small JSON and vector tiles are compressed for slow links
         # (Leaflet: 148 KB -> ~40 KB; an MVT tile by 20-45 %). The API and the map's feeds
         # compress their large JSON and CSV themselves, as they stream; PNG is compressed already.
@@ -49,6 +56,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.from_mapping(config)
 
     app.extensions[STORE_KEY] = Store.open(Path(app.config["STORE"]))
+    # An unknown dataset name stops the start here, with the names there are, rather than
+    # leaving the operator to believe rows are served that are not (or the reverse).
+    app.extensions[POLICY_KEY] = RowPolicy.from_setting(app.config["LICENSED_DATASETS"])
     # The store lives as long as the process: move it out of the cyclic collector's sight, or
     # every collection walks a million attacks (90-220 ms pauses on a 1M store). Frozen objects
     # are never written to by the collector, so workers forked after this (gunicorn --preload)
@@ -90,3 +100,8 @@ def _blueprints() -> list:
 def get_store() -> Store:
     """The store the app opened at start-up (one per process, read-only)."""
     return current_app.extensions[STORE_KEY]
+
+
+def get_policy() -> RowPolicy:
+    """Which datasets' rows this app withholds (LICENSED_DATASETS, geo.licences)."""
+    return current_app.extensions[POLICY_KEY]

@@ -14,11 +14,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import MultiDict
 
-from app import get_store
+from app import get_policy, get_store
 from app.filters import (
     FILTER_PARAMS,
     area_filters,
@@ -30,6 +31,7 @@ from app.filters import (
 from geo import ogc
 from geo.errors import InvalidQuery, LayerNotFound
 from geo.export import csv_chunks, geojson_chunks, write_geopackage
+from geo.licences import Withheld
 from geo.ogc_html import render_html
 from geo.ogc_openapi import openapi_document
 from geo.store import FeatureNotFound, Store
@@ -66,7 +68,9 @@ KEPT_GEOPACKAGES = 2
 def allow_any_origin(response: Response) -> Response:
     """Read-only public data: any site may fetch it (errors included, so clients see why)."""
     response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Expose-Headers"] = "ETag, Content-Disposition"
+    response.headers["Access-Control-Expose-Headers"] = (
+        "ETag, Content-Disposition, Kpmap-Withheld, Kpmap-Withheld-Reason"
+    )
     return response
 
 
@@ -81,8 +85,8 @@ def download_geojson(layer: str):
     etag = _etag("geojson")
     if _not_modified(etag):
         return _not_modified_response(etag)
-    positions = store.select(name, **kwargs)
-    metadata = _metadata(store, name, kwargs, skipped, len(positions))
+    positions, withheld = _selection(store, name, kwargs)
+    metadata = _metadata(store, name, kwargs, skipped, positions, withheld)
     chunks = geojson_chunks(store.layer(name), positions, {"metadata": metadata})
     return _send(chunks, ogc.GEOJSON, etag, filename=_filename(store, name, "geojson"))
 
@@ -100,9 +104,17 @@ def download_csv(layer: str):
     etag = _etag("csv")
     if _not_modified(etag):
         return _not_modified_response(etag)
-    positions = store.select(name, **kwargs)
-    chunks = csv_chunks(store.layer(name), positions)
-    return _send(chunks, "text/csv", etag, filename=_filename(store, name, "csv"))
+    positions, withheld = _selection(store, name, kwargs)
+    # Each row carries its dataset's attribution, so that a row copied out of the file still
+    # credits its source; what was withheld is said in the headers (a CSV has no metadata).
+    credits = {s["dataset"]: s["attribution"] for s in _sources(store, name) if "dataset" in s}
+    chunks = csv_chunks(store.layer(name), positions, attribution=credits)
+    response = _send(chunks, "text/csv", etag, filename=_filename(store, name, "csv"))
+    response.headers["Kpmap-Withheld"] = str(withheld.count)
+    if withheld.count:
+        reason = withheld.notice(get_policy().datasets)["reason"]
+        response.headers["Kpmap-Withheld-Reason"] = reason.encode("ascii", "replace").decode()
+    return response
 
 
 @bp.get("/download/kpmap.gpkg")
@@ -138,9 +150,11 @@ def download_geopackage():
 def _write_geopackage(store: Store, selections: list, path: Path) -> None:
     parts = []
     for name, kwargs, skipped in selections:
-        positions = store.select(name, **kwargs)
-        metadata = _metadata(store, name, kwargs, skipped, len(positions))
-        flat = {f"kpmap:{k}": orjson.dumps(v).decode() for k, v in metadata.items()}
+        positions, withheld = _selection(store, name, kwargs)
+        metadata = _metadata(store, name, kwargs, skipped, positions, withheld)
+        # "kpmap_" and not "kpmap:": GDAL reads a ":" in a metadata key as the end of the key,
+        # which made every item one key "kpmap" and QGIS showed only one of them.
+        flat = {f"kpmap_{k}": orjson.dumps(v).decode() for k, v in metadata.items()}
         parts.append((store.layer(name), positions, flat))
     write_geopackage(path, parts)
 
@@ -218,23 +232,51 @@ def _download_filters(name: str) -> tuple[dict[str, Any], list[str]]:
     return parse_filters(args, name), skipped
 
 
+def _selection(
+    store: Store, name: str, kwargs: dict[str, Any]
+) -> tuple[np.ndarray, Withheld | None]:
+    """The positions a download or the API may hand out, and what the licences withheld (None
+    for the layers that hold no dataset's rows: the others count attacks, they hold none)."""
+    positions = store.select(name, **kwargs)
+    if name != "attacks":
+        return positions, None
+    return get_policy().split(store.layer(name), positions)
+
+
+def _sources(store: Store, name: str, positions: np.ndarray | None = None) -> list[dict]:
+    """The layer's sources from the manifest; for attacks, only the datasets the rows at
+    `positions` come from (a dataset whose rows were all withheld is named in `withheld`)."""
+    sources = store.manifest["layers"][name].get("sources", [])
+    if name != "attacks" or positions is None:
+        return sources
+    present = set(get_policy().present(store.layer(name), positions))
+    return [s for s in sources if "dataset" not in s or s["dataset"] in present]
+
+
 def _metadata(
-    store: Store, name: str, kwargs: dict[str, Any], skipped: list[str], count: int
+    store: Store,
+    name: str,
+    kwargs: dict[str, Any],
+    skipped: list[str],
+    positions: np.ndarray,
+    withheld: Withheld | None = None,
 ) -> dict[str, Any]:
     entry = store.manifest["layers"][name]
-    sources = entry.get("sources", [])
+    sources = _sources(store, name, positions)
     metadata = {
         "title": entry.get("title", name),
         "layer": name,
-        "count": count,
+        "count": len(positions),
         "filters": describe_filters(kwargs),
         "store_built_at": store.manifest.get("built_at"),
         "generated_at": ogc.timestamp(),
         "sources": sources,
         "licences": sorted({s["licence"] for s in sources}),
-        "attribution": "; ".join(s["attribution"] for s in sources),
+        "attribution": _attribution(sources),
         "crs": "WGS 84 longitude/latitude (RFC 7946)",
     }
+    if withheld is not None:
+        metadata["withheld"] = withheld.notice(get_policy().datasets)
     if skipped:
         metadata["filters_not_applied"] = skipped
     if "district" not in skipped and (notes := filter_notes(request.args)):
@@ -283,7 +325,8 @@ def api_definition():
 def collections():
     fmt = _ogc_format(("f",), "the collections")
     store = get_store()
-    doc = ogc.collections(store.manifest, list(store.layer_names), _base(), fmt)
+    withheld = {name: _withheld_notice(store, name) for name in store.layer_names}
+    doc = ogc.collections(store.manifest, list(store.layer_names), _base(), fmt, withheld)
     return _ogc_answer(doc, fmt, "Collections")
 
 
@@ -292,8 +335,14 @@ def collection(collection_id: str):
     store = get_store()
     name = _layer_name(store, collection_id)
     fmt = _ogc_format(("f",), f"the collection {name}")
-    doc = ogc.collection(store.manifest, name, _base(), fmt)
+    doc = ogc.collection(store.manifest, name, _base(), fmt, _withheld_notice(store, name))
     return _ogc_answer(doc, fmt, doc["title"])
+
+
+def _withheld_notice(store: Store, name: str) -> dict[str, Any] | None:
+    """What the licences withhold of a whole collection (None for layers without rows)."""
+    _, withheld = _selection(store, name, {})
+    return None if withheld is None else withheld.notice(get_policy().datasets)
 
 
 @bp.get("/ogc/collections/<collection_id>/items")
@@ -309,7 +358,7 @@ def items(collection_id: str):
     etag = _etag(fmt)
     if _not_modified(etag):
         return _not_modified_response(etag)
-    positions = store.select(name, **kwargs)
+    positions, withheld = _selection(store, name, kwargs)
     page = positions[offset : offset + limit]
     members = {
         "numberMatched": len(positions),
@@ -321,6 +370,9 @@ def items(collection_id: str):
     }
     if "district" in filters and (notes := filter_notes(request.args)):
         members["notes"] = notes  # a successor or former district: which polygons it selected
+    if withheld is not None:
+        members["withheld"] = withheld.notice(get_policy().datasets)
+        members["attribution"] = _attribution(_sources(store, name, page))
     layer = store.layer(name)
     if fmt == "html":
         doc = {"type": "FeatureCollection", **members}
@@ -336,16 +388,25 @@ def item(collection_id: str, feature_id: str):
     store = get_store()
     name = _layer_name(store, collection_id)
     fmt = _ogc_format(("f",), "a feature")
-    try:
-        feature = dict(store.feature(name, feature_id))
-    except FeatureNotFound:
+    layer = store.layer(name)
+    position = layer.by_id.get(str(feature_id))
+    if position is None:
         raise FeatureNotFound(
             f"collection {name} has no feature {shown(feature_id)}; list them at "
             f"/ogc/collections/{name}/items"
-        ) from None
+        )
+    feature = dict(layer.feature_at(position))
+    if name == "attacks":
+        get_policy().check(layer, position, str(feature["id"]))
+        positions = np.array([position])
+        feature["attribution"] = _attribution(_sources(store, name, positions))
     feature["links"] = ogc.feature_links(_base(), name, str(feature["id"]), fmt)
     title = f"{store.layer(name).schema.title}: {feature['id']}"
     return _ogc_answer(feature, fmt, title, json_type=ogc.GEOJSON)
+
+
+def _attribution(sources: list[dict[str, Any]]) -> str:
+    return "; ".join(s["attribution"] for s in sources)
 
 
 def _items_filters(name: str, filters: tuple[str, ...]) -> dict[str, Any]:
@@ -438,6 +499,9 @@ def _etag(representation: str) -> str:
     manifest = get_store().manifest
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{FORMAT_VERSION}|{manifest.get('built_at')}|{representation}|".encode())
+    # The same request answers differently when the operator licenses another dataset; the
+    # whole-store GeoPackage kept on disk is named after this tag too.
+    digest.update(f"withheld:{get_policy().key}|".encode())
     for name, entry in sorted(manifest.get("layers", {}).items()):
         digest.update(f"{name}:{entry.get('sha256')}|".encode())
     digest.update(request.path.encode())

@@ -243,14 +243,17 @@ def clusters(
     zoom: int,
     bbox: tuple[float, float, float, float] | None = None,
     cell_px: int = 64,
+    withheld: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The rows aggregated on a grid of `cell_px` screen pixels at `zoom`, for maps of more
-    attacks than a browser can cluster itself (see maps.CLIENT_LIMIT).
+    attacks than a browser can cluster itself (see maps.CLIENT_LIMIT), or holding attacks whose
+    dataset's terms allow only aggregates (`withheld`, True per attack in the store's order).
 
-    Returns {"cells": columns of the cells holding two or more attacks (centroid, count, killed,
-    the most frequent group), "points": the lone attacks as compact_attacks columns,
-    "district_only": attacks known only to their district, per district}. Attacks known only to
-    their district are never gridded: a cell or point would claim a place the sources don't give.
+    Returns {"cells": columns of the cells holding two or more attacks, or a withheld one
+    (centroid, count, killed, the most frequent group), "points": the other lone attacks as
+    compact_attacks columns, "district_only": attacks known only to their district, per
+    district}. Attacks known only to their district are never gridded: a cell or point would
+    claim a place the sources don't give.
     """
     precise = _in_bbox(table, rows[table.precision[rows] != 3], bbox)
     keys = _grid_keys(table, precise, zoom, cell_px)
@@ -258,6 +261,8 @@ def clusters(
         keys, return_index=True, return_inverse=True, return_counts=True
     )
     lone = counts == 1
+    if withheld is not None:  # a withheld attack alone in its cell stays a cell: no id, no popup
+        lone &= ~withheld[precise[first]]
     n_actors = max(len(table.actors), 1)
     by_actor = np.bincount(
         inverse * n_actors + table.actor[precise], minlength=len(counts) * n_actors
@@ -273,7 +278,7 @@ def clusters(
     return {
         "cells": cells,
         "points": compact_attacks(table, np.sort(precise[first[lone]])),
-        "district_only": district_only(table, rows),
+        "district_only": district_only(table, rows, withheld=withheld),
     }
 
 
@@ -296,16 +301,22 @@ def heat_cells(
     }
 
 
-def district_only(table: AttackTable, rows: np.ndarray, sample: int = 50) -> dict[str, Any]:
+def district_only(
+    table: AttackTable, rows: np.ndarray, sample: int = 50, withheld: np.ndarray | None = None
+) -> dict[str, Any]:
     """Attacks known only to their district: per district id, the count and the first `sample`
-    of them (compact_attacks columns), for the dashed district outlines."""
+    of them (compact_attacks columns), for the dashed district outlines. Attacks `withheld`
+    (True per attack in the store's order) are counted, in `withheld` too, but never sampled."""
     vague = rows[table.precision[rows] == 3]
     found = {}
     for code in np.unique(table.district[vague]):
         in_district = vague[table.district[vague] == code]
+        hidden = withheld[in_district] if withheld is not None else np.zeros(0, dtype=bool)
+        listed = in_district[~hidden] if hidden.any() else in_district
         found[table.districts[code]] = {
             "count": int(len(in_district)),
-            "sample": compact_attacks(table, in_district[:sample]),
+            "withheld": int(hidden.sum()),
+            "sample": compact_attacks(table, listed[:sample]),
         }
     return found
 

@@ -26,7 +26,7 @@ from flask import Blueprint, Response, current_app, render_template, request, ur
 from folium.elements import JSCSSMixin
 from folium.plugins import HeatMap, MarkerCluster
 
-from app import STORE_KEY, get_store, mapdata
+from app import STORE_KEY, get_policy, get_store, mapdata
 from app.assets import versioned
 from app.filters import (
     FILTER_PARAMS,
@@ -38,6 +38,7 @@ from app.filters import (
 from app.security import CONTENT_SECURITY_POLICY
 from geo.errors import InvalidQuery
 from geo.events import CATEGORIES, EVENT_TYPES, MILITANT_ATTACK, read_actors
+from geo.licences import RowPolicy, Withheld
 from geo.store import Store
 
 bp = Blueprint("maps", __name__)
@@ -177,14 +178,18 @@ class Summary:
     time_range: tuple[int, int] | None
     tehsil_totals: dict[str, dict[str, int]]
     unplaced: dict[str, int]
+    # The matching attacks whose records are not handed out (geo.licences): counted above, drawn
+    # only as clusters and heat.
+    withheld: Withheld = Withheld()
 
 
-def summarise(store: Store, filters: dict[str, Any]) -> Summary:
+def summarise(store: Store, filters: dict[str, Any], policy: RowPolicy | None = None) -> Summary:
     table = mapdata.attack_table(store)
     rows = mapdata.select(store, filters)
     span = None
     if len(rows):
         span = (int(table.start[rows].min()), int(table.end[rows].max()))
+    policy = policy if policy is not None else RowPolicy.from_setting("")
     return Summary(
         len(rows),
         len(table),
@@ -192,6 +197,7 @@ def summarise(store: Store, filters: dict[str, Any]) -> Summary:
         span,
         tehsil_totals=mapdata.tehsil_totals(table, rows),
         unplaced=mapdata.tehsil_unplaced(table, rows),
+        withheld=policy.split(store.layer("attacks"), rows)[1],
     )
 
 
@@ -203,16 +209,20 @@ def build_map(
     urls: Urls | None = None,
     online_basemap: str = "",
     client_limit: int = CLIENT_LIMIT,
+    policy: RowPolicy | None = None,
 ) -> folium.Map:
     """The Folium map for these filters (store.query keyword arguments) and this view.
 
     Nothing from the store's big layers is written into the map: the page's script loads them by
     URL. The map carries the counts and colour classes it needs to draw the legend. Up to
     `client_limit` matching attacks are clustered in the browser; more are gridded by the server
-    for each view (/api/map/clusters.json).
+    for each view (/api/map/clusters.json), and so are they whenever any of them come from a
+    dataset whose terms allow only aggregates (`policy`, geo.licences; default: no licences):
+    the browser then never holds such an attack's point, id or record.
     """
     urls = urls or Urls()
-    summary = summarise(store, filters)
+    policy = policy if policy is not None else RowPolicy.from_setting("")
+    summary = summarise(store, filters, policy)
     district_names = {f["id"]: f["properties"]["name"] for f in store.query("districts")}
     metric_values = [t[view.metric] for t in summary.totals.values()]
     classes = mapdata.colour_classes(metric_values)
@@ -234,6 +244,7 @@ def build_map(
         minx, miny, maxx, maxy = store.layer("districts").bounds
         m.fit_bounds([[miny, minx], [maxy, maxx]])
     _add_basemaps(m, urls, online_basemap, attribution=attribution_text(store))
+    withheld_note = withheld_text(summary.withheld, policy)
 
     metric_label = mapdata.METRICS[view.metric]
     districts = folium.FeatureGroup(
@@ -266,6 +277,8 @@ def build_map(
         "metricLabel": metric_label,
         "count": summary.count,
         "clientLimit": client_limit,
+        # Attacks whose records may not leave the server: the server clusters every view.
+        "aggregateOnly": summary.withheld.count > 0,
         "timeRange": summary.time_range,
         "totals": summary.totals,
         "classes": classes,
@@ -308,7 +321,9 @@ def build_map(
         ],
         "page_link": urls.page + _query_suffix(filters, view) if view.embed else "",
         "publications": cited_publications(store),
+        "datasets": dataset_attributions(store),
         "embed": view.embed,
+        "withheld": withheld_note,
     }
     KpmapLayers(
         static=urls.static,
@@ -333,7 +348,7 @@ def _preloads(urls: Urls, config: dict[str, Any], view: MapView) -> list[str]:
     wanted = [urls.districts, urls.durand_line]
     if "tehsils" in view.layers:
         wanted.append(urls.tehsils)
-    if config["count"] <= config["clientLimit"]:
+    if config["count"] <= config["clientLimit"] and not config["aggregateOnly"]:
         wanted.append(urls.attacks + ("?" + config["query"] if config["query"] else ""))
     return wanted
 
@@ -420,16 +435,39 @@ def _query_suffix(filters: dict[str, Any], view: MapView) -> str:
     return "?" + query if query else ""
 
 
+def withheld_text(withheld: Withheld, policy: RowPolicy) -> str:
+    """What the page says of matching attacks drawn only as aggregates ("" when there are none)."""
+    if not withheld.count:
+        return ""
+    names = ", ".join(policy.datasets[k].name for k in sorted(withheld.by_dataset))
+    if withheld.count == 1:
+        some = "1 matching attack comes"
+    else:
+        some = f"{withheld.count:,} matching attacks come"
+    return (
+        f"{some} from {names}, whose terms do not let this service hand out their records: they "
+        "are counted in the totals and drawn only in clusters and the heat map, with no popup, "
+        "and left out of the downloads (the operator's KPMAP_LICENSED_DATASETS setting lifts "
+        "this for a licensed dataset)."
+    )
+
+
 def attribution_text(store: Store) -> str:
     """Every source's credit and the cited publications' names, as escaped HTML for Leaflet's
-    attribution line (the legend and the page list each publication with its date)."""
+    attribution line (the legend and the page list each publication with its date). An attack
+    dataset (ACLED, UCDP, ...) is credited as its terms ask (data/datasets.toml), since the map
+    draws and counts its events."""
     credits: dict[str, None] = {}
     for entry in store.manifest.get("layers", {}).values():
         for source in entry.get("sources", []):
             name = source.get("name", "")
-            if name == "kpmap authored events":
+            if source.get("dataset") == "authored":
                 continue  # credited below, publication by publication
-            credit = CREDITS.get(name) or f"{name} ({source.get('licence', 'see its terms')})"
+            if source.get("dataset"):
+                # the short credit here; the page's sources give the whole attribution
+                credit = source.get("credit") or source["attribution"]
+            else:
+                credit = CREDITS.get(name) or f"{name} ({source.get('licence', 'see its terms')})"
             credits[credit] = None
     names = list(dict.fromkeys(p for p, _ in cited_publications(store)))
     shown = ", ".join(names[:MAX_CREDITED])
@@ -439,6 +477,20 @@ def attribution_text(store: Store) -> str:
     if shown:
         text += " · attacks and figures: " + shown
     return html.escape(text, quote=True)
+
+
+def dataset_attributions(store: Store) -> list[dict[str, str]]:
+    """Each attack dataset's whole attribution (with its access date, release and kpmap's
+    changes) and the URL of its terms, for the page's and the legend's sources."""
+    found: dict[str, dict[str, str]] = {}
+    for entry in store.manifest.get("layers", {}).values():
+        for source in entry.get("sources", []):
+            if source.get("dataset") and source["dataset"] != "authored":
+                found.setdefault(
+                    source["dataset"],
+                    {"text": source["attribution"], "terms_url": source.get("terms_url", "")},
+                )
+    return list(found.values())
 
 
 def _citation(publication: str, date: str) -> str:
@@ -501,6 +553,9 @@ class KpmapLayers(JSCSSMixin):
     known only to their district, are in no tehsil's count.
   {%- else %}Every matching attack is placed within a tehsil.{% endif %}</div>
   </div>
+  {%- if this.legend.withheld %}
+  <div class="kpmap-legend-note kpmap-legend-withheld">{{ this.legend.withheld }}</div>
+  {%- endif %}
   <div class="kpmap-legend-title">Militant attacks, by the group the source names (filled; size:
     people killed)</div>
   <ul class="kpmap-legend-actors">
@@ -529,6 +584,10 @@ class KpmapLayers(JSCSSMixin):
     <ul>
     {%- for publication, date in this.legend.publications %}
       <li>{{ publication }}{% if date %} ({{ date }}){% endif %}</li>
+    {%- endfor %}
+    {%- for d in this.legend.datasets %}
+      <li>{{ d.text }}{% if d.terms_url %} (<a href="{{ d.terms_url }}" target="_blank"
+        rel="noopener">terms</a>){% endif %}</li>
     {%- endfor %}
     </ul>
   </details>
@@ -583,10 +642,13 @@ def _page(template: str, embed: bool) -> Response:
     online = current_app.config.get("ONLINE_BASEMAP", "")
     urls = _urls()
     limit = int(current_app.config.get("MAP_CLIENT_LIMIT", CLIENT_LIMIT))
-    m = build_map(store, filters, view, urls=urls, online_basemap=online, client_limit=limit)
+    policy = get_policy()
+    m = build_map(
+        store, filters, view, urls=urls, online_basemap=online, client_limit=limit, policy=policy
+    )
     root = m.get_root()
     root.render()  # collects every element's script and style links into the header
-    summary = summarise(store, filters)
+    summary = summarise(store, filters, policy)
     body = render_template(
         template,
         header=root.header.render(),
@@ -594,10 +656,12 @@ def _page(template: str, embed: bool) -> Response:
         script=root.script.render(),
         summary=summary,
         notes=filter_notes(request.args),
+        withheld=withheld_text(summary.withheld, policy),
         form=_form(store, filters, view),
         share_query=_query_suffix(filters, view),
         iframe_snippet=iframe_snippet(urls.embed + _query_suffix(filters, view)),
         publications=cited_publications(store),
+        datasets=dataset_attributions(store),
         credits=attribution_text(store),
         urls=urls,
         downloads=_downloads(filters),
@@ -699,7 +763,11 @@ def attacks_feed() -> Response:
     """The attacks that match the filters, as columns (see mapdata.compact_attacks)."""
     store = get_store()
     rows = mapdata.select(store, parse_filters(request.args))
+    # Point by point, this feed would hand out rows: those the licences withhold are left out
+    # (the page draws them through clusters.json instead) and only counted.
+    rows, withheld = get_policy().split(store.layer("attacks"), rows)
     data = mapdata.compact_attacks(mapdata.attack_table(store), rows)
+    data["withheld"] = withheld.count
     return _json(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
@@ -714,10 +782,11 @@ def clusters_feed() -> Response:
     rows = mapdata.in_window(table, rows, _window(request.args.get("window", "")))
     zoom = _zoom(request.args.get("z", ""))
     view = parse_bbox_text(request.args["view"]) if request.args.get("view") else None
+    withheld = get_policy().withheld_mask(store.layer("attacks"))
     data = {
         "count": int(len(rows)),
         "actors": list(table.actors),
-        **mapdata.clusters(table, rows, zoom, view),
+        **mapdata.clusters(table, rows, zoom, view, withheld=withheld),
     }
     if request.args.get("heat") == "1":
         data["heat"] = mapdata.heat_cells(table, rows, zoom, view)
@@ -744,8 +813,12 @@ def _window(text: str) -> tuple[int, int] | None:
 
 @bp.get("/api/map/attacks/<path:attack_id>.json")
 def attack_feature(attack_id: str) -> Response:
-    """One attack's whole record, for its popup (FeatureNotFound answers 404)."""
-    return _json(orjson.dumps(get_store().feature("attacks", attack_id)))
+    """One attack's whole record, for its popup (FeatureNotFound answers 404, an attack whose
+    dataset's terms keep its record on the server RowWithheld 403)."""
+    layer = get_store().layer("attacks")
+    feature = get_store().feature("attacks", attack_id)
+    get_policy().check(layer, layer.by_id[str(attack_id)], attack_id)
+    return _json(orjson.dumps(feature))
 
 
 @bp.get("/api/map/<any(districts, tehsils):layer>.geojson")

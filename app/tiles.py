@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, render_template_string, request, url_for
 from werkzeug.exceptions import NotFound
 
-from app import STORE_KEY, get_store
+from app import POLICY_KEY, STORE_KEY, get_store
 from app.filters import FILTER_PARAMS, parse_filters, shown
 from app.security import CONTENT_SECURITY_POLICY
 from geo import tiles
@@ -38,7 +38,7 @@ def _set_up(state) -> None:
     app = state.app
     store = app.extensions[STORE_KEY]
     directory = app.config.get("TILE_CACHE_DIR") or None
-    tiler = app.extensions[TILER_KEY] = tiles.Tiler(store)
+    tiler = app.extensions[TILER_KEY] = tiles.Tiler(store, app.extensions[POLICY_KEY])
     app.extensions[CACHE_KEY] = TileCache(
         directory,
         version=store_version(store.manifest, tiler.cache_version()),

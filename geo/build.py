@@ -29,6 +29,7 @@ from geo.events import read_events, read_facts
 from geo.gazetteer import ATTRIBUTION as GEONAMES_ATTRIBUTION
 from geo.gazetteer import Gazetteer
 from geo.importers import merge_duplicates
+from geo.licences import dataset_source, read_datasets
 from geo.locate import SLIVER_FILE, SLIVER_MAX_KM, Locator, border_sliver
 from geo.schemas import LAYERS, STORE_FORMAT, validate_features
 from geo.sources import Source, fetch_all, file_sha256, read_sources
@@ -327,12 +328,14 @@ def _build_into(
     ]
     if problems:
         raise BuildError("the built store is invalid:\n  " + "\n  ".join(problems))
+    built_at = datetime.now(UTC).isoformat(timespec="seconds")
+    datasets = attack_dataset_sources(built.get("attacks", []), built_at[:10])
     layers = {}
     for name, features in built.items():
         path = work / f"{name}.geojson"
         offsets = geojson.write_feature_collection(path, features)
         arrays = index_arrays(LAYERS[name], features) if name in INDEXED_LAYERS else {}
-        layers[name] = _layer_entry(name, path, features, ctx, arrays.get("xy"))
+        layers[name] = _layer_entry(name, path, features, ctx, arrays.get("xy"), datasets)
         if arrays:
             np.savez(
                 work / index_file(path.name),
@@ -351,7 +354,7 @@ def _build_into(
             f.write(orjson.dumps(record) + b"\n")
     manifest = {
         "format": STORE_FORMAT,
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "built_at": built_at,
         "inputs": {
             "upstream": {
                 name: {
@@ -386,7 +389,7 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-# Licences of the data behind each layer; attacks add those of the datasets a store imported.
+# Licences of the data behind each layer; the attack datasets' come from data/datasets.toml.
 LAYER_SOURCES = {
     "districts": lambda ctx: [_cod_credit(ctx, DISTRICT_CHANGES)],
     "tehsils": lambda ctx: [_cod_credit(ctx, TEHSIL_CHANGES)],
@@ -397,14 +400,12 @@ LAYER_SOURCES = {
         {"name": "OpenStreetMap", "licence": "ODbL 1.0", "attribution": OSM_ATTRIBUTION}
     ],
     "attacks": lambda ctx: [
-        {
-            "name": "kpmap authored events",
-            "licence": "facts from the cited publications; descriptions in kpmap's own words",
-            "attribution": "each attack cites its publications in its sources",
-        },
         {"name": "GeoNames", "licence": "CC BY 4.0", "attribution": GEONAMES_ATTRIBUTION},
     ],
 }
+# Layers whose features count the attacks (district and tehsil totals): they are drawn from every
+# attack dataset in the store, so they credit each one as the attacks layer does.
+ATTACK_DERIVED = ("districts", "tehsils")
 
 
 def _cod_credit(ctx: BuildContext, changes: str) -> dict[str, str]:
@@ -422,29 +423,19 @@ def _cod_credit(ctx: BuildContext, changes: str) -> dict[str, str]:
     }
 
 
-# What users of an imported dataset must credit; the licences are the providers' own terms.
-IMPORT_SOURCES = {
-    "acled": {
-        "name": "ACLED",
-        "licence": "ACLED terms of use",
-        "attribution": "ACLED (acleddata.com)",
-    },
-    "gtd": {
-        "name": "GTD",
-        "licence": "GTD terms of use",
-        "attribution": "START, Global Terrorism Database",
-    },
-    "ucdp": {
-        "name": "UCDP GED",
-        "licence": "CC BY 4.0",
-        "attribution": "UCDP Georeferenced Event Dataset",
-    },
-    "synthetic": {
-        "name": "kpmap synth",
-        "licence": "synthetic",
-        "attribution": "SYNTHETIC records for benchmarks, not real events",
-    },
-}
+def attack_dataset_sources(features: list[dict[str, Any]], built: str) -> list[dict[str, Any]]:
+    """The manifest entry (geo.licences.dataset_source) of each dataset the attacks come from, in
+    data/datasets.toml order, with the releases its records carry (`release`, when an importer
+    recorded one) or else `built`, the store's build day, as the access date."""
+    datasets = read_datasets()
+    releases: dict[str, set[str]] = {}
+    for f in features:
+        props = f["properties"]
+        releases.setdefault(props["origin"], set()).add(props.get("release") or "")
+    unknown = sorted(set(releases) - set(datasets))
+    if unknown:
+        raise BuildError(f"attacks of origin {unknown} have no entry in data/datasets.toml")
+    return [dataset_source(d, releases[k], built) for k, d in datasets.items() if k in releases]
 
 
 def _layer_entry(
@@ -453,18 +444,20 @@ def _layer_entry(
     features: list[dict[str, Any]],
     ctx: BuildContext,
     xy: np.ndarray | None = None,
+    datasets: list[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     sources = LAYER_SOURCES[name](ctx)
     time_range = None
     entry_extra: dict[str, Any] = {}
     if name == "attacks":
-        origins = sorted({f["properties"]["origin"] for f in features})
-        sources += [IMPORT_SOURCES[o] for o in origins if o in IMPORT_SOURCES]
+        sources = [*datasets, *sources]
         entry_extra["publications"] = _cited_publications(features)
         if features:
             first = min(f["properties"]["date"] for f in features)
             last = max(f["properties"]["date_end"] or f["properties"]["date"] for f in features)
             time_range = [first, last]
+    elif name in ATTACK_DERIVED:
+        sources = [*sources, *datasets]
     return {
         "file": path.name,
         "title": LAYERS[name].title,
@@ -485,7 +478,7 @@ def _cited_publications(features: list[dict[str, Any]]) -> list[list[str]]:
     the event. The layer's sources credit the datasets: listing each once per event date would
     bury the articles under thousands of lines.
     """
-    datasets = {source["name"] for source in IMPORT_SOURCES.values()}
+    datasets = {d.publication for d in read_datasets().values() if d.publication}
     cited = {
         (source.get("publication") or "", source.get("date") or "")
         for f in features

@@ -55,3 +55,11 @@ class InvalidTile(InvalidQuery):
     x, y >= 2**z."""
 
     code = "invalid-tile"
+
+
+class RowWithheld(KpmapError):
+    """A record whose dataset's terms forbid handing its rows out (geo.licences); the message
+    names the terms and the setting by which a licensed operator serves it."""
+
+    status = 403
+    code = "licence-restricted"

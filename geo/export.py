@@ -11,7 +11,7 @@ features at a time into bytes, so memory stays flat whatever the store's size:
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,22 +61,30 @@ def csv_columns(schema: LayerSchema) -> list[str]:
     return ["id", "longitude", "latitude", *(p for p in schema.properties if p != "id")]
 
 
-def csv_chunks(layer: Layer, positions: np.ndarray) -> Iterator[bytes]:
+def csv_chunks(
+    layer: Layer, positions: np.ndarray, attribution: Mapping[str, str] | None = None
+) -> Iterator[bytes]:
     """One CSV row per point feature (UTF-8, with a header), as byte chunks.
 
     Lists of sources become one cell ("publication (date): title <url> | ..."), other lists and
     objects become JSON, booleans true/false, nulls empty. Text cells that a spreadsheet would
     run as a formula are neutralised (see `neutralise`); numbers are written as numbers.
+    With `attribution` (dataset key -> the credit its terms require), a last column
+    `attribution` gives each row the credit of the dataset its `origin` names.
     """
     columns = csv_columns(layer.schema)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(columns)
+    writer.writerow(columns if attribution is None else [*columns, "attribution"])
     for start in range(0, len(positions), CHUNK_FEATURES):
         # Parsed one by one: each feature's objects die at once, where a parsed batch would
         # survive into older GC generations and make the collector scan the whole store.
         for i in positions[start : start + CHUNK_FEATURES].tolist():
-            writer.writerow(_csv_row(orjson.loads(layer.feature_bytes(i)), columns))
+            feature = orjson.loads(layer.feature_bytes(i))
+            row = _csv_row(feature, columns)
+            if attribution is not None:
+                row.append(_cell(attribution.get(feature["properties"].get("origin"), "")))
+            writer.writerow(row)
         yield buffer.getvalue().encode("utf-8")
         buffer.seek(0)
         buffer.truncate()

@@ -207,8 +207,18 @@ def conformance(base: str, fmt: str) -> dict[str, Any]:
     }
 
 
-def collection(manifest: dict[str, Any], name: str, base: str, fmt: str) -> dict[str, Any]:
-    """One collection's metadata, as listed in /collections (/req/core/sfc-md-success)."""
+def collection(
+    manifest: dict[str, Any],
+    name: str,
+    base: str,
+    fmt: str,
+    withheld: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One collection's metadata, as listed in /collections (/req/core/sfc-md-success).
+
+    `withheld` is geo.licences' statement of the rows the licences keep out of the items; the
+    description repeats it when any are.
+    """
     entry = manifest["layers"][name]
     path = f"/collections/{name}"
     sources = entry.get("sources", [])
@@ -218,10 +228,14 @@ def collection(manifest: dict[str, Any], name: str, base: str, fmt: str) -> dict
         extent["spatial"] = {"bbox": [list(entry["bounds"])], "crs": CRS84}
     if entry.get("time_range"):
         extent["temporal"] = {"interval": [list(entry["time_range"])], "trs": GREGORIAN}
-    return {
+    description = f"{entry.get('count', 0)} features. Sources and licences: {attribution}"
+    if withheld and withheld.get("count"):
+        description += f". {withheld['count']} of them are not served as items: "
+        description += withheld["reason"]
+    doc = {
         "id": name,
         "title": entry.get("title", name),
-        "description": f"{entry.get('count', 0)} features. Sources and licences: {attribution}",
+        "description": description,
         "itemType": "feature",
         "crs": [CRS84],
         "extent": extent,
@@ -232,14 +246,26 @@ def collection(manifest: dict[str, Any], name: str, base: str, fmt: str) -> dict
             link(url(base, f"{path}/items", {"f": "html"}), "items", HTML, "the features"),
         ],
     }
+    if withheld is not None:
+        doc["withheld"] = withheld
+    return doc
 
 
-def collections(manifest: dict[str, Any], names: list[str], base: str, fmt: str) -> dict:
+def collections(
+    manifest: dict[str, Any],
+    names: list[str],
+    base: str,
+    fmt: str,
+    withheld: dict[str, dict[str, Any] | None] | None = None,
+) -> dict:
     """All collections (/req/core/fc-md-items): one entry per layer of the store."""
     path = "/collections"
+    withheld = withheld or {}
     return {
         "links": self_links(url(base, path, {"f": "json"}), url(base, path, {"f": "html"}), fmt),
-        "collections": [collection(manifest, name, base, fmt) for name in names],
+        "collections": [
+            collection(manifest, name, base, fmt, withheld.get(name)) for name in names
+        ],
     }
 
 

@@ -6,8 +6,10 @@ Each tile is one gzip-compressed MVT holding every vector layer (geo.tiles.EXPOR
 countries, tehsils, districts, district_labels, places, durand_line, attacks), unfiltered; the
 towns (places) start at zoom 7, as in the basemap, the tehsils at every zoom. Empty tiles are left
 out, as PMTiles readers expect. The default stops at zoom 12, where every attack is already its
-own point: map clients overzoom vector tiles past an archive's maxzoom, so deeper levels would
-only repeat the same points. The metadata holds the TileJSON-style description (name,
+own point (except those whose dataset's terms allow only aggregates, geo.licences: they stay
+clusters at every zoom, unless the tiler's policy names their dataset as licensed): map clients
+overzoom vector tiles past an archive's maxzoom, so deeper levels would only repeat the same
+points. The metadata holds the TileJSON-style description (name,
 attribution, vector_layers with their fields) and the store build it came from.
 """
 
@@ -17,11 +19,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import Writer
 
 from geo import tiles
 from geo.errors import InvalidQuery
+from geo.licences import RowPolicy
 from geo.store import Store
 
 DEFAULT_ZOOMS = range(0, 13)
@@ -45,8 +49,11 @@ def export_tiles(store: Store, zooms: Iterable[int]) -> list[tiles.Tile]:
     return sorted(found, key=lambda t: zxy_to_tileid(*t))
 
 
-def metadata(store: Store, zooms: range) -> dict[str, Any]:
-    """The archive's JSON metadata: what a TileJSON says, plus where the data came from."""
+def metadata(store: Store, zooms: range, policy: RowPolicy | None = None) -> dict[str, Any]:
+    """The archive's JSON metadata: what a TileJSON says, plus where the data came from and
+    whose attacks it holds only as clusters (`policy`, geo.licences; default: no licences)."""
+    policy = policy if policy is not None else RowPolicy.from_setting("")
+    withheld = policy.split(store.layer("attacks"), np.arange(len(store.layer("attacks"))))[1]
     vector_layers = [
         {
             "id": name,
@@ -74,6 +81,14 @@ def metadata(store: Store, zooms: range) -> dict[str, Any]:
         "generator": "kpmap tiles export",
         "kpmap": {
             "store_built_at": store.manifest.get("built_at"),
+            # The archive leaves no one of these attacks as a point: they are only in clusters.
+            "clustered_only": withheld.notice(policy.datasets),
+            # each attack dataset's whole attribution: access date, release, kpmap's changes
+            "datasets": [
+                source
+                for source in store.manifest["layers"]["attacks"].get("sources", [])
+                if source.get("dataset")
+            ],
             "layers": {
                 name: {"count": entry.get("count"), "sha256": entry.get("sha256")}
                 for name, entry in store.manifest["layers"].items()
@@ -111,7 +126,7 @@ def export_pmtiles(
                     progress(1)
             if not written:
                 raise InvalidQuery(f"no tiles to export at zooms {zooms.start}-{zooms.stop - 1}")
-            writer.finalize(_header(store, zooms), metadata(store, zooms))
+            writer.finalize(_header(store, zooms), metadata(store, zooms, tiler.policy))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

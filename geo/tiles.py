@@ -43,6 +43,7 @@ from shapely.ops import polylabel
 
 from geo import tiles_labels
 from geo.errors import InvalidTile, LayerNotFound
+from geo.licences import RowPolicy
 from geo.store import Store
 from geo.tiles_labels import Candidate, Label, Town, place_labels, read_towns
 from geo.tiles_mvt import EXTENT, encode_vector_tile
@@ -237,6 +238,9 @@ class _Points:
     count: np.ndarray  # attacks each stands for (1 for a point)
     killed: np.ndarray  # killed_best summed; an attack that reports none counts 0
     position: np.ndarray  # the attack's position in the store layer; -1 for a cluster
+    # True for an attack whose dataset's terms allow it only in aggregates (geo.licences);
+    # always False for a cluster, which is an aggregate.
+    withheld: np.ndarray
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -249,6 +253,14 @@ class _Points:
             self.count[keep],
             self.killed[keep],
             self.position[keep],
+            self.withheld[keep],
+        )
+
+    @staticmethod
+    def join(parts: Sequence["_Points"]) -> "_Points":
+        """The points of several parts, one after the other (not re-sorted)."""
+        return _Points(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in _Points.__dataclass_fields__)
         )
 
     def in_tile(self, z: int, x: int, y: int, buffer: float) -> np.ndarray:
@@ -293,6 +305,7 @@ class _Points:
             count=count,
             killed=np.add.reduceat(self.killed, starts),
             position=np.full(len(starts), -1, dtype=np.int64),
+            withheld=np.zeros(len(starts), dtype=bool),
         )
 
 
@@ -302,7 +315,15 @@ class _Selection:
     def __init__(self, points: _Points):
         self.points = points
         self._clusters: dict[int, _Points] = {}
+        self._withheld: dict[int, _Points] = {}
         self._lock = threading.Lock()
+
+    def withheld_clusters(self, z: int) -> _Points:
+        """Clusters of only the withheld attacks at zoom z: what a point tile shows of them."""
+        with self._lock:
+            if z not in self._withheld:
+                self._withheld[z] = self.points.take(self.points.withheld).clustered(z)
+            return self._withheld[z]
 
     def clusters(self, z: int) -> _Points:
         with self._lock:
@@ -342,8 +363,10 @@ class _AttackIndex:
 
     SELECTIONS = 8
 
-    def __init__(self, store: Store, killed: np.ndarray):
+    def __init__(self, store: Store, killed: np.ndarray, withheld: np.ndarray | None = None):
         layer = store.layer("attacks")
+        if withheld is None:
+            withheld = np.zeros(len(layer), dtype=bool)
         xy = shapely.get_coordinates(layer.geometries)
         u, v = world_xy(xy[:, 0], xy[:, 1])
         cells = 2**ORDER
@@ -361,6 +384,7 @@ class _AttackIndex:
                 count=np.ones(len(order), dtype=np.int64),
                 killed=killed[order].astype(np.int64),
                 position=order.astype(np.int64),
+                withheld=withheld[order],
             )
         )
         self.all.clusters(0)  # pre-aggregate every zoom now rather than on a first tile
@@ -540,8 +564,11 @@ def _polylabel(geometry: Any) -> Any:
 class Tiler:
     """Makes the tiles of one store. Indexes are built on first use and kept (thread-safe)."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, policy: RowPolicy | None = None):
+        """`policy` says whose rows the tiles may show one by one (geo.licences); by default no
+        dataset is licensed, so a caller that forgets it hands out nothing it may not."""
         self.store = store
+        self.policy = policy if policy is not None else RowPolicy.from_setting("")
         self._attacks: _AttackIndex | None = None
         self._shapes: dict[str, _Shapes] = {}
         self._labels: tuple[np.ndarray, np.ndarray, list[dict[str, Any]], np.ndarray] | None = None
@@ -554,7 +581,8 @@ class Tiler:
     def attack_index(self) -> _AttackIndex:
         with self._lock:
             if self._attacks is None:
-                self._attacks = _AttackIndex(self.store, attack_deaths(self.store))
+                withheld = self.policy.withheld_mask(self.store.layer("attacks"))
+                self._attacks = _AttackIndex(self.store, attack_deaths(self.store), withheld)
             return self._attacks
 
     def _shape_layer(self, name: str) -> _Shapes:
@@ -597,7 +625,8 @@ class Tiler:
     def cache_version(self) -> str:
         """What this store's tiles depend on besides its layers (see geo.tilecache.store_version):
         the tile code, and the towns, which come from data/districts.toml and GeoNames."""
-        digest = hashlib.sha256(repr(self.towns()[0]).encode()).hexdigest()[:12]
+        # A disk cache of tiles made under other licences must not be served under these.
+        digest = hashlib.sha256(repr((self.towns()[0], self.policy.key)).encode()).hexdigest()[:12]
         return f"{TILES_VERSION}-{digest}"
 
     def label_layout(self, z: int) -> list[Label]:
@@ -664,12 +693,24 @@ class Tiler:
     def _attack_points(
         self, tile: Tile, buffer: float, filters: Mapping[str, Any] | None
     ) -> tuple[_Points, np.ndarray]:
-        """The attack points or clusters a tile shows, and their indices in it."""
+        """The attack points or clusters a tile shows, and their indices in it.
+
+        Above CLUSTER_MAXZOOM a tile shows each attack as a point with its attributes, except the
+        attacks whose dataset's terms allow only aggregates (geo.licences): those stay clusters
+        at every zoom, counted and summed with the others but never one attack's record.
+        """
         selection = self.attack_index().selection(filters)
         z, x, y = tile
         if z > CLUSTER_MAXZOOM:
             points = selection.points
             idx = points.in_tile(z, x, y, buffer)
+            hidden = points.withheld[idx]
+            if hidden.any() and len(idx) - hidden.sum() <= MAX_POINTS:
+                clusters = selection.withheld_clusters(z)
+                shown = _Points.join(
+                    [points.take(idx[~hidden]), clusters.take(clusters.in_tile(z, x, y, buffer))]
+                )
+                return shown, np.arange(len(shown))
             if len(idx) <= MAX_POINTS:
                 return points, idx
         clusters = selection.clusters(z)
@@ -882,7 +923,8 @@ def layer_bounds(store: Store, layer: str) -> tuple[float, float, float, float]:
 
 def attribution(store: Store, layers: Sequence[str]) -> str:
     """The sources' attributions of the data behind some MVT layers, each once: the store
-    layers' (from its manifest), and GeoNames for the towns, which are not a store layer."""
+    layers' (from its manifest; an attack dataset's short `credit`), and GeoNames for the
+    towns, which are not a store layer."""
     seen: dict[str, None] = {}
     for name in layers:
         if name == "places":
@@ -891,7 +933,9 @@ def attribution(store: Store, layers: Sequence[str]) -> str:
             entry = store.manifest["layers"].get("districts" if name == "district_labels" else name)
             sources = (entry or {}).get("sources", [])
         for source in sources:
-            seen.setdefault(source["attribution"], None)
+            # an attack dataset's short credit: its whole attribution (with kpmap's changes) is
+            # in the store's manifest, the downloads and the pages
+            seen.setdefault(source.get("credit") or source["attribution"], None)
     return "; ".join(seen)
 
 
@@ -934,7 +978,8 @@ def tilejson(store: Store, layer: str, tiles_url: str, fmt: str = "mvt") -> dict
 
 DESCRIPTIONS = {
     "attacks": f"Attacks in Khyber Pakhtunkhwa: grid clusters (count, killed) up to zoom "
-    f"{CLUSTER_MAXZOOM}, then one point per attack with its attributes",
+    f"{CLUSTER_MAXZOOM}, then one point per attack with its attributes, except attacks from "
+    "datasets whose terms allow only aggregates (data/datasets.toml), which stay clusters",
     "districts": "Districts of Khyber Pakhtunkhwa with their attack and casualty totals",
     "tehsils": "Tehsils of Khyber Pakhtunkhwa with their attack and casualty totals",
     "durand_line": "The Durand Line (Afghanistan-Pakistan border), by province",

@@ -36,7 +36,8 @@ def add_parser(subparsers: Any) -> None:
         description="Renders every tile that touches the layer's bounds at the given zooms, "
         "unfiltered, into the cache folder the web app reads (KPMAP_TILE_CACHE_DIR), where nginx "
         "or a CDN can serve them. Empty tiles are not written. Tiles already there are kept "
-        "unless --force.",
+        "unless --force. Attacks from datasets whose terms allow only aggregates stay clusters "
+        "unless KPMAP_LICENSED_DATASETS names them, as in the web app.",
     )
     p.add_argument("layer", help=LAYERS)
     p.add_argument("--zoom", default="0-10", help="zoom or range of zooms (default 0-10)")
@@ -59,7 +60,9 @@ def add_parser(subparsers: Any) -> None:
         "export",
         help="write a PMTiles v3 archive of the vector tiles (every layer, with metadata)",
         description="Each tile holds the layers countries, districts, district_labels, "
-        "durand_line and attacks (unfiltered). Clients overzoom past the archive's maxzoom.",
+        "durand_line and attacks (unfiltered). Clients overzoom past the archive's maxzoom. "
+        "Attacks from datasets whose terms allow only aggregates stay clusters unless "
+        "KPMAP_LICENSED_DATASETS names them.",
     )
     p.add_argument("out", type=Path, metavar="OUT.pmtiles")
     p.add_argument("--zoom", default="0-12", help="zoom or range of zooms (default 0-12)")
@@ -108,13 +111,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     with tqdm(
         total=len(export_tiles(store, zooms)), desc="export", unit="tile", disable=None
     ) as bar:
-        result = export_pmtiles(store, args.out, zooms, progress=bar.update)
+        tiler = tiles.Tiler(store, licence_policy())
+        result = export_pmtiles(store, args.out, zooms, tiler=tiler, progress=bar.update)
     elapsed = time.perf_counter() - started
     print(
         f"{args.out}: {result['tiles']} tiles (of {result['visited']} visited), "
         f"z{zooms.start}-{zooms.stop - 1}, {result['bytes'] / 2**20:.1f} MiB in {elapsed:.1f} s"
     )
     return 0
+
+
+def licence_policy() -> Any:
+    """Whose rows the tiles may show one by one: as in the web app, KPMAP_LICENSED_DATASETS
+    names the restricted datasets the operator may redistribute (geo.licences)."""
+    from geo.licences import RowPolicy, setting_from_env
+
+    return RowPolicy.from_setting(setting_from_env())
 
 
 def parse_formats(text: str) -> list[str]:
@@ -142,7 +154,7 @@ def seed(
     from geo.tilecache import TileCache, TileKey, store_version
 
     tiles.mvt_layers(layer)
-    tiler = tiles.Tiler(store)
+    tiler = tiles.Tiler(store, licence_policy())
     # A small memory cache: seeding is a stream of tiles, each wanted once.
     cache = TileCache(
         cache_dir,

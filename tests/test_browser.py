@@ -19,6 +19,7 @@ import shapely
 from shapely.geometry import shape
 
 from app import create_app
+from tests.test_licences import RESTRICTED_IDS, build_licence_store
 from tests.test_maps import CLASH_AT, HOSTILE_AT, PAYLOAD, build_hostile_store
 
 CHROMIUM = "/usr/bin/chromium"
@@ -325,6 +326,27 @@ def test_server_side_clusters_when_there_are_many_attacks(browser, store_dir):
         watched.page.mouse.wheel(0, -400)  # zoom in: a new view asks the server again
         watched.page.wait_for_function(f"() => window.kpmapStats.draws > {stats['draws']}")
         assert " ".join(watched.requests).count("/api/map/clusters.json?") > asked
+        watched.assert_clean()
+    finally:
+        watched.close()
+        server.close()
+
+
+def test_restricted_attacks_are_drawn_only_as_server_clusters(browser, tmp_path_factory, store):
+    """ACLED and GTD rows (stand-ins) without a licence: the page asks the server for clusters,
+    never for the point feed or a restricted record, and still draws and counts them all."""
+    server = Server(create_app({"STORE": str(build_licence_store(tmp_path_factory, store))}))
+    watched = Watched(browser, {server.host})
+    try:
+        watched.open(server.url + "/")
+        stats = watched.stats()
+        asked = " ".join(watched.requests)
+        assert "/api/map/clusters.json?" in asked and "/api/map/attacks.json" not in asked
+        assert not any(fid in asked for fid in RESTRICTED_IDS)
+        assert stats["cells"] > 0 and stats["districtOnly"] > 0
+        note = watched.page.locator("#kpmap-withheld").inner_text()
+        assert "come from ACLED, GTD" in note
+        screenshot(watched.page, "licences.png")
         watched.assert_clean()
     finally:
         watched.close()

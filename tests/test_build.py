@@ -8,6 +8,7 @@ import pytest
 from geo import attacks, build
 from geo.attacks import feature_record
 from geo.errors import BuildError
+from geo.licences import read_datasets
 from geo.schemas import validate_store
 from geo.store import Store
 from tests.conftest import offline_mirror
@@ -57,7 +58,7 @@ def test_every_dataset_publication_is_a_credited_source():
     from geo.importers import acled, gtd, ucdp
     from geo.synth import SYNTHETIC_SOURCE
 
-    names = {source["name"] for source in build.IMPORT_SOURCES.values()}
+    names = {dataset.publication for dataset in read_datasets().values()}
     assert {acled.NAME, gtd.NAME, ucdp.NAME, SYNTHETIC_SOURCE["publication"]} <= names
 
 

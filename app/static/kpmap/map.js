@@ -441,14 +441,15 @@
       return dayText(record.start) + (record.end !== record.start ? " – " + dayText(record.end) : "");
     }
 
-    /* groups: district id -> {count, sample: records} */
+    /* groups: district id -> {count, sample: records, withheld: how many are not listed} */
     function drawDistrictOnly(groups) {
       districtOnly.clearLayers();
       var drawn = 0;
       Object.keys(groups).forEach(function (id) {
         var shape = districtShapes[id], count = groups[id].count, list = groups[id].sample;
+        var withheld = groups[id].withheld || 0;
         if (!shape || !count) return;
-        var same = list.every(function (r) { return r.actor === list[0].actor; });
+        var same = list.length > 0 && !withheld && list.every(function (r) { return r.actor === list[0].actor; });
         var outline = L.polygon(shape.getLatLngs(), { color: same ? actorColour(list[0].actor) : "#333",
           weight: 3, dashArray: "8 6", fill: !tehsilsShown(), fillOpacity: 0.04, fillColor: "#000" });
         var label = n(count) + (count === 1 ? " event" : " events") + " located only to " + districtName(id);
@@ -461,7 +462,8 @@
             button.addEventListener("click", function () { openAttack(record, outline.getCenter()); });
             return el("li", {}, [button]);
           });
-          if (count > list.length) items.push(el("li", { text: "and " + n(count - list.length) + " more" }));
+          if (count - withheld > list.length) items.push(el("li", { text: "and " + n(count - withheld - list.length) + " more" }));
+          if (withheld) items.push(el("li", { text: n(withheld) + " from datasets whose terms let this map only count them" }));
           return el("div", { class: "kpmap-popup" }, [el("h3", { text: label }),
             el("p", { class: "kpmap-small", text: "Their sources give no place finer than the district." }),
             el("ul", {}, items)]);
@@ -578,7 +580,8 @@
         });
         var groups = {};
         Object.keys(answer.district_only).forEach(function (id) {
-          groups[id] = { count: answer.district_only[id].count, sample: records(answer.district_only[id].sample) };
+          groups[id] = { count: answer.district_only[id].count, withheld: answer.district_only[id].withheld,
+            sample: records(answer.district_only[id].sample) };
         });
         drawDistrictOnly(groups);
         if (answer.heat) {
@@ -622,7 +625,10 @@
     }
 
     // Asked for at once, alongside the districts (which they are drawn after).
-    var attacksDrawn = (config.count > config.clientLimit ? serverAttacks() : clientAttacks()).then(function (source) {
+    // Attacks whose records must stay on the server (config.aggregateOnly, see app/maps.py) are
+    // only ever sent as clusters, so the page then lets the server cluster every view.
+    var serverSide = config.count > config.clientLimit || config.aggregateOnly;
+    var attacksDrawn = (serverSide ? serverAttacks() : clientAttacks()).then(function (source) {
       addTimeline(source);
       return source.show(null);
     });
