@@ -55,3 +55,11 @@ class InvalidTile(InvalidQuery):
     x, y >= 2**z."""
 
     code = "invalid-tile"
+
+
+class OlderRelease(KpmapError):
+    """An import of a dataset's release older than the one the store already holds (the newer
+    release replaced it; importing the older one again would bring back what it replaced)."""
+
+    status = 409
+    code = "older-release"
