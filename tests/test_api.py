@@ -592,6 +592,24 @@ def test_req_core_f_op_success_and_links(client, store):
     assert "links" not in store.feature("attacks", feature["id"])  # the store's dict untouched
 
 
+@pytest.fixture(scope="module")
+def linked_client(linked_store_dir):
+    """A client of a store where acled-T1 and ucdp-t1 are one linked attack."""
+    return create_app({"STORE": str(linked_store_dir), "TESTING": True}).test_client()
+
+
+@pytest.mark.parametrize("member", ["acled-T1", "ucdp-t1"])
+def test_every_linked_records_id_answers_with_its_attack(linked_client, member):
+    doc = get_json(linked_client, f"/ogc/collections/attacks/items/{member}")
+    assert doc["id"] == "acled-T1"
+    assert [m["id"] for m in doc["properties"]["linked"]] == ["acled-T1", "ucdp-t1"]
+    assert rels(doc)["self"][0]["href"].endswith("/items/acled-T1?f=json")  # the attack's own
+    items = get_json(linked_client, f"/ogc/collections/attacks/items?id={member}")
+    assert [f["id"] for f in items["features"]] == ["acled-T1"]
+    popup = get_json(linked_client, f"/api/map/attacks/{member}.json")
+    assert popup["id"] == "acled-T1"
+
+
 def test_req_core_crs84(client):
     doc = get_json(client, "/ogc/collections/attacks/items")
     for feature in doc["features"]:
