@@ -10,7 +10,8 @@ A dataset's release is one whole edition of it: a newer release replaces every r
 older one (events the provider dropped or re-coded go with it), never mixes with it.
 """
 
-from collections import Counter
+from collections import Counter, defaultdict
+from operator import itemgetter
 from typing import Any
 
 from geo.errors import OlderRelease
@@ -51,14 +52,11 @@ def combine_imports(
     as replaced too). Records come back sorted by id, so the store does not depend on the order
     of imports.
     """
-    newest_added: dict[str, str] = {}
-    for record in added:
-        dataset, release = dataset_of(record), release_of(record)
-        newest_added[dataset] = max(newest_added.get(dataset, release), release)
-    newest_kept: dict[str, str] = {}
-    for record in kept:
-        dataset, release = dataset_of(record), release_of(record)
-        newest_kept[dataset] = max(newest_kept.get(dataset, release), release)
+    # One pass over each list, into batches by (dataset, release): a store may keep a million
+    # records, and there are only a few batches to decide on.
+    kept_batches, added_batches = _batches(kept), _batches(added)
+    newest_kept = _newest(kept_batches)
+    newest_added = _newest(added_batches)
     older = {d: (r, newest_kept[d]) for d, r in newest_added.items() if r < newest_kept.get(d, r)}
     if older:
         raise OlderRelease(
@@ -72,17 +70,32 @@ def combine_imports(
     newest = {**newest_kept, **newest_added}
     replaced: Counter[tuple[str, str]] = Counter()
     by_id: dict[str, dict[str, Any]] = {}
-    for record in (*kept, *added):  # added last: a re-imported id replaces the kept record
-        dataset, release = dataset_of(record), release_of(record)
-        if release != newest[dataset]:
-            replaced[dataset, release] += 1
-            continue
-        by_id[record["id"]] = record
+    # added last: a re-imported id replaces the kept record
+    for batches in (kept_batches, added_batches):
+        for (dataset, release), records in batches.items():
+            if release != newest[dataset]:
+                replaced[dataset, release] += len(records)
+                continue
+            by_id.update((r["id"], r) for r in records)
     report = [
         {"dataset": d, "release": r, "by_release": newest[d], "records": n}
         for (d, r), n in sorted(replaced.items())
     ]
-    return [by_id[i] for i in sorted(by_id)], report
+    return sorted(by_id.values(), key=itemgetter("id")), report
+
+
+def _batches(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    batches: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        batches[dataset_of(record), release_of(record)].append(record)
+    return batches
+
+
+def _newest(batches: dict[tuple[str, str], list[dict[str, Any]]]) -> dict[str, str]:
+    newest: dict[str, str] = {}
+    for dataset, release in batches:
+        newest[dataset] = max(newest.get(dataset, release), release)
+    return newest
 
 
 def _shown(release: str) -> str:

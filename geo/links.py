@@ -29,6 +29,7 @@ answers for it (geo.store).
 import math
 from collections import defaultdict
 from datetime import date
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -123,7 +124,7 @@ def link_records(
     the few records near it in time and space: the pass stays near-linear in the number of
     records (and costs nothing when only one origin can link, as in a store of synthetic records).
     """
-    records = sorted(records, key=lambda r: r["id"])
+    records = sorted(records, key=itemgetter("id"))
     candidates = []
     for position, record in enumerate(records):
         if record["origin"] not in ORIGIN_RANK:
@@ -151,7 +152,7 @@ def link_records(
             )
         elif position not in in_group:
             linked.append(record)
-    return sorted(linked, key=lambda r: r["id"]), links
+    return sorted(linked, key=itemgetter("id")), links
 
 
 def _pairs(candidates: list[_Candidate]) -> list[tuple[int, float, int, int]]:
