@@ -182,7 +182,8 @@ class Store:
             raise LayerNotFound(f"no layer {name!r}; the layers are: {allowed}") from None
 
     def feature(self, name: str, feature_id: str) -> dict[str, Any]:
-        """One feature by its id; FeatureNotFound (404) if the layer has no such id."""
+        """One feature by its id, or an attack by the id of any record linked into it (see
+        geo.links); FeatureNotFound (404) if the layer has no such id."""
         layer = self.layer(name)
         try:
             return layer.feature_at(layer.by_id[str(feature_id)])
