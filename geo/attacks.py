@@ -1,4 +1,5 @@
-"""The attacks layer: authored events geocoded, imported records merged, placed and measured.
+"""The attacks layer: authored events geocoded, imported records placed and measured (records of
+different datasets reporting one event are linked by geo.links).
 
 Every attack record (authored, imported or synthetic) is a canonical property dict with "lon" and
 "lat" (see the README's attack schema); this module turns records into GeoJSON features and sums
@@ -134,6 +135,11 @@ def attack_features(
             del properties[key]
         properties["distance_to_border_km"] = km
         properties["former_fata"] = former_fata[record["district"]]
+        linked = properties.setdefault("linked", [])  # a record linked to none (geo.links)
+        # every dataset the feature holds rows of: what the licences are decided by
+        properties["origins"] = (
+            ",".join(dict.fromkeys(m["origin"] for m in linked)) if linked else record["origin"]
+        )
         features.append(
             {
                 "type": "Feature",
@@ -149,7 +155,15 @@ def feature_record(feature: Mapping[str, Any]) -> dict[str, Any]:
     """A stored attack feature back as a record (properties + lon/lat), to rebuild from."""
     lon, lat = feature["geometry"]["coordinates"][:2]
     properties = dict(feature["properties"])
-    for derived in ("distance_to_border_km", "former_fata", "tehsil", "border_sliver_km"):
+    derived_keys = (
+        "distance_to_border_km",
+        "former_fata",
+        "tehsil",
+        "border_sliver_km",
+        "linked",
+        "origins",
+    )
+    for derived in derived_keys:
         properties.pop(derived, None)
     return {**properties, "lon": lon, "lat": lat}
 

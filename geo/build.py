@@ -23,13 +23,14 @@ import shapely
 
 from geo import attacks, border, geojson, paths
 from geo.citations import cite, read_citations
+from geo.datasets import combine_imports
 from geo.districts import KP_ADM1_PCODE, build_districts, read_district_table
 from geo.errors import BuildError
 from geo.events import read_events, read_facts
 from geo.gazetteer import ATTRIBUTION as GEONAMES_ATTRIBUTION
 from geo.gazetteer import Gazetteer
-from geo.importers import merge_duplicates
 from geo.licences import dataset_source, read_datasets
+from geo.links import LINK_RULE, link_records
 from geo.locate import SLIVER_FILE, SLIVER_MAX_KM, Locator, border_sliver
 from geo.schemas import LAYERS, STORE_FORMAT, validate_features
 from geo.sources import Source, fetch_all, file_sha256, read_sources
@@ -44,6 +45,8 @@ IMPORTED_FILE = "imported.jsonl"
 # Store.open reads arrays instead of parsing every feature.
 INDEXED_LAYERS = ("attacks",)
 FACTS_FILE = "facts.json"
+# Every group of records linked as one attack (geo.links), for the import report.
+LINKS_FILE = "links.json"
 # Versions that change what a build produces; recorded in the manifest.
 PACKAGES = (
     "kpmap",
@@ -79,6 +82,10 @@ class BuildContext:
         # Imported records whose point lies in no KP district under the current boundaries:
         # kept in imported.jsonl, left out of the layer, listed in the manifest.
         self.not_placed: list[dict[str, str]] = []
+        # The groups of records the attacks layer linked (geo.links), for the manifest.
+        self.links: list[dict[str, Any]] = []
+        # What this build's import replaced: older releases of the datasets imported.
+        self.replaced: list[dict[str, Any]] = []
         self.sliver = None
         self.border = None
         # Both countries' outlines (OSM-derived time-zone polygons): the border is where they
@@ -229,9 +236,9 @@ def build_attacks_layer(ctx: BuildContext) -> list[dict[str, Any]]:
     authored, problems = attacks.geocode_events(read_events(citations=ctx.citations), gazetteer)
     if problems:
         raise BuildError("authored events cannot be placed:\n  " + "\n  ".join(problems))
-    # Authored records come first so that a duplicate imported later merges into them.
-    records = merge_duplicates(authored + ctx.imported)
-    records, ctx.not_placed = attacks.place(records, ctx.locator)
+    # Placed before linking: a record drawn nowhere must not lend its figures to a drawn one.
+    records, ctx.not_placed = attacks.place(authored + ctx.imported, ctx.locator)
+    records, ctx.links = link_records(records)
     former_fata = {f["id"]: f["properties"]["former_fata"] for f in ctx.district_features}
     return attacks.attack_features(records, border.BorderIndex(ctx.border), former_fata)
 
@@ -271,13 +278,17 @@ def build_store(
 
     `added` are records (canonical properties + lon/lat) to import; together with those the
     existing store already imported they are kept in the store and included in every rebuild.
-    Returns the manifest. Raises BuildError (or FetchError) and leaves any existing store untouched.
+    A dataset's newer release replaces its older one (geo.datasets.combine_imports: the manifest
+    lists what was replaced in inputs.replaced); an older release than the store's raises
+    OlderRelease. Returns the manifest. Raises BuildError (or FetchError, OlderRelease) and leaves
+    any existing store untouched.
     """
     store = Path(store or paths.store_dir())
     store.parent.mkdir(parents=True, exist_ok=True)
     sources = read_sources()
     files = fetch_all(sources, cache=cache, mirror=mirror)
-    imported = [attacks.upgrade(r) for r in _merge_by_id(read_imported(store), added or [])]
+    kept, replaced = combine_imports(read_imported(store), added or [])
+    imported = [attacks.upgrade(r) for r in kept]
     work = Path(tempfile.mkdtemp(prefix=f".store-{store.name}-", dir=store.parent))
     work.chmod(0o755)  # mkdtemp makes it private; the store is meant to be served and shared
     # A build allocates millions of small dicts and frees almost none: the cyclic garbage
@@ -286,7 +297,7 @@ def build_store(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        manifest = _build_into(work, sources, files, imported)
+        manifest = _build_into(work, sources, files, imported, replaced)
         _swap_in(work, store)
     finally:
         if collecting:
@@ -304,17 +315,15 @@ def read_imported(store: Path) -> list[dict[str, Any]]:
         return [orjson.loads(line) for line in f if line.strip()]
 
 
-def _merge_by_id(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Old records then new; a new record with an old record's id replaces it (a re-import)."""
-    by_id = {r["id"]: r for r in old}
-    by_id.update((r["id"], r) for r in new)
-    return list(by_id.values())
-
-
 def _build_into(
-    work: Path, sources: dict[str, Source], files: dict[str, Path], imported: list[dict[str, Any]]
+    work: Path,
+    sources: dict[str, Source],
+    files: dict[str, Path],
+    imported: list[dict[str, Any]],
+    replaced: list[dict[str, Any]],
 ) -> dict[str, Any]:
     ctx = BuildContext(sources, files, imported)
+    ctx.replaced = replaced
     built = {name: builder(ctx) for name, builder in LAYER_BUILDERS.items()}
     facts = read_facts(citations=ctx.citations)
     if "attacks" in built:
@@ -352,6 +361,7 @@ def _build_into(
     with open(work / IMPORTED_FILE, "wb") as f:
         for record in imported:
             f.write(orjson.dumps(record) + b"\n")
+    _write_json(work / LINKS_FILE, {"rule": LINK_RULE, "links": ctx.links})
     manifest = {
         "format": STORE_FORMAT,
         "built_at": built_at,
@@ -368,7 +378,14 @@ def _build_into(
             },
             "authored": {str(p.relative_to(paths.ROOT)): file_sha256(p) for p in authored_inputs()},
             "imported_records": len(imported),
+            "replaced": ctx.replaced,
             "not_placed": ctx.not_placed,
+        },
+        "links": {
+            "file": LINKS_FILE,
+            "rule": LINK_RULE,
+            "count": len(ctx.links),
+            "records": sum(len(link["members"]) for link in ctx.links),
         },
         "facts": {"file": FACTS_FILE, "count": len(facts)},
         "border_sliver": {"file": SLIVER_FILE, "sha256": file_sha256(work / SLIVER_FILE)},
@@ -431,7 +448,9 @@ def attack_dataset_sources(features: list[dict[str, Any]], built: str) -> list[d
     releases: dict[str, set[str]] = {}
     for f in features:
         props = f["properties"]
-        releases.setdefault(props["origin"], set()).add(props.get("release") or "")
+        members = props.get("linked") or [props]
+        for member in members:
+            releases.setdefault(member["origin"], set()).add(member.get("release") or "")
     unknown = sorted(set(releases) - set(datasets))
     if unknown:
         raise BuildError(f"attacks of origin {unknown} have no entry in data/datasets.toml")

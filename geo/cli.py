@@ -1,6 +1,7 @@
 """The `kpmap` command: fetch, build, validate and describe the GeoJSON store."""
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -91,12 +92,39 @@ def cmd_import(args: argparse.Namespace) -> int:
     before = store.manifest["layers"]["attacks"]["count"]
     manifest = build_store(args.store, added=result.records)
     report_not_placed(manifest)
+    report_links(manifest, args.store)
     after = manifest["layers"]["attacks"]["count"]
     print(
         f"{args.file}: {len(result.records)} row(s) taken, {len(result.rejected)} not taken; "
-        f"attacks in {args.store}: {before} -> {after} (duplicates merged)"
+        f"attacks in {args.store}: {before} -> {after} (records of different datasets that "
+        "report one event count once)"
     )
     return 0
+
+
+# Links printed one by one; the rest are in the store's links file.
+LINKS_SHOWN = 10
+
+
+def report_links(manifest: dict, store: Path) -> None:
+    """What the import replaced (older releases of its dataset) and the links the build made."""
+    for r in manifest["inputs"].get("replaced", []):
+        release = r["release"] or "(unknown release)"
+        what = f"{r['records']} record(s) of {r['dataset']} {release}"
+        print(f"replaced: {what} by release {r['by_release']}")
+    links = manifest.get("links", {})
+    print(
+        f"linked: {links.get('count', 0)} attack(s) reported by more than one dataset, "
+        f"{links.get('records', 0)} record(s) in all (rule: {links.get('rule', '')})"
+    )
+    if not links.get("count"):
+        return
+    listed = json.loads((store / links["file"]).read_text(encoding="utf-8"))["links"]
+    for link in listed[:LINKS_SHOWN]:
+        for member, reason in zip(link["members"][1:], link["reasons"], strict=True):
+            print(f"  {member}: {reason}")
+    if len(listed) > LINKS_SHOWN:
+        print(f"  ... and {len(listed) - LINKS_SHOWN} more in {store / links['file']}")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -145,7 +173,8 @@ def parser() -> argparse.ArgumentParser:
         "import",
         help="import attacks from an ACLED, GTD or UCDP GED file into the store",
         description="Rows outside KP or that cannot be read are listed with their line number "
-        "and reason; duplicates (same actor, within a day and 2 km) merge. The store is rebuilt "
+        "and reason; records of other datasets reporting the same event are linked into one attack "
+        "(geo.links), and a newer release of a dataset replaces the older. The store is rebuilt "
         "atomically: a file that cannot be read changes nothing.",
     )
     p.add_argument("format", choices=("acled", "gtd", "ucdp"))

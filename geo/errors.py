@@ -63,3 +63,11 @@ class RowWithheld(KpmapError):
 
     status = 403
     code = "licence-restricted"
+
+
+class OlderRelease(KpmapError):
+    """An import of a dataset's release older than the one the store already holds (the newer
+    release replaced it; importing the older one again would bring back what it replaced)."""
+
+    status = 409
+    code = "older-release"

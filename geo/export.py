@@ -70,7 +70,7 @@ def csv_chunks(
     objects become JSON, booleans true/false, nulls empty. Text cells that a spreadsheet would
     run as a formula are neutralised (see `neutralise`); numbers are written as numbers.
     With `attribution` (dataset key -> the credit its terms require), a last column
-    `attribution` gives each row the credit of the dataset its `origin` names.
+    `attribution` gives each row the credit of every dataset its `origins` name.
     """
     columns = csv_columns(layer.schema)
     buffer = io.StringIO()
@@ -83,7 +83,8 @@ def csv_chunks(
             feature = orjson.loads(layer.feature_bytes(i))
             row = _csv_row(feature, columns)
             if attribution is not None:
-                row.append(_cell(attribution.get(feature["properties"].get("origin"), "")))
+                origins = str(feature["properties"].get("origins") or "").split(",")
+                row.append(_cell("; ".join(attribution[o] for o in origins if o in attribution)))
             writer.writerow(row)
         yield buffer.getvalue().encode("utf-8")
         buffer.seek(0)

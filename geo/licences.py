@@ -38,7 +38,7 @@ DATASETS_TOML = paths.DATA_DIR / "datasets.toml"
 # environment (`setting_from_env`).
 SETTING = "KPMAP_LICENSED_DATASETS"
 # The attack property that names a record's dataset (geo.schemas: filterable, so it is a column).
-ORIGIN = "origin"
+ORIGIN = "origins"  # every dataset a feature holds rows of (geo.attacks.attack_features)
 # Placeholders an attribution template may use (filled in by `dataset_source`).
 TEMPLATE_KEYS = ("citation", "changes", "access_date", "release")
 REQUIRED = ("name", "licence", "redistribute_rows", "citation", "attribution")

@@ -12,7 +12,7 @@ from geo.geojson import read_json, to_shape
 
 # What a store folder holds (manifest, layer files, saved indexes): bumped whenever that changes,
 # so that a store built by another version is rebuilt rather than misread.
-STORE_FORMAT = "kpmap-store/3"
+STORE_FORMAT = "kpmap-store/4"
 NUMBER = (int, float)
 OPTIONAL_STR = (str, type(None))
 OPTIONAL_INT = (int, type(None))
@@ -34,6 +34,9 @@ class LayerSchema:
     range_filters: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Numeric properties kept as arrays (every range filter's, and the figures the maps total).
     numbers: tuple[str, ...] = ()
+    # A list property whose entries' "id"s also answer for the feature (attacks: `linked`, the
+    # records of other datasets linked into it).
+    aliases: str | None = None
 
     def __post_init__(self):
         unindexed = [p for p, _ in self.range_filters.values() if p not in self.numbers]
@@ -146,6 +149,10 @@ LAYERS: dict[str, LayerSchema] = {
             "distance_to_border_km": NUMBER,
             "former_fata": (bool,),
             "origin": (str,),
+            # every dataset whose rows the feature holds, comma-separated ("acled,ucdp" for an
+            # event linked across two): licences (geo.licences) are decided by it
+            "origins": (str,),
+            "linked": (list,),
         },
         time=("date", "date_end"),
         filterable=(
@@ -158,10 +165,12 @@ LAYERS: dict[str, LayerSchema] = {
             "tehsil",
             "claimed",
             "origin",
+            "origins",
             "date_precision",
             "geo_precision",
         ),
         range_filters={"max_border_km": ("distance_to_border_km", "<=")},
+        aliases="linked",
         numbers=(
             "distance_to_border_km",
             "killed_low",

@@ -52,6 +52,8 @@ class Layer:
     geometries: np.ndarray
     tree: shapely.STRtree
     ids: np.ndarray
+    # Feature id -> position; also every alias (the id of a record linked into a feature) -> the
+    # feature's position, so that every linked record's id answers.
     by_id: dict[str, int]
     # Each filterable property as codes into its distinct values (as text: see _text), e.g.
     # actor: codes [0, 1, 0, ...] into values ["TTP", "ISKP"]; "id" uses `ids` instead.
@@ -95,7 +97,11 @@ class Layer:
         lookup = self._lookup.get(key)
         if lookup is None:
             lookup = defaultdict(list)
-            for code, value in enumerate(self.column(key)[1].tolist()):
+            if key == "id":  # an id's code is its position; aliases find their feature too
+                pairs = ((code, value) for value, code in self.by_id.items())
+            else:
+                pairs = enumerate(self.column(key)[1].tolist())
+            for code, value in pairs:
                 lookup[value.strip().casefold()].append(code)
             self._lookup[key] = lookup = dict(lookup)
         return [code for w in wanted for code in lookup.get(w, ())]
@@ -176,7 +182,8 @@ class Store:
             raise LayerNotFound(f"no layer {name!r}; the layers are: {allowed}") from None
 
     def feature(self, name: str, feature_id: str) -> dict[str, Any]:
-        """One feature by its id; FeatureNotFound (404) if the layer has no such id."""
+        """One feature by its id, or an attack by the id of any record linked into it (see
+        geo.links); FeatureNotFound (404) if the layer has no such id."""
         layer = self.layer(name)
         try:
             return layer.feature_at(layer.by_id[str(feature_id)])
@@ -248,7 +255,8 @@ def index_arrays(schema: LayerSchema, features: list[dict[str, Any]]) -> dict[st
         xy = (c for f in features for c in f["geometry"]["coordinates"][:2])
         arrays["xy"] = np.fromiter(xy, dtype=float, count=2 * n).reshape(-1, 2)
     coded = [k for k in schema.filterable if k != "id"]  # "id" is `ids`
-    keys = [*coded, *schema.numbers, *(schema.time or ())]
+    aliased = [schema.aliases] if schema.aliases else []
+    keys = [*coded, *schema.numbers, *(schema.time or ()), *aliased]
     # One pass over the features (a million dicts are slow to walk, once per column slower).
     rows = ([f["properties"].get(k) for k in keys] for f in features)
     columns = dict(zip(keys, zip(*rows, strict=True), strict=True)) if n else {k: () for k in keys}
@@ -259,12 +267,26 @@ def index_arrays(schema: LayerSchema, features: list[dict[str, Any]]) -> dict[st
         arrays[f"values:{key}"] = np.array([_text(v) for v in distinct], dtype=str)
     for key in schema.numbers:
         arrays[f"number:{key}"] = np.array(columns[key], dtype=float)  # None becomes NaN
+    if schema.aliases:
+        arrays["alias_ids"], arrays["alias_rows"] = _aliases(arrays["ids"], columns[schema.aliases])
     if schema.time:
         first, last = schema.time
         ends = [e or s for s, e in zip(columns[first], columns[last], strict=True)]
         arrays["span_start"] = _period_days(np.array(columns[first], dtype=str), last_day=False)
         arrays["span_end"] = _period_days(np.array(ends, dtype=str), last_day=True)
     return arrays
+
+
+def _aliases(ids: np.ndarray, entries: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(alias ids, their features' positions) from each feature's list of linked records: every
+    entry's id but the feature's own."""
+    aliases, rows = [], []
+    for row, (own, linked) in enumerate(zip(ids.tolist(), entries, strict=True)):
+        for entry in linked or ():
+            if entry["id"] != own:
+                aliases.append(entry["id"])
+                rows.append(row)
+    return np.array(aliases, dtype=str), np.array(rows, dtype=np.int64)
 
 
 # date(1970, 1, 1).toordinal(): numpy counts days from 1970, Python's ordinals from year 1.
@@ -323,12 +345,17 @@ def _layer(
     def prefixed(prefix: str) -> dict[str, np.ndarray]:
         return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
 
+    by_id = dict(zip(ids.tolist(), range(len(ids)), strict=True))
+    if "alias_ids" in arrays:
+        aliases = zip(arrays["alias_ids"].tolist(), arrays["alias_rows"].tolist(), strict=True)
+        for alias, row in aliases:
+            by_id.setdefault(alias, row)  # a feature's own id wins over another's alias
     return Layer(
         schema=schema,
         geometries=geometries,
         tree=shapely.STRtree(geometries),
         ids=ids,
-        by_id=dict(zip(ids.tolist(), range(len(ids)), strict=True)),
+        by_id=by_id,
         codes=prefixed("codes:"),
         values=prefixed("values:"),
         numbers=prefixed("number:"),

@@ -95,7 +95,7 @@ parsed = time.perf_counter() - t
 m = build_store(store, mirror={mirror!r}, added=result.records)
 total = time.perf_counter() - t
 print(f"{{total:.1f}} s (parse {{parsed:.1f}} s), {{len(result.records)}} taken, "
-      f"{{len(result.rejected)}} not, {{m['layers']['attacks']['count']}} attacks after merging, "
+      f"{{len(result.rejected)}} not, {{m['layers']['attacks']['count']}} attacks, "
       f"peak {{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f}} GB")
 """,
         )

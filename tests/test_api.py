@@ -593,6 +593,36 @@ def test_req_core_f_op_success_and_links(client, store):
     assert "links" not in store.feature("attacks", feature["id"])  # the store's dict untouched
 
 
+@pytest.fixture(scope="module")
+def linked_client(linked_store_dir):
+    """A client of a store where acled-T1 and ucdp-t1 are one linked attack, served by an
+    operator licensed to hand out ACLED's rows."""
+    config = {"STORE": str(linked_store_dir), "TESTING": True, "LICENSED_DATASETS": "acled"}
+    return create_app(config).test_client()
+
+
+@pytest.mark.parametrize("member", ["acled-T1", "ucdp-t1"])
+def test_a_linked_attack_holding_a_restricted_row_is_withheld_by_either_id(
+    linked_store_dir, member
+):
+    """Its `linked` list would hand out the ACLED row, so the UCDP id does not open it either."""
+    client = create_app({"STORE": str(linked_store_dir), "TESTING": True}).test_client()
+    response = client.get(f"/ogc/collections/attacks/items/{member}")
+    assert response.status_code == 403 and b"licence-restricted" in response.data
+
+
+@pytest.mark.parametrize("member", ["acled-T1", "ucdp-t1"])
+def test_every_linked_records_id_answers_with_its_attack(linked_client, member):
+    doc = get_json(linked_client, f"/ogc/collections/attacks/items/{member}")
+    assert doc["id"] == "acled-T1"
+    assert [m["id"] for m in doc["properties"]["linked"]] == ["acled-T1", "ucdp-t1"]
+    assert rels(doc)["self"][0]["href"].endswith("/items/acled-T1?f=json")  # the attack's own
+    items = get_json(linked_client, f"/ogc/collections/attacks/items?id={member}")
+    assert [f["id"] for f in items["features"]] == ["acled-T1"]
+    popup = get_json(linked_client, f"/api/map/attacks/{member}.json")
+    assert popup["id"] == "acled-T1"
+
+
 def test_req_core_crs84(client):
     doc = get_json(client, "/ogc/collections/attacks/items")
     for feature in doc["features"]:

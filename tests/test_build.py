@@ -7,7 +7,7 @@ import pytest
 
 from geo import attacks, build
 from geo.attacks import feature_record
-from geo.errors import BuildError
+from geo.errors import BuildError, LayerNotFound
 from geo.licences import read_datasets
 from geo.schemas import validate_store
 from geo.store import Store
@@ -188,3 +188,168 @@ def test_records_kept_from_an_older_store_are_flagged_not_passed_off_as_classifi
     kept = Store.open(old_store).feature("attacks", "synthetic-older")["properties"]
     assert kept["category"] == "militant attack"
     assert kept["flags"] == [attacks.UNCLASSIFIED_FLAG]
+
+
+# --- linked records, releases ------------------------------------------------------------------
+
+
+def _layer_arrays(store):
+    import numpy as np
+
+    with np.load(store / "attacks.index.npz") as npz:  # the zip's own bytes hold timestamps
+        return {k: (npz[k].dtype.str, npz[k].shape, npz[k].tobytes()) for k in npz.files}
+
+
+def test_the_store_does_not_depend_on_the_order_of_imports(linked_store_dir, build_cache, tmp_path):
+    from tests.conftest import acled_records, build_with_imports, ucdp_records
+
+    swapped = tmp_path / "swapped"
+    build_with_imports(swapped, build_cache, ucdp_records(), acled_records())
+    for name in ("attacks.geojson", "imported.jsonl", "links.json"):
+        assert (swapped / name).read_bytes() == (linked_store_dir / name).read_bytes(), name
+    assert _layer_arrays(swapped) == _layer_arrays(linked_store_dir)
+
+
+def test_the_manifest_lists_the_links_made(linked_store_dir):
+    manifest = json.loads((linked_store_dir / "manifest.json").read_text())
+    assert manifest["links"]["count"] == 1 and manifest["links"]["records"] == 2
+    assert "2 km" in manifest["links"]["rule"]
+    listed = json.loads((linked_store_dir / manifest["links"]["file"]).read_text())["links"]
+    assert listed == [
+        {
+            "id": "acled-T1",
+            "members": ["acled-T1", "ucdp-t1"],
+            "reasons": ["0.5 km from acled-T1, dates overlap, both name TTP"],
+        }
+    ]
+
+
+def test_linked_records_are_one_attack_whose_figures_cover_every_member(linked_store_dir):
+    store = Store.open(linked_store_dir)
+    attacks_ = {f["id"]: f["properties"] for f in store.query("attacks", start="2018", end="2018")}
+    assert sorted(attacks_) == ["acled-T1", "ucdp-t2", "ucdp-t3"]  # two UCDP events both kept
+    group = attacks_["acled-T1"]
+    assert [m["id"] for m in group["linked"]] == ["acled-T1", "ucdp-t1"]
+    assert (group["killed_low"], group["killed_best"], group["killed_high"]) == (2, 3, 6)
+    assert (group["date"], group["date_end"]) == ("2018-05-09", "2018-05-11")
+    assert attacks_["ucdp-t2"]["linked"] == []
+    # every member's id answers, and finds the attack through the id filter
+    assert store.feature("attacks", "ucdp-t1")["id"] == "acled-T1"
+    assert [f["id"] for f in store.query("attacks", id="ucdp-t1")] == ["acled-T1"]
+    # the district counts the attack once
+    peshawar = store.feature("districts", "peshawar")["properties"]
+    assert peshawar["attacks"] == 1 + _authored_in(store, "peshawar")
+
+
+def _authored_in(store, district):
+    return len(store.query("attacks", district=district, origin="authored"))
+
+
+def write_ucdp_csv(path, rows):
+    """A UCDP GED CSV in the fixture's layout, each row SYNTHETIC ({column: value} overrides)."""
+    import csv
+
+    from tests.test_importers import SAMPLES
+
+    header = SAMPLES["ucdp"].read_text(encoding="utf-8").splitlines()[0].split(",")
+    base = {
+        "year": "2018", "active_year": "1", "code_status": "Clear", "type_of_violence": "1",
+        "side_a": "Government of Pakistan", "side_b": "TTP", "number_of_sources": "1",
+        "source_article": "Synthetic wire", "source_headline": "Synthetic test row, not an event",
+        "where_prec": "1", "where_coordinates": "Synthetic place",
+        "adm_1": "Khyber Pakhtunkhwa province", "country": "Pakistan", "country_id": "770",
+        "region": "Asia", "event_clarity": "1", "date_prec": "1", "deaths_a": "0",
+        "deaths_b": "0", "deaths_civilians": "0", "deaths_unknown": "0", "gwnoa": "770",
+    }  # fmt: skip
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, header, restval="")
+        writer.writeheader()
+        for row in rows:
+            day = row.pop("day")
+            writer.writerow({**base, "date_start": day, "date_end": day, **row})
+
+
+def _ucdp_rows():
+    """SYNTHETIC UCDP rows: the Peshawar clash ACLED also reports, two events at one point on
+    consecutive days, 30 scattered events and one outside KP (not taken)."""
+    import random
+
+    from tests.conftest import MIRANSHAH, PESHAWAR
+
+    rng = random.Random(11)
+    rows = [
+        {"id": "n1", "day": "2018-05-10", "best": 4, "low": 2, "high": 6, "point": PESHAWAR},
+        {"id": "n2", "day": "2018-06-01", "best": 5, "low": 5, "high": 5, "point": MIRANSHAH},
+        {"id": "n3", "day": "2018-06-02", "best": 7, "low": 6, "high": 9, "point": MIRANSHAH},
+        {"id": "n4", "day": "2018-06-02", "best": 1, "low": 1, "high": 1, "point": (74.3, 31.5)},
+    ]
+    for i in range(30):
+        best = rng.randint(0, 20)
+        point = (71.2 + rng.uniform(0, 0.8), 33.7 + rng.uniform(0, 0.6))
+        day = f"2018-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        rows.append(
+            {"id": f"s{i}", "day": day, "best": best, "low": best, "high": best + 2, "point": point}
+        )
+    for row in rows:
+        lon, lat = row.pop("point")
+        row.update(longitude=f"{lon:.4f}", latitude=f"{lat:.4f}")
+    return rows
+
+
+@pytest.fixture(scope="module")
+def reimported(linked_store_dir, build_cache, tmp_path_factory):
+    """The linked store after importing a UCDP file of release 24.1: (store, manifest, the
+    records taken)."""
+    from geo.importers import district_locator, read_file
+
+    store = tmp_path_factory.mktemp("reimported") / "store"
+    shutil.copytree(linked_store_dir, store)
+    path = store.parent / "ucdp.csv"
+    write_ucdp_csv(path, _ucdp_rows())
+    result = read_file("ucdp", path, district_locator(Store.open(store)))
+    assert [r.line for r in result.rejected] == [5]  # the row outside KP
+    taken = [{**r, "release": "24.1"} for r in result.records]
+    manifest = build.build_store(store, cache=build_cache, mirror=offline_mirror(), added=taken)
+    return store, manifest, taken
+
+
+def test_a_datasets_killed_best_sums_to_the_providers_over_the_rows_taken(reimported):
+    from geo.datasets import dataset_of
+
+    store, _, taken = reimported
+    total = 0
+    for feature in Store.open(store).query("attacks"):
+        props = feature["properties"]
+        members = props["linked"] or [props]
+        total += sum(m["killed_best"] or 0 for m in members if dataset_of(m) == "ucdp-ged")
+    assert (
+        total
+        == sum(r["killed_best"] for r in taken)
+        == 4 + 5 + 7 + sum(int(row["best"]) for row in _ucdp_rows()[4:])
+    )
+
+
+def test_a_newer_release_replaces_the_older_and_the_manifest_says_so(reimported):
+    store, manifest, taken = reimported
+    assert manifest["inputs"]["replaced"] == [
+        {"dataset": "ucdp-ged", "release": "", "by_release": "24.1", "records": 3}
+    ]
+    kept = {r["id"] for r in build.read_imported(store)}
+    assert kept == {"acled-T1"} | {r["id"] for r in taken}
+    layer = Store.open(store)
+    assert layer.feature("attacks", "ucdp-n1")["id"] == "acled-T1"  # the new release's report
+    assert layer.feature("attacks", "ucdp-n3")["id"] == "ucdp-n3"
+    for gone in ("ucdp-t1", "ucdp-t2", "ucdp-t3"):  # the older release's records are gone
+        with pytest.raises(LayerNotFound):
+            layer.feature("attacks", gone)
+
+
+def test_an_older_release_is_refused_and_changes_nothing(reimported, build_cache):
+    from geo.errors import OlderRelease
+
+    store, _, taken = reimported
+    before = _snapshot(store)
+    older = [{**taken[0], "id": "ucdp-old", "release": "23.1"}]
+    with pytest.raises(OlderRelease, match="older than the release '24.1'"):
+        build.build_store(store, cache=build_cache, mirror=offline_mirror(), added=older)
+    assert _snapshot(store) == before

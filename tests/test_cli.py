@@ -53,6 +53,9 @@ def test_import_reports_rejected_rows_and_adds_the_rest(store_dir, tmp_path, cap
     assert main(["import", "acled", fixture, "--store", str(target)]) == 0
     out = capsys.readouterr().out
     assert "not imported: outside Khyber Pakhtunkhwa" in out
+    # the Khar bombing: the nearer of ACLED's two reports is linked to the authored record
+    assert "linked: 1 attack(s) reported by more than one dataset, 2 record(s)" in out
+    assert "  acled-PAK90002: 0.4 km from kp-2023-07-30-khar, dates overlap, both name ISKP" in out
     counts = json.loads((target / "manifest.json").read_text())["layers"]["attacks"]["count"]
     assert (
         counts > json.loads((store_dir / "manifest.json").read_text())["layers"]["attacks"]["count"]

@@ -8,10 +8,8 @@ tests do not depend on the store; one test uses the real districts.
 import csv
 from pathlib import Path
 
-import numpy as np
 import pytest
 from openpyxl import Workbook
-from pyproj import Geod
 
 from geo.errors import InvalidQuery, SchemaError
 from geo.events import EVENT_TYPES, TARGETS, read_actors
@@ -20,8 +18,6 @@ from geo.importers import (
     ImportResult,
     Rejected,
     district_locator,
-    merge,
-    merge_duplicates,
     read_file,
 )
 from geo.importers.common import admin1_status, decode_text, safe_text
@@ -422,187 +418,6 @@ def test_safe_text():
     assert safe_text("-2 killed") == "'-2 killed"
     long = safe_text("word " * 100)
     assert len(long) <= 300 and long.endswith("word…")
-
-
-# --- merging ---------------------------------------------------------------------------------
-
-
-def test_duplicate_rows_in_one_file_merge():
-    merged = merge_duplicates(read("acled").records)
-    assert len(merged) == 5
-    [bajaur] = [r for r in merged if r["id"] == "acled-PAK90001"]
-    assert [s["title"] for s in bajaur["sources"]] == [
-        "Dawn; Express Tribune",
-        "The News International",
-    ]
-    assert (bajaur["killed_low"], bajaur["killed_best"], bajaur["killed_high"]) == (54, 54, 63)
-    assert bajaur["geo_precision"] == 1 and bajaur["lat"] == 34.731  # the more precise point
-
-
-def test_the_same_attack_in_three_datasets_merges():
-    records = [r for fmt in FORMATS for r in read(fmt).records]
-    merged = merge_duplicates(records)
-    [bajaur] = [r for r in merged if r["date"] == "2023-07-30"]
-    assert bajaur["id"] == "acled-PAK90001"
-    assert [s["publication"] for s in bajaur["sources"]] == ["ACLED", "ACLED", "GTD", "UCDP GED"]
-    assert (bajaur["killed_low"], bajaur["killed_best"], bajaur["killed_high"]) == (54, 54, 70)
-    assert (bajaur["injured_low"], bajaur["injured_high"]) == (200, 200)
-    assert bajaur["claimed"] is True  # ACLED does not say; GTD does
-    assert len(merged) == len(records) - 4  # and the TTP clash in ACLED and UCDP
-
-
-def event(**overrides) -> dict:
-    rec = {
-        "id": "e1",
-        "date": "2024-01-10",
-        "date_precision": "day",
-        "date_end": None,
-        "location": "Somewhere",
-        "district": "peshawar",
-        "geo_precision": 2,
-        "actor": "TTP",
-        "claimed": None,
-        "event_type": "unknown",
-        "target": "unknown",
-        "killed_low": None,
-        "killed_best": 3,
-        "killed_high": None,
-        "injured_low": None,
-        "injured_high": None,
-        "description": "Synthetic.",
-        "sources": [{"publication": "X", "title": "a", "date": "2024-01-10", "url": ""}],
-        "origin": "synthetic",
-        "lon": 71.5,
-        "lat": 34.0,
-    }
-    rec.update(overrides)
-    return rec
-
-
-KM_LAT = 1 / 111.0  # about one km of latitude, in degrees
-
-
-@pytest.mark.parametrize(
-    ("second", "merges"),
-    [
-        ({}, True),
-        ({"date": "2024-01-11"}, True),
-        ({"date": "2024-01-09"}, True),
-        ({"date": "2024-01-12"}, False),
-        ({"lat": 34.0 + 1.8 * KM_LAT}, True),
-        ({"lat": 34.0 + 2.2 * KM_LAT}, False),
-        ({"actor": "ISKP"}, False),
-        ({"date": "2024-01", "date_precision": "month"}, True),
-        ({"date": "2024-02", "date_precision": "month"}, False),
-        (
-            {"date": "2024-01-11", "date_precision": "range", "date_end": "2024-01-20"},
-            True,
-        ),
-    ],
-)
-def test_merge_rules(second, merges):
-    merged = merge_duplicates([event(), event(id="e2", **second)])
-    assert len(merged) == (1 if merges else 2)
-
-
-def _merge_by_brute_force(records: list[dict]) -> list[list[str]]:
-    """The merge rule applied literally, every record against every earlier group: the slow
-    reference for merge_duplicates' grid index. Returns each group's member ids."""
-    geod = Geod(ellps="WGS84")
-    groups: list[list[dict]] = []
-    for rec in records:
-        start, end = merge._span(rec)
-        for group in groups:
-            first = group[0]
-            first_start, first_end = merge._span(first)
-            if (
-                rec["actor"] != "unknown"
-                and first["actor"] == rec["actor"]
-                and start <= first_end + 1
-                and first_start <= end + 1
-                and geod.inv(first["lon"], first["lat"], rec["lon"], rec["lat"])[2] <= 2000
-            ):
-                group.append(rec)
-                break
-        else:
-            groups.append([rec])
-    return [[r["id"] for r in group] for group in groups]
-
-
-@pytest.mark.parametrize("latitude", [34.0, 62.0])
-def test_merge_finds_what_brute_force_finds(latitude):
-    # SYNTHETIC records crowded into a few km and days, so many pairs lie near the 2 km and
-    # one-day limits; at 62° N a longitude degree is half as long as in KP.
-    rng = np.random.default_rng(7)
-    records = []
-    for i in range(400):
-        day = int(rng.integers(1, 8))
-        month = i % 10 == 0
-        records.append(
-            event(
-                id=f"s{i}",
-                actor=("TTP", "ISKP", "unknown")[i % 3],
-                date="2024-01" if month else f"2024-01-{day:02d}",
-                date_precision="month" if month else "day",
-                lon=71.5 + rng.uniform(-0.06, 0.06),
-                lat=latitude + rng.uniform(-0.03, 0.03),
-                sources=[{"publication": "Synthetic", "title": f"s{i}", "date": "", "url": ""}],
-            )
-        )
-    expected = _merge_by_brute_force(records)
-    merged = merge_duplicates(records)
-    assert sum(len(g) > 1 for g in expected) > 20  # the data does exercise merging
-    assert [r["id"] for r in merged] == [g[0] for g in expected]
-    assert [[s["title"] for s in r["sources"]] for r in merged] == expected
-
-
-def test_merge_keeps_the_most_precise_and_widens_figures():
-    first = event(geo_precision=3, date="2024-01", date_precision="month", killed_best=3)
-    second = event(
-        id="e2",
-        geo_precision=1,
-        lon=71.51,
-        location="Exact place",
-        date="2024-01-10",
-        killed_low=2,
-        killed_best=4,
-        killed_high=9,
-        injured_low=1,
-        injured_high=5,
-        event_type="bombing / IED",
-        sources=[
-            {"publication": "X", "title": "a", "date": "2024-01-10", "url": ""},
-            {"publication": "Y", "title": "b", "date": "2024-01-10", "url": ""},
-        ],
-    )
-    [merged] = merge_duplicates([first, second])
-    assert merged["id"] == "e1"
-    assert (merged["location"], merged["geo_precision"], merged["lon"]) == ("Exact place", 1, 71.51)
-    assert (merged["date"], merged["date_precision"]) == ("2024-01-10", "day")
-    assert (merged["killed_low"], merged["killed_best"], merged["killed_high"]) == (2, 3, 9)
-    assert (merged["injured_low"], merged["injured_high"]) == (1, 5)
-    assert merged["event_type"] == "bombing / IED"
-    assert [s["publication"] for s in merged["sources"]] == ["X", "Y"]
-    assert first["geo_precision"] == 3 and len(first["sources"]) == 1  # inputs untouched
-
-
-def test_merge_does_not_chain():
-    step = 1.5 * KM_LAT  # each 1.5 km from the one before: the third is 3 km from the first
-    records = [event(id=f"e{i}", lat=34.0 + i * step) for i in range(3)]
-    assert [r["id"] for r in merge_duplicates(records)] == ["e0", "e2"]
-
-
-def test_merge_scales():
-    import time
-
-    records = [
-        event(id=f"e{i}", lat=31 + (i % 600) * 0.01, lon=70 + (i // 600) * 0.01)
-        for i in range(50_000)
-    ]
-    started = time.perf_counter()
-    merged = merge_duplicates(records)
-    assert time.perf_counter() - started < 10  # O(n²) would take minutes
-    assert len(merged) < len(records)
 
 
 # --- the real districts ----------------------------------------------------------------------

@@ -172,14 +172,14 @@ def test_the_setting_names_licensed_datasets_and_refuses_unknown_ones(licence_st
 
 
 class ColumnsOnly:
-    """An attacks layer that has its origin column and nothing else: the mask must come from it,
-    never from parsing features."""
+    """An attacks layer that has its origins column and nothing else: the mask must come from
+    it, never from parsing features."""
 
     def __init__(self, codes, values):
         self._column = (np.asarray(codes, dtype=np.int32), np.asarray(values))
 
     def column(self, key):
-        assert key == "origin"
+        assert key == "origins"
         return self._column
 
     def feature_at(self, i):
@@ -189,7 +189,7 @@ class ColumnsOnly:
 def test_the_mask_is_vectorised_over_the_origin_column():
     n = 1_000_000
     codes = np.tile(np.array([0, 1, 2, 3], dtype=np.int32), n // 4)
-    layer = ColumnsOnly(codes, ["authored", "acled", "ucdp", "gtd"])
+    layer = ColumnsOnly(codes, ["authored", "acled", "ucdp", "gtd"])  # one dataset each
     kept, withheld = RowPolicy.from_setting("").split(layer, np.arange(n))
     assert len(kept) == n // 2 and set(codes[kept].tolist()) == {0, 2}
     assert withheld == Withheld(n // 2, {"acled": n // 4, "gtd": n // 4})

@@ -233,3 +233,21 @@ def test_vectorised_spans_agree_with_date_ranges():
     text = np.array(dates, dtype=str)
     assert _period_days(text, last_day=False).tolist() == [_date_range(d)[0] for d in dates]
     assert _period_days(text, last_day=True).tolist() == [_date_range(d)[1] for d in dates]
+
+
+def test_a_linked_records_id_answers_for_its_attack_from_the_index_and_the_file(
+    linked_store_dir, tmp_path
+):
+    import shutil
+
+    plain = tmp_path / "plain"
+    shutil.copytree(linked_store_dir, plain)
+    (plain / "attacks.index.npz").unlink()
+    for store in (Store.open(linked_store_dir), Store.open(plain)):
+        attack = store.feature("attacks", "ucdp-t1")
+        assert attack == store.feature("attacks", "acled-T1")
+        assert attack["id"] == "acled-T1"
+        found = store.query("attacks", id=["UCDP-T1", "acled-T1"])
+        assert [f["id"] for f in found] == ["acled-T1"]  # one attack, however many ids ask
+        with pytest.raises(FeatureNotFound):
+            store.feature("attacks", "ucdp-t9")

@@ -1,16 +1,16 @@
 """Importers for the attack datasets analysts hold, exactly as their providers distribute them:
 ACLED's CSV export, GTD's CSV or XLSX and UCDP GED's CSV.
 
-    from geo.importers import read_file, merge_duplicates
+    from geo.importers import read_file
     result = read_file("acled", Path("acled_pakistan.csv"), in_kp)
-    records = merge_duplicates(result.records)
     for rejected in result.rejected:
         print(f"line {rejected.line}: {rejected.reason}")
 
 Each record is a canonical attack property dict (see the README's attack schema) plus "lon" and
 "lat"; the caller builds the geometry and adds distance_to_border_km and former_fata. `in_kp(lon,
 lat)` returns the id of the KP district holding the point, or None (district_locator builds one
-from a built store). How each format's columns map is told in its module's docstring.
+from a built store). How each format's columns map is told in its module's docstring. The build
+links records of different datasets that report the same event (geo.links).
 
 Rows are kept only inside KP: a row whose province column names another province (anything but
 Khyber Pakhtunkhwa, NWFP, North-West Frontier, FATA, Federally Administered Tribal Areas, ...) is
@@ -36,7 +36,6 @@ from geo.importers.common import (
     outside_kp,
     read_rows,
 )
-from geo.importers.merge import merge_duplicates
 from geo.locate import Locator
 
 __all__ = [
@@ -44,7 +43,6 @@ __all__ = [
     "ImportResult",
     "Rejected",
     "district_locator",
-    "merge_duplicates",
     "read_file",
 ]
 
