@@ -24,6 +24,7 @@ it is imported.
 """
 
 from collections import Counter
+from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
 from types import ModuleType
@@ -42,8 +43,16 @@ from geo.importers.common import (
 from geo.importers.layouts import recognise
 from geo.importers.merge import merge_duplicates
 from geo.importers.parties import unmapped_names
-from geo.importers.places import InKp, KpPlaces, OutsideKp, as_places, district_locator
-from geo.importers.reading import is_hxl_row, read_table
+from geo.importers.places import (
+    InKp,
+    KpPlaces,
+    OutsideKp,
+    Unplaced,
+    as_places,
+    district_locator,
+    place,
+)
+from geo.importers.reading import Table, is_hxl_row, read_table
 
 __all__ = [
     "FORMATS",
@@ -78,16 +87,49 @@ def read_file(fmt: str, path: Path, in_kp: InKp) -> ImportResult:
     columns = found.columns
     while columns and not columns[-1]:  # a header ending in a comma names an empty column
         columns = columns[:-1]
-    width = len(columns)
     dataset = module.dataset_of(path)
     layout = f"{found.description} in {table.container}"
     result = ImportResult(str(path), layout, dataset, None, [], [], notes=list(table.notes))
-    rows = chain([(1, table.header)], table.rows) if found.header_is_data else table.rows
     first_line: dict[str, int] = {}
-    outside: list[tuple[int, OutsideKp]] = []
+    unplaced: list[tuple[int, Unplaced]] = []  # (index in result.outcomes, converted row)
     newest: str | None = None
-    trailing = 0
-    first_row = True
+    for line, row in _data_rows(table, found.header_is_data, columns, result):
+        key = module.release_key(row)
+        if key and (newest is None or key > newest):
+            newest = key
+        try:
+            converted = module.convert(row, dataset)
+            rec_id = converted.record["id"]
+            if rec_id in first_line:
+                raise RowError("duplicate id", f"{rec_id} (first on line {first_line[rec_id]})")
+        except RowError as exc:
+            outcome = Outcome(line, exc.status, _row_id(module, row), exc.reason, exc.detail)
+            result.outcomes.append(outcome)
+            continue
+        first_line[rec_id] = line
+        unplaced.append((len(result.outcomes), converted))
+        result.outcomes.append(Outcome(line, TAKEN, rec_id))
+    _place_all(result, unplaced, places)
+    result.release = module.release_of(path, newest)
+    names: Counter[str] = Counter()
+    for rec in result.records:
+        rec["release"] = result.release
+        names.update(unmapped_names(rec["parties"]))
+    result.unmapped = dict(names.most_common())
+    _check(result)
+    return result
+
+
+def _data_rows(
+    table: Table, header_is_data: bool, columns: list[str], result: ImportResult
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """The table's data rows as (line, {column: text}). Blank rows are skipped, and so is an HXL
+    hashtag row before the first data row; one more empty cell than the header (a comma at the
+    end of every line) is dropped; a row that is not one row of the header's width gets a
+    failed Outcome in `result` instead."""
+    width = len(columns)
+    rows = chain([(1, table.header)], table.rows) if header_is_data else table.rows
+    first_row, trailing = True, 0
     for line, cells in rows:
         if isinstance(cells, str):
             result.outcomes.append(Outcome(line, FAILED, None, "not readable as CSV", cells))
@@ -102,66 +144,60 @@ def read_file(fmt: str, path: Path, in_kp: InKp) -> ImportResult:
                 )
                 continue
         if len(cells) > width and not any(c.strip() for c in cells[width:]):
-            cells = cells[:width]  # one more (empty) cell than the header: a trailing comma
+            cells = cells[:width]
             trailing += 1
         if len(cells) != width:
             reason = "the row has another number of cells than the header"
             detail = f"{len(cells)} cells, the header has {width}"
             result.outcomes.append(Outcome(line, FAILED, None, reason, detail))
             continue
-        row = dict(zip(columns, cells, strict=True))
-        key = module.release_key(row)
-        if key and (newest is None or key > newest):
-            newest = key
-        try:
-            rec, notices = module.convert(row, places, dataset)
-            if rec["id"] in first_line:
-                first = first_line[rec["id"]]
-                raise RowError("duplicate id", f"{rec['id']} (first on line {first})")
-        except OutsideKp as exc:
-            outside.append((len(result.outcomes), exc))
-            result.outcomes.append(Outcome(line, exc.status, _row_id(module, row)))
-            continue
-        except RowError as exc:
-            outcome = Outcome(line, exc.status, _row_id(module, row), exc.reason, exc.detail)
-            result.outcomes.append(outcome)
-            continue
-        first_line[rec["id"]] = line
-        result.records.append(rec)
-        result.outcomes.append(Outcome(line, TAKEN, rec["id"]))
-        result.notices += [Notice(line, rec["id"], kind, text) for kind, text in notices]
-    _measure_outside(result, outside, places)
+        yield line, dict(zip(columns, cells, strict=True))
     if trailing:
         result.notes.append(
             f"{trailing} row(s) had one empty cell more than the header (a comma at the end of "
             "each line): read without it"
         )
-    result.release = module.release_of(path, newest)
-    names: Counter[str] = Counter()
-    for rec in result.records:
-        rec["release"] = result.release
-        names.update(unmapped_names(rec["parties"]))
-    result.unmapped = dict(names.most_common())
-    _check(result)
-    return result
 
 
-def _row_id(module: ModuleType, row: dict[str, str]) -> str | None:
-    value = row.get(module.ID_COLUMN, "").strip()
-    return f"{module.ID_PREFIX}-{value}" if value else None
-
-
-def _measure_outside(
-    result: ImportResult, outside: list[tuple[int, OutsideKp]], places: KpPlaces
+def _place_all(
+    result: ImportResult, unplaced: list[tuple[int, Unplaced]], places: KpPlaces
 ) -> None:
-    """Fill in the distance to KP of every row whose names say KP but whose point lies outside,
-    measured all at once (a national file has thousands)."""
+    """Place every converted record at once (geo.importers.places.place): its district, the
+    notices its names raise, or the Outcome saying why it is not taken. Rows whose names say KP
+    but whose points lie outside are measured to KP together (a national file has thousands)."""
+    lon = [u.record["lon"] for _, u in unplaced]
+    lat = [u.record["lat"] for _, u in unplaced]
+    districts = places.districts(lon, lat)
+    # a point outside KP that would be inside with latitude and longitude exchanged
+    maybe = [i for i, d in enumerate(districts) if d is None and -90 <= lon[i] <= 90]
+    exchanged = places.districts([lat[i] for i in maybe], [lon[i] for i in maybe])
+    swapped = {i for i, d in zip(maybe, exchanged, strict=True) if d}
+    outside: list[tuple[int, OutsideKp]] = []
+    for n, (i, converted) in enumerate(unplaced):
+        rec, line = converted.record, result.outcomes[i].line
+        try:
+            notices = place(rec, converted.names, districts[n], n in swapped)
+            if converted.check is not None:
+                converted.check(rec, places)
+        except OutsideKp as exc:
+            outside.append((i, exc))
+            continue
+        except RowError as exc:
+            result.outcomes[i] = Outcome(line, exc.status, rec["id"], exc.reason, exc.detail)
+            continue
+        result.records.append(rec)
+        result.notices += [Notice(line, rec["id"], kind, text) for kind, text in notices]
     distances = places.distances_km([e.lon for _, e in outside], [e.lat for _, e in outside])
     for (i, exc), km in zip(outside, distances, strict=True):
         away = f"{km:g} km outside KP" if km is not None else "outside KP (distance not measured)"
         old = result.outcomes[i]
         detail = f"{exc.detail}: {away}"
-        result.outcomes[i] = Outcome(old.line, old.status, old.id, exc.reason, detail)
+        result.outcomes[i] = Outcome(old.line, exc.status, old.id, exc.reason, detail)
+
+
+def _row_id(module: ModuleType, row: dict[str, str]) -> str | None:
+    value = row.get(module.ID_COLUMN, "").strip()
+    return f"{module.ID_PREFIX}-{value}" if value else None
 
 
 def _check(result: ImportResult) -> None:

@@ -35,8 +35,8 @@ Mapping to the canonical record:
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from geo.importers.common import (
     RowError,
@@ -51,7 +51,7 @@ from geo.importers.common import (
 )
 from geo.importers.layouts import Layout
 from geo.importers.parties import actor_of, is_foreign_state, is_state, party
-from geo.importers.places import KpPlaces, Names, place
+from geo.importers.places import Names, Unplaced
 
 NAME = "ACLED"
 ORIGIN = "acled"
@@ -127,9 +127,9 @@ def release_of(path: Path, newest: str | None) -> str | None:
     return newest
 
 
-def convert(row: dict[str, str], places: KpPlaces, dataset: str) -> tuple[dict[str, Any], list]:
-    """One ACLED row as a canonical record placed in its district, and the notices its names
-    raise; RowError (or RowRefused) with the reason when it cannot be taken."""
+def convert(row: dict[str, str], dataset: str) -> Unplaced:
+    """One ACLED row as a canonical record, to be placed in its district; RowError (or
+    RowRefused) with the reason when it cannot be taken."""
     rec_id = identifier(row, "event_id_cnty", ID_PREFIX)
     event_type = row["event_type"].strip()
     kind = event_type.lower()
@@ -175,8 +175,7 @@ def convert(row: dict[str, str], places: KpPlaces, dataset: str) -> tuple[dict[s
         district_reported=row.get("admin2", "").strip(),
         flags=flags,
     )
-    names = Names("admin1", row["admin1"], "admin2", row.get("admin2", ""))
-    return rec, place(rec, names, places)
+    return Unplaced(rec, Names("admin1", row["admin1"], "admin2", row.get("admin2", "")))
 
 
 def _category(kind: str, sub_event: str, actor1: str, actor2: str) -> tuple[str, str | None]:
@@ -213,11 +212,16 @@ def _date(row: dict[str, str]) -> tuple[str, str, str | None]:
 def _target(row: dict[str, str], actor: str, associates: str) -> str:
     """The target, from the attacked side's actor and associated actors."""
     victims = f"{row[actor]}; {row.get(associates, '')}".lower()
-    if not victims.strip("; "):
-        return "unknown"
     # ACLED has no polio-worker actor: vaccinators are coded Health Workers, the notes say polio
     if "health workers" in victims and re.search(r"\bpolio\b", row["notes"], re.IGNORECASE):
         return "polio workers"
+    return _target_of(victims)
+
+
+@lru_cache(maxsize=4096)  # a file names far fewer sides than it has rows
+def _target_of(victims: str) -> str:
+    if not victims.strip("; "):
+        return "unknown"
     for pattern, target in TARGET_WORDS:
         if re.search(pattern, victims):
             return target

@@ -34,7 +34,6 @@ import calendar
 import re
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 from geo.importers.common import (
     RowError,
@@ -48,7 +47,7 @@ from geo.importers.common import (
 )
 from geo.importers.layouts import Layout
 from geo.importers.parties import actor_of, party
-from geo.importers.places import KpPlaces, Names, place, reported_districts
+from geo.importers.places import Names, Unplaced, reported_districts
 
 NAME = "GTD"
 ORIGIN = "gtd"
@@ -125,9 +124,9 @@ def release_of(path: Path, newest: str | None) -> str | None:
     return f"{newest} (newest event)" if newest else None
 
 
-def convert(row: dict[str, str], places: KpPlaces, dataset: str) -> tuple[dict[str, Any], list]:
-    """One GTD row as a canonical record placed in its district, and the notices its names
-    raise; RowError (or RowRefused) with the reason when it cannot be taken."""
+def convert(row: dict[str, str], dataset: str) -> Unplaced:
+    """One GTD row as a canonical record, to be placed in its district; RowError (or
+    RowRefused) with the reason when it cannot be taken."""
     rec_id = identifier(row, "eventid", ID_PREFIX)
     # before the point: specificity 5 rows have no coordinates, and that is not an error
     specificity = code(row, "specificity", (1, 2, 3, 4, 5))
@@ -185,8 +184,7 @@ def convert(row: dict[str, str], places: KpPlaces, dataset: str) -> tuple[dict[s
         district_reported=city_district,
         flags=flags,
     )
-    names = Names("provstate", row["provstate"], "city", city_district)
-    return rec, place(rec, names, places)
+    return Unplaced(rec, Names("provstate", row["provstate"], "city", city_district))
 
 
 def _deaths(row: dict[str, str], nkill: int | None) -> dict[str, int | None] | None:

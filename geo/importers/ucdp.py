@@ -59,7 +59,7 @@ from geo.importers.common import (
 )
 from geo.importers.layouts import Layout
 from geo.importers.parties import actor_of, is_foreign_state, is_state, party
-from geo.importers.places import KpPlaces, Names, place, reported_districts
+from geo.importers.places import KpPlaces, Names, Unplaced, reported_districts
 
 NAME = "UCDP GED"
 ORIGIN = "ucdp"
@@ -132,9 +132,9 @@ def release_key(row: dict[str, str]) -> str | None:
     return day.isoformat() if day else None
 
 
-def convert(row: dict[str, str], places: KpPlaces, dataset: str) -> tuple[dict[str, Any], list]:
-    """One UCDP row as a canonical record placed in its district, and the notices its names
-    raise; RowError (or RowRefused) with the reason when it cannot be taken."""
+def convert(row: dict[str, str], dataset: str) -> Unplaced:
+    """One UCDP row as a canonical record, to be placed in its district (a where_prec 5 area is
+    checked once it is); RowError (or RowRefused) with the reason when it cannot be taken."""
     rec_id = identifier(row, "id", ID_PREFIX)
     where_prec = code(row, "where_prec", range(1, 8))
     if where_prec == 4:
@@ -177,10 +177,14 @@ def convert(row: dict[str, str], places: KpPlaces, dataset: str) -> tuple[dict[s
         district_reported=row["adm_2"].strip(),
         flags=flags,
     )
-    notices = place(rec, Names("adm_1", row["adm_1"], "adm_2", row["adm_2"]), places)
-    if where_prec == 5:
+    names = Names("adm_1", row["adm_1"], "adm_2", row["adm_2"])
+    if where_prec != 5:
+        return Unplaced(rec, names)
+
+    def check(rec: dict[str, Any], places: KpPlaces) -> None:
         rec["geo_precision"] = _area_precision(row, rec["district"], places)
-    return rec, notices
+
+    return Unplaced(rec, names, check)
 
 
 def _category(violence: int, side_a: str, side_b: str) -> tuple[str, str | None]:
