@@ -483,6 +483,23 @@ def test_acled_export_of_2019(places):
     )
 
 
+def test_acled_export_without_timestamp_or_iso(tmp_path, places):
+    rows = csv_rows(ACLED_2019)
+    kept = [c for c in rows[0] if c not in ("timestamp", "iso", "iso3", "data_id")]
+    path = tmp_path / "acled_without_timestamp.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, kept, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    result = read_file("acled", path, places)
+    assert "without iso, " in result.layout and "timestamp" in result.layout.split("without")[1]
+    newest = max(parse_day(r, "event_date") for r in rows)
+    assert result.release == f"{newest.isoformat()} (newest event)"
+    assert [r["id"] for r in result.records] == [
+        r["id"] for r in read_file("acled", ACLED_2019, places).records
+    ]
+
+
 def test_acled_new_export(places):
     result = read_file("acled", SAMPLES["acled"], places)
     assert "with iso, disorder_type, civilian_targeting, tags, timestamp" in result.layout

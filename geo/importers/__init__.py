@@ -108,6 +108,7 @@ def read_file(fmt: str, path: Path, in_kp: InKp) -> ImportResult:
             continue
         first_line[rec_id] = line
         unplaced.append((len(result.outcomes), converted))
+        # taken unless its place says otherwise (_place_all replaces the outcome then)
         result.outcomes.append(Outcome(line, TAKEN, rec_id))
     _place_all(result, unplaced, places)
     result.release = module.release_of(path, newest)
@@ -152,7 +153,7 @@ def _data_rows(
             result.outcomes.append(Outcome(line, FAILED, None, reason, detail))
             continue
         yield line, dict(zip(columns, cells, strict=True))
-    if trailing:
+    if trailing and table.container == "CSV":  # a sheet's rows are padded to its widest row
         result.notes.append(
             f"{trailing} row(s) had one empty cell more than the header (a comma at the end of "
             "each line): read without it"

@@ -114,12 +114,18 @@ def dataset_of(path: Path) -> str:
 
 
 def release_key(row: dict[str, str]) -> str | None:
-    """The row's timestamp as an ISO day (UTC), else its event_date; None when neither reads."""
+    """The row's timestamp as an ISO day (UTC), else its event_date "(newest event)"; None when
+    neither reads. The newest over the file is its release."""
     stamp = row.get("timestamp", "").strip()
     if stamp.isdigit():
-        return datetime.fromtimestamp(int(stamp), UTC).date().isoformat()
+        return _epoch_day(int(stamp) // 86400)
     day = date_of_text(stamp) or date_of_text(row["event_date"].strip())
-    return day.isoformat() if day else None
+    return f"{day.isoformat()} (newest event)" if day else None
+
+
+@lru_cache(maxsize=8192)  # a file's rows were changed on far fewer days than it has rows
+def _epoch_day(days: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=days)).date().isoformat()
 
 
 def release_of(path: Path, newest: str | None) -> str | None:
