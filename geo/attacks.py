@@ -77,10 +77,14 @@ UNCLASSIFIED_FLAG = (
 
 def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     """A kept record with every property the current schema has (an older store's records lack
-    the event fields; they get the category they were drawn as, and a flag saying so)."""
-    if "category" in record:
-        return record
-    return {**event_fields(MILITANT_ATTACK, flags=[UNCLASSIFIED_FLAG]), **record}
+    the event fields; they get the category they were drawn as, and a flag saying so; those
+    kept before datasets and releases were recorded get None for both)."""
+    if "category" not in record:
+        return {**event_fields(MILITANT_ATTACK, flags=[UNCLASSIFIED_FLAG]), **record}
+    if "release" not in record:
+        # kept from a store that classified events but did not yet record the dataset's release
+        return {"dataset": None, "release": None, **record}
+    return record
 
 
 def place(

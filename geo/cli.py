@@ -81,23 +81,35 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """Exit 0 when the file is imported, 1 when it is not (more than half its rows cannot be
+    read, or none is taken: the store is unchanged), 2 for a usage error or a file that cannot be
+    read as the format at all (KpmapError, handled by main)."""
     from geo.build import build_store
-    from geo.importers import district_locator, read_file
+    from geo.importers import ImportFailed, district_locator, read_file
+    from geo.importers.report import summary, write_csv
     from geo.store import Store
 
     store = Store.open(args.store)
-    result = read_file(args.format, args.file, district_locator(store))
-    for rejected in result.rejected:
-        print(f"{args.file}:{rejected.line}: not imported: {rejected.reason}")
+    try:
+        result = read_file(args.format, args.file, district_locator(store))
+    except ImportFailed as exc:
+        print("\n".join(summary(exc.result)))
+        if args.report:
+            write_csv(exc.result, args.report)
+        print(f"kpmap import: failed: {exc} (the store is unchanged)", file=sys.stderr)
+        return 1
+    print("\n".join(summary(result)))
+    if args.report:
+        write_csv(result, args.report)
+        print(f"  report    every row's outcome in {args.report}")
     before = store.manifest["layers"]["attacks"]["count"]
     manifest = build_store(args.store, added=result.records)
     report_not_placed(manifest)
     report_links(manifest, args.store)
     after = manifest["layers"]["attacks"]["count"]
     print(
-        f"{args.file}: {len(result.records)} row(s) taken, {len(result.rejected)} not taken; "
         f"attacks in {args.store}: {before} -> {after} (records of different datasets that "
-        "report one event count once)"
+        "report one event are linked and count once)"
     )
     return 0
 
@@ -171,15 +183,21 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "import",
-        help="import attacks from an ACLED, GTD or UCDP GED file into the store",
-        description="Rows outside KP or that cannot be read are listed with their line number "
-        "and reason; records of other datasets reporting the same event are linked into one attack "
-        "(geo.links), and a newer release of a dataset replaces the older. The store is rebuilt "
-        "atomically: a file that cannot be read changes nothing.",
+        help="import events from a UCDP (GED or Candidate), ACLED or GTD file into the store",
+        description="Prints the import report: the layout recognised, rows read, taken, refused "
+        "and failed by reason (with their first lines), names that disagree with the points, "
+        "actor names not in data/actors.toml, and the totals taken; records of other datasets "
+        "reporting the same event are linked into one attack (geo.links), and a newer release of "
+        "a dataset replaces the older. The store is rebuilt "
+        "atomically. Exit 0: imported; 1: not imported (more than half the rows cannot be read, "
+        "or none is taken; the store is unchanged); 2: usage error or a file that cannot be read.",
     )
     p.add_argument("format", choices=("acled", "gtd", "ucdp"))
     p.add_argument("file", type=Path)
     p.add_argument("--store", type=Path, default=paths.store_dir(), help="store folder")
+    p.add_argument(
+        "--report", type=Path, metavar="FILE", help="write every row's outcome to FILE as CSV"
+    )
     p.set_defaults(run=cmd_import)
 
     p = sub.add_parser(

@@ -100,10 +100,14 @@ Problems = list[str]
 
 
 def read_actors(path: Path = ACTORS_TOML) -> dict[str, dict[str, Any]]:
-    """Canonical group key -> {"name": str, "aliases": list[str]} from data/actors.toml.
+    """Canonical group key -> {"name": str, "aliases": list[str], "state": str | None,
+    "part_of": str | None} from data/actors.toml.
 
+    `state` names the country whose government or forces the entry is (None for a non-state
+    group); `part_of` the key of the group a faction counts as (None for a group of its own).
     Raises SchemaError listing every entry without a name, with aliases that are not a list of
-    strings, or with an alias another group also claims, and when there is no "unknown" group.
+    strings, with an alias another group also claims, with a `state` that is not text or a
+    `part_of` that names no group, and when there is no "unknown" group.
     """
     try:
         with open(path, "rb") as f:
@@ -130,7 +134,14 @@ def read_actors(path: Path = ACTORS_TOML) -> dict[str, dict[str, Any]]:
             norm = normalise_name(alias)
             if owner.setdefault(norm, key) != key:
                 problems.append(f"{where}: alias {alias!r} is also an alias of [{owner[norm]}]")
-        actors[key] = {"name": name, "aliases": list(aliases)}
+        state, part_of = entry.get("state"), entry.get("part_of")
+        if state is not None and (not isinstance(state, str) or not state.strip()):
+            problems.append(f"{where}: state must be the name of a country")
+            state = None
+        if part_of is not None and part_of not in raw:
+            problems.append(f"{where}: part_of {part_of!r} is not a group of this table")
+            part_of = None
+        actors[key] = {"name": name, "aliases": list(aliases), "state": state, "part_of": part_of}
     if UNKNOWN_ACTOR not in actors:
         problems.append(f"{path.name}: has no [{UNKNOWN_ACTOR}] group (names that match none)")
     if problems:
@@ -339,18 +350,25 @@ def event_fields(
     deaths: dict[str, int | None] | None = None,
     district_reported: str | None = None,
     flags: list[str] | None = None,
+    dataset: str | None = None,
+    release: str | None = None,
 ) -> dict[str, Any]:
     """The attack properties that say what an event is and how sure its source is:
     `category` (CATEGORIES), `parties` (both sides as the source names them: {"name", "group",
     "side"}), `deaths` by side where the source gives them ({"side_a", "side_b", "civilians",
-    "unknown"}), `district_reported` (the district as the source wrote it) and `flags` (what an
-    importer noticed and kept: figures out of order, names disagreeing with the point, ...)."""
+    "unknown"}), `district_reported` (the district as the source wrote it), `flags` (what an
+    importer noticed and kept: figures out of order, names disagreeing with the point, ...),
+    and for an imported record the `dataset` it came from ("ucdp-ged", "ucdp-candidate",
+    "acled", "gtd") and that dataset's `release` (text that sorts oldest to newest within the
+    dataset, e.g. "2025 (GED 25.1)"); both None for authored and synthetic records."""
     return {
         "category": category,
         "parties": parties or [],
         "deaths": deaths,
         "district_reported": district_reported,
         "flags": flags or [],
+        "dataset": dataset,
+        "release": release,
     }
 
 

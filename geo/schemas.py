@@ -137,6 +137,8 @@ LAYERS: dict[str, LayerSchema] = {
             "deaths": (dict, type(None)),
             "district_reported": OPTIONAL_STR,
             "flags": (list,),
+            "dataset": OPTIONAL_STR,
+            "release": OPTIONAL_STR,
             "event_type": (str,),
             "target": (str,),
             "killed_low": OPTIONAL_INT,

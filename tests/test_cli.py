@@ -1,10 +1,13 @@
 """geo/cli.py: the kpmap command's exit codes and output."""
 
+import csv
 import json
 import shutil
+from pathlib import Path
 
 from geo import paths
 from geo.cli import main
+from geo.store import Store
 from tests.conftest import offline_mirror
 
 
@@ -45,25 +48,57 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(store_dir):
     assert "Traceback" not in errors
 
 
-def test_import_reports_rejected_rows_and_adds_the_rest(store_dir, tmp_path, capsys, monkeypatch):
+def _attack_count(store) -> int:
+    return json.loads((store / "manifest.json").read_text())["layers"]["attacks"]["count"]
+
+
+def test_import_prints_the_report_and_adds_the_rows_taken(store_dir, tmp_path, capsys, monkeypatch):
     target = tmp_path / "store"
     shutil.copytree(store_dir, target)
-    fixture = "tests/fixtures/importers/acled_sample.csv"
+    fixture = "tests/fixtures/importers/synthetic_GEDEvent_v25_1.csv"
+    report = tmp_path / "report.csv"
     monkeypatch.setenv("KPMAP_MIRROR", offline_mirror())
-    assert main(["import", "acled", fixture, "--store", str(target)]) == 0
+    assert main(["import", "ucdp", fixture, "--store", str(target), "--report", str(report)]) == 0
     out = capsys.readouterr().out
-    assert "not imported: outside Khyber Pakhtunkhwa" in out
-    # the Khar bombing: the nearer of ACLED's two reports is linked to the authored record
-    assert "linked: 1 attack(s) reported by more than one dataset, 2 record(s)" in out
-    assert "  acled-PAK90002: 0.4 km from kp-2023-07-30-khar, dates overlap, both name ISKP" in out
-    counts = json.loads((target / "manifest.json").read_text())["layers"]["attacks"]["count"]
-    assert (
-        counts > json.loads((store_dir / "manifest.json").read_text())["layers"]["attacks"]["count"]
+    assert "layout    UCDP GED columns" in out
+    assert "dataset   ucdp-ged, release 2025 (GED 25.1)" in out
+    assert "rows      18 read: 12 taken, 5 refused (not for this map), 1 failed" in out
+    assert "names say Khyber Pakhtunkhwa, but the point lies outside it" in out
+    assert "unmapped  actor names not in data/actors.toml: 'Jundullah' (1)" in out
+    with open(report, encoding="utf-8", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 18
+    counts = _attack_count(target)
+    assert counts > _attack_count(store_dir)
+    strike = Store.open(target).feature("attacks", "ucdp-900103")["properties"]
+    assert (strike["category"], strike["actor"], strike["dataset"]) == (
+        "air/drone strike",
+        None,
+        "ucdp-ged",
     )
     # re-importing the same file changes nothing: records are keyed by their provider ids
-    assert main(["import", "acled", fixture, "--store", str(target)]) == 0
-    again = json.loads((target / "manifest.json").read_text())["layers"]["attacks"]["count"]
-    assert again == counts
+    assert main(["import", "ucdp", fixture, "--store", str(target)]) == 0
+    assert _attack_count(target) == counts
+
+
+def test_import_of_a_mostly_failing_file_changes_nothing(store_dir, tmp_path, capsys):
+    target = tmp_path / "store"
+    shutil.copytree(store_dir, target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    lines = Path("tests/fixtures/importers/synthetic_GEDEvent_v25_1.csv").read_text().split("\n")
+    good = next(line for line in lines if line.startswith("900102,"))
+    bad = [line.replace("2024-04-01", "2024-04-31") for line in (good,) * 2]
+    mostly = tmp_path / "mostly.csv"
+    mostly.write_text("\n".join([lines[0], good.replace("900102", "900199"), *bad]) + "\n")
+    report = tmp_path / "report.csv"
+    assert (
+        main(["import", "ucdp", str(mostly), "--store", str(target), "--report", str(report)]) == 1
+    )
+    captured = capsys.readouterr()
+    assert "2 of 3 rows cannot be read (more than half)" in captured.err
+    assert "line 3: bad date: date_start '2024-04-31 00:00:00.000'" in captured.err
+    assert "failed         2  bad date" in captured.out
+    assert report.exists()
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
 
 
 def test_import_of_an_unreadable_file_changes_nothing(store_dir, tmp_path, capsys):
@@ -73,7 +108,9 @@ def test_import_of_an_unreadable_file_changes_nothing(store_dir, tmp_path, capsy
     bad = tmp_path / "bad.csv"
     bad.write_text("just,some,columns\n1,2,3\n")
     assert main(["import", "gtd", str(bad), "--store", str(target)]) == 2
-    assert "is not a GTD file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a GTD file in any layout kpmap knows" in err
+    assert "Columns found (3): just, some, columns" in err
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
 
 
