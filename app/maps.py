@@ -61,7 +61,7 @@ LAYERS = {
     "bands": "Border bands (10 / 25 / 50 km)",
 }
 DEFAULT_LAYERS = ("districts", "durand_line", "attacks")
-# One colour per group in data/actors.toml order (colour-blind-aware Tableau 10); "unknown" grey.
+# One colour per group in data/actors.toml order (Tableau 10, then darker tones); "unknown" grey.
 ACTOR_COLOURS = (
     "#d62728",
     "#1f77b4",
@@ -72,6 +72,11 @@ ACTOR_COLOURS = (
     "#e377c2",
     "#17becf",
     "#bcbd22",
+    # the states' forces and "other" (named groups data/actors.toml lacks): darker blues, a grey
+    "#393b79",
+    "#5254a3",
+    "#6b6ecf",
+    "#525252",
 )
 UNKNOWN_COLOUR = "#7f7f7f"
 # Events other than militant attacks have no perpetrator to colour them by: they are drawn as
