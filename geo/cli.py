@@ -103,15 +103,31 @@ def cmd_import(args: argparse.Namespace) -> int:
         write_csv(result, args.report)
         print(f"  report    every row's outcome in {args.report}")
     before = store.manifest["layers"]["attacks"]["count"]
+    dataset_before = dataset_totals(args.store, result.dataset)
     manifest = build_store(args.store, added=result.records)
     report_not_placed(manifest)
     report_links(manifest, args.store)
     after = manifest["layers"]["attacks"]["count"]
+    dataset_after = dataset_totals(args.store, result.dataset)
+    print(
+        f"{result.dataset} in the store: {dataset_before[0]} -> {dataset_after[0]} events, "
+        f"{dataset_before[1]} -> {dataset_after[1]} killed (best)"
+    )
     print(
         f"attacks in {args.store}: {before} -> {after} (records of different datasets that "
         "report one event are linked and count once)"
     )
     return 0
+
+
+def dataset_totals(store: Path, dataset: str) -> tuple[int, int]:
+    """(events, sum of killed_best) of one dataset's records in a store: what its provider's
+    file gave, whatever the links (geo.links keeps every member's figures)."""
+    from geo.build import read_imported
+    from geo.datasets import dataset_of
+
+    records = [r for r in read_imported(Path(store)) if dataset_of(r) == dataset]
+    return len(records), sum(r.get("killed_best") or 0 for r in records)
 
 
 # Links printed one by one; the rest are in the store's links file.

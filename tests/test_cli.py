@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -65,6 +66,9 @@ def test_import_prints_the_report_and_adds_the_rows_taken(store_dir, tmp_path, c
     assert "rows      18 read: 12 taken, 5 refused (not for this map), 1 failed" in out
     assert "names say Khyber Pakhtunkhwa, but the point lies outside it" in out
     assert "unmapped  actor names not in data/actors.toml: 'Jundullah' (1)" in out
+    # the dataset's totals in the store, before and after: the rows taken, none lost to links
+    taken = re.search(r"totals    12 events taken, (\d+) killed \(best\)", out)
+    assert f"ucdp-ged in the store: 0 -> 12 events, 0 -> {taken[1]} killed (best)" in out
     with open(report, encoding="utf-8", newline="") as f:
         assert len(list(csv.DictReader(f))) == 18
     counts = _attack_count(target)
