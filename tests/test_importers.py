@@ -678,12 +678,20 @@ def test_decode_text_falls_back_for_the_whole_file():
     assert decode_text(b"\x81\xf1") == "\x81ñ"  # not cp1252 either: latin-1
 
 
-def test_formula_text_is_neutralised(places):
-    acled = by_id(read_file("acled", SAMPLES["acled"], places))
-    assert acled["acled-PAK90003"]["description"].startswith("'=HYPERLINK(")
-    assert acled["acled-PAK90012"]["description"].startswith("'@Synthetic")
+def test_formula_text_is_stored_as_the_provider_wrote_it(places, tmp_path):
+    """Every reader of the API and popups sees the source's words; only CSV files, which open in
+    spreadsheets, neutralise them (the report here, the downloads in test_api)."""
+    result = read_file("acled", SAMPLES["acled"], places)
+    acled = by_id(result)
+    assert acled["acled-PAK90003"]["description"].startswith("=HYPERLINK(")
+    assert acled["acled-PAK90012"]["description"].startswith("@Synthetic")
     ucdp = by_id(read_file("ucdp", SAMPLES["ucdp"], places))
-    assert ucdp["ucdp-900003"]["description"].startswith("'=cmd|")
+    assert ucdp["ucdp-900003"]["description"].startswith("=cmd|")
+    report = tmp_path / "report.csv"
+    write_csv(result, report)
+    with open(report, encoding="utf-8", newline="") as f:
+        cells = [c for row in csv.reader(f) for c in row]
+    assert not any(c.startswith(("=", "+", "@")) for c in cells)
 
 
 # --- files that cannot be read, files that mostly fail ---------------------------------------
@@ -861,8 +869,7 @@ def test_admin1_status(name, status):
 
 def test_safe_text():
     assert safe_text("  plain   text ") == "plain text"
-    assert safe_text("@SUM(A1)") == "'@SUM(A1)"
-    assert safe_text("-2 killed") == "'-2 killed"
+    assert safe_text("@SUM(A1)") == "@SUM(A1)"  # as written: CSV writers neutralise it
     long = safe_text("word " * 100)
     assert len(long) <= 300 and long.endswith("word…")
 

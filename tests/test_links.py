@@ -5,7 +5,6 @@ so in their text).
 """
 
 import random
-import time
 from pathlib import Path
 
 import numpy as np
@@ -270,9 +269,10 @@ def test_the_same_attack_in_three_datasets_links_and_each_dataset_keeps_its_own_
     assert len(kept) + sum(len(m["members"]) - 1 for m in made) == len(records)
 
 
-def test_linking_scales():
+def test_linking_a_large_grid_pairs_every_record_with_its_own():
     # 50,000 SYNTHETIC records of two datasets, pairs at the points of a 3 km grid: each record
-    # links to its pair, and has a dozen other records within reach of the index
+    # links to its pair and to no neighbour, though a dozen lie within reach of the index (how
+    # fast this runs is the benchmarks' business: tests.bench_scale)
     records = [
         attack_record(
             id=f"{origin}-{i}",
@@ -282,7 +282,6 @@ def test_linking_scales():
         for origin in ("acled", "ucdp")
         for i in range(25_000)
     ]
-    started = time.perf_counter()
     kept, made = link_records(records)
-    assert time.perf_counter() - started < 10  # O(n²) would take hours
     assert len(made) == 25_000 and len(kept) == 25_000
+    assert all(m["members"][0].split("-")[1] == m["members"][1].split("-")[1] for m in made)

@@ -22,8 +22,6 @@ Row = dict[str, str]
 
 DESCRIPTION_CHARS = 300
 TITLE_CHARS = 200
-# Characters that make a spreadsheet treat a cell as a formula (OWASP's CSV-injection list).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 TAKEN, REFUSED, FAILED = "taken", "refused", "failed"
 
@@ -246,11 +244,15 @@ def figures(
 
 
 def safe_text(text: str, limit: int = DESCRIPTION_CHARS) -> str:
-    """Provider text, whitespace collapsed, cut at a word to at most `limit` characters (with "…"),
-    and made safe to open in a spreadsheet: text beginning with =, +, - or @ gets a leading '.
+    """Provider text as the provider wrote it, whitespace collapsed and cut at a word to at most
+    `limit` characters (with "…").
 
-    >>> safe_text("=HYPERLINK(...)")
-    "'=HYPERLINK(...)"
+    Text that a spreadsheet would run as a formula ("=HYPERLINK(...)") is stored as written: every
+    reader of the API, tiles and popups sees the source's words. Only the CSV writers, whose files
+    open in spreadsheets, neutralise it (geo.export.neutralise).
+
+    >>> safe_text("  =HYPERLINK(...)  ")
+    '=HYPERLINK(...)'
     """
     text = " ".join(text.split())
     if len(text) > limit:
@@ -258,8 +260,6 @@ def safe_text(text: str, limit: int = DESCRIPTION_CHARS) -> str:
         if " " in cut[limit // 2 :]:
             cut = cut.rsplit(" ", 1)[0]
         text = cut.rstrip(" ,;:") + "…"
-    if text.startswith(FORMULA_START):
-        text = "'" + text
     return text
 
 

@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from geo.export import neutralise
 from geo.importers.common import FAILED, REFUSED, TAKEN, ImportResult, Outcome, safe_text
 from geo.importers.places import DISTRICT_DISAGREES, OTHER_PROVINCE
 
@@ -68,7 +69,7 @@ def _by_reason(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
 def write_csv(result: ImportResult, path: Path) -> None:
     """Every row's outcome as CSV (REPORT_COLUMNS), one line per data row in file order; a
     taken row with its district, the provider's district, category, actor, killed_best and flags.
-    Text is neutralised for spreadsheets (safe_text)."""
+    Text is neutralised for spreadsheets (geo.export.neutralise)."""
     by_id = {r["id"]: r for r in result.records}
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -92,4 +93,5 @@ def write_csv(result: ImportResult, path: Path) -> None:
 
 
 def _cell(text: str) -> str:
-    return safe_text(text, limit=10_000) if text else ""
+    """A text cell of the report CSV, which opens in spreadsheets: formulas neutralised."""
+    return neutralise(safe_text(text, limit=10_000)) if text else ""
