@@ -37,6 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import mercantile
 import numpy as np
 import shapely
 from shapely.ops import polylabel
@@ -161,16 +162,12 @@ def parse_tile(z: Any, x: Any, y: Any) -> Tile:
 
 
 def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
-    """(west, south, east, north) of a tile in longitude/latitude (WGS 84).
+    """(west, south, east, north) of a tile in longitude/latitude (WGS 84), from mercantile.
 
     >>> tile_bounds(0, 0, 0)
     (-180.0, -85.0511287798066, 180.0, 85.0511287798066)
     """
-    n = 2**z
-    west, east = x / n * 360 - 180, (x + 1) / n * 360 - 180
-    north = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / n))))
-    south = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (y + 1) / n))))
-    return west, south, east, north
+    return tuple(mercantile.bounds(x, y, z))
 
 
 def world_xy(lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -183,15 +180,11 @@ def world_xy(lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tiles_in_bounds(bounds: Sequence[float], z: int) -> Iterator[Tile]:
-    """Every tile at zoom z that touches (west, south, east, north)."""
+    """Every tile at zoom z whose area overlaps (west, south, east, north), from mercantile: a
+    tile's own bounds give that tile alone (its edges touch, not overlap, its neighbours)."""
     west, south, east, north = bounds
-    n = 2**z
-    u, v = world_xy([west, east], [north, south])
-    x0, x1 = (min(n - 1, max(0, int(c * n))) for c in u)
-    y0, y1 = (min(n - 1, max(0, int(c * n))) for c in v)
-    for x in range(x0, x1 + 1):
-        for y in range(y0, y1 + 1):
-            yield Tile(z, x, y)
+    for tile in mercantile.tiles(west, south, east, north, [z]):
+        yield Tile(tile.z, tile.x, tile.y)
 
 
 def parse_zooms(text: str) -> range:

@@ -124,6 +124,15 @@ def test_good_tile_addresses():
     assert tiles.parse_tile(3, 7, 0) == (3, 7, 0)
 
 
+@pytest.mark.parametrize("tile", [(0, 0, 0), (1, 1, 0), (7, 89, 50), (14, 11700, 6600)])
+def test_a_tiles_own_bounds_hold_that_tile_alone(tile):
+    """Grid conformance: the edges a tile shares with its neighbours are not overlap."""
+    assert list(tiles.tiles_in_bounds(tile_bounds(*tile), tile[0])) == [tile]
+    west, south, east, north = tile_bounds(*tile)
+    inside = (west + east) / 2, (south + north) / 2
+    assert tile_of(*inside, tile[0]) == tile
+
+
 def test_tiles_in_bounds_covers_kp_with_few_tiles(store):
     bounds = tiles.layer_bounds(store, "districts")
     assert list(tiles.tiles_in_bounds(bounds, 0)) == [(0, 0, 0)]
