@@ -49,8 +49,6 @@ FILTER_PARAMS: tuple[str, ...] = (
     "district",
     "max_border_km",
 )
-# Filters that only the attacks layer can take (it is the only layer with time and these columns).
-ATTACK_ONLY = ("from", "to", "actor", "category", "event_type", "max_border_km")
 # Guards against absurd inputs; no legitimate filter comes near them.
 MAX_VALUE_LENGTH = 2000
 MAX_LIST_ITEMS = 100
@@ -134,23 +132,6 @@ def filter_notes(args: Mapping[str, str]) -> list[str]:
         if resolved is not None and resolved.note:
             notes.append(resolved.note)
     return list(dict.fromkeys(notes))
-
-
-def filter_help() -> dict[str, str]:
-    """What each filter parameter accepts, for API documents and error messages."""
-    return {
-        "bbox": "minx,miny,maxx,maxy in longitude/latitude (WGS 84)",
-        "from": "first day, inclusive: YYYY-MM-DD, YYYY-MM or YYYY",
-        "to": "last day, inclusive: YYYY-MM-DD, YYYY-MM or YYYY",
-        "actor": "comma-separated group keys: " + ", ".join(actor_keys()),
-        "category": "comma-separated event categories: " + ", ".join(CATEGORIES),
-        "event_type": "comma-separated event types: " + ", ".join(EVENT_TYPES),
-        "district": (
-            "comma-separated district ids, names, aliases or P-codes (PK501-PK535); a district "
-            "created since 2022 selects the polygon that holds it, a former district all it became"
-        ),
-        "max_border_km": "a number >= 0: only attacks within this distance of the Durand Line",
-    }
 
 
 def shown(value: Any, limit: int = 40) -> str:

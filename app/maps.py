@@ -498,10 +498,6 @@ def dataset_attributions(store: Store) -> list[dict[str, str]]:
     return list(found.values())
 
 
-def _citation(publication: str, date: str) -> str:
-    return f"{publication} ({date})" if date else publication
-
-
 def cited_publications(store: Store) -> list[tuple[str, str]]:
     """(publication, date) of every publication the attacks, facts and border attributes cite."""
     found = set(mapdata.attack_table(store).publications)

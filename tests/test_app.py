@@ -5,9 +5,21 @@ import pytest
 from app import create_app, get_store
 
 
-def test_factory_opens_the_store_once(app):
+def test_factory_opens_the_store_once(store_dir, monkeypatch):
+    """The store is opened when the app is made, never again per request."""
+    from geo.store import Store
+
+    opened = []
+    real_open = Store.open.__func__
+    monkeypatch.setattr(
+        Store, "open", classmethod(lambda cls, p: opened.append(p) or real_open(cls, p))
+    )
+    app = create_app({"STORE": str(store_dir), "TESTING": True})
+    client = app.test_client()
+    for url in ("/ogc/collections", "/download/districts.geojson", "/tiles/districts/0/0/0.mvt"):
+        assert client.get(url).status_code == 200
+    assert len(opened) == 1
     with app.app_context():
-        assert get_store() is get_store()
         assert "districts" in get_store().layer_names
 
 
