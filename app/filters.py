@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from geo.dates import period
 from geo.districts import DistrictName, name_index, resolve_district
 from geo.errors import InvalidQuery, LayerNotFound
 from geo.events import CATEGORIES, EVENT_TYPES, read_actors
@@ -270,15 +271,8 @@ def _distance(text: str) -> float:
 
 
 def _first_day(text: str) -> date:
-    year, month, day = (int(g) if g else None for g in _DATE.match(text).groups())
-    return date(year, month or 1, day or 1)
+    return period(text).first
 
 
 def _last_day(text: str) -> date:
-    year, month, day = (int(g) if g else None for g in _DATE.match(text).groups())
-    if day:
-        return date(year, month, day)
-    if month:
-        next_month = date(year + month // 12, month % 12 + 1, 1)
-        return date.fromordinal(next_month.toordinal() - 1)
-    return date(year, 12, 31)
+    return period(text).last

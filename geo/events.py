@@ -19,6 +19,7 @@ from typing import Any
 
 from geo import paths
 from geo.citations import read_citations
+from geo.dates import Period, period
 from geo.districts import alias_index, normalise_name, read_district_table
 from geo.errors import SchemaError
 
@@ -415,14 +416,14 @@ def _parse_fact(
         bad(f"id {row['id']!r} must be a lower-case slug of letters, digits and '-'")
     if row["scope"] not in PROVINCE_SCOPES and row["scope"] not in district_ids:
         bad(f"scope {row['scope']!r} is not pakistan, kp or a district id of data/districts.toml")
-    period = {}
+    periods = {}
     for col in ("period_start", "period_end"):
-        period[col] = row[col] or None
-        if period[col] is not None and _period_bounds(period[col]) is None:
+        periods[col] = row[col] or None
+        if periods[col] is not None and _period_bounds(periods[col]) is None:
             bad(f"{col} {row[col]!r} must be YYYY, YYYY-MM or YYYY-MM-DD (or blank if open)")
-    start, end = (_period_bounds(p) if p else None for p in period.values())
-    if start and end and end[1] < start[0]:
-        bad(f"period_end {period['period_end']} is before period_start {period['period_start']}")
+    start, end = (_period_bounds(p) if p else None for p in periods.values())
+    if start and end and end.last < start.first:
+        bad(f"period_end {periods['period_end']} is before period_start {periods['period_start']}")
     if not METRIC_RE.match(row["metric"]):
         bad(f"metric {row['metric']!r} must be a snake_case name such as attacks or deaths")
     value = _number(row["value"])
@@ -448,7 +449,7 @@ def _parse_fact(
     return {
         "id": row["id"],
         "scope": row["scope"],
-        **period,
+        **periods,
         "metric": row["metric"],
         "value": value,
         "qualifier": row["qualifier"],
@@ -541,15 +542,12 @@ def _valid_date(text: str, pattern: re.Pattern[str], fmt: str) -> bool:
     return True
 
 
-def _period_bounds(text: str) -> tuple[str, str] | None:
-    """(first day, last day) as ISO strings of a YYYY, YYYY-MM or YYYY-MM-DD period, or None."""
-    if YEAR_RE.match(text):
-        return f"{text}-01-01", f"{text}-12-31"
-    if _valid_date(text, MONTH_RE, "%Y-%m"):
-        return f"{text}-01", f"{text}-31"
-    if _valid_date(text, DAY_RE, "%Y-%m-%d"):
-        return text, text
-    return None
+def _period_bounds(text: str) -> Period | None:
+    """The first and last day of a YYYY, YYYY-MM or YYYY-MM-DD period, or None (geo.dates)."""
+    try:
+        return period(text)
+    except ValueError:
+        return None
 
 
 def _int(text: str) -> int | None:

@@ -36,6 +36,7 @@ import numpy as np
 from pyproj import Geod
 
 from geo.datasets import dataset_of, release_of
+from geo.dates import period
 
 LINK_KM = 2.0
 LINK_DAYS = 1
@@ -260,14 +261,10 @@ def _cells_near(rec: dict[str, Any]) -> tuple[range, range]:
 
 def span(rec: dict[str, Any]) -> tuple[int, int]:
     """First and last day (ordinals) a record's date covers: "2024-02" covers all of February."""
-    text = rec["date"]
-    if len(text) == 7:  # YYYY-MM
-        first = date.fromisoformat(f"{text}-01")
-        following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-        return first.toordinal(), following.toordinal() - 1
-    start = date.fromisoformat(text).toordinal()
-    end = date.fromisoformat(rec["date_end"]).toordinal() if rec.get("date_end") else start
-    return start, end
+    first, last = period(rec["date"])
+    if rec.get("date_end"):
+        last = period(rec["date_end"]).last
+    return first.toordinal(), last.toordinal()
 
 
 def combine(group: list[dict[str, Any]]) -> dict[str, Any]:

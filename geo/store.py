@@ -7,7 +7,6 @@
 e.g. PostGIS, can stand beside it with the same methods.
 """
 
-import calendar
 import gc
 import json
 import math
@@ -24,6 +23,7 @@ import orjson
 import pandas as pd
 import shapely
 
+from geo.dates import PERIOD, period
 from geo.errors import InvalidQuery, LayerNotFound, StoreNotFound
 from geo.geojson import read_json, to_shape
 from geo.schemas import LAYERS, STORE_FORMAT, LayerSchema
@@ -375,23 +375,15 @@ def _date_range(value: str | date | None) -> tuple[int, int]:
         value = value.date()
     if isinstance(value, date):
         return value.toordinal(), value.toordinal()
-    match = _DATE.match(value or "")
-    if not match:
+    if not PERIOD.match(value or ""):
         raise InvalidQuery(
             f"date {value!r} is not understood; use YYYY-MM-DD (or YYYY-MM, YYYY for a whole "
             "month or year)"
         )
-    year, month, day = (int(g) if g else None for g in match.groups())
     try:
-        if day:
-            first = last = date(year, month, day)
-        elif month:
-            first = date(year, month, 1)
-            last = date(year, month, calendar.monthrange(year, month)[1])
-        else:
-            first, last = date(year, 1, 1), date(year, 12, 31)
+        first, last = period(value)
     except ValueError as exc:
-        raise InvalidQuery(f"date {value!r} does not exist: {exc}") from None
+        raise InvalidQuery(f"date {exc}") from None
     return first.toordinal(), last.toordinal()
 
 
