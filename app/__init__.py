@@ -13,6 +13,7 @@ from flask_compress import Compress
 
 from geo import paths
 from geo.licences import RowPolicy
+from geo.settings import app_defaults
 from geo.store import Store
 
 STORE_KEY = "kpmap.store"
@@ -22,21 +23,9 @@ POLICY_KEY = "kpmap.row_policy"
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then KPMAP_* environment variables, then `config`."""
     app = Flask(__name__)
+    # Every KPMAP_* setting and its default is declared once, in geo.settings.
+    app.config.from_mapping(app_defaults(), STORE=str(paths.store_dir()))
     app.config.from_mapping(
-        STORE=str(paths.store_dir()),
-        # Basemap tiles from an online provider are opt-in (an xyzservices name, e.g.
-        # "OpenStreetMap.Mapnik"); by default the app serves its own basemap.
-        ONLINE_BASEMAP="",
-        # Optional folder for the disk tile cache laid out as <layer>/<z>/<x>/<y>.<ext>.
-        TILE_CACHE_DIR="",
-        # Where the whole store's GeoPackage is kept once written ("" = a private folder of
-        # this user's in the system temp folder).
-        DOWNLOAD_CACHE_DIR="",
-        # Datasets whose terms forbid passing their rows on (data/datasets.toml:
-        # redistribute_rows = false, e.g. ACLED and GTD) but which the operator is licensed to
-        # redistribute: "acled,gtd". Unlisted, their rows are drawn and counted only as
-        # aggregates and left out of every download, API answer, point tile and popup.
-        LICENSED_DATASETS="",
         # Pages, scripts, styles, small JSON and vector tiles are compressed for slow links
         # (Leaflet: 148 KB -> ~40 KB; an MVT tile by 20-45 %). The API and the map's feeds
         # compress their large JSON and CSV themselves, as they stream; PNG is compressed already.

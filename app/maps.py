@@ -36,6 +36,7 @@ from app.filters import (
     parse_filters,
 )
 from app.security import CONTENT_SECURITY_POLICY
+from geo import settings
 from geo.errors import InvalidQuery
 from geo.events import CATEGORIES, EVENT_TYPES, MILITANT_ATTACK, read_actors
 from geo.licences import RowPolicy, Withheld
@@ -101,7 +102,7 @@ CREDITS = {
 # Up to this many matching attacks load at once and are clustered in the browser
 # (Leaflet.markercluster takes ~1 s per 5,000 on a slow machine); beyond it the server grids them
 # for each view. The MAP_CLIENT_LIMIT setting (KPMAP_MAP_CLIENT_LIMIT) overrides it.
-CLIENT_LIMIT = 5000
+CLIENT_LIMIT = settings.default("MAP_CLIENT_LIMIT")
 # Publications named in the attribution line before "and N more" (the legend lists them all).
 MAX_CREDITED = 6
 MAX_ZOOM = 18
@@ -642,7 +643,7 @@ def _page(template: str, embed: bool) -> Response:
     view = parse_view(request.args, embed=embed)
     online = current_app.config.get("ONLINE_BASEMAP", "")
     urls = _urls()
-    limit = int(current_app.config.get("MAP_CLIENT_LIMIT", CLIENT_LIMIT))
+    limit = int(current_app.config["MAP_CLIENT_LIMIT"])
     policy = get_policy()
     m = build_map(
         store, filters, view, urls=urls, online_basemap=online, client_limit=limit, policy=policy

@@ -43,7 +43,7 @@ def _set_up(state) -> None:
         directory,
         version=store_version(store.manifest, tiler.cache_version()),
         layers=tiles.TILE_LAYERS,
-        max_bytes=int(app.config.get("TILE_MEMORY_MB", 64)) * 2**20,
+        max_bytes=int(app.config["TILE_MEMORY_MB"]) * 2**20,
     )
 
 
@@ -133,7 +133,7 @@ def _filter_query(layer: str) -> str:
 
 def _respond(cached: CachedTile, mimetype: str, max_age: int | None = None) -> Response:
     if max_age is None:
-        max_age = int(current_app.config.get("TILE_MAX_AGE", 3600))
+        max_age = int(current_app.config["TILE_MAX_AGE"])
     if request.if_none_match.contains_weak(cached.etag):
         response = Response(status=304)
     else:

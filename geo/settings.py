@@ -1,0 +1,73 @@
+"""Every KPMAP_* setting, declared once: its name, default and what it does.
+
+The web app takes its defaults from here (app.create_app: KPMAP_<NAME> environment variables,
+then a test mapping, override them); the command line reads the few it needs through
+geo.paths. tests/test_settings.py checks that the README's settings table lists every one, and
+that the code uses no KPMAP_ variable this table lacks.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the environment variable is KPMAP_<name>
+    default: Any  # "" for unset
+    help: str
+    app: bool = True  # a setting of the web app (app.config[name]); else of the command line
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "MIRROR",
+        "",
+        "a local folder or an http(s) base URL holding the upstream files; when set, the pinned "
+        "upstream URLs are not tried",
+        app=False,
+    ),
+    Setting("CACHE", "", "where fetched files are kept (default data/upstream/)", app=False),
+    Setting("STORE", "", "the store folder (default data/store/)"),
+    Setting(
+        "ONLINE_BASEMAP",
+        "",
+        "basemap tiles from an online provider, by xyzservices name (e.g. OpenStreetMap.Mapnik); "
+        "unset, the app serves its own basemap",
+    ),
+    Setting(
+        "MAP_CLIENT_LIMIT",
+        5000,
+        "up to this many matching events are clustered in the browser; above it the server "
+        "grids them for each view",
+    ),
+    Setting(
+        "TILE_CACHE_DIR",
+        "",
+        "a disk cache of tiles laid out as <layer>/<z>/<x>/<y>.<ext> (nginx or a CDN can serve it)",
+    ),
+    Setting("TILE_MEMORY_MB", 64, "the in-memory tile cache's size"),
+    Setting("TILE_MAX_AGE", 3600, "seconds tiles may be cached by browsers and proxies"),
+    Setting(
+        "DOWNLOAD_CACHE_DIR",
+        "",
+        "where the whole store's GeoPackage is kept once written (default: a private folder of "
+        "this user's in the system temp folder)",
+    ),
+    Setting(
+        "LICENSED_DATASETS",
+        "",
+        "the restricted datasets (acled, gtd) whose rows the operator is licensed to "
+        "redistribute, comma-separated; unset, their rows are counted and drawn as aggregates "
+        "only; read by the web app and kpmap tiles",
+    ),
+)
+
+
+def default(name: str) -> Any:
+    """One setting's default."""
+    return next(s.default for s in SETTINGS if s.name == name)
+
+
+def app_defaults() -> dict[str, Any]:
+    """The web app's settings with their defaults, for Flask's config."""
+    return {s.name: s.default for s in SETTINGS if s.app}
