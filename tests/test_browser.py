@@ -360,15 +360,22 @@ def hostile_server(tmp_path_factory) -> Iterator[Server]:
     running.close()
 
 
+def open_popup_at(watched: "Watched", server: "Server", at: tuple[float, float]):
+    """Open the map centred on `at` (lon, lat) at zoom 11, click the marker there, and return
+    the page and its popup once shown."""
+    lon, lat = at
+    page = watched.open(f"{server.url}/?center={lat},{lon}&zoom=11").page
+    box = page.locator(".folium-map").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    popup = page.locator(".leaflet-popup-content .kpmap-popup")
+    popup.wait_for(timeout=30_000)
+    return page, popup
+
+
 def test_popup_shows_markup_in_data_as_text(browser, hostile_server):
     watched = Watched(browser, {hostile_server.host})
     try:
-        lon, lat = HOSTILE_AT
-        page = watched.open(f"{hostile_server.url}/?center={lat},{lon}&zoom=11").page
-        box = page.locator(".folium-map").bounding_box()
-        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        popup = page.locator(".leaflet-popup-content .kpmap-popup")
-        popup.wait_for(timeout=30_000)
+        page, popup = open_popup_at(watched, hostile_server, HOSTILE_AT)
         text = popup.inner_text()
         assert PAYLOAD in text and "<script>alert(2)</script>" in text
         assert popup.locator("img, script, b").count() == 0
@@ -385,12 +392,7 @@ def test_popup_shows_markup_in_data_as_text(browser, hostile_server):
 def test_a_clash_is_a_ring_whose_popup_names_parties_not_a_perpetrator(browser, hostile_server):
     watched = Watched(browser, {hostile_server.host})
     try:
-        lon, lat = CLASH_AT
-        page = watched.open(f"{hostile_server.url}/?center={lat},{lon}&zoom=11").page
-        box = page.locator(".folium-map").bounding_box()
-        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        popup = page.locator(".leaflet-popup-content .kpmap-popup")
-        popup.wait_for(timeout=30_000)
+        page, popup = open_popup_at(watched, hostile_server, CLASH_AT)
         text = popup.inner_text()
         assert "armed clash" in text and "no perpetrator named" in text
         assert f"Government of Pakistan v {PAYLOAD}" in text  # a party's name is text, too
