@@ -20,7 +20,13 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import MultiDict
 
 from app import get_policy, get_store
-from app.filters import (
+from geo import ogc
+from geo.errors import InvalidQuery, LayerNotFound
+from geo.export import csv_chunks, geojson_chunks, write_geopackage
+from geo.licences import Withheld
+from geo.ogc_html import render_html
+from geo.ogc_openapi import openapi_document
+from geo.query import (
     FILTER_PARAMS,
     area_filters,
     describe_filters,
@@ -28,12 +34,6 @@ from app.filters import (
     parse_filters,
     shown,
 )
-from geo import ogc
-from geo.errors import InvalidQuery, LayerNotFound
-from geo.export import csv_chunks, geojson_chunks, write_geopackage
-from geo.licences import Withheld
-from geo.ogc_html import render_html
-from geo.ogc_openapi import openapi_document
 from geo.store import FeatureNotFound, Store
 
 bp = Blueprint("api", __name__)
@@ -413,7 +413,7 @@ def _items_filters(name: str, filters: tuple[str, ...]) -> dict[str, Any]:
     """Store.select arguments from bbox, datetime and the property filters.
 
     The map's filters (bbox, actor, event_type, district, max_border_km) go through
-    app.filters, so the API accepts exactly what the map does (district names and aliases
+    geo.query, so the API accepts exactly what the map does (district names and aliases
     too); other properties with a closed set of values are checked against it.
     """
     args = request.args

@@ -28,18 +28,18 @@ from folium.plugins import HeatMap, MarkerCluster
 
 from app import STORE_KEY, get_policy, get_store, mapdata
 from app.assets import versioned
-from app.filters import (
+from app.security import CONTENT_SECURITY_POLICY
+from geo import settings
+from geo.errors import InvalidQuery
+from geo.events import CATEGORIES, EVENT_TYPES, MILITANT_ATTACK, read_actors
+from geo.licences import RowPolicy, Withheld
+from geo.query import (
     FILTER_PARAMS,
     describe_filters,
     filter_notes,
     parse_bbox_text,
     parse_filters,
 )
-from app.security import CONTENT_SECURITY_POLICY
-from geo import settings
-from geo.errors import InvalidQuery
-from geo.events import CATEGORIES, EVENT_TYPES, MILITANT_ATTACK, read_actors
-from geo.licences import RowPolicy, Withheld
 from geo.store import Store
 
 bp = Blueprint("maps", __name__)
@@ -139,7 +139,7 @@ class Urls:
 
 def parse_view(args, embed: bool = False) -> MapView:
     """The view parameters `metric`, `layers`, `center` ("lat,lon") and `zoom`; InvalidQuery
-    says what is allowed. Filters are parsed by app.filters.parse_filters."""
+    says what is allowed. Filters are parsed by geo.query.parse_filters."""
     metric = (args.get("metric") or "attacks").strip()
     if metric not in mapdata.METRICS:
         raise InvalidQuery(f"metric must be one of: {', '.join(mapdata.METRICS)}")

@@ -5,7 +5,7 @@
     /tiles/<layer>.json[?format=png]                 TileJSON 3.0.0
     /embed/tiles                                     Leaflet over the service's own PNG tiles
 
-Attack tiles take the map's filters (app.filters) as query parameters; other layers ignore the
+Attack tiles take the map's filters (geo.query) as query parameters; other layers ignore the
 query string. Every tile answers 200, an empty one with an empty body (MVT) or a transparent PNG,
 with a strong ETag (If-None-Match -> 304), Cache-Control and CORS `*`. Bad addresses answer 400
 and unknown layers or formats 404, as JSON (app.errors).
@@ -18,10 +18,10 @@ from flask import Blueprint, Response, current_app, render_template_string, requ
 from werkzeug.exceptions import NotFound
 
 from app import POLICY_KEY, STORE_KEY, get_store
-from app.filters import FILTER_PARAMS, parse_filters, shown
 from app.security import CONTENT_SECURITY_POLICY
 from geo import tiles
 from geo.errors import InvalidQuery
+from geo.query import FILTER_PARAMS, parse_filters, shown
 from geo.tilecache import CachedTile, TileCache, TileKey, etag_of, store_version
 
 bp = Blueprint("tiles", __name__)

@@ -13,7 +13,7 @@ requirement classes ask, and where it is met:
 | /req/core/root-success              | landing_page: service-desc/-doc, conformance, data |
 | /req/core/conformance-success       | conformance: core, geojson, html, oas30            |
 | /req/core/fc-md-*                   | collections / collection: links, extent, itemType  |
-| /req/core/fc-bbox-*                 | 4 or 6 numbers, CRS84 (app.filters.parse_bbox_text) |
+| /req/core/fc-bbox-*                 | 4 or 6 numbers, CRS84 (geo.query.parse_bbox_text) |
 | /req/core/fc-time-*                 | parse_datetime: instants, intervals, `..` and ""   |
 | /req/core/fc-limit-*                | parse_limit: 1..10000, default 100                 |
 | /req/core/fc-links, fc-rel-type     | items_links: self, alternate, next, prev, collection |

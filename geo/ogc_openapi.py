@@ -9,6 +9,7 @@ from typing import Any
 
 from geo.events import read_actors
 from geo.ogc import DEFAULT_LIMIT, ENUMERATIONS, GEOJSON, HTML, JSON, MAX_LIMIT, OPENAPI_JSON
+from geo.query import FILTER_HELP
 from geo.schemas import LayerSchema
 
 
@@ -72,9 +73,9 @@ def _filter_param(schema: LayerSchema, key: str) -> dict[str, Any]:
         item["enum"] = list(ENUMERATIONS[key])
     if key == "actor":
         item["enum"] = list(read_actors())
-    description = f"features whose {key} is any of these (comma-separated; case is ignored)"
-    if key == "district":
-        description += "; a district id or any of its names or former names"
+    description = FILTER_HELP.get(
+        key, f"features whose {key} is any of these (comma-separated; case is ignored)"
+    )
     return {
         "name": key,
         "in": "query",
@@ -105,7 +106,9 @@ def _get(
 
 def _downloads(schemas: dict[str, LayerSchema]) -> dict[str, Any]:
     filters = [_ref(p) for p in ("bbox", "from", "to")]
-    filters += [_ref(p) for p in ("actorFilter", "eventTypeFilter", "districtFilter")]
+    filters += [
+        _ref(p) for p in ("actorFilter", "categoryFilter", "eventTypeFilter", "districtFilter")
+    ]
     filters += [_ref("maxBorderKm")]
     layer = {
         "name": "layer",
@@ -177,21 +180,14 @@ def _parameters(schemas: dict[str, LayerSchema]) -> dict[str, Any]:
             "required": True,
             "schema": {"type": "string"},
         },
-        "from": query(
-            "from", "first day, inclusive: YYYY-MM-DD, YYYY-MM or YYYY", {"type": "string"}
-        ),
-        "to": query("to", "last day, inclusive: YYYY-MM-DD, YYYY-MM or YYYY", {"type": "string"}),
-        "actorFilter": query("actor", "group keys, comma-separated", listing, explode=False),
-        "eventTypeFilter": query(
-            "event_type", "event types, comma-separated", listing, explode=False
-        ),
-        "districtFilter": query(
-            "district", "district ids or names, comma-separated", listing, explode=False
-        ),
+        "from": query("from", FILTER_HELP["from"], {"type": "string"}),
+        "to": query("to", FILTER_HELP["to"], {"type": "string"}),
+        "actorFilter": query("actor", FILTER_HELP["actor"], listing, explode=False),
+        "categoryFilter": query("category", FILTER_HELP["category"], listing, explode=False),
+        "eventTypeFilter": query("event_type", FILTER_HELP["event_type"], listing, explode=False),
+        "districtFilter": query("district", FILTER_HELP["district"], listing, explode=False),
         "maxBorderKm": query(
-            "max_border_km",
-            "only attacks within this many km of the Durand Line",
-            {"type": "number", "minimum": 0},
+            "max_border_km", FILTER_HELP["max_border_km"], {"type": "number", "minimum": 0}
         ),
     }
 

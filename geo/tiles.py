@@ -21,7 +21,7 @@ Tile layers (TILE_LAYERS) and the MVT layers each tile holds:
 An empty tile is still a tile: zero bytes of MVT (a valid tile with no layers) or a fully
 transparent PNG, so a disk cache, a CDN or a PMTiles archive treat every tile alike.
 
-Attacks are the only layer that takes the map's filters (see app.filters): the other layers
+Attacks are the only layer that takes the map's filters (see geo.query): the other layers
 ignore them, and the districts' and tehsils' totals are over all attacks in the store.
 
 This module picks what each tile shows; geo.tiles_mvt encodes it, geo.tiles_png draws it, and

@@ -14,11 +14,11 @@ import pytest
 import shapely
 
 from app import assets, create_app, mapdata
-from app.filters import parse_filters
 from app.maps import MapView, build_map, parse_view
 from geo.build import build_store
 from geo.districts import shared_border_problems
 from geo.errors import InvalidQuery
+from geo.query import parse_filters
 from tests.conftest import offline_mirror
 
 PAYLOAD = "<img src=x onerror=alert(1)>"

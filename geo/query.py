@@ -4,17 +4,10 @@
     features = store.query("attacks", **kwargs)
     metadata = {"filters": describe_filters(kwargs)}
 
-Query parameters (all optional; lists are comma-separated or repeated, and mean "any of"):
-
-| parameter       | meaning                                           | example                 |
-| --------------- | ------------------------------------------------- | ----------------------- |
-| `bbox`          | minx,miny,maxx,maxy in longitude/latitude          | `bbox=70,33,72,35`      |
-| `from`, `to`    | inclusive dates: YYYY-MM-DD, YYYY-MM or YYYY       | `from=2024-01&to=2024`  |
-| `actor`         | canonical group keys (data/actors.toml), any case  | `actor=ISKP,ttp`        |
-| `category`      | one of geo.events.CATEGORIES, any case             | `category=armed clash`  |
-| `event_type`    | one of geo.events.EVENT_TYPES, any case            | `event_type=kidnapping` |
-| `district`      | district ids or any name or alias of one           | `district=D.I. Khan`    |
-| `max_border_km` | attacks within this many km of the Durand Line     | `max_border_km=25`      |
+The query parameters are declared once, in FILTERS (name, what it takes, an example): the map,
+the downloads, the OGC API, the tiles and the OpenAPI document read them from there, and a test
+checks the README's filters table against it. All are optional; lists are comma-separated or
+repeated, and mean "any of".
 
 Parameters outside this list are ignored, not errors: the map page and the tiles have their own
 parameters (basemap, zoom, f, limit, ...) in the same query string, and each view checks those
@@ -29,6 +22,7 @@ import functools
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -39,17 +33,37 @@ from geo.events import CATEGORIES, EVENT_TYPES, read_actors
 from geo.schemas import LAYERS
 from geo.store import parse_bbox
 
-# The filter namespace, in the order describe_filters lists them.
-FILTER_PARAMS: tuple[str, ...] = (
-    "bbox",
-    "from",
-    "to",
-    "actor",
-    "category",
-    "event_type",
-    "district",
-    "max_border_km",
+
+@dataclass(frozen=True)
+class Filter:
+    name: str  # the query parameter
+    help: str  # what it takes (the README's table and the OpenAPI document say the same)
+    example: str
+
+
+FILTERS: tuple[Filter, ...] = (
+    Filter("bbox", "minx,miny,maxx,maxy in WGS 84 longitude/latitude", "bbox=70,33,72,35"),
+    Filter("from", "first day, inclusive: YYYY-MM-DD, YYYY-MM or YYYY", "from=2024-01"),
+    Filter("to", "last day, inclusive: YYYY-MM-DD, YYYY-MM or YYYY", "to=2024-04"),
+    Filter(
+        "actor",
+        "perpetrator group keys from data/actors.toml (any case), comma-separated",
+        "actor=ISKP,TTP",
+    ),
+    Filter("category", "event categories: " + ", ".join(CATEGORIES), "category=armed clash"),
+    Filter("event_type", "attack types: " + ", ".join(EVENT_TYPES), "event_type=suicide bombing"),
+    Filter(
+        "district",
+        "district ids, names, aliases or P-codes (PK501-PK535); a district created since 2022 "
+        "selects the polygon that holds it, a former district every polygon it became, and the "
+        "answer says so",
+        "district=D.I. Khan,PK502",
+    ),
+    Filter("max_border_km", "only events within N km of the Durand Line", "max_border_km=25"),
 )
+# The filter namespace, in the order describe_filters lists them.
+FILTER_PARAMS: tuple[str, ...] = tuple(f.name for f in FILTERS)
+FILTER_HELP: dict[str, str] = {f.name: f.help for f in FILTERS}
 # Guards against absurd inputs; no legitimate filter comes near them.
 MAX_VALUE_LENGTH = 2000
 MAX_LIST_ITEMS = 100

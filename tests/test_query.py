@@ -1,11 +1,11 @@
-"""app/filters.py: the map's filters, shared by the map, the downloads, the OGC API and tiles."""
+"""geo/query.py: the map's filters, shared by the map, the downloads, the OGC API and tiles."""
 
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from app.filters import describe_filters, filter_notes, parse_filters, shown
 from geo.errors import InvalidQuery, LayerNotFound
 from geo.events import EVENT_TYPES
+from geo.query import describe_filters, filter_notes, parse_filters, shown
 
 
 def test_every_filter_parsed():
@@ -167,3 +167,24 @@ def test_filters_give_what_the_store_selects(store):
 def test_shown_is_short_and_plain():
     assert shown("<b>&\"'") == "'?b????'"
     assert shown("a" * 100).endswith("...'")
+
+
+def test_the_readme_filters_table_is_the_declared_one():
+    """One home for the filters: README rows say what geo.query.FILTERS says, in its order."""
+    from pathlib import Path
+
+    from geo.query import FILTERS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = [f"| `{f.name}` | {f.help} | `{f.example}` |" for f in FILTERS]
+    table = readme[readme.index("| parameter | meaning | example |") :].split("\n\n")[0]
+    assert table.splitlines()[2:] == rows
+
+
+def test_each_declared_example_parses():
+    from urllib.parse import parse_qsl
+
+    from geo.query import FILTERS
+
+    for f in FILTERS:
+        assert parse_filters(dict(parse_qsl(f.example))), f.name
