@@ -311,6 +311,7 @@ def build_map(
             "bands": urls.bands,
         },
     }
+    present_categories = set(mapdata.attack_table(store).categories)
     legend = {
         "count": summary.count,
         "total": summary.total,
@@ -322,7 +323,7 @@ def build_map(
         "zero_colour": mapdata.ZERO_COLOUR,
         "actors": [a for a in actors.values() if a["used"]] or list(actors.values()),
         "categories": [
-            {"name": name, "colour": colour, "used": name in mapdata.attack_table(store).categories}
+            {"name": name, "colour": colour, "used": name in present_categories}
             for name, colour in CATEGORY_COLOURS.items()
         ],
         "page_link": urls.page + _query_suffix(filters, view) if view.embed else "",

@@ -33,8 +33,8 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
-from pyproj import Geod
 
+from geo.border import GEOD
 from geo.datasets import dataset_of, release_of
 from geo.dates import period
 
@@ -95,7 +95,6 @@ MEMBER_KEYS = (
     "injured_high",
     "sources",
 )
-_GEOD = Geod(ellps="WGS84")
 
 
 class _Candidate:
@@ -194,7 +193,7 @@ def _pairs(candidates: list[_Candidate]) -> list[tuple[int, float, int, int]]:
     lon = np.array([c.record["lon"] for c in candidates], dtype=float)
     lat = np.array([c.record["lat"] for c in candidates], dtype=float)
     i, j = np.array(first), np.array(second)
-    _, _, metres = _GEOD.inv(lon[i], lat[i], lon[j], lat[j])
+    _, _, metres = GEOD.inv(lon[i], lat[i], lon[j], lat[j])
     near = metres <= LINK_KM * 1000
     return sorted(
         zip(
@@ -318,7 +317,7 @@ def link_reason(first: dict[str, Any], member: dict[str, Any]) -> str:
     TTP"."""
     (a_start, a_end), (b_start, b_end) = span(first), span(member)
     apart = max(0, max(a_start, b_start) - min(a_end, b_end))
-    _, _, metres = _GEOD.inv(first["lon"], first["lat"], member["lon"], member["lat"])
+    _, _, metres = GEOD.inv(first["lon"], first["lat"], member["lon"], member["lat"])
     shared = groups_of(first) & groups_of(member)
     if shared:
         groups = "both name " + ", ".join(sorted(shared))

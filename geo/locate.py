@@ -23,14 +23,13 @@ from typing import Any
 
 import numpy as np
 import shapely
-from pyproj import Geod, Transformer
+from pyproj import Transformer
 
-from geo.border import KP_TMERC, transform_geometry
+from geo.border import GEOD, KP_TMERC, transform_geometry
 from geo.geojson import read_json, to_shape
 
 SLIVER_MAX_KM = 5.0
 SLIVER_FILE = "border_sliver.geojson"
-GEOD = Geod(ellps="WGS84")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from geo.dates import period
+from geo.dates import PERIOD, period
 from geo.districts import DistrictName, name_index, resolve_district
 from geo.errors import InvalidQuery, LayerNotFound
 from geo.events import CATEGORIES, EVENT_TYPES, read_actors
@@ -68,7 +68,6 @@ FILTER_HELP: dict[str, str] = {f.name: f.help for f in FILTERS}
 MAX_VALUE_LENGTH = 2000
 MAX_LIST_ITEMS = 100
 
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 # What `shown` keeps of a value; everything else becomes "?" so no markup survives.
 _UNSAFE = re.compile(r"[^A-Za-z0-9 _.,:;/()+\-]")
 
@@ -192,7 +191,7 @@ def parse_bbox_text(text: str) -> tuple[float, float, float, float]:
 
 def parse_date(key: str, text: str) -> str:
     """A checked date of day, month or year precision, returned as given (trimmed)."""
-    match = _DATE.match(text)
+    match = PERIOD.match(text)
     if match:
         try:
             _first_day(text)

@@ -10,7 +10,6 @@ e.g. PostGIS, can stand beside it with the same methods.
 import gc
 import json
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from geo.geojson import read_json, to_shape
 from geo.schemas import LAYERS, STORE_FORMAT, LayerSchema
 
 Bounds = tuple[float, float, float, float]
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 
 class FeatureNotFound(LayerNotFound):
