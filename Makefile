@@ -49,13 +49,13 @@ build: fetch
 	$(BIN)/kpmap build
 
 bench: setup fetch
-	$(BIN)/python -m tests.bench_store
+	$(BIN)/python -m benchmarks.bench_store
 
 bench-scale: setup fetch
-	$(BIN)/python -m tests.bench_scale
+	$(BIN)/python -m benchmarks.bench_scale
 
 clean:
 	rm -rf $(VENV) data/store data/upstream node_modules app/static/vendor
 
 bench-map: setup assets fetch
-	$(BIN)/python -m tests.bench_map
+	$(BIN)/python -m benchmarks.bench_map

@@ -20,12 +20,12 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import MultiDict
 
 from app import get_policy, get_store
-from geo import ogc
 from geo.errors import InvalidQuery, LayerNotFound
 from geo.export import csv_chunks, geojson_chunks, write_geopackage
 from geo.licences import Withheld
-from geo.ogc_html import render_html
-from geo.ogc_openapi import openapi_document
+from geo.ogc import documents, params
+from geo.ogc.html import render_html
+from geo.ogc.openapi import openapi_document
 from geo.query import (
     FILTER_PARAMS,
     area_filters,
@@ -48,7 +48,7 @@ FORMAT_VERSION = "1"
 CACHE_CONTROL = "public, max-age=300"
 # The OGC resources pick HTML or JSON by Accept; JSON and CSV are gzipped by Accept-Encoding.
 VARY = "Accept, Accept-Encoding"
-GZIP_TYPES = ("application/json", ogc.GEOJSON, ogc.OPENAPI_JSON, "text/csv")
+GZIP_TYPES = ("application/json", params.GEOJSON, params.OPENAPI_JSON, "text/csv")
 GZIP_MIN_BYTES = 1024
 # zlib level 1: several times faster than the default and ~10% larger on GeoJSON, so a stream
 # is not held back by its compression.
@@ -88,7 +88,7 @@ def download_geojson(layer: str):
     positions, withheld = _selection(store, name, kwargs)
     metadata = _metadata(store, name, kwargs, skipped, positions, withheld)
     chunks = geojson_chunks(store.layer(name), positions, {"metadata": metadata})
-    return _send(chunks, ogc.GEOJSON, etag, filename=_filename(store, name, "geojson"))
+    return _send(chunks, params.GEOJSON, etag, filename=_filename(store, name, "geojson"))
 
 
 @bp.get("/download/<layer>.csv")
@@ -269,7 +269,7 @@ def _metadata(
         "count": len(positions),
         "filters": describe_filters(kwargs),
         "store_built_at": store.manifest.get("built_at"),
-        "generated_at": ogc.timestamp(),
+        "generated_at": documents.timestamp(),
         "sources": sources,
         "licences": sorted({s["licence"] for s in sources}),
         "attribution": _attribution(sources),
@@ -302,14 +302,14 @@ def _read_chunks(f: BinaryIO) -> Iterator[bytes]:
 @bp.get("/ogc/")
 def landing():
     fmt = _ogc_format(("f",), "the landing page")
-    doc = ogc.landing_page(_base(), fmt, API_TITLE, API_DESCRIPTION)
+    doc = documents.landing_page(_base(), fmt, API_TITLE, API_DESCRIPTION)
     return _ogc_answer(doc, fmt, API_TITLE)
 
 
 @bp.get("/ogc/conformance")
 def conformance():
     fmt = _ogc_format(("f",), "the conformance classes")
-    return _ogc_answer(ogc.conformance(_base(), fmt), fmt, "Conformance")
+    return _ogc_answer(documents.conformance(_base(), fmt), fmt, "Conformance")
 
 
 @bp.get("/ogc/api")
@@ -318,7 +318,7 @@ def api_definition():
     store = get_store()
     schemas = {name: store.layer(name).schema for name in store.layer_names}
     doc = openapi_document(store.manifest, schemas, _base(), API_TITLE)
-    return _ogc_answer(doc, fmt, "API definition", json_type=ogc.OPENAPI_JSON)
+    return _ogc_answer(doc, fmt, "API definition", json_type=params.OPENAPI_JSON)
 
 
 @bp.get("/ogc/collections")
@@ -326,7 +326,7 @@ def collections():
     fmt = _ogc_format(("f",), "the collections")
     store = get_store()
     withheld = {name: _withheld_notice(store, name) for name in store.layer_names}
-    doc = ogc.collections(store.manifest, list(store.layer_names), _base(), fmt, withheld)
+    doc = documents.collections(store.manifest, list(store.layer_names), _base(), fmt, withheld)
     return _ogc_answer(doc, fmt, "Collections")
 
 
@@ -335,7 +335,7 @@ def collection(collection_id: str):
     store = get_store()
     name = _layer_name(store, collection_id)
     fmt = _ogc_format(("f",), f"the collection {name}")
-    doc = ogc.collection(store.manifest, name, _base(), fmt, _withheld_notice(store, name))
+    doc = documents.collection(store.manifest, name, _base(), fmt, _withheld_notice(store, name))
     return _ogc_answer(doc, fmt, doc["title"])
 
 
@@ -351,9 +351,9 @@ def items(collection_id: str):
     name = _layer_name(store, collection_id)
     schema = store.layer(name).schema
     filters = (*schema.filterable, *schema.range_filters)
-    fmt = _ogc_format((*ogc.ITEMS_PARAMS, *filters), f"the items of {name}")
-    limit = ogc.parse_limit(request.args.get("limit"))
-    offset = ogc.parse_offset(request.args.get("offset"))
+    fmt = _ogc_format((*params.ITEMS_PARAMS, *filters), f"the items of {name}")
+    limit = params.parse_limit(request.args.get("limit"))
+    offset = params.parse_offset(request.args.get("offset"))
     kwargs = _items_filters(name, filters)
     etag = _etag(fmt)
     if _not_modified(etag):
@@ -363,8 +363,8 @@ def items(collection_id: str):
     members = {
         "numberMatched": len(positions),
         "numberReturned": len(page),
-        "timeStamp": ogc.timestamp(),
-        "links": ogc.items_links(
+        "timeStamp": documents.timestamp(),
+        "links": documents.items_links(
             _base(), name, list(request.args.items(multi=True)), fmt, offset, limit, len(positions)
         ),
     }
@@ -380,7 +380,7 @@ def items(collection_id: str):
         title = f"{schema.title}: features"
         html = render_html(doc, title, _base(), f"{_base()}/collections/{name}/items")
         return _send([html.encode()], "text/html", etag)
-    return _send([b"".join(geojson_chunks(layer, page, members))], ogc.GEOJSON, etag)
+    return _send([b"".join(geojson_chunks(layer, page, members))], params.GEOJSON, etag)
 
 
 @bp.get("/ogc/collections/<collection_id>/items/<feature_id>")
@@ -400,9 +400,9 @@ def item(collection_id: str, feature_id: str):
         get_policy().check(layer, position, str(feature["id"]))
         positions = np.array([position])
         feature["attribution"] = _attribution(_sources(store, name, positions))
-    feature["links"] = ogc.feature_links(_base(), name, str(feature["id"]), fmt)
+    feature["links"] = documents.feature_links(_base(), name, str(feature["id"]), fmt)
     title = f"{store.layer(name).schema.title}: {feature['id']}"
-    return _ogc_answer(feature, fmt, title, json_type=ogc.GEOJSON)
+    return _ogc_answer(feature, fmt, title, json_type=params.GEOJSON)
 
 
 def _attribution(sources: list[dict[str, Any]]) -> str:
@@ -432,9 +432,9 @@ def _items_filters(name: str, filters: tuple[str, ...]) -> dict[str, Any]:
         if any(ord(c) < 32 for v in values for c in v):
             raise InvalidQuery(f"{key} contains control characters (e.g. NUL); remove them")
         if values:
-            kwargs[key] = ogc.check_enumeration(key, values)
+            kwargs[key] = params.check_enumeration(key, values)
     if args.get("datetime"):
-        start, end = ogc.parse_datetime(args["datetime"])
+        start, end = params.parse_datetime(args["datetime"])
         # /req/core/fc-time-response C: features without time match any datetime.
         if get_store().layer(name).schema.time:
             if start:
@@ -461,12 +461,12 @@ def _ogc_format(allowed: tuple[str, ...], what: str) -> str:
             raise InvalidQuery("f must be json or html")
         return f
     best = request.accept_mimetypes.best_match(
-        [ogc.JSON, ogc.GEOJSON, ogc.OPENAPI_JSON, ogc.HTML], default=ogc.JSON
+        [params.JSON, params.GEOJSON, params.OPENAPI_JSON, params.HTML], default=params.JSON
     )
-    return "html" if best == ogc.HTML else "json"
+    return "html" if best == params.HTML else "json"
 
 
-def _ogc_answer(doc: dict[str, Any], fmt: str, title: str, json_type: str = ogc.JSON):
+def _ogc_answer(doc: dict[str, Any], fmt: str, title: str, json_type: str = params.JSON):
     etag = _etag(fmt)
     if _not_modified(etag):
         return _not_modified_response(etag)

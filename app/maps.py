@@ -26,12 +26,11 @@ from flask import Blueprint, Response, current_app, render_template, request, ur
 from folium.elements import JSCSSMixin
 from folium.plugins import HeatMap, MarkerCluster
 
-from app import STORE_KEY, get_policy, get_store, mapdata
+from app import STORE_KEY, get_policy, get_store
 from app.assets import versioned
 from app.security import CONTENT_SECURITY_POLICY
-from geo import settings
+from geo import aggregate, settings
 from geo.errors import InvalidQuery
-from geo.events import CATEGORIES, EVENT_TYPES, MILITANT_ATTACK, read_actors
 from geo.licences import RowPolicy, Withheld
 from geo.query import (
     FILTER_PARAMS,
@@ -41,6 +40,7 @@ from geo.query import (
     parse_filters,
 )
 from geo.store import Store
+from geo.vocab import CATEGORIES, EVENT_TYPES, MILITANT_ATTACK, read_actors
 
 bp = Blueprint("maps", __name__)
 
@@ -49,7 +49,7 @@ bp = Blueprint("maps", __name__)
 def _read_attacks_at_start(state) -> None:
     """Read the attack columns when the app starts rather than on the first map request: about
     a second per 100,000 attacks, once per process (gunicorn's master with --preload)."""
-    mapdata.attack_table(state.app.extensions[STORE_KEY])
+    aggregate.attack_table(state.app.extensions[STORE_KEY])
 
 
 # The `layers` parameter's names, and what each shows.
@@ -141,8 +141,8 @@ def parse_view(args, embed: bool = False) -> MapView:
     """The view parameters `metric`, `layers`, `center` ("lat,lon") and `zoom`; InvalidQuery
     says what is allowed. Filters are parsed by geo.query.parse_filters."""
     metric = (args.get("metric") or "attacks").strip()
-    if metric not in mapdata.METRICS:
-        raise InvalidQuery(f"metric must be one of: {', '.join(mapdata.METRICS)}")
+    if metric not in aggregate.METRICS:
+        raise InvalidQuery(f"metric must be one of: {', '.join(aggregate.METRICS)}")
     layers = DEFAULT_LAYERS
     if args.get("layers", "").strip() == "none":
         layers = ()
@@ -190,8 +190,8 @@ class Summary:
 
 
 def summarise(store: Store, filters: dict[str, Any], policy: RowPolicy | None = None) -> Summary:
-    table = mapdata.attack_table(store)
-    rows = mapdata.select(store, filters)
+    table = aggregate.attack_table(store)
+    rows = aggregate.select(store, filters)
     span = None
     if len(rows):
         span = (int(table.start[rows].min()), int(table.end[rows].max()))
@@ -199,10 +199,10 @@ def summarise(store: Store, filters: dict[str, Any], policy: RowPolicy | None = 
     return Summary(
         len(rows),
         len(table),
-        mapdata.district_totals(table, rows),
+        aggregate.district_totals(table, rows),
         span,
-        tehsil_totals=mapdata.tehsil_totals(table, rows),
-        unplaced=mapdata.tehsil_unplaced(table, rows),
+        tehsil_totals=aggregate.tehsil_totals(table, rows),
+        unplaced=aggregate.tehsil_unplaced(table, rows),
         withheld=policy.split(store.layer("attacks"), rows)[1],
     )
 
@@ -231,11 +231,11 @@ def build_map(
     summary = summarise(store, filters, policy)
     district_names = {f["id"]: f["properties"]["name"] for f in store.query("districts")}
     metric_values = [t[view.metric] for t in summary.totals.values()]
-    classes = mapdata.colour_classes(metric_values)
+    classes = aggregate.colour_classes(metric_values)
     # Tehsils get classes of their own: their counts are a fraction of their districts'.
     tehsil_values = [t[view.metric] for t in summary.tehsil_totals.values()]
-    tehsil_classes = mapdata.colour_classes(tehsil_values)
-    actors = actor_table(present=mapdata.attack_table(store).actors)
+    tehsil_classes = aggregate.colour_classes(tehsil_values)
+    actors = actor_table(present=aggregate.attack_table(store).actors)
 
     m = folium.Map(
         location=list(view.center) if view.center else _centre(store),
@@ -252,7 +252,7 @@ def build_map(
     _add_basemaps(m, urls, online_basemap, attribution=attribution_text(store))
     withheld_note = withheld_text(summary.withheld, policy)
 
-    metric_label = mapdata.METRICS[view.metric]
+    metric_label = aggregate.METRICS[view.metric]
     districts = folium.FeatureGroup(
         name=f"Districts: {metric_label} per district", show="districts" in view.layers
     ).add_to(m)
@@ -291,7 +291,7 @@ def build_map(
         "tehsilTotals": summary.tehsil_totals,
         "tehsilClasses": tehsil_classes,
         "unplaced": summary.unplaced,
-        "zeroColour": mapdata.ZERO_COLOUR,
+        "zeroColour": aggregate.ZERO_COLOUR,
         "actors": actors,
         "unknownColour": UNKNOWN_COLOUR,
         "attackCategory": MILITANT_ATTACK,
@@ -311,7 +311,7 @@ def build_map(
             "bands": urls.bands,
         },
     }
-    present_categories = set(mapdata.attack_table(store).categories)
+    present_categories = set(aggregate.attack_table(store).categories)
     legend = {
         "count": summary.count,
         "total": summary.total,
@@ -320,7 +320,7 @@ def build_map(
         "tehsil_classes": tehsil_classes,
         "tehsils_shown": "tehsils" in view.layers,
         "unplaced": sum(summary.unplaced.values()),
-        "zero_colour": mapdata.ZERO_COLOUR,
+        "zero_colour": aggregate.ZERO_COLOUR,
         "actors": [a for a in actors.values() if a["used"]] or list(actors.values()),
         "categories": [
             {"name": name, "colour": colour, "used": name in present_categories}
@@ -502,7 +502,7 @@ def dataset_attributions(store: Store) -> list[dict[str, str]]:
 
 def cited_publications(store: Store) -> list[tuple[str, str]]:
     """(publication, date) of every publication the attacks, facts and border attributes cite."""
-    found = set(mapdata.attack_table(store).publications)
+    found = set(aggregate.attack_table(store).publications)
     citations = [fact.get("citation") or {} for fact in store.facts]
     for line in store.query("durand_line"):
         props = line["properties"]
@@ -753,7 +753,7 @@ def _form(store: Store, filters: dict[str, Any], view: MapView) -> dict[str, Any
         "event_types": EVENT_TYPES,
         "categories": CATEGORIES,
         "districts": districts,
-        "metrics": mapdata.METRICS,
+        "metrics": aggregate.METRICS,
         "layers": ",".join(view.layers) if view.layers != DEFAULT_LAYERS else "",
         "center": f"{view.center[0]:.4f},{view.center[1]:.4f}" if view.center else "",
         "zoom": "" if view.zoom is None else str(view.zoom),
@@ -763,13 +763,13 @@ def _form(store: Store, filters: dict[str, Any], view: MapView) -> dict[str, Any
 
 @bp.get("/api/map/attacks.json")
 def attacks_feed() -> Response:
-    """The attacks that match the filters, as columns (see mapdata.compact_attacks)."""
+    """The attacks that match the filters, as columns (see aggregate.compact_attacks)."""
     store = get_store()
-    rows = mapdata.select(store, parse_filters(request.args))
+    rows = aggregate.select(store, parse_filters(request.args))
     # Point by point, this feed would hand out rows: those the licences withhold are left out
     # (the page draws them through clusters.json instead) and only counted.
     rows, withheld = get_policy().split(store.layer("attacks"), rows)
-    data = mapdata.compact_attacks(mapdata.attack_table(store), rows)
+    data = aggregate.compact_attacks(aggregate.attack_table(store), rows)
     data["withheld"] = withheld.count
     return _json(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
 
@@ -780,19 +780,19 @@ def clusters_feed() -> Response:
     `view` (the visible box, minx,miny,maxx,maxy), optional `window` (first,last day since
     1970-01-01, the time slider's month) and `heat=1` (add heat-map cells)."""
     store = get_store()
-    table = mapdata.attack_table(store)
-    rows = mapdata.select(store, parse_filters(request.args))
-    rows = mapdata.in_window(table, rows, _window(request.args.get("window", "")))
+    table = aggregate.attack_table(store)
+    rows = aggregate.select(store, parse_filters(request.args))
+    rows = aggregate.in_window(table, rows, _window(request.args.get("window", "")))
     zoom = _zoom(request.args.get("z", ""))
     view = parse_bbox_text(request.args["view"]) if request.args.get("view") else None
     withheld = get_policy().withheld_mask(store.layer("attacks"))
     data = {
         "count": int(len(rows)),
         "actors": list(table.actors),
-        **mapdata.clusters(table, rows, zoom, view, withheld=withheld),
+        **aggregate.clusters(table, rows, zoom, view, withheld=withheld),
     }
     if request.args.get("heat") == "1":
-        data["heat"] = mapdata.heat_cells(table, rows, zoom, view)
+        data["heat"] = aggregate.heat_cells(table, rows, zoom, view)
     return _json(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
@@ -827,13 +827,13 @@ def attack_feature(attack_id: str) -> Response:
 @bp.get("/api/map/<any(districts, tehsils):layer>.geojson")
 def map_outlines(layer: str) -> Response:
     """Districts or tehsils with simplified outlines and every property, for the choropleths
-    (mapdata.map_outlines)."""
-    return _json(mapdata.map_outlines(get_store(), layer), mimetype="application/geo+json")
+    (aggregate.map_outlines)."""
+    return _json(aggregate.map_outlines(get_store(), layer), mimetype="application/geo+json")
 
 
 @bp.get("/api/map/border-bands.geojson")
 def border_bands() -> Response:
-    body = orjson.dumps(mapdata.border_bands(get_store()))
+    body = orjson.dumps(aggregate.border_bands(get_store()))
     return _json(body, mimetype="application/geo+json")
 
 

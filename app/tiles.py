@@ -22,7 +22,7 @@ from app.security import CONTENT_SECURITY_POLICY
 from geo import tiles
 from geo.errors import InvalidQuery
 from geo.query import FILTER_PARAMS, parse_filters, shown
-from geo.tilecache import CachedTile, TileCache, TileKey, etag_of, store_version
+from geo.tiles.cache import CachedTile, TileCache, TileKey, etag_of, store_version
 
 bp = Blueprint("tiles", __name__)
 

@@ -13,7 +13,7 @@ from geo.errors import KpmapError
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from geo.sources import fetch_all
+    from geo.build.sources import fetch_all
 
     for name, path in fetch_all().items():
         print(f"{name}: {path}")
@@ -21,7 +21,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from geo.build import build_store
+    from geo.build.pipeline import build_store
 
     started = time.perf_counter()
     manifest = build_store(args.store)
@@ -40,7 +40,7 @@ def report_not_placed(manifest: dict) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from geo.schemas import validate_store
+    from geo.store.schemas import validate_store
 
     problems = validate_store(args.store)
     for problem in problems:
@@ -84,7 +84,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Exit 0 when the file is imported, 1 when it is not (more than half its rows cannot be
     read, or none is taken: the store is unchanged), 2 for a usage error or a file that cannot be
     read as the format at all (KpmapError, handled by main)."""
-    from geo.build import build_store
+    from geo.build.pipeline import build_store
     from geo.importers import ImportFailed, district_locator, read_file
     from geo.importers.report import summary, write_csv
     from geo.store import Store
@@ -122,9 +122,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def dataset_totals(store: Path, dataset: str) -> tuple[int, int]:
     """(events, sum of killed_best) of one dataset's records in a store: what its provider's
-    file gave, whatever the links (geo.links keeps every member's figures)."""
-    from geo.build import read_imported
-    from geo.datasets import dataset_of
+    file gave, whatever the links (geo.build.links keeps every member's figures)."""
+    from geo.build.datasets import dataset_of
+    from geo.build.pipeline import read_imported
 
     records = [r for r in read_imported(Path(store)) if dataset_of(r) == dataset]
     return len(records), sum(r.get("killed_best") or 0 for r in records)
@@ -156,10 +156,10 @@ def report_links(manifest: dict, store: Path) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from geo.build import build_store
+    from geo.build.pipeline import build_store
+    from geo.build.synth import synthetic_attacks
     from geo.errors import InvalidQuery
     from geo.store import Store
-    from geo.synth import synthetic_attacks
 
     if args.store.resolve() == paths.store_dir().resolve():
         raise InvalidQuery(
@@ -203,8 +203,8 @@ def parser() -> argparse.ArgumentParser:
         description="Prints the import report: the layout recognised, rows read, taken, refused "
         "and failed by reason (with their first lines), names that disagree with the points, "
         "actor names not in data/actors.toml, and the totals taken; records of other datasets "
-        "reporting the same event are linked into one attack (geo.links), and a newer release of "
-        "a dataset replaces the older. The store is rebuilt "
+        "reporting the same event are linked into one attack (geo.build.links), and a newer "
+        "release of a dataset replaces the older. The store is rebuilt "
         "atomically. Exit 0: imported; 1: not imported (more than half the rows cannot be read, "
         "or none is taken; the store is unchanged); 2: usage error or a file that cannot be read.",
     )
@@ -235,7 +235,7 @@ def parser() -> argparse.ArgumentParser:
         )
         p.set_defaults(run=run)
 
-    from geo import tiles_cli
+    from geo.tiles import cli as tiles_cli
 
     tiles_cli.add_parser(sub)
     return top

@@ -21,8 +21,8 @@ import orjson
 import pandas as pd
 import pyogrio
 
-from geo.schemas import LayerSchema
 from geo.store import Layer
+from geo.store.schemas import LayerSchema
 
 # Features per chunk: ~1-2 MB of GeoJSON, large enough that per-chunk costs vanish.
 CHUNK_FEATURES = 2000
@@ -54,7 +54,7 @@ def geojson_chunks(
 def csv_columns(schema: LayerSchema) -> list[str]:
     """CSV header: id, longitude, latitude, then the schema's properties in order.
 
-    >>> from geo.schemas import LAYERS
+    >>> from geo.store.schemas import LAYERS
     >>> csv_columns(LAYERS["attacks"])[:4]
     ['id', 'longitude', 'latitude', 'date']
     """

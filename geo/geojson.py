@@ -51,7 +51,7 @@ def write_feature_collection(
     """Write a FeatureCollection (plus any foreign members, e.g. `metadata`) to `path`.
 
     Features are encoded one at a time (orjson), so a million of them never become one string.
-    Returns each feature's (start, end) byte offsets in the file, for geo.store's index.
+    Returns each feature's (start, end) byte offsets in the file, for geo.store.files's index.
     """
     head = orjson.dumps({"type": "FeatureCollection", **members})[:-1] + b',"features":['
     offsets = []

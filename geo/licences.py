@@ -37,8 +37,9 @@ DATASETS_TOML = paths.DATA_DIR / "datasets.toml"
 # reads it as its LICENSED_DATASETS setting (app/__init__.py); the tile commands from the
 # environment (`setting_from_env`).
 SETTING = "KPMAP_LICENSED_DATASETS"
-# The attack property that names a record's dataset (geo.schemas: filterable, so it is a column).
-ORIGIN = "origins"  # every dataset a feature holds rows of (geo.attacks.attack_features)
+# The attack property that names a record's dataset (geo.store.schemas: filterable, so it is a
+# column).
+ORIGIN = "origins"  # every dataset a feature holds rows of (geo.build.attacks.attack_features)
 # Placeholders an attribution template may use (filled in by `dataset_source`).
 TEMPLATE_KEYS = ("citation", "changes", "access_date", "release")
 REQUIRED = ("name", "licence", "redistribute_rows", "citation", "attribution")
@@ -198,8 +199,8 @@ class RowPolicy:
         return ",".join(sorted(self.restricted))
 
     def withheld_mask(self, layer: Any) -> np.ndarray | None:
-        """True for each feature of an attacks layer (geo.store.Layer) that is withheld; None when
-        nothing is (no dataset restricted, or no such rows), so callers skip the work."""
+        """True for each feature of an attacks layer (geo.store.Layer) that is withheld; None
+        when nothing is (no dataset restricted, or no such rows), so callers skip the work."""
         if not self.restricted:
             return None
         codes, values = layer.column(ORIGIN)

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from geo.build.districts import DistrictName, name_index, resolve_district
 from geo.dates import PERIOD, period
-from geo.districts import DistrictName, name_index, resolve_district
 from geo.errors import InvalidQuery, LayerNotFound
-from geo.events import CATEGORIES, EVENT_TYPES, read_actors
-from geo.schemas import LAYERS
-from geo.store import parse_bbox
+from geo.store.files import parse_bbox
+from geo.store.schemas import LAYERS
+from geo.vocab import CATEGORIES, EVENT_TYPES, read_actors
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from geo import paths
-from geo.build import build_store
-from geo.events import MILITANT_ATTACK, event_fields
+from geo.build.pipeline import build_store
 from geo.store import Store
+from geo.vocab import MILITANT_ATTACK, event_fields
 
 
 def offline_mirror() -> str:

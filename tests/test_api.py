@@ -1,5 +1,5 @@
 """app/api.py (downloads and OGC API – Features) and the geo/ modules behind it: geo/export.py,
-geo/ogc.py, geo/ogc_html.py, geo/ogc_openapi.py.
+geo/ogc/params.py, geo/ogc/documents.py, geo/ogc/html.py, geo/ogc/openapi.py.
 
 The OGC tests are named after the requirement of OGC API – Features – Part 1: Core (OGC 17-069r4)
 they check, e.g. test_req_core_fc_limit_definition for /req/core/fc-limit-definition.
@@ -22,9 +22,9 @@ import pytest
 import shapely
 
 from app import create_app
-from geo import ogc
 from geo.export import csv_chunks, neutralise
-from geo.schemas import LAYERS
+from geo.ogc import params
+from geo.store.schemas import LAYERS
 
 LAYER_NAMES = ("districts", "tehsils", "durand_line", "attacks", "countries")
 CORE = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core"
@@ -414,13 +414,13 @@ def test_req_core_root_success(client):
     found = rels(doc)
     assert {"service-desc", "service-doc", "conformance", "data", "self", "alternate"} <= set(found)
     assert found["data"][0]["href"].endswith("/ogc/collections")
-    assert found["service-desc"][0]["type"] == ogc.OPENAPI_JSON
+    assert found["service-desc"][0]["type"] == params.OPENAPI_JSON
     assert get_json(client, "/ogc/") == get_json(client, "/ogc")
 
 
 def test_req_core_conformance_success(client):
     doc = get_json(client, "/ogc/conformance")
-    assert set(doc["conformsTo"]) == set(ogc.CONFORMANCE) and CORE in doc["conformsTo"]
+    assert set(doc["conformsTo"]) == set(params.CONFORMANCE) and CORE in doc["conformsTo"]
 
 
 def test_req_core_api_definition_success(client, store):
@@ -449,9 +449,9 @@ def test_req_core_query_param_unknown_matches_the_definition(client):
     """Each items path declares exactly the parameters the server accepts."""
     doc = get_json(client, "/ogc/api")
     components = doc["components"]["parameters"]
-    params = doc["paths"]["/collections/attacks/items"]["get"]["parameters"]
+    declared = doc["paths"]["/collections/attacks/items"]["get"]["parameters"]
     names = {components[p["$ref"].rsplit("/", 1)[1]]["name"] if "$ref" in p else p["name"]
-             for p in params}  # fmt: skip
+             for p in declared}  # fmt: skip
     for name in names:
         value = {"bbox": "70,33,72,35", "datetime": "2024", "limit": "5", "offset": "0",
                  "f": "json", "max_border_km": "50", "geo_precision": "1", "claimed": "true",
@@ -468,10 +468,10 @@ def test_req_core_fc_md_success_and_items(client, store):
     assert {"self", "alternate"} <= set(rels(doc))
     for entry in doc["collections"]:
         items = rels(entry)["items"]
-        assert {link["type"] for link in items} == {ogc.GEOJSON, ogc.HTML}
+        assert {link["type"] for link in items} == {params.GEOJSON, params.HTML}
         bounds = store.manifest["layers"][entry["id"]]["bounds"]
         assert entry["extent"]["spatial"]["bbox"] == [bounds]
-        assert entry["itemType"] == "feature" and entry["crs"] == [ogc.CRS84]
+        assert entry["itemType"] == "feature" and entry["crs"] == [params.CRS84]
     attacks = next(c for c in doc["collections"] if c["id"] == "attacks")
     assert attacks["extent"]["temporal"]["interval"] == [
         store.manifest["layers"]["attacks"]["time_range"]
@@ -487,7 +487,7 @@ def test_req_core_sfc_md_success(client, store):
 def test_req_core_fc_op_and_response(client, store):
     for name in store.layer_names:
         response = client.get(f"/ogc/collections/{name}/items?limit=10000")
-        assert response.status_code == 200 and response.mimetype == ogc.GEOJSON
+        assert response.status_code == 200 and response.mimetype == params.GEOJSON
         doc = orjson.loads(response.data)
         assert doc["type"] == "FeatureCollection"
         assert [f["id"] for f in doc["features"]] == [f["id"] for f in store.query(name)]
@@ -518,7 +518,7 @@ def test_req_core_fc_bbox_definition_and_response(client, store):
     ],
 )
 def test_req_core_fc_time_definition_and_response(client, store, datetime_value, start, end):
-    assert ogc.parse_datetime(datetime_value) == (start, end)
+    assert params.parse_datetime(datetime_value) == (start, end)
     query = {"datetime": datetime_value}  # encoded: "+05:00" must not become a space
     response = client.get("/ogc/collections/attacks/items", query_string=query)
     doc = orjson.loads(response.data)
@@ -536,7 +536,7 @@ def test_req_core_fc_limit_definition_and_response(client):
     assert len(get_json(client, "/ogc/collections/districts/items?limit=5")["features"]) == 5
     assert get_json(client, "/ogc/collections/districts/items?limit=10000")["numberReturned"] == 35
     assert client.get("/ogc/collections/districts/items?limit=10001").status_code == 400
-    assert ogc.parse_limit(None) == 100
+    assert params.parse_limit(None) == 100
 
 
 def test_req_core_fc_links_and_paging(client):
@@ -546,8 +546,8 @@ def test_req_core_fc_links_and_paging(client):
     while url:
         doc = get_json(client, url)
         found = rels(doc)
-        assert found["self"][0]["type"] == ogc.GEOJSON
-        assert found["alternate"][0]["type"] == ogc.HTML
+        assert found["self"][0]["type"] == params.GEOJSON
+        assert found["alternate"][0]["type"] == params.HTML
         assert found["collection"][0]["href"].endswith("/ogc/collections/districts")
         assert ("prev" in found) == (pages > 0)
         seen += [f["id"] for f in doc["features"]]
@@ -583,7 +583,7 @@ def test_req_core_fc_timestamp(client):
 def test_req_core_f_op_success_and_links(client, store):
     feature = store.query("attacks")[0]
     response = client.get(f"/ogc/collections/attacks/items/{feature['id']}")
-    assert response.status_code == 200 and response.mimetype == ogc.GEOJSON
+    assert response.status_code == 200 and response.mimetype == params.GEOJSON
     doc = orjson.loads(response.data)
     assert doc["type"] == "Feature" and doc["id"] == feature["id"]
     assert doc["properties"] == feature["properties"]

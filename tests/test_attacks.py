@@ -2,8 +2,8 @@
 
 import pytest
 
-from geo.attacks import geocode_events
-from geo.gazetteer import Gazetteer
+from geo.build.attacks import geocode_events
+from geo.build.gazetteer import Gazetteer
 
 
 @pytest.fixture(scope="module")

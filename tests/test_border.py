@@ -7,14 +7,9 @@ import shapely
 import shapely.affinity
 from shapely.geometry import LineString
 
-from geo.border import (
-    GEOD,
-    BorderIndex,
-    border_bands,
-    distance_to_border_km,
-    geodesic_length_km,
-    split_by_province,
-)
+from geo.border import BorderIndex, border_bands, distance_to_border_km
+from geo.build.durand_line import split_by_province
+from geo.crs import GEOD, geodesic_length_km
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,17 @@
-"""geo/build.py and geo/schemas.py: the built store, its manifest, atomic swaps and validation."""
+"""geo/build/pipeline.py and geo/store/schemas.py: the built store, its manifest, atomic swaps and
+validation."""
 
 import json
 import shutil
 
 import pytest
 
-from geo import attacks, build
-from geo.attacks import feature_record
+from geo.build import attacks, pipeline
+from geo.build.attacks import feature_record
 from geo.errors import BuildError, LayerNotFound
 from geo.licences import read_datasets
-from geo.schemas import validate_store
 from geo.store import Store
+from geo.store.schemas import validate_store
 from tests.conftest import offline_mirror
 
 
@@ -51,12 +52,12 @@ def test_cited_publications_leave_the_datasets_to_the_layer_sources():
         attack("acled", ("ACLED", "2023-08-02")),
         attack("synthetic", ("kpmap synth", "2020-01-01")),
     ]
-    assert build._cited_publications(features) == [["Dawn", "2023-07-31"]]
+    assert pipeline._cited_publications(features) == [["Dawn", "2023-07-31"]]
 
 
 def test_every_dataset_publication_is_a_credited_source():
+    from geo.build.synth import SYNTHETIC_SOURCE
     from geo.importers import acled, gtd, ucdp
-    from geo.synth import SYNTHETIC_SOURCE
 
     names = {dataset.publication for dataset in read_datasets().values()}
     assert {acled.NAME, gtd.NAME, ucdp.NAME, SYNTHETIC_SOURCE["publication"]} <= names
@@ -90,27 +91,27 @@ def test_a_build_that_fails_halfway_leaves_the_old_store_intact(old_store, monke
         raise BuildError("synthetic failure after the districts layer was written")
 
     # districts is built and written first, then the border fails
-    monkeypatch.setitem(build.LAYER_BUILDERS, "durand_line", explode)
+    monkeypatch.setitem(pipeline.LAYER_BUILDERS, "durand_line", explode)
     with pytest.raises(BuildError, match="synthetic failure"):
-        build.build_store(old_store, cache=old_store.parent / "cache", mirror=offline_mirror())
+        pipeline.build_store(old_store, cache=old_store.parent / "cache", mirror=offline_mirror())
     assert _snapshot(old_store) == before
     assert [p.name for p in old_store.parent.iterdir() if p.name.startswith(".store-")] == []
 
 
 def test_an_invalid_result_is_not_swapped_in(old_store, monkeypatch):
     before = _snapshot(old_store)
-    real = build.LAYER_BUILDERS["districts"]
+    real = pipeline.LAYER_BUILDERS["districts"]
 
     def without_names(ctx):
         features = real(ctx)
         del features[0]["properties"]["name"]
         return features
 
-    monkeypatch.setitem(build.LAYER_BUILDERS, "districts", without_names)
-    monkeypatch.setitem(build.LAYER_BUILDERS, "durand_line", lambda ctx: [])
-    monkeypatch.setitem(build.LAYER_BUILDERS, "attacks", lambda ctx: [])
+    monkeypatch.setitem(pipeline.LAYER_BUILDERS, "districts", without_names)
+    monkeypatch.setitem(pipeline.LAYER_BUILDERS, "durand_line", lambda ctx: [])
+    monkeypatch.setitem(pipeline.LAYER_BUILDERS, "attacks", lambda ctx: [])
     with pytest.raises(BuildError, match="property 'name' is missing"):
-        build.build_store(old_store, cache=old_store.parent / "cache", mirror=offline_mirror())
+        pipeline.build_store(old_store, cache=old_store.parent / "cache", mirror=offline_mirror())
     assert _snapshot(old_store) == before
 
 
@@ -152,7 +153,7 @@ def test_an_import_outside_the_boundaries_is_kept_and_listed_not_dropped(old_sto
     outside.update(lon=74.3587, lat=31.5204)  # Lahore, Punjab
     sliver = {**template, "id": "synthetic-sliver", "origin": "synthetic", "geo_precision": 1}
     sliver.update(lon=71.54861, lat=35.31028)  # Arandu crossing, 0.6 km beyond the COD outline
-    manifest = build.build_store(
+    manifest = pipeline.build_store(
         old_store,
         cache=old_store.parent / "cache",
         mirror=offline_mirror(),
@@ -166,7 +167,7 @@ def test_an_import_outside_the_boundaries_is_kept_and_listed_not_dropped(old_sto
             "Durand Line within 5 km of one)",
         }
     ]
-    kept = [r["id"] for r in build.read_imported(old_store)]
+    kept = [r["id"] for r in pipeline.read_imported(old_store)]
     assert {"synthetic-outside", "synthetic-sliver"} <= set(kept)
     placed = Store.open(old_store).feature("attacks", "synthetic-sliver")["properties"]
     assert placed["district"] == "lower-chitral" and placed["tehsil"] == "lower-chitral-drosh"
@@ -182,7 +183,7 @@ def test_records_kept_from_an_older_store_are_flagged_not_passed_off_as_classifi
     older.update(id="synthetic-older", origin="synthetic", date="2019-01-01", date_end=None)
     older.update(date_precision="day")
     del older["flags"], older["district_reported"]  # as an older store kept them
-    build.build_store(
+    pipeline.build_store(
         old_store, cache=old_store.parent / "cache", mirror=offline_mirror(), added=[older]
     )
     kept = Store.open(old_store).feature("attacks", "synthetic-older")["properties"]
@@ -309,12 +310,12 @@ def reimported(linked_store_dir, build_cache, tmp_path_factory):
     result = read_file("ucdp", path, district_locator(Store.open(store)))
     assert [r.line for r in result.rejected] == [5]  # the row outside KP
     taken = [{**r, "release": "24.1"} for r in result.records]
-    manifest = build.build_store(store, cache=build_cache, mirror=offline_mirror(), added=taken)
+    manifest = pipeline.build_store(store, cache=build_cache, mirror=offline_mirror(), added=taken)
     return store, manifest, taken
 
 
 def test_a_datasets_killed_best_sums_to_the_providers_over_the_rows_taken(reimported):
-    from geo.datasets import dataset_of
+    from geo.build.datasets import dataset_of
 
     store, _, taken = reimported
     total = 0
@@ -334,7 +335,7 @@ def test_a_newer_release_replaces_the_older_and_the_manifest_says_so(reimported)
     assert manifest["inputs"]["replaced"] == [
         {"dataset": "ucdp-ged", "release": "", "by_release": "24.1", "records": 3}
     ]
-    kept = {r["id"] for r in build.read_imported(store)}
+    kept = {r["id"] for r in pipeline.read_imported(store)}
     assert kept == {"acled-T1"} | {r["id"] for r in taken}
     layer = Store.open(store)
     assert layer.feature("attacks", "ucdp-n1")["id"] == "acled-T1"  # the new release's report
@@ -351,5 +352,5 @@ def test_an_older_release_is_refused_and_changes_nothing(reimported, build_cache
     before = _snapshot(store)
     older = [{**taken[0], "id": "ucdp-old", "release": "23.1"}]
     with pytest.raises(OlderRelease, match="older than the release '24.1'"):
-        build.build_store(store, cache=build_cache, mirror=offline_mirror(), added=older)
+        pipeline.build_store(store, cache=build_cache, mirror=offline_mirror(), added=older)
     assert _snapshot(store) == before

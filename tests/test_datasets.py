@@ -1,8 +1,9 @@
-"""geo/datasets.py: a newer release of a dataset replaces the older, whatever the import order."""
+"""geo/build/datasets.py: a newer release of a dataset replaces the older, whatever the import
+order."""
 
 import pytest
 
-from geo.datasets import combine_imports, dataset_of, release_of
+from geo.build.datasets import combine_imports, dataset_of, release_of
 from geo.errors import OlderRelease
 from tests.conftest import attack_record
 

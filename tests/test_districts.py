@@ -1,4 +1,4 @@
-"""geo/districts.py: the KP district selection, the alias table and the shared-border check."""
+"""geo/build/districts.py: the KP district selection, the alias table, the shared-border check."""
 
 import geopandas as gpd
 import pyogrio
@@ -6,7 +6,7 @@ import pyproj
 import pytest
 import shapely
 
-from geo.districts import (
+from geo.build.districts import (
     alias_index,
     build_districts,
     normalise_name,
@@ -192,7 +192,7 @@ def test_selection_keeps_only_kp_polygons(tmp_path):
 @pytest.fixture(scope="module")
 def source_adm2():
     """The upstream ADM2 file, from the offline mirror (or the fetch cache)."""
-    from geo.sources import fetch, read_sources
+    from geo.build.sources import fetch, read_sources
     from tests.conftest import offline_mirror
 
     sources = read_sources()

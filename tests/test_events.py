@@ -1,4 +1,4 @@
-"""geo/events.py: the authored attacks, the cited facts and the actor table."""
+"""geo/vocab.py: the authored attacks, the cited facts and the actor table."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import pytest
 
 from geo.citations import read_citations
 from geo.errors import SchemaError
-from geo.events import (
+from geo.vocab import (
     EVENT_COLUMNS,
     EVENT_TYPES,
     TARGETS,

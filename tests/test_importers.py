@@ -22,7 +22,6 @@ from openpyxl import Workbook
 from pyproj import Geod
 
 from geo.errors import InvalidQuery, SchemaError
-from geo.events import CATEGORIES, EVENT_TYPES, TARGETS, read_actors
 from geo.importers import (
     FORMATS,
     ImportFailed,
@@ -42,7 +41,8 @@ from geo.importers.places import (
 )
 from geo.importers.reading import decode_text
 from geo.importers.report import REPORT_COLUMNS, summary, write_csv
-from geo.schemas import LAYERS, validate_feature
+from geo.store.schemas import LAYERS, validate_feature
+from geo.vocab import CATEGORIES, EVENT_TYPES, TARGETS, read_actors
 
 FIXTURES = Path(__file__).parent / "fixtures" / "importers"
 SAMPLES = {fmt: FIXTURES / f"{fmt}_sample.csv" for fmt in FORMATS}

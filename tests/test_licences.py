@@ -16,9 +16,8 @@ import pytest
 from pmtiles.reader import MmapSource, Reader
 
 from app import create_app
-from geo import tiles
-from geo.attacks import feature_record
-from geo.build import build_store
+from geo.build.attacks import feature_record
+from geo.build.pipeline import build_store
 from geo.licences import (
     SETTING,
     RowPolicy,
@@ -27,10 +26,12 @@ from geo.licences import (
     read_datasets,
     reveals_restricted,
 )
-from geo.pmtiles_export import export_pmtiles
-from geo.schemas import LAYERS
 from geo.store import Store
-from geo.tiles import Tile, Tiler, world_xy
+from geo.store.schemas import LAYERS
+from geo.tiles.canvas import empty_png
+from geo.tiles.grid import Tile, world_xy
+from geo.tiles.pmtiles import export_pmtiles
+from geo.tiles.tiler import Tiler
 from tests.conftest import offline_mirror
 
 # Written into every stand-in record's text, so a response that leaks one is easy to spot.
@@ -357,7 +358,7 @@ def test_png_tiles_still_draw_restricted_rows(restricted):
     lon, lat = point_of("acled-PAK1001")
     z, x, y = tile_of(lon, lat, 14)
     png = restricted.get(f"/tiles/attacks/{z}/{x}/{y}.png").data
-    assert png != tiles.empty_png(1)
+    assert png != empty_png(1)
 
 
 def test_clusters_count_every_attack(lstore):
@@ -450,7 +451,7 @@ def test_the_schema_has_an_origin_column():
 
 
 def test_tile_commands_read_the_setting_from_the_environment(monkeypatch):
-    from geo.tiles_cli import licence_policy
+    from geo.tiles.cli import licence_policy
 
     monkeypatch.delenv(SETTING, raising=False)
     assert licence_policy().restricted == {"acled", "gtd"}

@@ -1,4 +1,5 @@
-"""geo/links.py: records of different datasets reporting one event are linked, never merged away.
+"""geo/build/links.py: records of different datasets reporting one event are linked, never merged
+away.
 
 Every record here is SYNTHETIC (tests.conftest.attack_record, or the importer fixtures, which say
 so in their text).
@@ -12,10 +13,10 @@ import orjson
 import pytest
 from pyproj import Geod
 
-from geo import links
-from geo.events import event_fields
+from geo.build import links
+from geo.build.links import combine, link_records
 from geo.importers import read_file
-from geo.links import combine, link_records
+from geo.vocab import event_fields
 from tests.conftest import KM_LAT, attack_record
 
 FIXTURES = Path(__file__).parent / "fixtures" / "importers"
@@ -272,7 +273,7 @@ def test_the_same_attack_in_three_datasets_links_and_each_dataset_keeps_its_own_
 def test_linking_a_large_grid_pairs_every_record_with_its_own():
     # 50,000 SYNTHETIC records of two datasets, pairs at the points of a 3 km grid: each record
     # links to its pair and to no neighbour, though a dozen lie within reach of the index (how
-    # fast this runs is the benchmarks' business: tests.bench_scale)
+    # fast this runs is the benchmarks' business: benchmarks.bench_scale)
     records = [
         attack_record(
             id=f"{origin}-{i}",

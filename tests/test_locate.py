@@ -1,4 +1,5 @@
-"""geo/locate.py: districts and tehsils decided by the point, the border sliver rule, and a cited
+"""geo/build/locate.py: districts and tehsils decided by the point, the border sliver rule, and a
+cited
 table of real towns (tests/fixtures/towns.csv) that must fall in their districts and tehsils."""
 
 import csv
@@ -9,7 +10,7 @@ import pytest
 import shapely
 from pyproj import Geod
 
-from geo.locate import SLIVER_MAX_KM, Locator, read_sliver
+from geo.build.locate import SLIVER_MAX_KM, Locator, read_sliver
 
 TOWNS = Path(__file__).parent / "fixtures" / "towns.csv"
 GEOD = Geod(ellps="WGS84")

@@ -1,4 +1,4 @@
-"""app/maps.py, app/mapdata.py, app/assets.py: the map page, the embed page and their feeds.
+"""app/maps.py, geo/aggregate.py, app/assets.py: the map page, the embed page and their feeds.
 
 The generated HTML is checked for the pieces that matter (local asset links, layer URLs, the
 legend, escaping), never as a snapshot. tests/test_browser.py drives the same pages in Chromium.
@@ -13,10 +13,11 @@ import orjson
 import pytest
 import shapely
 
-from app import assets, create_app, mapdata
+from app import assets, create_app
 from app.maps import MapView, build_map, parse_view
-from geo.build import build_store
-from geo.districts import shared_border_problems
+from geo import aggregate
+from geo.build.districts import shared_border_problems
+from geo.build.pipeline import build_store
 from geo.errors import InvalidQuery
 from geo.query import parse_filters
 from tests.conftest import offline_mirror
@@ -434,7 +435,7 @@ def test_border_bands_are_nested_and_on_the_pakistani_side(store):
     import shapely
     from shapely.geometry import shape
 
-    bands = mapdata.border_bands(store)["features"]
+    bands = aggregate.border_bands(store)["features"]
     assert [b["properties"]["label"] for b in bands] == ["0–10 km", "10–25 km", "25–50 km"]
     pakistan = shapely.union_all(
         [shape(f["geometry"]) for f in store.query("countries", id="pakistan")]
@@ -453,7 +454,7 @@ def test_border_bands_are_nested_and_on_the_pakistani_side(store):
 def test_attack_table_spans_are_days_since_1970(store):
     from datetime import date
 
-    table = mapdata.attack_table(store)
+    table = aggregate.attack_table(store)
     attacks = store.query("attacks")
     assert list(table.ids) == [f["id"] for f in attacks]
     for i, feat in enumerate(attacks):
@@ -467,16 +468,16 @@ def test_attack_table_spans_are_days_since_1970(store):
 
 
 def test_colour_classes():
-    assert mapdata.colour_classes([0, 0]) == []
-    classes = mapdata.colour_classes(list(range(1, 101)))
+    assert aggregate.colour_classes([0, 0]) == []
+    classes = aggregate.colour_classes(list(range(1, 101)))
     assert len(classes) == 5 and classes[0]["min"] == 1 and classes[-1]["max"] == 100
     assert all(a["max"] + 1 == b["min"] for a, b in zip(classes, classes[1:], strict=False))
 
 
 def test_tehsil_totals_leave_out_attacks_known_only_to_their_district(store):
-    table = mapdata.attack_table(store)
-    everything = mapdata.select(store, {})
-    totals = mapdata.tehsil_totals(table, everything)
+    table = aggregate.attack_table(store)
+    everything = aggregate.select(store, {})
+    totals = aggregate.tehsil_totals(table, everything)
     # unfiltered, they are the totals the build stored on each tehsil
     stored = {f["id"]: f["properties"]["attacks"] for f in store.query("tehsils")}
     assert {tid: t["attacks"] for tid, t in totals.items()} == {
@@ -487,10 +488,10 @@ def test_tehsil_totals_leave_out_attacks_known_only_to_their_district(store):
         if f["properties"]["tehsil"] is None:
             district = f["properties"]["district"]
             expected[district] = expected.get(district, 0) + 1
-    assert mapdata.tehsil_unplaced(table, everything) == expected
-    some = mapdata.select(store, {"start": "2024"})
-    in_tehsils = sum(t["attacks"] for t in mapdata.tehsil_totals(table, some).values())
-    assert in_tehsils + sum(mapdata.tehsil_unplaced(table, some).values()) == len(some)
+    assert aggregate.tehsil_unplaced(table, everything) == expected
+    some = aggregate.select(store, {"start": "2024"})
+    in_tehsils = sum(t["attacks"] for t in aggregate.tehsil_totals(table, some).values())
+    assert in_tehsils + sum(aggregate.tehsil_unplaced(table, some).values()) == len(some)
 
 
 def test_the_tehsils_the_map_loads_carry_what_their_popups_show(client, store):
@@ -508,9 +509,9 @@ def test_the_tehsils_the_map_loads_carry_what_their_popups_show(client, store):
 
 
 def test_district_totals_follow_the_filters(store):
-    table = mapdata.attack_table(store)
-    rows = mapdata.select(store, {"start": "2024"})
-    totals = mapdata.district_totals(table, rows)
+    table = aggregate.attack_table(store)
+    rows = aggregate.select(store, {"start": "2024"})
+    totals = aggregate.district_totals(table, rows)
     assert sum(t["attacks"] for t in totals.values()) == len(rows)
 
 

@@ -4,8 +4,8 @@ import pytest
 from werkzeug.datastructures import MultiDict
 
 from geo.errors import InvalidQuery, LayerNotFound
-from geo.events import EVENT_TYPES
 from geo.query import describe_filters, filter_notes, parse_filters, shown
+from geo.vocab import EVENT_TYPES
 
 
 def test_every_filter_parsed():

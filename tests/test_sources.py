@@ -1,4 +1,5 @@
-"""geo/sources.py: the manifest and fetching from cache, mirror folder and a local HTTP mirror.
+"""geo/build/sources.py: the manifest and fetching from cache, mirror folder and a local HTTP
+mirror.
 
 Everything is synthetic and local except the last two tests, which read the real manifest and (with
 KPMAP_MIRROR set) fetch the real files from the offline mirror folder.
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from geo.build.sources import Source, fetch, fetch_all, read_sources
 from geo.errors import FetchError
-from geo.sources import Source, fetch, fetch_all, read_sources
 
 # Synthetic test data, not a real boundary.
 GEOJSON = (

@@ -1,14 +1,14 @@
-"""geo/store.py: loading the store and answering queries from memory."""
+"""geo/store/files.py: loading the store and answering queries from memory."""
 
 import json
 
 import pytest
 
-from geo import schemas
 from geo.errors import InvalidQuery, LayerNotFound, StoreNotFound
 from geo.geojson import feature, write_feature_collection
-from geo.schemas import STORE_FORMAT, LayerSchema
-from geo.store import FeatureNotFound, Store, parse_bbox
+from geo.store import schemas
+from geo.store.files import FeatureNotFound, Store, parse_bbox
+from geo.store.schemas import STORE_FORMAT, LayerSchema
 
 
 def test_open_loads_every_layer(store):
@@ -227,7 +227,7 @@ def test_filters_compare_url_strings_with_typed_properties(store):
 def test_vectorised_spans_agree_with_date_ranges():
     import numpy as np
 
-    from geo.store import _date_range, _period_days
+    from geo.store.files import _date_range, _period_days
 
     dates = ["2024-02-29", "2024-02", "2023-12", "2024", "1999-01-01"]
     text = np.array(dates, dtype=str)

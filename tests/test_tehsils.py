@@ -1,13 +1,13 @@
-"""geo/tehsils.py: KP's 153 tehsils rebuilt from the COD-AB's lines and points, and checked."""
+"""geo/build/tehsils.py: KP's 153 tehsils rebuilt from the COD-AB's lines and points."""
 
 import geopandas as gpd
 import pandas as pd
 import pytest
 import shapely
 
-from geo.districts import shared_border_problems
+from geo.build.districts import shared_border_problems
+from geo.build.tehsils import build_tehsils, dissolve_problems
 from geo.errors import BuildError
-from geo.tehsils import build_tehsils, dissolve_problems
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def _square_world():
 
 
 def test_a_rebuild_that_differs_from_the_stored_shape_fails(monkeypatch):
-    monkeypatch.setattr("geo.tehsils.EXPECTED_KP_TEHSILS", 2)
+    monkeypatch.setattr("geo.build.tehsils.EXPECTED_KP_TEHSILS", 2)
     lines, points, adm3, districts = _square_world()
     built = build_tehsils(lines, points, adm3, districts, {"PK50102": "FR East"}, "synthetic")
     assert list(built["id"]) == ["square-east", "square-west"]
@@ -84,7 +84,7 @@ def test_a_rebuild_that_differs_from_the_stored_shape_fails(monkeypatch):
 
 
 def test_tehsils_that_do_not_cover_their_district_fail(monkeypatch):
-    monkeypatch.setattr("geo.tehsils.EXPECTED_KP_TEHSILS", 2)
+    monkeypatch.setattr("geo.build.tehsils.EXPECTED_KP_TEHSILS", 2)
     lines, points, adm3, districts = _square_world()
     districts.loc[0, "geometry"] = shapely.box(70, 33, 72.1, 34)
     with pytest.raises(BuildError, match="square: tehsils differ from the district"):

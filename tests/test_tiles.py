@@ -1,5 +1,6 @@
-"""geo/tiles.py, geo/tiles_mvt.py, geo/tiles_png.py, geo/tilecache.py, geo/pmtiles_export.py and
-geo/tiles_cli.py, without the app.
+"""geo/tiles/tiler.py, geo/tiles/mvt.py, geo/tiles/canvas.py, geo/tiles/cache.py,
+geo/tiles/pmtiles.py and
+geo/tiles/cli.py, without the app.
 
 Tiles are decoded, never compared with stored bytes: MVT with mapbox_vector_tile.decode, PNG with
 Pillow. A module-scoped store with 5,000 synthetic attacks exercises the clusters.
@@ -17,14 +18,19 @@ from PIL import Image
 from pmtiles.reader import MmapSource, Reader, all_tiles
 from pmtiles.tile import Compression, TileType
 
-from geo import tiles, tiles_mvt, tiles_png
-from geo.build import build_store
+from geo import tiles
+from geo.build.pipeline import build_store
+from geo.build.synth import synthetic_attacks
+from geo.crs import MAX_LAT
 from geo.errors import InvalidQuery, InvalidTile, LayerNotFound
-from geo.pmtiles_export import export_pmtiles
 from geo.store import Store
-from geo.synth import synthetic_attacks
-from geo.tilecache import STAMP, TileCache, TileKey, etag_of, store_version
-from geo.tiles import MAX_ZOOM, Tile, Tiler, attack_deaths, tile_bounds, world_xy
+from geo.tiles import canvas, mvt
+from geo.tiles.cache import STAMP, TileCache, TileKey, etag_of, store_version
+from geo.tiles.grid import MAX_ZOOM, Tile, tile_bounds, world_xy
+from geo.tiles.layers import BASEMAP_TEHSIL_MINZOOM, MVT_BUFFER, TILES_VERSION
+from geo.tiles.pmtiles import export_pmtiles
+from geo.tiles.points import GRID_BITS, attack_deaths
+from geo.tiles.tiler import Tiler
 from tests.conftest import offline_mirror
 
 SYNTHETIC = 5000
@@ -78,7 +84,7 @@ FAR = Tile(6, 20, 25)  # the Atlantic, off West Africa: nothing of any layer
 def test_tile_bounds_at_zoom_0_is_the_web_mercator_world():
     west, south, east, north = tile_bounds(0, 0, 0)
     assert (west, east) == (-180, 180)
-    assert north == pytest.approx(tiles.MAX_LAT) and south == pytest.approx(-tiles.MAX_LAT)
+    assert north == pytest.approx(MAX_LAT) and south == pytest.approx(-MAX_LAT)
 
 
 def test_tile_bounds_agree_with_world_xy():
@@ -185,11 +191,9 @@ def test_low_zoom_tiles_hold_clusters_of_at_most_a_grid(synth_store, synth_tiler
         if not layer:
             continue
         features = layer["features"]
-        assert len(features) <= 4**tiles.GRID_BITS * 9  # its grid plus the buffer's cells
+        assert len(features) <= 4**GRID_BITS * 9  # its grid plus the buffer's cells
         inside = [
-            f
-            for f in features
-            if all(0 <= c < tiles_mvt.EXTENT for c in f["geometry"]["coordinates"])
+            f for f in features if all(0 <= c < mvt.EXTENT for c in f["geometry"]["coordinates"])
         ]
         assert all(f["properties"]["cluster"] is True for f in features)
         seen += sum(f["properties"]["count"] for f in inside)
@@ -201,7 +205,7 @@ def test_high_zoom_tiles_hold_each_attack_with_its_attributes(store, tiler):
     lon, lat = attack["geometry"]["coordinates"]
     tile = tile_of(lon, lat, MAX_ZOOM)
     layer = decode(tiler.tile("attacks", tile, "mvt"))["attacks"]
-    assert layer["extent"] == tiles_mvt.EXTENT
+    assert layer["extent"] == mvt.EXTENT
     (feature,) = [f for f in layer["features"] if f["properties"].get("id") == attack["id"]]
     props = feature["properties"]
     assert props["cluster"] is False and props["count"] == 1
@@ -210,15 +214,15 @@ def test_high_zoom_tiles_hold_each_attack_with_its_attributes(store, tiler):
     assert "sources" not in props  # lists cannot go in an MVT; the API has the full record
     u, v = world_xy(lon, lat)
     x, y = feature["geometry"]["coordinates"]
-    assert x == pytest.approx((u * 2**tile.z - tile.x) * tiles_mvt.EXTENT, abs=1)
-    assert y == pytest.approx((v * 2**tile.z - tile.y) * tiles_mvt.EXTENT, abs=1)
+    assert x == pytest.approx((u * 2**tile.z - tile.x) * mvt.EXTENT, abs=1)
+    assert y == pytest.approx((v * 2**tile.z - tile.y) * mvt.EXTENT, abs=1)
 
 
 def test_a_crowded_high_zoom_tile_is_clustered(synth_store, synth_tiler, monkeypatch):
     tile = tile_of(71.6, 34.0, 12)
     points, idx = synth_tiler._attack_points(tile, 0, None)
     assert len(idx) and (points.position[idx] >= 0).all()  # points, as this zoom has
-    monkeypatch.setattr(tiles, "MAX_POINTS", len(idx) - 1)
+    monkeypatch.setattr("geo.tiles.tiler.MAX_POINTS", len(idx) - 1)
     points, idx = synth_tiler._attack_points(tile, 0, None)
     assert len(idx) and (points.position[idx] == -1).all()
 
@@ -258,12 +262,12 @@ def test_zoom_0_districts_tile_holds_every_district_with_its_figures(store, tile
 
 def test_polygon_coordinates_stay_within_the_extent_and_buffer(tiler):
     tile = tile_of(71.5, 34.0, 9)
-    buffer = tiles.MVT_BUFFER * tiles_mvt.EXTENT
+    buffer = MVT_BUFFER * mvt.EXTENT
     layer = decode(tiler.tile("districts", tile, "mvt"))["districts"]
     assert layer["features"]
     for feature in layer["features"]:
         coords = np.array([c for ring in _rings(feature["geometry"]) for c in ring])
-        assert coords.min() >= -buffer - 1 and coords.max() <= tiles_mvt.EXTENT + buffer + 1
+        assert coords.min() >= -buffer - 1 and coords.max() <= mvt.EXTENT + buffer + 1
 
 
 def _rings(geometry):
@@ -281,13 +285,13 @@ def test_basemap_tile_holds_countries_districts_labels_and_towns(tiler):
 
 
 def test_basemap_outlines_tehsils_from_zoom_9(tiler):
-    tile = tile_of(71.5, 34.0, tiles.BASEMAP_TEHSIL_MINZOOM)
+    tile = tile_of(71.5, 34.0, BASEMAP_TEHSIL_MINZOOM)
     layers = decode(tiler.tile("basemap", tile, "mvt"))
     assert layers["tehsils"]["features"]
     assert {"id", "name", "district", "attacks"} <= set(
         layers["tehsils"]["features"][0]["properties"]
     )
-    above = tile_of(71.5, 34.0, tiles.BASEMAP_TEHSIL_MINZOOM - 1)
+    above = tile_of(71.5, 34.0, BASEMAP_TEHSIL_MINZOOM - 1)
     assert "tehsils" not in decode(tiler.tile("basemap", above, "mvt"))
 
 
@@ -310,8 +314,8 @@ def test_the_basemap_names_peshawar_where_it_is(tiler):
     assert props["min_zoom"] == 7 and props["population"] > 1_000_000
     u, v = world_xy(*PESHAWAR)
     x, y = feature["geometry"]["coordinates"]
-    assert x == pytest.approx((u * 2**tile.z - tile.x) * tiles_mvt.EXTENT, abs=1)
-    assert y == pytest.approx((v * 2**tile.z - tile.y) * tiles_mvt.EXTENT, abs=1)
+    assert x == pytest.approx((u * 2**tile.z - tile.x) * mvt.EXTENT, abs=1)
+    assert y == pytest.approx((v * 2**tile.z - tile.y) * mvt.EXTENT, abs=1)
 
 
 @pytest.mark.parametrize("name, lonlat", [("Bannu", BANNU), ("Wana", WANA)])
@@ -358,13 +362,13 @@ def test_durand_line_tile(tiler):
 @pytest.mark.parametrize("layer", list(tiles.TILE_LAYERS))
 def test_tiles_far_from_kp_are_empty_in_both_formats(tiler, layer):
     assert tiler.tile(layer, FAR, "mvt") == b""
-    assert tiler.tile(layer, FAR, "png") == tiles_png.empty_png(1)
+    assert tiler.tile(layer, FAR, "png") == canvas.empty_png(1)
     assert opaque_pixels(tiler.tile(layer, FAR, "png")) == 0
     assert opaque_pixels(tiler.tile(layer, FAR, "@2x.png"), 512) == 0
 
 
 def test_encode_vector_tile_of_nothing_is_empty():
-    assert tiles_mvt.encode_vector_tile([("attacks", []), ("districts", [])]) == b""
+    assert mvt.encode_vector_tile([("attacks", []), ("districts", [])]) == b""
 
 
 # -- PNG ----------------------------------------------------------------------------------------
@@ -400,8 +404,8 @@ def test_a_town_label_is_drawn_on_the_basemap_png(tiler, monkeypatch):
     plain = np.asarray(Image.open(io.BytesIO(tiler.tile("basemap", tile, "png"))))
     u, v = world_xy(*PESHAWAR)
     px, py = int((u * 2**9 - tile.x) * 256), int((v * 2**9 - tile.y) * 256)
-    assert tuple(labelled[py, px]) == tiles_png.TOWN  # the town's dot
-    assert tuple(plain[py, px]) != tiles_png.TOWN
+    assert tuple(labelled[py, px]) == canvas.TOWN  # the town's dot
+    assert tuple(plain[py, px]) != canvas.TOWN
     # and its name, to the right of the dot
     right = (slice(py - 6, py + 7), slice(px + 5, px + 60))
     assert (labelled[right] != plain[right]).any(axis=-1).sum() > 50
@@ -510,7 +514,7 @@ def test_store_version_follows_the_layers_and_the_tile_code(store):
 
 def test_cache_version_follows_the_towns(store, tiler, monkeypatch):
     version = tiler.cache_version()
-    assert version.startswith(tiles.TILES_VERSION + "-") and Tiler(store).cache_version() == version
+    assert version.startswith(TILES_VERSION + "-") and Tiler(store).cache_version() == version
     other = Tiler(store)
     towns, u, v, zooms = other.towns()
     monkeypatch.setattr(other, "towns", lambda: (towns[1:], u[1:], v[1:], zooms[1:]))
@@ -563,7 +567,7 @@ def test_pmtiles_round_trip(store, tiler, tmp_path):
 
 
 def run_cli(argv: list[str]) -> int:
-    from geo import tiles_cli
+    from geo.tiles import cli as tiles_cli
 
     top = argparse.ArgumentParser(prog="kpmap")
     sub = top.add_subparsers(dest="command", required=True)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from app import create_app
 from geo import tiles
-from geo.tiles import world_xy
+from geo.tiles.grid import world_xy
 
 MVT = "application/vnd.mapbox-vector-tile"
 

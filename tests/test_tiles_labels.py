@@ -1,14 +1,14 @@
-"""geo/tiles_labels.py: the basemap's towns (GeoNames, district headquarters) and their labels."""
+"""geo/tiles/labels.py: the basemap's towns (GeoNames, district headquarters) and their labels."""
 
 import pytest
 import shapely
 
-from geo.districts import District, read_district_table
+from geo.build.districts import District, read_district_table
+from geo.build.gazetteer import read_geonames
 from geo.errors import BuildError
-from geo.gazetteer import read_geonames
-from geo.tiles import Tiler
-from geo.tiles_labels import Candidate, min_zoom, place_labels, read_towns
-from geo.tiles_png import text_box
+from geo.tiles.canvas import text_box
+from geo.tiles.labels import Candidate, min_zoom, place_labels, read_towns
+from geo.tiles.tiler import Tiler
 
 
 @pytest.fixture(scope="module")

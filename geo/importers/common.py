@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from geo.errors import KpmapError
-from geo.events import MILITANT_ATTACK, event_fields
+from geo.vocab import MILITANT_ATTACK, event_fields
 
 Row = dict[str, str]
 

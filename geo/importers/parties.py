@@ -3,7 +3,7 @@
     party("Military Forces of Pakistan (2013-2018)", "a")
     # {"name": "Military Forces of Pakistan (2013-2018)", "group": "Pakistan (state)", "side": "a"}
 
-Names go through data/actors.toml (geo.events.lookup_actor), then, when the name as written is
+Names go through data/actors.toml (geo.vocab.lookup_actor), then, when the name as written is
 not there:
 - ACLED's forces with their government's term, "Military Forces of Pakistan (2013-2018)", are
   looked up without the term;
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 
-from geo.events import UNKNOWN_ACTOR, lookup_actor, read_actors
+from geo.vocab import UNKNOWN_ACTOR, lookup_actor, read_actors
 
 OTHER_ACTOR = "other"
 # ACLED appends the government's term to state forces: "(2018-)", "(2013-2018)".

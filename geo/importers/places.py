@@ -4,7 +4,7 @@
     places(71.5785, 34.0151)           # 'peshawar'
     reported_districts("Khyber agency")  # ('khyber',)
 
-Membership in KP and the district come from the point (geo.locate: the tehsils and the border
+Membership in KP and the district come from the point (geo.build.locate: the tehsils and the border
 sliver rule, the same rule the build uses). The names a provider writes (province, district) are
 only compared with it: a district name that resolves to other polygons than the point's, or a
 province name that is not KP's for a point inside KP, is flagged on the record and listed in the
@@ -22,10 +22,10 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
-from geo.border import KP_TMERC, transform_geometry
-from geo.districts import normalise_name, resolve_district
+from geo.build.districts import normalise_name, resolve_district
+from geo.build.locate import Locator
+from geo.crs import KP_TMERC, transform_geometry
 from geo.importers.common import RowError, RowRefused
-from geo.locate import Locator
 
 InKp = Callable[[float, float], str | None]
 
@@ -121,7 +121,7 @@ def as_places(in_kp: InKp) -> KpPlaces:
 
 
 def district_locator(store: Any) -> KpPlaces:
-    """The KpPlaces of a built store: its tehsils and the border sliver rule (geo.locate, the
+    """The KpPlaces of a built store: its tehsils and the border sliver rule (geo.build.locate, the
     rule the build places every attack by), KP's outline and its tehsils' names."""
     locator = Locator.from_store(store)
 
@@ -243,7 +243,7 @@ def place(
     other columns may be just as wrong), OutsideKp when the names say KP but the point is
     outside it, RowRefused for any other point outside KP. A point in KP whose province name is
     another province's is taken and flagged; so is one whose district name resolves
-    (geo.districts, "Khyber agency" -> khyber) to other polygons than the point's.
+    (geo.build.districts, "Khyber agency" -> khyber) to other polygons than the point's.
     """
     lon, lat = rec["lon"], rec["lat"]
     status = admin1_status(names.admin1)

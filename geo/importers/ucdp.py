@@ -105,7 +105,7 @@ def dataset_of(path: Path) -> str:
 
     A Candidate file holds the events of its month (or months), not everything before: each
     period is a dataset of its own, so that importing October's file does not replace
-    September's (a newer release of one dataset replaces the older, geo.datasets), while a
+    September's (a newer release of one dataset replaces the older, geo.build.datasets), while a
     re-issued file for the same period does replace the earlier issue."""
     name = Path(path).name
     if match := CANDIDATE_SPAN.search(name):

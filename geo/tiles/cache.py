@@ -37,7 +37,7 @@ class TileKey(NamedTuple):
     x: int
     y: int
     ext: str  # "mvt", "png" or "@2x.png"
-    filters: str = ""  # geo.tiles.filter_key of the filters; "" for none
+    filters: str = ""  # geo.tiles.tiler.filter_key of the filters; "" for none
 
     def path(self) -> str:
         """Where the tile lives under a disk cache (and under /tiles/ in URLs)."""

@@ -83,7 +83,7 @@ def main() -> None:
             f"""
 import time, resource
 from pathlib import Path
-from geo.build import build_store
+from geo.build.pipeline import build_store
 from geo.store import Store
 from geo.importers import read_file, district_locator
 store = Path({str(tmp / "acled-store")!r})
@@ -105,9 +105,9 @@ print(f"{{total:.1f}} s (parse {{parsed:.1f}} s), {{len(result.records)}} taken,
             f"""
 import time, resource
 from pathlib import Path
-from geo.build import build_store
+from geo.build.pipeline import build_store
 from geo.store import Store
-from geo.synth import synthetic_attacks
+from geo.build.synth import synthetic_attacks
 store = Path({str(big)!r})
 build_store(store, mirror={mirror!r})
 records = synthetic_attacks(1_000_000, Store.open(store).query("districts"))

@@ -1,6 +1,6 @@
 """Tile benchmark: cold and cached tiles on a synthetic 1,000,000-attack store, and a load test.
 
-    python -m tests.bench_tiles [STORE_DIR] [--samples 40] [--load] [--duration 30]
+    python -m benchmarks.bench_tiles [STORE_DIR] [--samples 40] [--load] [--duration 30]
 
 Without STORE_DIR it builds one with `kpmap synth 1000000 --store /tmp/kpmap-bench-tiles`
 (about 1.5 minutes; kept for the next run). Prints figures; asserts nothing.
@@ -31,13 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from geo import tiles, tiles_png
+from geo import tiles
+from geo.tiles import canvas
+from geo.tiles.points import CLUSTER_MAXZOOM
 
 TARGETS = {"mvt": 100.0, "png": 150.0, "cached": 2.0, "load": 1500.0}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench_tiles")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_tiles")
     parser.add_argument("store", nargs="?", type=Path, default=Path("/tmp/kpmap-bench-tiles"))
     parser.add_argument("--attacks", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=40, help="tiles per zoom (default 40)")
@@ -64,7 +66,7 @@ def main() -> int:
     count = len(index.all.points)
     print(
         f"attack index, first use ({count:,} attacks; deaths from the index, Morton sort, "
-        f"clusters for z0-{tiles.CLUSTER_MAXZOOM}): {time.perf_counter() - started:.1f} s"
+        f"clusters for z0-{CLUSTER_MAXZOOM}): {time.perf_counter() - started:.1f} s"
     )
     client = app.test_client()
     bounds = tiles.layer_bounds(tiler.store, "attacks")
@@ -120,7 +122,7 @@ def run_cold(client, cache, bounds, samples: int, seed: int) -> list[tuple[str, 
                 response = client.get(url)
                 times.append(time.perf_counter() - started)
                 assert response.status_code == 200, (url, response.status_code)
-                is_empty = response.data in (b"", tiles_png.empty_png(1))
+                is_empty = response.data in (b"", canvas.empty_png(1))
                 empty += is_empty
                 if not is_empty:
                     full[fmt].append(times[-1])

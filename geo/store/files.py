@@ -25,7 +25,7 @@ import shapely
 from geo.dates import PERIOD, period
 from geo.errors import InvalidQuery, LayerNotFound, StoreNotFound
 from geo.geojson import read_json, to_shape
-from geo.schemas import LAYERS, STORE_FORMAT, LayerSchema
+from geo.store.schemas import LAYERS, STORE_FORMAT, LayerSchema
 
 Bounds = tuple[float, float, float, float]
 
@@ -112,7 +112,7 @@ class Layer:
 
 
 class Store:
-    """A built store folder (see geo.build), loaded into memory once."""
+    """A built store folder (see geo.build.pipeline), loaded into memory once."""
 
     def __init__(
         self,
@@ -181,7 +181,7 @@ class Store:
 
     def feature(self, name: str, feature_id: str) -> dict[str, Any]:
         """One feature by its id, or an attack by the id of any record linked into it (see
-        geo.links); FeatureNotFound (404) if the layer has no such id."""
+        geo.build.links); FeatureNotFound (404) if the layer has no such id."""
         layer = self.layer(name)
         try:
             return layer.feature_at(layer.by_id[str(feature_id)])

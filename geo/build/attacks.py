@@ -1,5 +1,5 @@
 """The attacks layer: authored events geocoded, imported records placed and measured (records of
-different datasets reporting one event are linked by geo.links).
+different datasets reporting one event are linked by geo.build.links).
 
 Every attack record (authored, imported or synthetic) is a canonical property dict with "lon" and
 "lat" (see the README's attack schema); this module turns records into GeoJSON features and sums
@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from geo.border import BorderIndex
-from geo.events import MILITANT_ATTACK, event_fields
-from geo.gazetteer import PRECISION_DISTRICT, Gazetteer, GeocodeError
-from geo.locate import Locator
+from geo.vocab import MILITANT_ATTACK, event_fields
+from geo.build.gazetteer import PRECISION_DISTRICT, Gazetteer, GeocodeError
+from geo.build.locate import Locator
 
 COUNTS = ("killed_low", "killed_best", "killed_high", "injured_low", "injured_high")
 # Record keys that are inputs to the build, not properties of the published feature.
@@ -90,7 +90,7 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
 def place(
     records: list[dict[str, Any]], locator: Locator
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Records with their district and tehsil decided by their point (geo.locate), and the ids of
+    """Records with their district and tehsil decided by their point (geo.build.locate), and the ids of
     those whose point lies in no KP district, each with its reason.
 
     Sets `district`, `tehsil` (None for a record known only to its district: its point is the
@@ -139,7 +139,7 @@ def attack_features(
             del properties[key]
         properties["distance_to_border_km"] = km
         properties["former_fata"] = former_fata[record["district"]]
-        linked = properties.setdefault("linked", [])  # a record linked to none (geo.links)
+        linked = properties.setdefault("linked", [])  # a record linked to none (geo.build.links)
         # every dataset the feature holds rows of: what the licences are decided by
         properties["origins"] = (
             ",".join(dict.fromkeys(m["origin"] for m in linked)) if linked else record["origin"]

@@ -23,7 +23,7 @@ on the order they come in.
 
 Each group becomes one attack (see combine): the map and the counts show it once, its `linked`
 property lists every member with its own dates, figures and sources, and every member's id
-answers for it (geo.store).
+answers for it (geo.store.files).
 """
 
 import math
@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from geo.border import GEOD
-from geo.datasets import dataset_of, release_of
+from geo.crs import GEOD
+from geo.build.datasets import dataset_of, release_of
 from geo.dates import period
 
 LINK_KM = 2.0

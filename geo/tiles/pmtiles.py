@@ -2,7 +2,7 @@
 
     export_pmtiles(store, "kpmap.pmtiles", zooms=range(0, 13))
 
-Each tile is one gzip-compressed MVT holding every vector layer (geo.tiles.EXPORT_LAYERS:
+Each tile is one gzip-compressed MVT holding every vector layer (geo.tiles.tiler.EXPORT_LAYERS:
 countries, tehsils, districts, district_labels, places, durand_line, attacks), unfiltered; the
 towns (places) start at zoom 7, as in the basemap, the tehsils at every zoom. Empty tiles are left
 out, as PMTiles readers expect. The default stops at zoom 12, where every attack is already its
@@ -27,6 +27,9 @@ from geo import tiles
 from geo.errors import InvalidQuery
 from geo.licences import RowPolicy
 from geo.store import Store
+from geo.tiles.layers import TILES_VERSION
+from geo.tiles.shapes import FIELDS
+from geo.tiles.tilejson import DESCRIPTIONS
 
 DEFAULT_ZOOMS = range(0, 13)
 
@@ -57,10 +60,10 @@ def metadata(store: Store, zooms: range, policy: RowPolicy | None = None) -> dic
     vector_layers = [
         {
             "id": name,
-            "description": tiles.DESCRIPTIONS[name],
+            "description": DESCRIPTIONS[name],
             "minzoom": max(zooms.start, tiles.layer_minzoom(None, name)),
             "maxzoom": zooms.stop - 1,
-            "fields": tiles.FIELDS[name],
+            "fields": FIELDS[name],
         }
         for name in tiles.EXPORT_LAYERS
         if tiles.layer_minzoom(None, name) < zooms.stop  # a layer the archive's zooms hold
@@ -70,7 +73,7 @@ def metadata(store: Store, zooms: range, policy: RowPolicy | None = None) -> dic
         "description": "Khyber Pakhtunkhwa: districts, tehsils, the Durand Line, attacks, and a "
         "basemap with town names",
         "attribution": tiles.attribution(store, tiles.EXPORT_LAYERS),
-        "version": f"{tiles.TILES_VERSION}.0.0",
+        "version": f"{TILES_VERSION}.0.0",
         "type": "overlay",
         "format": "pbf",
         "minzoom": zooms.start,

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from geo import paths
+from geo.build.districts import alias_index, normalise_name, read_district_table
 from geo.citations import read_citations
 from geo.dates import Period, period
-from geo.districts import alias_index, normalise_name, read_district_table
 from geo.errors import SchemaError
 
 EVENTS_DIR = paths.DATA_DIR / "events"

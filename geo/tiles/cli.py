@@ -15,7 +15,7 @@ from typing import Any
 from geo import paths
 from geo.errors import InvalidQuery
 
-# geo.tiles (numpy, shapely, Pillow, protobuf) is imported only when a tiles command runs, so
+# geo.tiles.tiler (numpy, shapely, Pillow, protobuf) is imported only when a tiles command runs, so
 # that adding these subcommands costs every other kpmap command nothing.
 LAYERS = "attacks, districts, durand_line or basemap"
 FORMATS = "mvt, png, @2x.png"
@@ -102,8 +102,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from geo import tiles
-    from geo.pmtiles_export import export_pmtiles, export_tiles
     from geo.store import Store
+    from geo.tiles.pmtiles import export_pmtiles, export_tiles
 
     zooms = tiles.parse_zooms(args.zoom)
     store = Store.open(args.store)
@@ -151,7 +151,7 @@ def seed(
 ) -> dict[str, int]:
     """Render a layer's tiles into the disk cache; {"written", "kept", "empty"} counts."""
     from geo import tiles
-    from geo.tilecache import TileCache, TileKey, store_version
+    from geo.tiles.cache import TileCache, TileKey, store_version
 
     tiles.mvt_layers(layer)
     tiler = tiles.Tiler(store, licence_policy())

@@ -1,6 +1,7 @@
 """Benchmark: `kpmap build` from a warm cache, and Store.open / a query on the built store.
 
-Run with `make bench` (or `.venv/bin/python -m tests.bench_store`). Prints figures; asserts nothing:
+Run with `make bench` (or `.venv/bin/python -m benchmarks.bench_store`). Prints figures; asserts
+nothing:
 targets (issue 2) are build <= 10 s from a warm cache and Store.open <= 1 s.
 """
 
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 from geo import paths
-from geo.build import build_store
+from geo.build.pipeline import build_store
 from geo.store import Store
 
 

@@ -1,6 +1,6 @@
 """Benchmark of the web map: prints figures, asserts nothing.
 
-    .venv/bin/python -m tests.bench_map [--synthetic 100000] [--runs 5]
+    .venv/bin/python -m benchmarks.bench_map [--synthetic 100000] [--runs 5]
 
 Targets (issue 4): with the default store the map page's HTML <= 300 KB, generated in <= 150 ms
 when warm, and "all layers drawn" (window.kpmapReady) in headless Chromium <= 2 s; with a
@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from geo import paths
-from geo.build import build_store
+from geo.build.pipeline import build_store
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, READY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +89,7 @@ class Gunicorn:
                 "2",
                 "-b",
                 f"127.0.0.1:{self.port}",
-                "tests.bench_map:wsgi_app()",
+                "benchmarks.bench_map:wsgi_app()",
             ],
             cwd=ROOT,
             env=dict(os.environ, KPMAP_STORE=str(store)),

@@ -1,6 +1,6 @@
 """Benchmark of the OGC API and downloads (issue 5) on a SYNTHETIC 1,000,000-attack store.
 
-    python -m tests.bench_api [STORE]
+    python -m benchmarks.bench_api [STORE]
 
 Without STORE, builds one with `kpmap synth 1000000` in a temporary folder (a few minutes; needs
 KPMAP_MIRROR or a filled fetch cache). Prints figures; asserts nothing. Targets: items with a

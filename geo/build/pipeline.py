@@ -21,31 +21,34 @@ import orjson
 import pyogrio
 import shapely
 
-from geo import attacks, border, geojson, paths
+from geo import geojson, paths
+from geo.border import BorderIndex
+from geo.build import attacks, durand_line
+from geo.crs import geodesic_length_km
 from geo.citations import cite, read_citations
-from geo.datasets import combine_imports
-from geo.districts import KP_ADM1_PCODE, build_districts, read_district_table
+from geo.build.datasets import combine_imports
+from geo.build.districts import KP_ADM1_PCODE, build_districts, read_district_table
 from geo.errors import BuildError
-from geo.events import read_events, read_facts
-from geo.gazetteer import ATTRIBUTION as GEONAMES_ATTRIBUTION
-from geo.gazetteer import Gazetteer
+from geo.vocab import read_events, read_facts
+from geo.build.gazetteer import ATTRIBUTION as GEONAMES_ATTRIBUTION
+from geo.build.gazetteer import Gazetteer
 from geo.licences import dataset_source, read_datasets
-from geo.links import LINK_RULE, link_records
-from geo.locate import SLIVER_FILE, SLIVER_MAX_KM, Locator, border_sliver
-from geo.schemas import LAYERS, STORE_FORMAT, validate_features
-from geo.sources import Source, fetch_all, file_sha256, read_sources
-from geo.store import index_arrays, index_file
-from geo.tehsils import build_tehsils
+from geo.build.links import LINK_RULE, link_records
+from geo.build.locate import SLIVER_FILE, SLIVER_MAX_KM, Locator, border_sliver
+from geo.store.schemas import LAYERS, STORE_FORMAT, validate_features
+from geo.build.sources import Source, fetch_all, file_sha256, read_sources
+from geo.store.files import index_arrays, index_file
+from geo.build.tehsils import build_tehsils
 
 DURAND_LINE_TOML = paths.DATA_DIR / "durand_line.toml"
 # Records brought in by `kpmap import` and `kpmap synth`, kept in the store so that every rebuild
 # includes them again (the authored data is re-read from data/ each time).
 IMPORTED_FILE = "imported.jsonl"
-# Layers that can grow to millions of features get a saved index (geo.store.index_arrays), so
+# Layers that can grow to millions of features get a saved index (geo.store.files.index_arrays), so
 # Store.open reads arrays instead of parsing every feature.
 INDEXED_LAYERS = ("attacks",)
 FACTS_FILE = "facts.json"
-# Every group of records linked as one attack (geo.links), for the import report.
+# Every group of records linked as one attack (geo.build.links), for the import report.
 LINKS_FILE = "links.json"
 # Versions that change what a build produces; recorded in the manifest.
 PACKAGES = (
@@ -82,7 +85,7 @@ class BuildContext:
         # Imported records whose point lies in no KP district under the current boundaries:
         # kept in imported.jsonl, left out of the layer, listed in the manifest.
         self.not_placed: list[dict[str, str]] = []
-        # The groups of records the attacks layer linked (geo.links), for the manifest.
+        # The groups of records the attacks layer linked (geo.build.links), for the manifest.
         self.links: list[dict[str, Any]] = []
         # What this build's import replaced: older releases of the datasets imported.
         self.replaced: list[dict[str, Any]] = []
@@ -90,8 +93,8 @@ class BuildContext:
         self.border = None
         # Both countries' outlines (OSM-derived time-zone polygons): the border is where they
         # meet, and the basemap draws them.
-        self.afghanistan = border.timezone_polygon(border.AFGHANISTAN_TZ)
-        self.pakistan = border.timezone_polygon(border.PAKISTAN_TZ)
+        self.afghanistan = durand_line.timezone_polygon(durand_line.AFGHANISTAN_TZ)
+        self.pakistan = durand_line.timezone_polygon(durand_line.PAKISTAN_TZ)
 
     def province(self, pcode: str) -> shapely.Geometry:
         return self.adm1.set_index("ADM1_PCODE").geometry[pcode]
@@ -163,17 +166,17 @@ def build_durand_line_layer(ctx: BuildContext) -> list[dict[str, Any]]:
         }
         for item in authored["fence"]
     ]
-    line = border.derive_border(ctx.afghanistan, ctx.pakistan)
+    line = durand_line.derive_border(ctx.afghanistan, ctx.pakistan)
     if line.geom_type != "LineString":
         raise BuildError(f"the derived border is a {line.geom_type}, expected one LineString")
     ctx.border = line
-    total = round(border.geodesic_length_km(line), 1)
+    total = round(geodesic_length_km(line), 1)
     provinces = ctx.adm1.set_index("ADM1_PCODE").geometry
-    missing = [p for p in border.BORDER_PROVINCES if p not in provinces.index]
+    missing = [p for p in durand_line.BORDER_PROVINCES if p not in provinces.index]
     if missing:
         raise BuildError(f"ADM1 lacks the border provinces {missing}")
-    segments = border.split_by_province(
-        line, {name: provinces[pcode] for pcode, name in border.BORDER_PROVINCES.items()}
+    segments = durand_line.split_by_province(
+        line, {name: provinces[pcode] for pcode, name in durand_line.BORDER_PROVINCES.items()}
     )
     source = (
         f"{OSM_ATTRIBUTION} (ODbL), via the time-zone polygons of timezonefinder-data "
@@ -190,7 +193,7 @@ def build_durand_line_layer(ctx: BuildContext) -> list[dict[str, Any]]:
                     "id": f"durand-line-{slug}",
                     "name": f"Durand Line: {province} stretch",
                     "province": province,
-                    "measured_length_km": round(border.geodesic_length_km(segment), 1),
+                    "measured_length_km": round(geodesic_length_km(segment), 1),
                     "measured_total_km": total,
                     "reported_length_km": reported["value_km"],
                     "reported_length_source": cite(ctx.citations, reported["citation"], where),
@@ -240,7 +243,7 @@ def build_attacks_layer(ctx: BuildContext) -> list[dict[str, Any]]:
     records, ctx.not_placed = attacks.place(authored + ctx.imported, ctx.locator)
     records, ctx.links = link_records(records)
     former_fata = {f["id"]: f["properties"]["former_fata"] for f in ctx.district_features}
-    return attacks.attack_features(records, border.BorderIndex(ctx.border), former_fata)
+    return attacks.attack_features(records, BorderIndex(ctx.border), former_fata)
 
 
 LAYER_BUILDERS: dict[str, LayerBuilder] = {
@@ -278,7 +281,7 @@ def build_store(
 
     `added` are records (canonical properties + lon/lat) to import; together with those the
     existing store already imported they are kept in the store and included in every rebuild.
-    A dataset's newer release replaces its older one (geo.datasets.combine_imports: the manifest
+    A dataset's newer release replaces its older one (geo.build.datasets.combine_imports: the manifest
     lists what was replaced in inputs.replaced); an older release than the store's raises
     OlderRelease. Returns the manifest. Raises BuildError (or FetchError, OlderRelease) and leaves
     any existing store untouched.
@@ -355,7 +358,7 @@ def _build_into(
     _write_json(work / FACTS_FILE, {"facts": facts})
     # The zone of the border sliver rule, for `kpmap import` to place points as the build does.
     sliver = shapely.MultiPolygon() if ctx.sliver is None else ctx.sliver
-    rule = {"rule": "geo.locate: border sliver rule", "max_km": SLIVER_MAX_KM}
+    rule = {"rule": "geo.build.locate: border sliver rule", "max_km": SLIVER_MAX_KM}
     sliver_feature = geojson.feature("kp-border-sliver", sliver, rule)
     geojson.write_feature_collection(work / SLIVER_FILE, [sliver_feature])
     with open(work / IMPORTED_FILE, "wb") as f:

@@ -22,6 +22,7 @@ import shapely
 from shapely.geometry import shape
 
 from geo import border
+from geo.crs import EARTH_RADIUS, web_mercator
 from geo.geojson import feature as geojson_feature
 from geo.store import Store
 
@@ -34,7 +35,6 @@ METRICS = {
 CLASS_COLOURS = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
 ZERO_COLOUR = "#f2f2f2"
 BAND_KM = (10, 25, 50)
-EARTH_RADIUS = 6378137.0  # of the Web Mercator sphere
 EPOCH = date(1970, 1, 1).toordinal()  # day numbers count from here, as JavaScript's Date does
 
 
@@ -47,7 +47,7 @@ class AttackTable:
     lat: np.ndarray
     actor: np.ndarray  # index into actors, whose "" is an event with no named perpetrator
     actors: tuple[str, ...]
-    category: np.ndarray  # index into categories (geo.events.CATEGORIES)
+    category: np.ndarray  # index into categories (geo.vocab.CATEGORIES)
     categories: tuple[str, ...]
     district: np.ndarray  # index into districts
     districts: tuple[str, ...]
@@ -84,7 +84,7 @@ def attack_table(store: Store) -> AttackTable:
 
 
 def _read_table(store: Store) -> AttackTable:
-    # Every column comes from the layer's arrays (geo.store): no feature is parsed, so a
+    # Every column comes from the layer's arrays (geo.store.files): no feature is parsed, so a
     # million attacks take a second or two rather than a minute.
     layer = store.layer("attacks")
     lon, lat = shapely.get_coordinates(layer.geometries).T
@@ -219,14 +219,6 @@ def compact_attacks(table: AttackTable, rows: np.ndarray) -> dict[str, Any]:
         "start": table.start[rows],
         "end": table.end[rows],
     }
-
-
-def web_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """EPSG:3857 metres of longitude/latitude arrays (the projection of the map's tiles)."""
-    lat = np.clip(lat, -85.05112878, 85.05112878)
-    x = np.radians(lon) * EARTH_RADIUS
-    y = np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)) * EARTH_RADIUS
-    return x, y
 
 
 def in_window(table: AttackTable, rows: np.ndarray, window: tuple[int, int] | None) -> np.ndarray:

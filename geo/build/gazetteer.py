@@ -60,7 +60,7 @@ from rapidfuzz import fuzz, process
 from geo import paths
 from geo.errors import BuildError, SchemaError
 from geo.geojson import to_shape
-from geo.locate import Locator
+from geo.build.locate import Locator
 
 ATTRIBUTION = (
     "Place names and coordinates from GeoNames (https://www.geonames.org/), licensed under "
@@ -410,7 +410,7 @@ class Gazetteer:
         return len(self._entries)
 
     def district_at(self, lon: float, lat: float) -> str | None:
-        """Id of the district that holds (lon, lat), or None outside KP (see geo.locate)."""
+        """Id of the district that holds (lon, lat), or None outside KP (see geo.build.locate)."""
         return self._districts_at([(lon, lat)])[0]
 
     def _districts_at(self, points: Sequence[tuple[float, float]]) -> list[str | None]:

@@ -7,10 +7,10 @@ not listed here a 400. Every status the server answers with is listed (/req/oas3
 
 from typing import Any
 
-from geo.events import read_actors
-from geo.ogc import DEFAULT_LIMIT, ENUMERATIONS, GEOJSON, HTML, JSON, MAX_LIMIT, OPENAPI_JSON
+from geo.ogc.params import DEFAULT_LIMIT, ENUMERATIONS, GEOJSON, HTML, JSON, MAX_LIMIT, OPENAPI_JSON
 from geo.query import FILTER_HELP
-from geo.schemas import LayerSchema
+from geo.store.schemas import LayerSchema
+from geo.vocab import read_actors
 
 
 def openapi_document(

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geo.districts import EQUAL_AREA_CRS, KP_ADM1_PCODE, area_km2
+from geo.build.districts import KP_ADM1_PCODE, area_km2
+from geo.crs import EQUAL_AREA_CRS
 from geo.errors import BuildError
 
 EXPECTED_KP_TEHSILS = 153

@@ -21,12 +21,12 @@ import shapely
 
 from geo import paths
 from geo.citations import cite, read_citations
+from geo.crs import EQUAL_AREA_CRS
 from geo.errors import BuildError
 
 DISTRICTS_TOML = paths.DATA_DIR / "districts.toml"
 KP_ADM1_PCODE = "PK5"
 # Pakistan Albers equal-area (standard parallels across the country) for area_km2.
-EQUAL_AREA_CRS = "+proj=aea +lat_0=30 +lon_0=70 +lat_1=27 +lat_2=35 +datum=WGS84 +units=m"
 _PCODE = re.compile(r"^PK5\d\d$")
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 

@@ -25,7 +25,7 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
-from geo.border import GEOD, KP_TMERC, transform_geometry
+from geo.crs import GEOD, KP_TMERC, transform_geometry
 from geo.geojson import read_json, to_shape
 
 SLIVER_MAX_KM = 5.0

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from geo.events import EVENT_TYPES, MILITANT_ATTACK, TARGETS, event_fields
+from geo.vocab import EVENT_TYPES, MILITANT_ATTACK, TARGETS, event_fields
 
 SYNTHETIC_SOURCE = {
     "publication": "kpmap synth",

@@ -4,7 +4,7 @@ label fits without covering another.
     towns = read_towns(store.layer("districts").geometries)   # once per store
     labels = place_labels(candidates, z=9, measure=text_box)  # once per zoom
 
-The towns are the GeoNames populated places (cities500, via geo.gazetteer.read_geonames) inside
+The towns are the GeoNames populated places (cities500) inside
 KP, and the cities just outside it that a reader finds KP by (Islamabad, Rawalpindi, Attock,
 Mianwali, ...: NEAR_MIN_POPULATION people or more within NEAR_KM of a district). A district's
 headquarters (the `headquarters` GeoNames id in data/districts.toml) is named from HQ_MINZOOM
@@ -25,11 +25,11 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
-from geo.border import KP_TMERC, transform_geometry
-from geo.districts import District, read_district_table
+from geo.build.districts import District, read_district_table
+from geo.build.gazetteer import ATTRIBUTION as GEONAMES_ATTRIBUTION
+from geo.build.gazetteer import COUNTRY_CODE, read_geonames, read_places
+from geo.crs import KP_TMERC, transform_geometry
 from geo.errors import BuildError
-from geo.gazetteer import ATTRIBUTION as GEONAMES_ATTRIBUTION
-from geo.gazetteer import COUNTRY_CODE, read_geonames, read_places
 
 # What the town labels credit: the same entry the attacks layer's manifest gives for GeoNames,
 # so an attribution that lists both names GeoNames once.

@@ -1,6 +1,6 @@
 """PNG drawing for map tiles: a Canvas for geometries in tile units (Pillow), and the style.
 
-geo.tiles picks what each tile layer shows and draws it on a Canvas in these colours; nothing
+geo.tiles.tiler picks what each tile layer shows and draws it on a Canvas in these colours; nothing
 here reads the store or knows the tile grid.
 """
 
