@@ -1,6 +1,7 @@
 """geo/store/files.py: loading the store and answering queries from memory."""
 
 import json
+import shutil
 
 import pytest
 
@@ -251,3 +252,17 @@ def test_a_linked_records_id_answers_for_its_attack_from_the_index_and_the_file(
         assert [f["id"] for f in found] == ["acled-T1"]  # one attack, however many ids ask
         with pytest.raises(FeatureNotFound):
             store.feature("attacks", "ucdp-t9")
+
+
+def test_a_store_has_a_version_that_its_folder_answers_cheaply(store, store_dir, tmp_path):
+    from geo.store import current_version
+
+    assert store.version == current_version(store_dir)
+    assert len(store.version) == 16
+    assert current_version(tmp_path) is None  # no store there
+    copy = tmp_path / "copy"
+    shutil.copytree(store_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["built_at"] = "2000-01-01T00:00:00+00:00"  # another build of the same data
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert current_version(copy) not in (None, store.version)

@@ -8,6 +8,6 @@ The package: files (the GeoJSON store on disk, queried from memory), schemas (wh
 holds, and validation).
 """
 
-from geo.store.files import FeatureNotFound, Layer, Store
+from geo.store.files import FeatureNotFound, Layer, Store, current_version
 
-__all__ = ["FeatureNotFound", "Layer", "Store"]
+__all__ = ["FeatureNotFound", "Layer", "Store", "current_version"]

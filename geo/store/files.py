@@ -8,6 +8,7 @@ e.g. PostGIS, can stand beside it with the same methods.
 """
 
 import gc
+import hashlib
 import json
 import math
 from collections import defaultdict
@@ -123,6 +124,8 @@ class Store:
     ):
         self.path = path
         self.manifest = manifest
+        # What every cache of what the store serves is keyed by (see current_version).
+        self.version = manifest_version(manifest)
         self._layers = layers
         # Cited figures no point can carry (data/facts.csv): scope, period, metric, value, citation.
         self.facts = facts or []
@@ -236,6 +239,23 @@ class Store:
         if filters:
             selected = selected[_filter_mask(layer, filters, selected)]
         return selected
+
+
+def manifest_version(manifest: dict[str, Any]) -> str:
+    """A store's version: a short hash of its manifest, which holds every file's sha256 and the
+    build time, so two builds never share one."""
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def current_version(path: str | Path) -> str | None:
+    """The version of the store now at `path` (None if there is none): cheap enough to ask
+    between requests, so a server notices a new build or import."""
+    try:
+        manifest = json.loads((Path(path) / "manifest.json").read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return manifest_version(manifest)
 
 
 def index_file(layer_file: str) -> str:
