@@ -389,7 +389,7 @@ def item(collection_id: str, feature_id: str):
     name = _layer_name(store, collection_id)
     fmt = _ogc_format(("f",), "a feature")
     layer = store.layer(name)
-    position = layer.by_id.get(str(feature_id))
+    position = layer.position(feature_id)
     if position is None:
         raise FeatureNotFound(
             f"collection {name} has no feature {shown(feature_id)}; list them at "

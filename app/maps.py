@@ -820,7 +820,7 @@ def attack_feature(attack_id: str) -> Response:
     dataset's terms keep its record on the server RowWithheld 403)."""
     layer = get_store().layer("attacks")
     feature = get_store().feature("attacks", attack_id)
-    get_policy().check(layer, layer.by_id[str(attack_id)], attack_id)
+    get_policy().check(layer, layer.position(attack_id), attack_id)
     return _json(orjson.dumps(feature))
 
 

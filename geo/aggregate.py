@@ -84,16 +84,17 @@ def attack_table(store: Store) -> AttackTable:
 
 
 def _read_table(store: Store) -> AttackTable:
-    # Every column comes from the layer's arrays (geo.store.files): no feature is parsed, so a
+    # Every column comes from the layer's arrays (geo.store.layer): no feature is parsed, so a
     # million attacks take a second or two rather than a minute.
     layer = store.layer("attacks")
-    lon, lat = shapely.get_coordinates(layer.geometries).T
+    lon, lat = layer.points().T
     actor, actors = layer.column("actor")
     category, categories = layer.column("category")
     district, districts = layer.column("district")
     tehsil, tehsils = layer.column("tehsil")
     precision, precisions = layer.column("geo_precision")
-    numbers = layer.numbers
+    number = layer.number
+    first_day, last_day = layer.time_spans()
     x, y = web_mercator(lon, lat)
     return AttackTable(
         ids=layer.ids,
@@ -107,11 +108,11 @@ def _read_table(store: Store) -> AttackTable:
         districts=tuple(districts.tolist()),
         tehsil=tehsil.astype(np.int16),
         tehsils=tuple(tehsils.tolist()),
-        killed=_first_number(numbers["killed_best"], numbers["killed_low"], numbers["killed_high"]),
-        injured=_first_number(numbers["injured_low"], numbers["injured_high"]),
+        killed=_first_number(number("killed_best"), number("killed_low"), number("killed_high")),
+        injured=_first_number(number("injured_low"), number("injured_high")),
         precision=precisions.astype(np.int8)[precision],
-        start=(layer.span_start - EPOCH).astype(np.int32),
-        end=(layer.span_end - EPOCH).astype(np.int32),
+        start=(first_day - EPOCH).astype(np.int32),
+        end=(last_day - EPOCH).astype(np.int32),
         x=x,
         y=y,
         publications=tuple(map(tuple, store.manifest["layers"]["attacks"]["publications"])),
@@ -322,7 +323,7 @@ def map_outlines(store: Store, layer: str) -> bytes:
         cached = _outlines.setdefault(store, {})
         if layer not in cached:
             source = store.layer(layer)
-            simplified = shapely.coverage_simplify(source.geometries, OUTLINE_TOLERANCE_DEG)
+            simplified = shapely.coverage_simplify(source.geometries(), OUTLINE_TOLERANCE_DEG)
             features = []
             for i, geometry in enumerate(simplified):
                 feature = source.feature_at(i)
@@ -344,7 +345,7 @@ def border_bands(store: Store, distances: tuple[int, ...] = BAND_KM) -> dict[str
 
 
 def _band_features(store: Store, distances: tuple[int, ...]) -> dict[str, Any]:
-    line = shapely.union_all(store.layer("durand_line").geometries)
+    line = shapely.union_all(store.layer("durand_line").geometries())
     pakistan = [shape(f["geometry"]) for f in store.query("countries", id="pakistan")]
     features, previous = [], 0
     for km, band in border.border_bands(line, shapely.union_all(pakistan), distances):

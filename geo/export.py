@@ -194,7 +194,7 @@ def _frame(layer: Layer, positions: np.ndarray) -> gpd.GeoDataFrame:
         for prop, values in columns.items():
             values.append(properties.get(prop))
     data = {p: _column(columns[p], types) for p, types in schema.properties.items()}
-    geometry = gpd.GeoSeries(layer.geometries[positions], crs="OGC:CRS84")
+    geometry = gpd.GeoSeries(layer.geometries()[positions], crs="OGC:CRS84")
     return gpd.GeoDataFrame(data, geometry=geometry, crs="OGC:CRS84")
 
 

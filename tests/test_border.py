@@ -43,7 +43,7 @@ def test_kp_stretch(segments, store):
     assert 1100 < kp["properties"]["measured_length_km"] < 1500
     # The KP stretch runs along KP's districts. The OSM-derived line and the COD-AB outline
     # differ by a few hundred metres (test_locate measures it): half its vertices within ~1 km.
-    districts = shapely.union_all(store.layer("districts").geometries)
+    districts = shapely.union_all(store.layer("districts").geometries())
     line = shapely.geometry.shape(kp["geometry"])
     off = shapely.distance(shapely.points(line.coords), districts)
     assert np.percentile(off, 50) < 0.01 and np.percentile(off, 99) < 0.15

@@ -138,8 +138,10 @@ def test_validate_reports_an_unreadable_manifest(tmp_path):
 
 
 def test_countries_meet_along_the_border(store):
-    afghanistan = store.layer("countries").geometries[store.layer("countries").by_id["afghanistan"]]
-    pakistan = store.layer("countries").geometries[store.layer("countries").by_id["pakistan"]]
+    afghanistan = store.layer("countries").geometries()[
+        store.layer("countries").position("afghanistan")
+    ]
+    pakistan = store.layer("countries").geometries()[store.layer("countries").position("pakistan")]
     # simplified outlines: they may overlap or part by a sliver, never by a real area
     assert afghanistan.intersection(pakistan).area < 0.01
     assert afghanistan.distance(pakistan) == 0

@@ -68,7 +68,7 @@ def test_points_inside_and_outside_kp(locator):
 def test_the_sliver_rule_gives_border_points_to_the_nearest_district(store, locator):
     sliver = read_sliver(Path(store.path))
     assert sliver is not None and not sliver.is_empty
-    districts = shapely.union_all(store.layer("districts").geometries)
+    districts = shapely.union_all(store.layer("districts").geometries())
     # points of the sliver zone: outside every district, yet given to one within 5 km
     xs, ys = [], []
     for polygon in list(shapely.get_parts(sliver))[:200]:
@@ -118,7 +118,7 @@ def test_border_and_districts_agree(store, capsys):
     line = shapely.geometry.shape(kp["geometry"])
     # one sample every ~250 m along the line
     samples = shapely.line_interpolate_point(line, np.arange(0, line.length, 0.0025))
-    outline = shapely.union_all(store.layer("districts").geometries).boundary
+    outline = shapely.union_all(store.layer("districts").geometries()).boundary
     nearest = shapely.shortest_line(samples, outline)
     coords = shapely.get_coordinates(nearest).reshape(-1, 4)
     km = GEOD.inv(coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3])[2] / 1000

@@ -13,7 +13,7 @@ from geo.tiles.tiler import Tiler
 
 @pytest.fixture(scope="module")
 def towns(store):
-    return read_towns(store.layer("districts").geometries)
+    return read_towns(store.layer("districts").geometries())
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_every_cited_headquarters_is_a_town_in_its_own_district(store, towns):
 
 
 def test_towns_are_kp_places_and_the_cities_just_outside_it(store, towns, by_name):
-    kp = shapely.union_all(store.layer("districts").geometries)
+    kp = shapely.union_all(store.layer("districts").geometries())
     for name in ("Peshawar", "Bannu", "Wana", "Mingora", "Datta Khel"):
         assert kp.covers(shapely.Point(by_name[name].lon, by_name[name].lat))
     # Outside KP only big cities near it: Islamabad and Rawalpindi, not Lahore or Karachi, and
@@ -86,7 +86,7 @@ def test_towns_come_in_label_priority(towns):
 def test_a_headquarters_geonames_lacks_is_a_build_error(store):
     table = [District("PK501", "abbottabad", "Abbottabad", headquarters=999_999_999)]
     with pytest.raises(BuildError, match=r"abbottabad \(999999999\)"):
-        read_towns(store.layer("districts").geometries, table=table)
+        read_towns(store.layer("districts").geometries(), table=table)
 
 
 def test_district_table_refuses_a_headquarters_that_is_not_an_id(tmp_path):

@@ -113,7 +113,7 @@ class Locator:
         return cls(
             tehsils.ids.tolist(),
             values[district].tolist(),
-            list(tehsils.geometries),
+            list(tehsils.geometries()),
             read_sliver(Path(store.path)),
         )
 

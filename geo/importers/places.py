@@ -132,7 +132,7 @@ def district_locator(store: Any) -> KpPlaces:
         return locator.locate_many(lon, lat)[0]
 
     districts = store.layer("districts")
-    outline = shapely.union_all(np.asarray(list(districts.geometries), dtype=object))
+    outline = shapely.union_all(districts.geometries())
     tehsils = store.layer("tehsils")
     name_codes, names = tehsils.column("name")
     district_codes, district_ids = tehsils.column("district")

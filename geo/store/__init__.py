@@ -8,6 +8,7 @@ The package: files (the GeoJSON store on disk, queried from memory), schemas (wh
 holds, and validation).
 """
 
-from geo.store.files import FeatureNotFound, Layer, Store, current_version
+from geo.store.files import FeatureNotFound, FileLayer, Store, current_version
+from geo.store.layer import Layer
 
-__all__ = ["FeatureNotFound", "Layer", "Store", "current_version"]
+__all__ = ["FeatureNotFound", "FileLayer", "Layer", "Store", "current_version"]

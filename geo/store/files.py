@@ -26,9 +26,8 @@ import shapely
 from geo.dates import PERIOD, period
 from geo.errors import InvalidQuery, LayerNotFound, StoreNotFound
 from geo.geojson import read_json, to_shape
+from geo.store.layer import Bounds, Layer
 from geo.store.schemas import LAYERS, STORE_FORMAT, LayerSchema
-
-Bounds = tuple[float, float, float, float]
 
 
 class FeatureNotFound(LayerNotFound):
@@ -38,8 +37,9 @@ class FeatureNotFound(LayerNotFound):
 
 
 @dataclass
-class Layer:
-    """One layer in memory: a spatial index, a time index, filter columns, and its features.
+class FileLayer:
+    """One layer of a store folder, in memory: a spatial index, a time index, filter columns,
+    and its features (geo.store.layer.Layer is the protocol it implements).
 
     Small layers keep their parsed features. A large point layer keeps its GeoJSON file's bytes
     and each feature's byte range (from the `.index.npz` the build writes beside it), and parses
@@ -48,7 +48,7 @@ class Layer:
     """
 
     schema: LayerSchema
-    geometries: np.ndarray
+    shapes: np.ndarray
     tree: shapely.STRtree
     ids: np.ndarray
     # Feature id -> position; also every alias (the id of a record linked into a feature) -> the
@@ -66,30 +66,67 @@ class Layer:
     parsed: list[dict[str, Any]] | None = None
     raw: bytes | None = None
     offsets: np.ndarray | None = None
+    xy: np.ndarray | None = None
     # Per filterable property: canonical value -> codes, made on the property's first filter.
     _lookup: dict[str, dict[str, list[int]]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def feature_at(self, i: int) -> dict[str, Any]:
-        """The i-th feature (a parsed layer's own dict: don't modify it)."""
-        if self.parsed is not None:
-            return self.parsed[i]
-        return orjson.loads(self.feature_bytes(i))
+    def select(
+        self,
+        bbox: Sequence[float] | str | None = None,
+        start: date | str | None = None,
+        end: date | str | None = None,
+        **filters: Any,
+    ) -> np.ndarray:
+        selected = np.arange(len(self))
+        if bbox is not None:
+            box = shapely.box(*parse_bbox(bbox))
+            # A point's envelope is the point: the tree's envelope test is already exact, and
+            # skipping the predicate saves ~100 ms on a box holding 100,000 attacks.
+            points = self.schema.geometry_types == ("Point",)
+            selected = np.sort(self.tree.query(box, predicate=None if points else "intersects"))
+        if start is not None or end is not None:
+            selected = selected[_time_mask(self, start, end, selected)]
+        if filters:
+            selected = selected[_filter_mask(self, filters, selected)]
+        return selected
 
-    def feature_bytes(self, i: int) -> bytes:
-        """The i-th feature as GeoJSON bytes, as stored."""
+    def position(self, feature_id: str) -> int | None:
+        return self.by_id.get(str(feature_id))
+
+    def feature_at(self, position: int) -> dict[str, Any]:
+        if self.parsed is not None:
+            return self.parsed[position]
+        return orjson.loads(self.feature_bytes(position))
+
+    def feature_bytes(self, position: int) -> bytes:
         if self.raw is None:
-            return orjson.dumps(self.parsed[i])
-        start, end = self.offsets[i]
+            return orjson.dumps(self.parsed[position])
+        start, end = self.offsets[position]
         return self.raw[start:end]
 
+    def geometries(self) -> np.ndarray:
+        return self.shapes
+
+    def points(self) -> np.ndarray:
+        if self.xy is None:
+            return shapely.get_coordinates(self.shapes)
+        return self.xy
+
     def column(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(codes, values) of a filterable property: feature i has values[codes[i]]."""
         if key == "id":
             return np.arange(len(self.ids)), self.ids
         return self.codes[key], self.values[key]
+
+    def number(self, key: str) -> np.ndarray:
+        return self.numbers[key]
+
+    def time_spans(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.span_start is None:
+            return None
+        return self.span_start, self.span_end
 
     def codes_matching(self, key: str, wanted: Iterable[str]) -> list[int]:
         """The codes of `key`'s values whose canonical form (see _canonical) is in `wanted`."""
@@ -107,9 +144,9 @@ class Layer:
 
     @property
     def bounds(self) -> Bounds | None:
-        if not len(self.geometries):
+        if not len(self.shapes):
             return None
-        return tuple(float(v) for v in shapely.total_bounds(self.geometries))
+        return tuple(float(v) for v in shapely.total_bounds(self.shapes))
 
 
 class Store:
@@ -186,10 +223,10 @@ class Store:
         """One feature by its id, or an attack by the id of any record linked into it (see
         geo.build.links); FeatureNotFound (404) if the layer has no such id."""
         layer = self.layer(name)
-        try:
-            return layer.feature_at(layer.by_id[str(feature_id)])
-        except KeyError:
-            raise FeatureNotFound(f"layer {name!r} has no feature {feature_id!r}") from None
+        position = layer.position(feature_id)
+        if position is None:
+            raise FeatureNotFound(f"layer {name!r} has no feature {feature_id!r}")
+        return layer.feature_at(position)
 
     def query(
         self,
@@ -224,21 +261,10 @@ class Store:
         """The positions in the layer of the features `query` would return (same arguments).
 
         For callers that count, page or stream without parsing every feature:
-        `layer.feature_at(i)` or `layer.feature_bytes(i)` turns a position into a feature.
+        `layer.feature_at(i)` or `layer.feature_bytes(i)` turns a position into a feature
+        (geo.store.layer.Layer).
         """
-        layer = self.layer(name)
-        selected = np.arange(len(layer))
-        if bbox is not None:
-            box = shapely.box(*parse_bbox(bbox))
-            # A point's envelope is the point: the tree's envelope test is already exact, and
-            # skipping the predicate saves ~100 ms on a box holding 100,000 attacks.
-            points = layer.schema.geometry_types == ("Point",)
-            selected = np.sort(layer.tree.query(box, predicate=None if points else "intersects"))
-        if start is not None or end is not None:
-            selected = selected[_time_mask(layer, start, end, selected)]
-        if filters:
-            selected = selected[_filter_mask(layer, filters, selected)]
-        return selected
+        return self.layer(name).select(bbox, start, end, **filters)
 
 
 def manifest_version(manifest: dict[str, Any]) -> str:
@@ -335,7 +361,7 @@ def _period_days(text: np.ndarray, last_day: bool) -> np.ndarray:
     return out
 
 
-def _index_layer(schema: LayerSchema, features: list[dict[str, Any]]) -> Layer:
+def _index_layer(schema: LayerSchema, features: list[dict[str, Any]]) -> FileLayer:
     arrays = index_arrays(schema, features)
     if "xy" in arrays:
         geometries = shapely.points(arrays["xy"])
@@ -346,7 +372,7 @@ def _index_layer(schema: LayerSchema, features: list[dict[str, Any]]) -> Layer:
 
 def _load_indexed_layer(
     schema: LayerSchema, layer_file: Path, index: Path, entry: dict[str, Any]
-) -> Layer:
+) -> FileLayer:
     with np.load(index, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     if str(arrays.pop("sha256")) != entry["sha256"]:
@@ -357,7 +383,7 @@ def _load_indexed_layer(
 
 def _layer(
     schema: LayerSchema, geometries: np.ndarray, arrays: dict[str, np.ndarray], **kw
-) -> Layer:
+) -> FileLayer:
     ids = arrays["ids"]
 
     def prefixed(prefix: str) -> dict[str, np.ndarray]:
@@ -368,9 +394,10 @@ def _layer(
         aliases = zip(arrays["alias_ids"].tolist(), arrays["alias_rows"].tolist(), strict=True)
         for alias, row in aliases:
             by_id.setdefault(alias, row)  # a feature's own id wins over another's alias
-    return Layer(
+    return FileLayer(
         schema=schema,
-        geometries=geometries,
+        shapes=geometries,
+        xy=arrays.get("xy"),
         tree=shapely.STRtree(geometries),
         ids=ids,
         by_id=by_id,
@@ -405,7 +432,7 @@ def _date_range(value: str | date | None) -> tuple[int, int]:
     return first.toordinal(), last.toordinal()
 
 
-def _time_mask(layer: Layer, start: Any, end: Any, selected: np.ndarray) -> np.ndarray:
+def _time_mask(layer: FileLayer, start: Any, end: Any, selected: np.ndarray) -> np.ndarray:
     if layer.span_start is None:
         raise InvalidQuery(
             f"layer {layer.schema.name!r} has no time; a date filter is allowed only on: "
@@ -443,7 +470,7 @@ def parse_bbox(bbox: Sequence[float] | str) -> Bounds:
     return values
 
 
-def _filter_mask(layer: Layer, filters: dict[str, Any], selected: np.ndarray) -> np.ndarray:
+def _filter_mask(layer: FileLayer, filters: dict[str, Any], selected: np.ndarray) -> np.ndarray:
     """Which of `selected` match every filter; InvalidQuery for a filter the layer lacks."""
     schema = layer.schema
     mask = np.ones(len(selected), dtype=bool)

@@ -1,7 +1,7 @@
 """Town labels for the basemap: which GeoNames towns it names, from which zoom, and where each
 label fits without covering another.
 
-    towns = read_towns(store.layer("districts").geometries)   # once per store
+    towns = read_towns(store.layer("districts").geometries())   # once per store
     labels = place_labels(candidates, z=9, measure=text_box)  # once per zoom
 
 The towns are the GeoNames populated places (cities500) inside

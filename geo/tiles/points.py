@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import shapely
 
 from geo.store.files import Store
 from geo.tiles.grid import ORDER, world_xy
@@ -177,7 +176,7 @@ class AttackIndex:
         layer = store.layer("attacks")
         if withheld is None:
             withheld = np.zeros(len(layer), dtype=bool)
-        xy = shapely.get_coordinates(layer.geometries)
+        xy = layer.points()
         u, v = world_xy(xy[:, 0], xy[:, 1])
         cells = 2**ORDER
         codes = _morton(
@@ -222,5 +221,5 @@ class AttackIndex:
 
 def attack_deaths(store: Store) -> np.ndarray:
     """killed_best of every attack in the store's order (0 where not reported)."""
-    killed = store.layer("attacks").numbers["killed_best"]
+    killed = store.layer("attacks").number("killed_best")
     return np.nan_to_num(killed, nan=0.0).astype(np.int32)

@@ -121,7 +121,7 @@ class Tiler:
                 features = self.store.query(name)
                 keys = tuple(FIELDS[name])
                 self._shapes[name] = Shapes(
-                    geometries=to_world(layer.geometries),
+                    geometries=to_world(layer.geometries()),
                     properties=[pick(f["properties"], keys) for f in features],
                 )
             return self._shapes[name]
@@ -143,7 +143,7 @@ class Tiler:
     def towns(self) -> tuple[list[Town], np.ndarray, np.ndarray, np.ndarray]:
         """The basemap's towns (geo.tiles.labels) in label priority, their world coordinates
         (u, v) and min_zoom, read once per store."""
-        districts = self.store.layer("districts").geometries
+        districts = self.store.layer("districts").geometries()
         with self._lock:
             if self._towns is None:
                 towns = read_towns(districts)
