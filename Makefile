@@ -40,9 +40,16 @@ $(ASSETS): package.json package-lock.json $(STAMP)
 fetch: setup
 	$(BIN)/kpmap fetch
 
-# Rebuilt when the authored data or the code changes (a store keeps its imports across a
-# rebuild); `kpmap build` forces it.
-$(STORE_MANIFEST): $(STAMP) $(wildcard data/*.toml data/*.csv data/events/*.csv geo/*.py geo/importers/*.py)
+# Rebuilt when the authored data or the code that writes the store changes (a store keeps its
+# imports across a rebuild): the build, the importers, the store's format, and the shared modules
+# they read (tests/test_layout.py checks this list) — never the tiles or the web app.
+# `kpmap build` forces it.
+STORE_INPUTS := $(wildcard data/*.toml data/*.csv data/events/*.csv) \
+	$(wildcard geo/build/*.py geo/importers/*.py geo/store/*.py) \
+	geo/border.py geo/citations.py geo/crs.py geo/dates.py geo/districts.py geo/errors.py \
+	geo/geojson.py geo/geonames.py geo/licences.py geo/paths.py geo/vocab.py
+
+$(STORE_MANIFEST): $(STAMP) $(STORE_INPUTS)
 	$(BIN)/kpmap build
 
 build: fetch

@@ -71,3 +71,14 @@ class OlderRelease(KpmapError):
 
     status = 409
     code = "older-release"
+
+
+def problem_list(title: str, problems: list[str]) -> str:
+    """One message for many problems, each on its own line, so an author fixes a file in one pass.
+
+    >>> print(problem_list("data/x.csv has 2 problems", ["line 2: a", "line 5: b"]))
+    data/x.csv has 2 problems:
+      - line 2: a
+      - line 5: b
+    """
+    return title + ":\n" + "\n".join(f"  - {p}" for p in problems)

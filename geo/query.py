@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from geo.build.districts import DistrictName, name_index, resolve_district
 from geo.dates import PERIOD, period
+from geo.districts import DistrictName, name_index, resolve_district
 from geo.errors import InvalidQuery, LayerNotFound
 from geo.store.files import parse_bbox
 from geo.store.schemas import LAYERS

@@ -1,4 +1,5 @@
-"""geo/build/districts.py: the KP district selection, the alias table, the shared-border check."""
+"""geo/districts.py and geo/build/districts.py: the KP district selection, the alias table,
+the shared-border check."""
 
 import geopandas as gpd
 import pyogrio
@@ -6,14 +7,8 @@ import pyproj
 import pytest
 import shapely
 
-from geo.build.districts import (
-    alias_index,
-    build_districts,
-    normalise_name,
-    read_district_table,
-    resolve_district,
-    shared_border_problems,
-)
+from geo.build.districts import build_districts, shared_border_problems
+from geo.districts import alias_index, normalise_name, read_district_table, resolve_district
 from geo.errors import BuildError
 
 # KP's 35 districts as OCHA's COD-AB 2022 draws them (see data/districts.toml).

@@ -4,17 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from geo.build.authored import EVENT_COLUMNS, read_events, read_facts
 from geo.citations import read_citations
 from geo.errors import SchemaError
-from geo.vocab import (
-    EVENT_COLUMNS,
-    EVENT_TYPES,
-    TARGETS,
-    canonical_actor,
-    read_actors,
-    read_events,
-    read_facts,
-)
+from geo.vocab import EVENT_TYPES, TARGETS, canonical_actor, read_actors
 
 SEEDS = {"express-tribune-2024-01", "asian-politico-2024-05-02"}
 

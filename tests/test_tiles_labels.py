@@ -3,9 +3,9 @@
 import pytest
 import shapely
 
-from geo.build.districts import District, read_district_table
-from geo.build.gazetteer import read_geonames
+from geo.districts import District, read_district_table
 from geo.errors import BuildError
+from geo.geonames import read_geonames
 from geo.tiles.canvas import text_box
 from geo.tiles.labels import Candidate, min_zoom, place_labels, read_towns
 from geo.tiles.tiler import Tiler

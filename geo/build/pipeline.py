@@ -27,10 +27,11 @@ from geo.build import attacks, durand_line
 from geo.crs import geodesic_length_km
 from geo.citations import cite, read_citations
 from geo.build.datasets import combine_imports
-from geo.build.districts import KP_ADM1_PCODE, build_districts, read_district_table
+from geo.build.districts import KP_ADM1_PCODE, build_districts
+from geo.districts import read_district_table
 from geo.errors import BuildError
-from geo.vocab import read_events, read_facts
-from geo.build.gazetteer import ATTRIBUTION as GEONAMES_ATTRIBUTION
+from geo.build.authored import read_events, read_facts
+from geo.geonames import ATTRIBUTION as GEONAMES_ATTRIBUTION
 from geo.build.gazetteer import Gazetteer
 from geo.licences import dataset_source, read_datasets
 from geo.build.links import LINK_RULE, link_records

@@ -22,9 +22,9 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
-from geo.build.districts import normalise_name, resolve_district
 from geo.build.locate import Locator
 from geo.crs import KP_TMERC, transform_geometry
+from geo.districts import normalise_name, resolve_district
 from geo.importers.common import RowError, RowRefused
 
 InKp = Callable[[float, float], str | None]

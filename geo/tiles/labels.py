@@ -25,11 +25,11 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
-from geo.build.districts import District, read_district_table
-from geo.build.gazetteer import ATTRIBUTION as GEONAMES_ATTRIBUTION
-from geo.build.gazetteer import COUNTRY_CODE, read_geonames, read_places
 from geo.crs import KP_TMERC, transform_geometry
+from geo.districts import District, read_district_table
 from geo.errors import BuildError
+from geo.geonames import ATTRIBUTION as GEONAMES_ATTRIBUTION
+from geo.geonames import COUNTRY_CODE, read_geonames, read_places
 
 # What the town labels credit: the same entry the attacks layer's manifest gives for GeoNames,
 # so an attribution that lists both names GeoNames once.
