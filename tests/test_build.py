@@ -12,7 +12,7 @@ from geo.errors import BuildError, LayerNotFound
 from geo.licences import read_datasets
 from geo.store import Store
 from geo.store.schemas import validate_store
-from tests.conftest import offline_mirror
+from tests.helpers import offline_mirror
 
 
 def test_built_store_is_valid(store_dir):
@@ -204,7 +204,7 @@ def _layer_arrays(store):
 
 
 def test_the_store_does_not_depend_on_the_order_of_imports(linked_store_dir, build_cache, tmp_path):
-    from tests.conftest import acled_records, build_with_imports, ucdp_records
+    from tests.helpers import acled_records, build_with_imports, ucdp_records
 
     swapped = tmp_path / "swapped"
     build_with_imports(swapped, build_cache, ucdp_records(), acled_records())
@@ -277,7 +277,7 @@ def _ucdp_rows():
     consecutive days, 30 scattered events and one outside KP (not taken)."""
     import random
 
-    from tests.conftest import MIRANSHAH, PESHAWAR
+    from tests.helpers import MIRANSHAH, PESHAWAR
 
     rng = random.Random(11)
     rows = [

@@ -9,7 +9,7 @@ from pathlib import Path
 from geo import paths
 from geo.cli import main
 from geo.store import Store
-from tests.conftest import offline_mirror
+from tests.helpers import offline_mirror
 
 
 def test_info_prints_counts_bounds_and_sources(store_dir, capsys):

@@ -5,7 +5,7 @@ import pytest
 
 from geo.build.datasets import combine_imports, dataset_of, release_of
 from geo.errors import OlderRelease
-from tests.conftest import attack_record
+from tests.helpers import attack_record
 
 
 def ucdp(record_id: str, release: str | None = None, **overrides) -> dict:

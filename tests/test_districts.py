@@ -188,7 +188,7 @@ def test_selection_keeps_only_kp_polygons(tmp_path):
 def source_adm2():
     """The upstream ADM2 file, from the offline mirror (or the fetch cache)."""
     from geo.build.sources import fetch, read_sources
-    from tests.conftest import offline_mirror
+    from tests.helpers import offline_mirror
 
     sources = read_sources()
     for ext in ("shx", "dbf", "prj", "cpg"):

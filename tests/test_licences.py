@@ -32,7 +32,7 @@ from geo.tiles.canvas import empty_png
 from geo.tiles.grid import Tile, world_xy
 from geo.tiles.pmtiles import export_pmtiles
 from geo.tiles.tiler import Tiler
-from tests.conftest import offline_mirror
+from tests.helpers import offline_mirror
 
 # Written into every stand-in record's text, so a response that leaks one is easy to spot.
 MARKER = "LICENCE-TEST-ROW"

@@ -1,7 +1,7 @@
 """geo/build/links.py: records of different datasets reporting one event are linked, never merged
 away.
 
-Every record here is SYNTHETIC (tests.conftest.attack_record, or the importer fixtures, which say
+Every record here is SYNTHETIC (tests.helpers.attack_record, or the importer fixtures, which say
 so in their text).
 """
 
@@ -17,7 +17,7 @@ from geo.build import links
 from geo.build.links import combine, link_records
 from geo.importers import read_file
 from geo.vocab import event_fields
-from tests.conftest import KM_LAT, attack_record
+from tests.helpers import KM_LAT, attack_record
 
 FIXTURES = Path(__file__).parent / "fixtures" / "importers"
 

@@ -20,7 +20,7 @@ from geo.build.districts import shared_border_problems
 from geo.build.pipeline import build_store
 from geo.errors import InvalidQuery
 from geo.query import parse_filters
-from tests.conftest import offline_mirror
+from tests.helpers import offline_mirror
 
 PAYLOAD = "<img src=x onerror=alert(1)>"
 ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"

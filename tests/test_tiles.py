@@ -31,7 +31,7 @@ from geo.tiles.layers import BASEMAP_TEHSIL_MINZOOM, MVT_BUFFER, TILES_VERSION
 from geo.tiles.pmtiles import export_pmtiles
 from geo.tiles.points import GRID_BITS, attack_deaths
 from geo.tiles.tiler import Tiler
-from tests.conftest import offline_mirror
+from tests.helpers import offline_mirror
 
 SYNTHETIC = 5000
 
