@@ -1,4 +1,4 @@
-"""app/api.py (downloads and OGC API – Features) and the geo/ modules behind it: geo/export.py,
+"""app/downloads.py and app/ogc.py (downloads and OGC API – Features; geo/ogc/items.py) and the geo/ modules behind it: geo/export.py,
 geo/ogc/params.py, geo/ogc/documents.py, geo/ogc/html.py, geo/ogc/openapi.py.
 
 The OGC tests are named after the requirement of OGC API – Features – Part 1: Core (OGC 17-069r4)
