@@ -1,5 +1,6 @@
-"""app/downloads.py and app/ogc.py (downloads and OGC API – Features; geo/ogc/items.py) and the geo/ modules behind it: geo/export.py,
-geo/ogc/params.py, geo/ogc/documents.py, geo/ogc/html.py, geo/ogc/openapi.py.
+"""app/downloads.py and app/ogc.py (downloads and OGC API – Features) and the geo/ modules behind
+them: geo/ogc/items.py, geo/export.py, geo/ogc/params.py, geo/ogc/documents.py,
+geo/ogc/html.py, geo/ogc/openapi.py.
 
 The OGC tests are named after the requirement of OGC API – Features – Part 1: Core (OGC 17-069r4)
 they check, e.g. test_req_core_fc_limit_definition for /req/core/fc-limit-definition.
@@ -255,7 +256,9 @@ def test_the_whole_geopackage_is_written_once_per_store_build(store_dir, tmp_pat
 
     written = []
     real_write = downloads.write_geopackage
-    monkeypatch.setattr(downloads, "write_geopackage", lambda *a: written.append(1) or real_write(*a))
+    monkeypatch.setattr(
+        downloads, "write_geopackage", lambda *a: written.append(1) or real_write(*a)
+    )
     client = create_app(
         {"STORE": str(store_dir), "DOWNLOAD_CACHE_DIR": str(tmp_path)}
     ).test_client()
