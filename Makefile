@@ -15,7 +15,7 @@ BIND ?= 127.0.0.1:8000
 # --preload opens the store once, before the workers fork: they share its memory (the app
 # freezes it out of the garbage collector), so a 1M-attack store takes ~1.8 GB, not ~3.4 GB.
 run: setup assets fetch $(STORE_MANIFEST)
-	$(BIN)/gunicorn --preload --workers 2 --worker-class gthread --threads 4 --bind $(BIND) 'app:create_app()'
+	$(BIN)/gunicorn --preload --workers 2 --worker-class gthread --threads 4 --bind $(BIND) wsgi:app
 
 test: setup assets fetch
 	$(BIN)/ruff check .

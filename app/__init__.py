@@ -2,22 +2,20 @@
 
 create_app()                      settings from KPMAP_* environment variables
 create_app({"STORE": "/path"})    a test mapping overrides them
+
+The factory has no process-wide side effects: the gunicorn entry, wsgi.py, freezes the opened
+store out of the garbage collector's sight once the app is made.
 """
 
-import gc
-from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, request
-from flask_compress import Compress
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import assets, downloads, errors, extensions, feeds, http, maps, ogc, tiles
+from app.extensions import get_policy, get_store  # noqa: F401  (the app's public helpers)
 from geo import paths
-from geo.licences import RowPolicy
-from geo.settings import app_defaults
-from geo.store import Store
-
-STORE_KEY = "kpmap.store"
-POLICY_KEY = "kpmap.row_policy"
+from geo.settings import app_defaults, public_url
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -25,72 +23,25 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     # Every KPMAP_* setting and its default is declared once, in geo.settings.
     app.config.from_mapping(app_defaults(), STORE=str(paths.store_dir()))
-    app.config.from_mapping(
-        # Pages, scripts, styles, small JSON and vector tiles are compressed for slow links
-        # (Leaflet: 148 KB -> ~40 KB; an MVT tile by 20-45 %). The API and the map's feeds
-        # compress their large JSON and CSV themselves, as they stream; PNG is compressed already.
-        COMPRESS_MIMETYPES=[
-            "text/html",
-            "text/css",
-            "text/javascript",
-            "application/javascript",
-            "image/svg+xml",
-            "application/json",
-            "application/vnd.mapbox-vector-tile",
-        ],
-        COMPRESS_STREAMS=False,
-    )
     app.config.from_prefixed_env("KPMAP")  # KPMAP_STORE=... sets STORE, and so on
     if config:
         app.config.from_mapping(config)
+    # A malformed public URL stops the start here, not every OGC request.
+    app.config["PUBLIC_URL"] = public_url(app.config["PUBLIC_URL"])
+    proxies = int(app.config["TRUSTED_PROXIES"])
+    if proxies:
+        # X-Forwarded-For/-Proto/-Host/-Prefix are believed only from this many proxies in front
+        # (nginx, a load balancer); otherwise anyone could set them.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies
+        )
 
-    app.extensions[STORE_KEY] = Store.open(Path(app.config["STORE"]))
-    # An unknown dataset name stops the start here, with the names there are, rather than
-    # leaving the operator to believe rows are served that are not (or the reverse).
-    app.extensions[POLICY_KEY] = RowPolicy.from_setting(app.config["LICENSED_DATASETS"])
-    # The store lives as long as the process: move it out of the cyclic collector's sight, or
-    # every collection walks a million attacks (90-220 ms pauses on a 1M store). Frozen objects
-    # are never written to by the collector, so workers forked after this (gunicorn --preload)
-    # keep sharing the store's memory pages.
-    gc.freeze()
-
-    from app import assets, errors, security
-
+    extensions.init_app(app)
     assets.init_app(app)
-    Compress(app)
-    # Registered after Compress, so it runs before it (Flask runs these hooks in reverse).
-    app.after_request(_buffer_static_files)
+    if app.config.get("ONLINE_BASEMAP"):
+        maps.online_provider(app.config["ONLINE_BASEMAP"])  # ValueError names the setting
+    http.register(app)
     errors.register(app)
-    security.register(app)
-    for blueprint in _blueprints():
+    for blueprint in (maps.bp, feeds.bp, downloads.bp, ogc.bp, tiles.bp):
         app.register_blueprint(blueprint)
     return app
-
-
-def _buffer_static_files(response: Response) -> Response:
-    """Read a static file into the response, so flask-compress compresses it whole.
-
-    Flask streams static files; flask-compress would compress such a stream chunk by chunk
-    without ever closing the file. The files here are at most ~150 KB.
-    """
-    if request.endpoint == "static" and response.is_streamed and response.status_code == 200:
-        response.direct_passthrough = False  # so the server closes the response, and the file
-        response.make_sequence()
-    return response
-
-
-def _blueprints() -> list:
-    """Every blueprint the app serves (imported here so nothing runs at import time)."""
-    from app import api, maps, tiles
-
-    return [maps.bp, api.bp, tiles.bp]
-
-
-def get_store() -> Store:
-    """The store the app opened at start-up (one per process, read-only)."""
-    return current_app.extensions[STORE_KEY]
-
-
-def get_policy() -> RowPolicy:
-    """Which datasets' rows this app withholds (LICENSED_DATASETS, geo.licences)."""
-    return current_app.extensions[POLICY_KEY]

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from flask import Flask, Response, request
 
+from app import http
+
 VENDOR_DIR = Path(__file__).parent / "static" / "vendor"
 
 # folium class -> [(asset name folium uses, path under /static/vendor/)]; the files are those
@@ -94,10 +96,7 @@ def cache_versioned_files(response: Response) -> Response:
     year without asking again (one round trip less per file, per visit, on a slow link)."""
     asked_versioned = request.endpoint == "static" and request.args.get("v")
     if asked_versioned and response.status_code in (200, 304):
-        response.cache_control.public = True
-        response.cache_control.max_age = 365 * 24 * 3600
-        response.cache_control.no_cache = None
-        response.cache_control.immutable = True
+        http.cache_for(response, http.YEAR, immutable=True)
     return response
 
 
@@ -111,17 +110,9 @@ def missing_vendor_files(vendor: Path = VENDOR_DIR) -> list[str]:
 
 
 def init_app(app: Flask) -> None:
-    """Localise folium's assets for this process; warn when they were never installed.
-
-    Also checks the ONLINE_BASEMAP setting, so that a misspelt provider stops the app at start
-    rather than failing every map request.
-    """
+    """Localise folium's assets for this process; warn when they were never installed."""
     localise_folium(f"{app.static_url_path}/vendor")
     app.after_request(cache_versioned_files)
-    if app.config.get("ONLINE_BASEMAP"):
-        from app.maps import online_provider
-
-        online_provider(app.config["ONLINE_BASEMAP"])  # ValueError names the setting
     missing = missing_vendor_files()
     if missing:
         # Not fatal: the data endpoints work without them, but the map page would be blank.

@@ -4,18 +4,14 @@ A user's mistake gets its 4xx with a message saying what was wrong and what is a
 unexpected is logged and answered with a plain 500 that shows no stack trace.
 """
 
-from flask import Flask, Response, jsonify, render_template_string, request
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from geo.errors import KpmapError
 
 # Paths whose clients are programs, not people: errors there are JSON.
 JSON_PREFIXES = ("/ogc", "/download", "/tiles", "/api")
-
-ERROR_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ status }} {{ title }} · kpmap</title></head>
-<body><h1>{{ status }} {{ title }}</h1><p>{{ message }}</p><p><a href="/">Back to the map</a></p>
-</body></html>"""
 
 
 def wants_json() -> bool:
@@ -26,12 +22,14 @@ def wants_json() -> bool:
 
 
 def error_response(status: int, code: str, message: str) -> Response:
+    """The answer to an error: JSON for programs, the error page (templates/error.html) for
+    people."""
     if wants_json():
         response = jsonify({"status": status, "code": code, "description": message})
     else:
         title = _title(status)
         response = Response(
-            render_template_string(ERROR_PAGE, status=status, title=title, message=message),
+            render_template("error.html", status=status, title=title, message=message),
             mimetype="text/html",
         )
     response.status_code = status
@@ -39,8 +37,6 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 
 def _title(status: int) -> str:
-    from werkzeug.http import HTTP_STATUS_CODES
-
     return HTTP_STATUS_CODES.get(status, "Error")
 
 
@@ -54,7 +50,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "-")
-        return error_response(exc.code or 500, code, exc.description or exc.name)
+        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        # What the exception says in its headers stays said: Allow on a 405, Content-Range on
+        # a 416, Retry-After on a 503.
+        for key, value in exc.get_headers():
+            if key.lower() != "content-type":
+                response.headers[key] = value
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

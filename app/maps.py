@@ -1,4 +1,5 @@
-"""The map page `/`, the embed page `/embed`, and the small feeds their script reads.
+"""The map page `/` and the embed page `/embed` (their templates: templates/map.html, embed.html,
+and the folium element's kpmap_layers.html).
 
 The page is a Folium (Leaflet) map whose big layers load by URL from the service, so the HTML
 stays small whatever the store's size: districts, tehsils (only once their layer is shown) and
@@ -7,12 +8,10 @@ the Durand Line from the downloads (`/download/<layer>.geojson`), the matching a
 view from `/api/map/clusters.json`, one attack's whole record for its popup from
 `/api/map/attacks/<id>.json`, and the border bands from `/api/map/border-bands.geojson`.
 app/static/kpmap/map.js draws them into the layers that `build_map` creates; every text from
-data is set there as text, never as HTML. The feeds live under /api so that their errors are JSON
-(app/errors.py).
+data is set there as text, never as HTML. The feeds are app/feeds.py.
 """
 
 import functools
-import gzip
 import html
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +20,13 @@ from urllib.parse import urlencode, urlsplit
 
 import folium
 import jinja2
-import orjson
 from flask import Blueprint, Response, current_app, render_template, request, url_for
 from folium.elements import JSCSSMixin
 from folium.plugins import HeatMap, MarkerCluster
 
-from app import STORE_KEY, get_policy, get_store
+from app import http
 from app.assets import versioned
-from app.security import CONTENT_SECURITY_POLICY
+from app.extensions import get_policy, get_store
 from geo import aggregate, settings
 from geo.errors import InvalidQuery
 from geo.licences import RowPolicy, Withheld
@@ -36,20 +34,12 @@ from geo.query import (
     FILTER_PARAMS,
     describe_filters,
     filter_notes,
-    parse_bbox_text,
     parse_filters,
 )
 from geo.store import Store
 from geo.vocab import CATEGORIES, EVENT_TYPES, MILITANT_ATTACK, read_actors
 
 bp = Blueprint("maps", __name__)
-
-
-@bp.record_once
-def _read_attacks_at_start(state) -> None:
-    """Read the attack columns when the app starts rather than on the first map request: about
-    a second per 100,000 attacks, once per process (gunicorn's master with --preload)."""
-    aggregate.attack_table(state.app.extensions[STORE_KEY])
 
 
 # The `layers` parameter's names, and what each shows.
@@ -165,11 +155,15 @@ def parse_view(args, embed: bool = False) -> MapView:
         center = (lat, lon)
     zoom = None
     if args.get("zoom", "").strip():
-        text = args["zoom"].strip()
-        if not text.isdigit() or int(text) > MAX_ZOOM:
-            raise InvalidQuery(f"zoom must be a whole number from 0 to {MAX_ZOOM}")
-        zoom = int(text)
+        zoom = parse_zoom("zoom", args["zoom"].strip())
     return MapView(metric=metric, layers=layers, center=center, zoom=zoom, embed=embed)
+
+
+def parse_zoom(key: str, text: str) -> int:
+    """A zoom level, 0 to MAX_ZOOM, in ASCII digits (str.isdigit also takes "²" and "٣")."""
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_ZOOM:
+        raise InvalidQuery(f"{key} must be a whole number from 0 to {MAX_ZOOM}")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -512,103 +506,18 @@ def cited_publications(store: Store) -> list[tuple[str, str]]:
     return sorted(p for p in found if p[0])
 
 
-_ENV = jinja2.Environment(autoescape=True)
+# The folium element's own template environment (folium renders it, not Flask), over the app's
+# template folder.
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True
+)
 
 
 class KpmapLayers(JSCSSMixin):
     """The page's own script and style, the legend, and the call that loads and draws the layers
     into the Leaflet layers folium created (passed by their JavaScript names)."""
 
-    _template = _ENV.from_string(
-        """
-{% macro header(this, kwargs) %}
-{#- the data the script fetches first, asked for while the page's scripts still load #}
-{%- for url in this.preload %}
-<link rel="preload" href="{{ url }}" as="fetch" crossorigin="anonymous">
-{%- endfor %}
-{% endmacro %}
-{% macro html(this, kwargs) %}
-<div id="kpmap-legend" class="kpmap-legend">
-  <div class="kpmap-legend-count"><strong>{{ "{:,}".format(this.legend.count) }}</strong>
-    of {{ "{:,}".format(this.legend.total) }} events match the filters</div>
-  <details class="kpmap-legend-key"{% if not this.legend.embed %} open{% endif %}>
-  <summary>Legend</summary>
-  <div class="kpmap-legend-title">Districts: {{ this.legend.metric_label }}</div>
-  <ul class="kpmap-legend-classes">
-    <li><span class="kpmap-swatch" style="background:{{ this.legend.zero_colour }}"></span>none</li>
-    {%- for c in this.legend.classes %}
-    <li><span class="kpmap-swatch" style="background:{{ c.colour }}"></span>{{ c.label }}</li>
-    {%- endfor %}
-  </ul>
-  {#- shown and hidden by the page's script as the tehsils layer is switched on and off #}
-  <div id="kpmap-legend-tehsils"{% if not this.legend.tehsils_shown %} hidden{% endif %}>
-  <div class="kpmap-legend-title">Tehsils: {{ this.legend.metric_label }}</div>
-  <ul class="kpmap-legend-classes">
-    <li><span class="kpmap-swatch" style="background:{{ this.legend.zero_colour }}"></span>none</li>
-    {%- for c in this.legend.tehsil_classes %}
-    <li><span class="kpmap-swatch" style="background:{{ c.colour }}"></span>{{ c.label }}</li>
-    {%- endfor %}
-  </ul>
-  <div class="kpmap-legend-note">
-  {%- if this.legend.unplaced == 1 %}1 matching attack, known only to its district, is in no
-    tehsil's count.
-  {%- elif this.legend.unplaced %}{{ "{:,}".format(this.legend.unplaced) }} matching attacks,
-    known only to their district, are in no tehsil's count.
-  {%- else %}Every matching attack is placed within a tehsil.{% endif %}</div>
-  </div>
-  {%- if this.legend.withheld %}
-  <div class="kpmap-legend-note kpmap-legend-withheld">{{ this.legend.withheld }}</div>
-  {%- endif %}
-  <div class="kpmap-legend-title">Militant attacks, by the group the source names (filled; size:
-    people killed)</div>
-  <ul class="kpmap-legend-actors">
-    {%- for a in this.legend.actors %}
-    <li><span class="kpmap-dot" style="background:{{ a.colour }}"></span>{{ a.name }}</li>
-    {%- endfor %}
-  </ul>
-  <div class="kpmap-legend-title">Other conflict events (rings): the source names their parties,
-    not an attacker</div>
-  <ul class="kpmap-legend-categories">
-    {%- for c in this.legend.categories if c.used %}
-    <li><span class="kpmap-ring" style="border-color:{{ c.colour }}"></span>{{ c.name }}</li>
-    {%- else %}
-    <li class="kpmap-muted">none in this store</li>
-    {%- endfor %}
-  </ul>
-  <ul class="kpmap-legend-symbols">
-    <li><span class="kpmap-dot kpmap-dot-exact"></span>place known</li>
-    <li><span class="kpmap-dot kpmap-dot-near"></span>near a place (approximate)</li>
-    <li><span class="kpmap-outline"></span>district only: dashed district outline</li>
-    <li><span class="kpmap-line-border"></span>Durand Line (bold: KP stretch)</li>
-    <li><span class="kpmap-swatch kpmap-band"></span>0–10 / 10–25 / 25–50 km of the border</li>
-  </ul>
-  </details>
-  <details class="kpmap-legend-sources"><summary>Sources</summary>
-    <ul>
-    {%- for publication, date in this.legend.publications %}
-      <li>{{ publication }}{% if date %} ({{ date }}){% endif %}</li>
-    {%- endfor %}
-    {%- for d in this.legend.datasets %}
-      <li>{{ d.text }}{% if d.terms_url %} (<a href="{{ d.terms_url }}" target="_blank"
-        rel="noopener">terms</a>){% endif %}</li>
-    {%- endfor %}
-    </ul>
-  </details>
-  {%- if this.legend.page_link %}
-  <a class="kpmap-open" href="{{ this.legend.page_link }}" target="_blank" rel="noopener">
-    Open the full map</a>
-  {%- endif %}
-</div>
-{% endmacro %}
-{% macro script(this, kwargs) %}
-kpmap.start({{ this._parent.get_name() }}, {
-  {%- for key, layer in this.layers.items() %}
-  {{ key }}: {{ layer.get_name() }},
-  {%- endfor %}
-}, {{ this.config|tojson }});
-{% endmacro %}
-"""
-    )
+    _template = _ENV.get_template("kpmap_layers.html")
 
     def __init__(self, static: str, layers: dict, config: dict, legend: dict, preload: list[str]):
         super().__init__()
@@ -634,7 +543,7 @@ def index() -> Response:
 def embed() -> Response:
     response = _page("embed.html", embed=True)
     # Any site may frame the embed page (set before app.security's defaults, which it keeps).
-    response.headers["Content-Security-Policy"] = content_security_policy(frame_ancestors="*")
+    response.headers["Content-Security-Policy"] = http.content_security_policy(frame_ancestors="*")
     return response
 
 
@@ -671,7 +580,7 @@ def _page(template: str, embed: bool) -> Response:
     )
     response = Response(body, mimetype="text/html")
     if online:
-        response.headers["Content-Security-Policy"] = content_security_policy(
+        response.headers["Content-Security-Policy"] = http.content_security_policy(
             img_hosts=[_origin(online_provider(online).build_url())],
             frame_ancestors="*" if embed else "'self'",
         )
@@ -684,13 +593,13 @@ def _urls() -> Urls:
         static=root + current_app.static_url_path,
         page=url_for("maps.index"),
         embed=url_for("maps.embed"),
-        districts=url_for("maps.map_outlines", layer="districts"),
-        tehsils=url_for("maps.map_outlines", layer="tehsils"),
+        districts=url_for("feeds.map_outlines", layer="districts"),
+        tehsils=url_for("feeds.map_outlines", layer="tehsils"),
         durand_line=f"{root}/download/durand_line.geojson",
-        attacks=url_for("maps.attacks_feed"),
-        clusters=url_for("maps.clusters_feed"),
-        attack=url_for("maps.attacks_feed").removesuffix(".json") + "/",
-        bands=url_for("maps.border_bands"),
+        attacks=url_for("feeds.attacks_feed"),
+        clusters=url_for("feeds.clusters_feed"),
+        attack=url_for("feeds.attacks_feed").removesuffix(".json") + "/",
+        bands=url_for("feeds.border_bands"),
         basemap=f"{root}/tiles/basemap/{{z}}/{{x}}/{{y}}.png",
     )
 
@@ -723,17 +632,6 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def content_security_policy(frame_ancestors: str = "'self'", img_hosts=()) -> str:
-    """app.security's policy with the frame ancestors and image hosts this page needs."""
-    directives = dict(
-        part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";") if part.strip()
-    )
-    directives["frame-ancestors"] = frame_ancestors
-    if img_hosts:
-        directives["img-src"] += " " + " ".join(img_hosts)
-    return "; ".join(f"{k} {v}" for k, v in directives.items())
-
-
 def _form(store: Store, filters: dict[str, Any], view: MapView) -> dict[str, Any]:
     """What the filter form shows: the choices, and the current values."""
     given = describe_filters(filters)
@@ -759,91 +657,3 @@ def _form(store: Store, filters: dict[str, Any], view: MapView) -> dict[str, Any
         "zoom": "" if view.zoom is None else str(view.zoom),
         "params": FILTER_PARAMS,
     }
-
-
-@bp.get("/api/map/attacks.json")
-def attacks_feed() -> Response:
-    """The attacks that match the filters, as columns (see aggregate.compact_attacks)."""
-    store = get_store()
-    rows = aggregate.select(store, parse_filters(request.args))
-    # Point by point, this feed would hand out rows: those the licences withhold are left out
-    # (the page draws them through clusters.json instead) and only counted.
-    rows, withheld = get_policy().split(store.layer("attacks"), rows)
-    data = aggregate.compact_attacks(aggregate.attack_table(store), rows)
-    data["withheld"] = withheld.count
-    return _json(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
-
-
-@bp.get("/api/map/clusters.json")
-def clusters_feed() -> Response:
-    """The attacks that match the filters, gridded for one view of the map: `z` (zoom),
-    `view` (the visible box, minx,miny,maxx,maxy), optional `window` (first,last day since
-    1970-01-01, the time slider's month) and `heat=1` (add heat-map cells)."""
-    store = get_store()
-    table = aggregate.attack_table(store)
-    rows = aggregate.select(store, parse_filters(request.args))
-    rows = aggregate.in_window(table, rows, _window(request.args.get("window", "")))
-    zoom = _zoom(request.args.get("z", ""))
-    view = parse_bbox_text(request.args["view"]) if request.args.get("view") else None
-    withheld = get_policy().withheld_mask(store.layer("attacks"))
-    data = {
-        "count": int(len(rows)),
-        "actors": list(table.actors),
-        **aggregate.clusters(table, rows, zoom, view, withheld=withheld),
-    }
-    if request.args.get("heat") == "1":
-        data["heat"] = aggregate.heat_cells(table, rows, zoom, view)
-    return _json(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
-
-
-def _zoom(text: str) -> int:
-    if not text.isdigit() or int(text) > MAX_ZOOM:
-        raise InvalidQuery(f"z must be a whole number from 0 to {MAX_ZOOM}")
-    return int(text)
-
-
-def _window(text: str) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        first, last = (int(v) for v in text.split(","))
-    except ValueError:
-        raise InvalidQuery(
-            "window must be first,last: two whole numbers of days since 1970-01-01"
-        ) from None
-    return first, last
-
-
-@bp.get("/api/map/attacks/<path:attack_id>.json")
-def attack_feature(attack_id: str) -> Response:
-    """One attack's whole record, for its popup (FeatureNotFound answers 404, an attack whose
-    dataset's terms keep its record on the server RowWithheld 403)."""
-    layer = get_store().layer("attacks")
-    feature = get_store().feature("attacks", attack_id)
-    get_policy().check(layer, layer.position(attack_id), attack_id)
-    return _json(orjson.dumps(feature))
-
-
-@bp.get("/api/map/<any(districts, tehsils):layer>.geojson")
-def map_outlines(layer: str) -> Response:
-    """Districts or tehsils with simplified outlines and every property, for the choropleths
-    (aggregate.map_outlines)."""
-    return _json(aggregate.map_outlines(get_store(), layer), mimetype="application/geo+json")
-
-
-@bp.get("/api/map/border-bands.geojson")
-def border_bands() -> Response:
-    body = orjson.dumps(aggregate.border_bands(get_store()))
-    return _json(body, mimetype="application/geo+json")
-
-
-def _json(body: bytes, mimetype: str = "application/json") -> Response:
-    """A JSON answer, gzipped when the client takes it and it is worth it."""
-    response = Response(mimetype=mimetype)
-    if len(body) > 4096 and "gzip" in request.headers.get("Accept-Encoding", ""):
-        body = gzip.compress(body, compresslevel=1)  # level 1: ~3x smaller at ~20 ms per MB
-        response.headers["Content-Encoding"] = "gzip"
-    response.headers["Vary"] = "Accept-Encoding"
-    response.headers["Cache-Control"] = "public, max-age=300"
-    response.set_data(body)
-    return response

@@ -11,48 +11,25 @@ with a strong ETag (If-None-Match -> 304), Cache-Control and CORS `*`. Bad addre
 and unknown layers or formats 404, as JSON (app.errors).
 """
 
+import logging
 import re
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, render_template_string, request, url_for
+from flask import Blueprint, Response, current_app, render_template, request, url_for
 from werkzeug.exceptions import NotFound
 
-from app import POLICY_KEY, STORE_KEY, get_store
-from app.security import CONTENT_SECURITY_POLICY
+from app import http
+from app.extensions import get_store, get_tile_cache, get_tiler
 from geo import tiles
 from geo.errors import InvalidQuery
 from geo.query import FILTER_PARAMS, parse_filters, shown
-from geo.tiles.cache import CachedTile, TileCache, TileKey, etag_of, store_version
+from geo.tiles.cache import CachedTile, TileKey, etag_of
 
 bp = Blueprint("tiles", __name__)
+log = logging.getLogger(__name__)
 
-TILER_KEY = "kpmap.tiler"
-CACHE_KEY = "kpmap.tilecache"
 # "12.png" -> ("12", ".png"); y is checked by tiles.parse_tile, so "1.5.png" is a 400, not a 404.
 _TILE_NAME = re.compile(r"^(?P<y>[^@]*?)(?P<ext>@2x\.png|\.png|\.mvt)$")
-
-
-@bp.record_once
-def _set_up(state) -> None:
-    """One Tiler and one TileCache per app, over the store the factory opened."""
-    app = state.app
-    store = app.extensions[STORE_KEY]
-    directory = app.config.get("TILE_CACHE_DIR") or None
-    tiler = app.extensions[TILER_KEY] = tiles.Tiler(store, app.extensions[POLICY_KEY])
-    app.extensions[CACHE_KEY] = TileCache(
-        directory,
-        version=store_version(store.manifest, tiler.cache_version()),
-        layers=tiles.TILE_LAYERS,
-        max_bytes=int(app.config["TILE_MEMORY_MB"]) * 2**20,
-    )
-
-
-@bp.after_request
-def _cors(response: Response) -> Response:
-    # Tiles and TileJSON are for other sites' maps: any origin may read them, errors included.
-    if request.path.startswith("/tiles/"):
-        response.headers["Access-Control-Allow-Origin"] = "*"
-    return response
 
 
 @bp.get("/tiles/<layer>/<z>/<x>/<name>")
@@ -65,12 +42,16 @@ def tile(layer: str, z: str, x: str, name: str) -> Response:
     fmt = match["ext"].removeprefix(".")
     filters = _filters(layer)
     key = TileKey(layer, *address, fmt, tiles.filter_key(filters))
-    cache: TileCache = current_app.extensions[CACHE_KEY]
+    cache = get_tile_cache()
     cached = cache.get(key)
     if cached is None:
-        tiler: tiles.Tiler = current_app.extensions[TILER_KEY]
+        tiler = get_tiler()
         data = tiler.tile(layer, address, fmt, filters)
-        cached = cache.put(key, data, on_disk=not tiler.is_empty(data, fmt))
+        try:
+            cached = cache.put(key, data, on_disk=not tiler.is_empty(data, fmt))
+        except OSError as exc:  # a full or read-only disk: serve the tile, uncached on disk
+            log.warning("tile %s not written to the disk cache: %s", key.path(), exc)
+            cached = CachedTile(data, etag_of(data))
     return _respond(cached, tiles.FORMATS[fmt][0])
 
 
@@ -81,7 +62,9 @@ def tilejson(layer: str) -> Response:
     if fmt not in tiles.FORMATS:
         raise InvalidQuery(f"format must be one of: {', '.join(tiles.FORMATS)}")
     suffix = fmt if fmt.startswith("@") else f".{fmt}"
-    template = f"{request.url_root}tiles/{layer}/{{z}}/{{x}}/{{y}}{suffix}{_filter_query(layer)}"
+    # PUBLIC_URL, not the Host header: this answer is cached by browsers and proxies.
+    root = current_app.config.get("PUBLIC_URL") or request.url_root.rstrip("/")
+    template = f"{root}/tiles/{layer}/{{z}}/{{x}}/{{y}}{suffix}{_filter_query(layer)}"
     document = tiles.tilejson(get_store(), layer, template, fmt)
     body = current_app.json.dumps(document).encode()
     return _respond(CachedTile(body, etag_of(body)), "application/json", max_age=300)
@@ -98,8 +81,8 @@ def embed() -> Response:
         + (query if name == "attacks" else "")
         for name in tiles.TILE_LAYERS
     }
-    html = render_template_string(
-        EMBED_PAGE,
+    html = render_template(
+        "embed_tiles.html",
         layers=layers,
         attribution=tiles.attribution(get_store(), tiles.EXPORT_LAYERS),
         center=tiles.center(get_store()),
@@ -107,9 +90,7 @@ def embed() -> Response:
     )
     response = Response(html, mimetype="text/html")
     # Other sites may frame this page (that is what it is for); everything else stays as strict.
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
-        "frame-ancestors 'self'", "frame-ancestors *"
-    )
+    response.headers["Content-Security-Policy"] = http.content_security_policy("*")
     return response
 
 
@@ -134,47 +115,6 @@ def _filter_query(layer: str) -> str:
 def _respond(cached: CachedTile, mimetype: str, max_age: int | None = None) -> Response:
     if max_age is None:
         max_age = int(current_app.config["TILE_MAX_AGE"])
-    if request.if_none_match.contains_weak(cached.etag):
-        response = Response(status=304)
-    else:
-        response = Response(cached.data, mimetype=mimetype)
-    response.set_etag(cached.etag)
-    response.headers["Cache-Control"] = f"public, max-age={max_age}"
-    return response
-
-
-EMBED_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>kpmap tiles</title>
-<link rel="stylesheet" href="{{ url_for('static', filename='vendor/leaflet/dist/leaflet.css') }}">
-<script src="{{ url_for('static', filename='vendor/leaflet/dist/leaflet.js') }}"></script>
-<style>html, body, #map { height: 100%; margin: 0; } #map { background: #cfd8dc; }</style>
-</head>
-<body>
-<div id="map" role="application" aria-label="Map of Khyber Pakhtunkhwa from kpmap's tiles"></div>
-<script>
-(function () {
-  var layers = {{ layers | tojson }};
-  var options = {maxNativeZoom: {{ max_zoom }}, maxZoom: 18};
-  var m = L.map("map", {center: [{{ center[1] }}, {{ center[0] }}], zoom: {{ center[2] }}});
-  var basemap = L.tileLayer(layers.basemap, Object.assign({
-    attribution: {{ attribution | e | tojson }}
-  }, options)).addTo(m);
-  var overlays = {
-    "Districts (attacks, all years)":
-      L.tileLayer(layers.districts, Object.assign({opacity: 0.7}, options)),
-    "Tehsils (attacks placed to the tehsil, all years)":
-      L.tileLayer(layers.tehsils, Object.assign({opacity: 0.7}, options)),
-    "Durand Line": L.tileLayer(layers.durand_line, options).addTo(m),
-    "Attacks": L.tileLayer(layers.attacks, options).addTo(m)
-  };
-  L.control.layers({"kpmap basemap": basemap}, overlays, {collapsed: false}).addTo(m);
-  L.control.scale().addTo(m);
-})();
-</script>
-</body>
-</html>
-"""
+    if http.not_modified(cached.etag):
+        return http.not_modified_response(cached.etag, max_age=max_age)
+    return http.respond(cached.data, mimetype, etag=cached.etag, max_age=max_age)

@@ -8,6 +8,7 @@ that the code uses no KPMAP_ variable this table lacks.
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,21 @@ SETTINGS: tuple[Setting, ...] = (
         "redistribute, comma-separated; unset, their rows are counted and drawn as aggregates "
         "only; read by the web app and kpmap tiles",
     ),
+    Setting(
+        "PUBLIC_URL",
+        "",
+        "the service's public address (e.g. https://kpmap.example.org, or with a path prefix); "
+        "the absolute links of the OGC API documents and TileJSON are built from it, never from "
+        "the request's Host header; unset, they name the host the request was sent to (fine on "
+        "one machine; set it behind a cache or proxy)",
+    ),
+    Setting(
+        "TRUSTED_PROXIES",
+        0,
+        "how many proxies in front of the app (nginx, a load balancer) set X-Forwarded-For, "
+        "-Proto, -Host and -Prefix; those headers are believed only when this is 1 or more "
+        "(werkzeug's ProxyFix)",
+    ),
 )
 
 
@@ -71,3 +87,22 @@ def default(name: str) -> Any:
 def app_defaults() -> dict[str, Any]:
     """The web app's settings with their defaults, for Flask's config."""
     return {s.name: s.default for s in SETTINGS if s.app}
+
+
+def public_url(text: str) -> str:
+    """PUBLIC_URL checked and without its trailing slash ("" when unset); ValueError says what
+    is wrong.
+
+    >>> public_url("https://kpmap.example.org/")
+    'https://kpmap.example.org'
+    """
+    text = (text or "").strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(
+            f"PUBLIC_URL={text!r} must be an http(s) address with no query, "
+            "e.g. https://kpmap.example.org or https://example.org/kpmap"
+        )
+    return text.rstrip("/")

@@ -1,5 +1,6 @@
-"""app/api.py (downloads and OGC API – Features) and the geo/ modules behind it: geo/export.py,
-geo/ogc/params.py, geo/ogc/documents.py, geo/ogc/html.py, geo/ogc/openapi.py.
+"""app/downloads.py and app/ogc.py (downloads and OGC API – Features) and the geo/ modules behind
+them: geo/ogc/items.py, geo/export.py, geo/ogc/params.py, geo/ogc/documents.py,
+geo/ogc/html.py, geo/ogc/openapi.py.
 
 The OGC tests are named after the requirement of OGC API – Features – Part 1: Core (OGC 17-069r4)
 they check, e.g. test_req_core_fc_limit_definition for /req/core/fc-limit-definition.
@@ -251,11 +252,13 @@ def test_geopackage_filters_and_cleans_up(client, tmp_path, monkeypatch):
 
 
 def test_the_whole_geopackage_is_written_once_per_store_build(store_dir, tmp_path, monkeypatch):
-    from app import api
+    from app import downloads
 
     written = []
-    real_write = api.write_geopackage
-    monkeypatch.setattr(api, "write_geopackage", lambda *a: written.append(1) or real_write(*a))
+    real_write = downloads.write_geopackage
+    monkeypatch.setattr(
+        downloads, "write_geopackage", lambda *a: written.append(1) or real_write(*a)
+    )
     client = create_app(
         {"STORE": str(store_dir), "DOWNLOAD_CACHE_DIR": str(tmp_path)}
     ).test_client()
@@ -280,10 +283,10 @@ def test_an_unwritable_download_cache_still_answers(store_dir, tmp_path):
 
 
 def test_the_default_download_cache_is_private_and_must_be_ours(store_dir, tmp_path, monkeypatch):
-    from app import api
+    from app import downloads
 
     folder = tmp_path / "kpmap-downloads-x"
-    monkeypatch.setattr(api, "DEFAULT_DOWNLOAD_CACHE", folder)
+    monkeypatch.setattr(downloads, "DEFAULT_DOWNLOAD_CACHE", folder)
     client = create_app({"STORE": str(store_dir), "DOWNLOAD_CACHE_DIR": ""}).test_client()
     client.get("/download/kpmap.gpkg").close()
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
@@ -291,7 +294,7 @@ def test_the_default_download_cache_is_private_and_must_be_ours(store_dir, tmp_p
     for kept in folder.glob("kpmap-*.gpkg"):
         kept.unlink()
     # the folder now seems another user's: it is not used, and the download still works
-    monkeypatch.setattr(api.os, "getuid", lambda: folder.stat().st_uid + 1)
+    monkeypatch.setattr(downloads.os, "getuid", lambda: folder.stat().st_uid + 1)
     response = client.get("/download/kpmap.gpkg")
     assert response.status_code == 200 and response.data.startswith(b"SQLite format 3")
     response.close()

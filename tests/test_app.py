@@ -1,4 +1,4 @@
-"""app/__init__.py, app/errors.py, app/security.py: the factory, error answers, headers."""
+"""app/__init__.py, app/errors.py, app/http.py: the factory, error answers, headers."""
 
 import pytest
 

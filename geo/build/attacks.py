@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from geo.border import BorderIndex
-from geo.vocab import MILITANT_ATTACK, event_fields
 from geo.build.gazetteer import PRECISION_DISTRICT, Gazetteer, GeocodeError
 from geo.build.locate import Locator
+from geo.vocab import MILITANT_ATTACK, event_fields
 
 COUNTS = ("killed_low", "killed_best", "killed_high", "injured_low", "injured_high")
 # Record keys that are inputs to the build, not properties of the published feature.
@@ -90,8 +90,8 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
 def place(
     records: list[dict[str, Any]], locator: Locator
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Records with their district and tehsil decided by their point (geo.build.locate), and the ids of
-    those whose point lies in no KP district, each with its reason.
+    """Records with their district and tehsil decided by their point (geo.build.locate), and the
+    ids of those whose point lies in no KP district, each with its reason.
 
     Sets `district`, `tehsil` (None for a record known only to its district: its point is the
     district's representative point, not a place in a tehsil) and `border_sliver_km` (None unless

@@ -9,9 +9,7 @@ the build after geocoding.
 
 import csv
 import datetime as dt
-import functools
 import re
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,7 @@ from geo import paths
 from geo.citations import read_citations
 from geo.dates import Period, period
 from geo.districts import alias_index, normalise_name, read_district_table
-from geo.errors import SchemaError
-from geo.errors import problem_list
+from geo.errors import SchemaError, problem_list
 from geo.vocab import (
     COUNT_COLUMNS,
     DATE_PRECISIONS,
@@ -211,7 +208,6 @@ def _parse_event(
         # authored records are the seed articles' attacks, each by the group the articles name
         **event_fields(MILITANT_ATTACK),
     }
-
 
 
 # --- facts ------------------------------------------------------------------------------------

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from geo.crs import GEOD
 from geo.build.datasets import dataset_of, release_of
+from geo.crs import GEOD
 from geo.dates import period
 
 LINK_KM = 2.0

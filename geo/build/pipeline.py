@@ -24,22 +24,22 @@ import shapely
 from geo import geojson, paths
 from geo.border import BorderIndex
 from geo.build import attacks, durand_line
-from geo.crs import geodesic_length_km
-from geo.citations import cite, read_citations
+from geo.build.authored import read_events, read_facts
 from geo.build.datasets import combine_imports
 from geo.build.districts import KP_ADM1_PCODE, build_districts
-from geo.districts import read_district_table
-from geo.errors import BuildError
-from geo.build.authored import read_events, read_facts
-from geo.geonames import ATTRIBUTION as GEONAMES_ATTRIBUTION
 from geo.build.gazetteer import Gazetteer
-from geo.licences import dataset_source, read_datasets
 from geo.build.links import LINK_RULE, link_records
 from geo.build.locate import SLIVER_FILE, SLIVER_MAX_KM, Locator, border_sliver
-from geo.store.schemas import LAYERS, STORE_FORMAT, validate_features
 from geo.build.sources import Source, fetch_all, file_sha256, read_sources
-from geo.store.files import index_arrays, index_file
 from geo.build.tehsils import build_tehsils
+from geo.citations import cite, read_citations
+from geo.crs import geodesic_length_km
+from geo.districts import read_district_table
+from geo.errors import BuildError
+from geo.geonames import ATTRIBUTION as GEONAMES_ATTRIBUTION
+from geo.licences import dataset_source, read_datasets
+from geo.store.files import index_arrays, index_file
+from geo.store.schemas import LAYERS, STORE_FORMAT, validate_features
 
 DURAND_LINE_TOML = paths.DATA_DIR / "durand_line.toml"
 # Records brought in by `kpmap import` and `kpmap synth`, kept in the store so that every rebuild
@@ -282,8 +282,8 @@ def build_store(
 
     `added` are records (canonical properties + lon/lat) to import; together with those the
     existing store already imported they are kept in the store and included in every rebuild.
-    A dataset's newer release replaces its older one (geo.build.datasets.combine_imports: the manifest
-    lists what was replaced in inputs.replaced); an older release than the store's raises
+    A dataset's newer release replaces its older one (geo.build.datasets.combine_imports: the
+    manifest lists what was replaced in inputs.replaced); an older release than the store's raises
     OlderRelease. Returns the manifest. Raises BuildError (or FetchError, OlderRelease) and leaves
     any existing store untouched.
     """

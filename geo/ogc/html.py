@@ -11,58 +11,14 @@ from urllib.parse import quote
 
 import jinja2
 
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }} · kpmap OGC API</title>
-<style>
-body { font: 15px/1.45 system-ui, sans-serif; margin: 1.5rem auto; max-width: 75rem;
-       padding: 0 1rem; color: #222; }
-table { border-collapse: collapse; font-size: 13px; }
-td, th { border: 1px solid #ccc; padding: .2rem .4rem; vertical-align: top; text-align: left; }
-th { background: #f3f3f3; } dt { font-weight: 600; } dd { margin: 0 0 .4rem 1.2rem; }
-pre { white-space: pre-wrap; margin: 0; max-height: 12rem; overflow: auto; }
-nav a { margin-right: .8rem; }
-</style></head>
-<body>
-<nav><a href="{{ home }}">OGC API home</a><a href="{{ home }}/collections">collections</a>
-<a href="{{ home }}/api?f=html">API definition</a></nav>
-<h1>{{ title }}</h1>
-{% if doc.description %}<p>{{ doc.description }}</p>{% endif %}
-{% if doc.links %}<h2>Links</h2><ul>
-{% for l in doc.links %}<li><a href="{{ l.href }}" rel="{{ l.rel }}" type="{{ l.type }}">
-{{ l.title or l.href }}</a> ({{ l.rel }}, {{ l.type }})</li>{% endfor %}</ul>{% endif %}
-{% if doc.type == "FeatureCollection" %}
-<p>{{ doc.numberReturned }} of {{ doc.numberMatched }} matching features
-(generated {{ doc.timeStamp }}).</p>
-{% if doc.features %}<table><thead><tr><th>id</th>{% for k in columns %}<th>{{ k }}</th>
-{% endfor %}<th>geometry</th></tr></thead><tbody>
-{% for f in doc.features %}<tr><td><a href="{{ item_url(f.id) }}">{{ f.id }}</a></td>
-{% for k in columns %}<td>{{ show(f.properties.get(k)) }}</td>{% endfor %}
-<td><pre>{{ show(f.geometry) }}</pre></td></tr>
-{% endfor %}</tbody></table>{% endif %}
-{% elif doc.type == "Feature" %}
-<table><tbody><tr><th>id</th><td>{{ doc.id }}</td></tr>
-{% for k, v in doc.properties.items() %}<tr><th>{{ k }}</th><td>{{ show(v) }}</td></tr>
-{% endfor %}<tr><th>geometry</th><td><pre>{{ show(doc.geometry) }}</pre></td></tr>
-</tbody></table>
-{% endif %}
-{% if rest %}<h2>Details</h2>{{ tree(rest) }}{% endif %}
-</body></html>"""
-
-_TREE = """{% macro tree(value) -%}
-{% if value is mapping %}<dl>{% for k, v in value.items() %}<dt>{{ k }}</dt>
-<dd>{{ tree(v) }}</dd>{% endfor %}</dl>
-{%- elif value is sequence and value is not string %}<ol>{% for v in value %}
-<li>{{ tree(v) }}</li>{% endfor %}</ol>
-{%- elif value is string and (value.startswith("http://") or value.startswith("https://")) -%}
-<a href="{{ value }}">{{ value }}</a>
-{%- else %}{{ value }}{% endif %}
-{%- endmacro %}"""
-
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
-_PAGE = _ENV.from_string(_TEMPLATE)
-_MACROS = _ENV.from_string(_TREE).module
+# The templates are files next to this module (templates/page.html, templates/tree.html).
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("geo.ogc", "templates"),
+    autoescape=True,
+    undefined=jinja2.ChainableUndefined,
+)
+_PAGE = _ENV.get_template("page.html")
+_MACROS = _ENV.get_template("tree.html").module
 # Members the page shows in its own sections; anything else goes under "Details".
 _SHOWN = {"title", "description", "links", "type", "features", "properties", "geometry", "id"}
 

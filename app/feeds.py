@@ -1,0 +1,92 @@
+"""The small feeds the map page's script reads (/api/map/...): the matching attacks as columns,
+grid clusters and heat cells for one view, one attack's record for its popup, simplified
+district and tehsil outlines, and the border bands. They live under /api so that their errors
+are JSON (app/errors.py).
+"""
+
+import orjson
+from flask import Blueprint, Response, request
+
+from app import http
+from app.extensions import get_policy, get_store
+from app.maps import parse_zoom
+from geo import aggregate
+from geo.errors import InvalidQuery
+from geo.query import parse_bbox_text, parse_filters
+
+bp = Blueprint("feeds", __name__)
+
+
+@bp.get("/api/map/attacks.json")
+def attacks_feed() -> Response:
+    """The attacks that match the filters, as columns (see aggregate.compact_attacks)."""
+    store = get_store()
+    rows = aggregate.select(store, parse_filters(request.args))
+    # Point by point, this feed would hand out rows: those the licences withhold are left out
+    # (the page draws them through clusters.json instead) and only counted.
+    rows, withheld = get_policy().split(store.layer("attacks"), rows)
+    data = aggregate.compact_attacks(aggregate.attack_table(store), rows)
+    data["withheld"] = withheld.count
+    return _json(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+@bp.get("/api/map/clusters.json")
+def clusters_feed() -> Response:
+    """The attacks that match the filters, gridded for one view of the map: `z` (zoom),
+    `view` (the visible box, minx,miny,maxx,maxy), optional `window` (first,last day since
+    1970-01-01, the time slider's month) and `heat=1` (add heat-map cells)."""
+    store = get_store()
+    table = aggregate.attack_table(store)
+    rows = aggregate.select(store, parse_filters(request.args))
+    rows = aggregate.in_window(table, rows, _window(request.args.get("window", "")))
+    zoom = parse_zoom("z", request.args.get("z", ""))
+    view = parse_bbox_text(request.args["view"]) if request.args.get("view") else None
+    withheld = get_policy().withheld_mask(store.layer("attacks"))
+    data = {
+        "count": int(len(rows)),
+        "actors": list(table.actors),
+        **aggregate.clusters(table, rows, zoom, view, withheld=withheld),
+    }
+    if request.args.get("heat") == "1":
+        data["heat"] = aggregate.heat_cells(table, rows, zoom, view)
+    return _json(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def _window(text: str) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        first, last = (int(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidQuery(
+            "window must be first,last: two whole numbers of days since 1970-01-01"
+        ) from None
+    return first, last
+
+
+@bp.get("/api/map/attacks/<path:attack_id>.json")
+def attack_feature(attack_id: str) -> Response:
+    """One attack's whole record, for its popup (FeatureNotFound answers 404, an attack whose
+    dataset's terms keep its record on the server RowWithheld 403)."""
+    layer = get_store().layer("attacks")
+    feature = get_store().feature("attacks", attack_id)
+    get_policy().check(layer, layer.position(attack_id), attack_id)
+    return _json(orjson.dumps(feature))
+
+
+@bp.get("/api/map/<any(districts, tehsils):layer>.geojson")
+def map_outlines(layer: str) -> Response:
+    """Districts or tehsils with simplified outlines and every property, for the choropleths
+    (aggregate.map_outlines)."""
+    return _json(aggregate.map_outlines(get_store(), layer), mimetype="application/geo+json")
+
+
+@bp.get("/api/map/border-bands.geojson")
+def border_bands() -> Response:
+    body = orjson.dumps(aggregate.border_bands(get_store()))
+    return _json(body, mimetype="application/geo+json")
+
+
+def _json(body: bytes, mimetype: str = "application/json") -> Response:
+    """A JSON answer (app.http compresses it for clients that take it)."""
+    return http.respond(body, mimetype, max_age=http.DATA_MAX_AGE)
