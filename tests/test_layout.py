@@ -1,5 +1,5 @@
 """The house's plan, checked: the web app never loads the build, geo/ never imports a web
-framework, and the Makefile rebuilds the store exactly when
+framework, no module imports its importer back, and the Makefile rebuilds the store exactly when
 code that writes it changes."""
 
 import ast
@@ -75,6 +75,28 @@ def test_geo_never_imports_a_web_framework():
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in ("flask", "folium", "werkzeug"), (module, name)
+
+
+def test_no_module_imports_its_importer_back():
+    """No import cycles between project modules (a package's __init__ re-exporting its own
+    submodules is not a cycle: it is the package's front door)."""
+    graph = {m: {d for d in _imports(m) if not m.startswith(d + ".")} for m in MODULES}
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                cycles.append(path[path.index(dep) :] + [dep] if dep in path else [module, dep])
+            elif dep not in state:
+                visit(dep, [*path, dep])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
 
 
 def test_the_makefile_rebuilds_the_store_when_code_that_writes_it_changes():
