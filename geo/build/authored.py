@@ -8,7 +8,6 @@ the build after geocoding.
 """
 
 import csv
-import datetime as dt
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -132,19 +131,19 @@ def _parse_event(
     if precision not in DATE_PRECISIONS:
         bad(f"date_precision {precision!r} is not one of {', '.join(DATE_PRECISIONS)}")
     elif precision == "month":
-        if not _valid_date(date, MONTH_RE, "%Y-%m"):
+        if not _valid_date(date, MONTH_RE):
             bad(f"date {date!r} must be YYYY-MM for date_precision month")
         if date_end:
             bad("date_end must be blank unless date_precision is range")
     else:
-        if not _valid_date(date, DAY_RE, "%Y-%m-%d"):
+        if not _valid_date(date, DAY_RE):
             bad(f"date {date!r} must be a real day, YYYY-MM-DD, for date_precision {precision}")
         if precision == "day" and date_end:
             bad("date_end must be blank unless date_precision is range")
         if precision == "range":
-            if not date_end or not _valid_date(date_end, DAY_RE, "%Y-%m-%d"):
+            if not date_end or not _valid_date(date_end, DAY_RE):
                 bad(f"date_end {date_end or ''!r} must be a real day, YYYY-MM-DD, for a range")
-            elif _valid_date(date, DAY_RE, "%Y-%m-%d") and date_end < date:
+            elif _valid_date(date, DAY_RE) and date_end < date:
                 bad(f"date_end {date_end} is before date {date}")
 
     if not row["location"]:
@@ -369,14 +368,9 @@ def _resolve_citations(
     return sources
 
 
-def _valid_date(text: str, pattern: re.Pattern[str], fmt: str) -> bool:
-    if not pattern.match(text):
-        return False
-    try:
-        dt.datetime.strptime(text, fmt)
-    except ValueError:
-        return False
-    return True
+def _valid_date(text: str, pattern: re.Pattern[str]) -> bool:
+    """Whether text has the form `pattern` asks for and is a real date (geo.dates)."""
+    return bool(pattern.match(text)) and _period_bounds(text) is not None
 
 
 def _period_bounds(text: str) -> Period | None:

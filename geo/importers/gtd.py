@@ -35,6 +35,7 @@ import re
 from datetime import date, timedelta
 from pathlib import Path
 
+from geo.dates import period
 from geo.importers.common import (
     RowError,
     RowRefused,
@@ -215,7 +216,7 @@ def _date(row: dict[str, str], flags: list[str]) -> tuple[str, str, str | None]:
         return f"{year}-01-01", "range", f"{year}-12-31"
     if day == 0:
         return f"{year}-{month:02d}", "month", None
-    if day > calendar.monthrange(year, month)[1]:
+    if day > period(f"{year:04d}-{month:02d}").last.day:
         raise RowError("bad date", f"iyear/imonth/iday {year}/{month}/{day} is not a day")
     return date(year, month, day).isoformat(), "day", None
 
@@ -239,7 +240,7 @@ def _approx_span(text: str) -> tuple[date, date] | None:
             first = last = date(int(m[3]), MONTHS[m[1]], int(m[2]))
         elif m := APPROX_MONTH.match(text):
             first = date(int(m[2]), MONTHS[m[1]], 1)
-            last = date(first.year, first.month, calendar.monthrange(first.year, first.month)[1])
+            last = period(f"{first:%Y-%m}").last
         else:
             return None
     except (KeyError, ValueError):  # not a month name, or not a day of that month

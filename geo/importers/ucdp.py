@@ -38,11 +38,11 @@ Mapping to the canonical record:
 - description = source_headline; sources = [{UCDP GED, source_article, <date>, ""}].
 """
 
-import calendar
 import re
 from pathlib import Path
 from typing import Any
 
+from geo.dates import period
 from geo.importers.common import (
     RowError,
     RowRefused,
@@ -248,7 +248,6 @@ def _date(row: dict[str, str]) -> tuple[str, str, str | None]:
         raise RowError("bad date: date_end before date_start", f"{start} .. {end}")
     if end == start:
         return start.isoformat(), "day", None
-    last = calendar.monthrange(start.year, start.month)[1]
-    if start.day == 1 and (end.year, end.month, end.day) == (start.year, start.month, last):
+    if start.day == 1 and end == period(f"{start:%Y-%m}").last:
         return f"{start:%Y-%m}", "month", None
     return start.isoformat(), "range", end.isoformat()

@@ -22,8 +22,9 @@ requirement classes ask, and where it is met:
 """
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
+from geo.dates import PERIOD, period
 from geo.errors import InvalidQuery
 from geo.vocab import DATE_PRECISIONS, EVENT_TYPES, TARGETS
 
@@ -54,7 +55,6 @@ ENUMERATIONS: dict[str, tuple[str, ...]] = {
 }
 
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _INTEGER = re.compile(r"^[0-9]{1,12}$")
 
 
@@ -102,7 +102,7 @@ def parse_datetime(text: str) -> tuple[str | None, str | None]:
     if len(parts) != 2:
         raise _bad_datetime(text)
     start, end = (None if p in ("", "..") else _instant(p, text) for p in parts)
-    if start and end and _day(start, first=True) > _day(end, first=False):
+    if start and end and period(start).first > period(end).last:
         raise InvalidQuery("datetime interval starts after it ends: use start/end")
     return start, end
 
@@ -114,26 +114,13 @@ def _instant(part: str, whole: str) -> str:
         except ValueError:
             raise _bad_datetime(whole) from None
         return moment.astimezone(UTC).date().isoformat()
-    if _DATE.match(part):
+    if PERIOD.match(part):
         try:
-            _day(part, first=True)
+            period(part)
         except ValueError:
             raise _bad_datetime(whole) from None
         return part
     raise _bad_datetime(whole)
-
-
-def _day(text: str, first: bool) -> date:
-    """The first (or last) day a date of any precision covers."""
-    numbers = [int(n) for n in text.split("-")]
-    year, month, day = (numbers + [None, None])[:3]
-    if day:
-        return date(year, month, day)
-    if not first:
-        month = month or 12
-        following = date(year + month // 12, month % 12 + 1, 1)
-        return date.fromordinal(following.toordinal() - 1)
-    return date(year, month or 1, 1)
 
 
 def _bad_datetime(text: str) -> InvalidQuery:
