@@ -31,11 +31,13 @@ def period(text: str) -> Period:
     match = PERIOD.match(text)
     if not match:
         raise ValueError(f"{text!r} is not YYYY-MM-DD, YYYY-MM or YYYY")
-    year, month, day = (int(g) if g else None for g in match.groups())
+    year_text, month_text, day_text = match.groups()
+    year = int(year_text)
     try:
-        if day:
-            first = last = date(year, month, day)
-        elif month:
+        if day_text:
+            first = last = date(year, int(month_text), int(day_text))
+        elif month_text:
+            month = int(month_text)
             first = date(year, month, 1)
             last = date(year, month, calendar.monthrange(year, month)[1])
         else:

@@ -252,10 +252,10 @@ def _parse_fact(
         bad(f"id {row['id']!r} must be a lower-case slug of letters, digits and '-'")
     if row["scope"] not in PROVINCE_SCOPES and row["scope"] not in district_ids:
         bad(f"scope {row['scope']!r} is not pakistan, kp or a district id of data/districts.toml")
-    periods = {}
+    periods: dict[str, str | None] = {}
     for col in ("period_start", "period_end"):
-        periods[col] = row[col] or None
-        if periods[col] is not None and _period_bounds(periods[col]) is None:
+        text = periods[col] = row[col] or None
+        if text is not None and _period_bounds(text) is None:
             bad(f"{col} {row[col]!r} must be YYYY, YYYY-MM or YYYY-MM-DD (or blank if open)")
     start, end = (_period_bounds(p) if p else None for p in periods.values())
     if start and end and end.last < start.first:

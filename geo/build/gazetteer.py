@@ -272,7 +272,7 @@ class Gazetteer:
         self._display: dict[str, str] = {}
         for feature in districts:
             props = feature["properties"]
-            district_id = props.get("id") or feature.get("id")
+            district_id = str(props.get("id") or feature.get("id"))
             point = to_shape(feature["geometry"]).representative_point()
             self._district_points[district_id] = Place(
                 name=props.get("name", district_id),
@@ -314,9 +314,12 @@ class Gazetteer:
                 )
             index = len(self._entries)
             self._entries.append(replace(entry, place=replace(entry.place, district=district)))
-            tiers = {"names": (entry.place.name, *entry.aliases), "alternates": entry.alternates}
-            for tier, names in tiers.items():
-                for name in names:
+            tiers: dict[str, Sequence[str]] = {
+                "names": (entry.place.name, *entry.aliases),
+                "alternates": entry.alternates,
+            }
+            for tier, tier_names in tiers.items():
+                for name in tier_names:
                     key = name_key(name)
                     if not key:
                         continue

@@ -71,7 +71,7 @@ PLACE_KEYS = (
 )
 # Properties taken from the first member (in ORIGIN_RANK order) that states them, with the value
 # that means "not stated".
-STATED_KEYS = (
+STATED_KEYS: tuple[tuple[str, Any], ...] = (
     ("actor", None),
     ("claimed", None),
     ("event_type", "unknown"),
@@ -192,15 +192,15 @@ def _pairs(candidates: list[_Candidate]) -> list[tuple[int, float, int, int]]:
         return []
     lon = np.array([c.record["lon"] for c in candidates], dtype=float)
     lat = np.array([c.record["lat"] for c in candidates], dtype=float)
-    i, j = np.array(first), np.array(second)
-    _, _, metres = GEOD.inv(lon[i], lat[i], lon[j], lat[j])
+    left, right = np.array(first), np.array(second)
+    _, _, metres = GEOD.inv(lon[left], lat[left], lon[right], lat[right])
     near = metres <= LINK_KM * 1000
     return sorted(
         zip(
             np.array(days)[near].tolist(),
             metres[near].tolist(),
-            i[near].tolist(),
-            j[near].tolist(),
+            left[near].tolist(),
+            right[near].tolist(),
             strict=True,
         )
     )
@@ -349,8 +349,8 @@ def widen(group: list[dict[str, Any]], low: str, best: str | None, high: str) ->
 
     A range no member stated (two records each with only killed_best 5) stays null.
     """
-    lows = [v for r in group if (v := _either(r[low], r.get(best))) is not None]
-    highs = [v for r in group if (v := _either(r[high], r.get(best))) is not None]
+    lows = [v for r in group if (v := _either(r[low], r.get(best or ""))) is not None]
+    highs = [v for r in group if (v := _either(r[high], r.get(best or ""))) is not None]
     widened = {low: min(lows) if lows else None, high: max(highs) if highs else None}
     stated = any(r[low] is not None or r[high] is not None for r in group)
     if best:

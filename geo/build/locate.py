@@ -133,20 +133,20 @@ class Locator:
     ) -> tuple[list[str | None], list[str | None], list[float | None]]:
         """For each point (same order): its district id, tehsil id and sliver distance (km; None
         inside its tehsil), each None outside KP."""
-        lon = np.asarray(lon, dtype=float)
-        lat = np.asarray(lat, dtype=float)
-        unit = self._units_at(lon, lat)
-        sliver_km = np.full(len(lon), np.nan)
+        lons = np.asarray(lon, dtype=float)
+        lats = np.asarray(lat, dtype=float)
+        unit = self._units_at(lons, lats)
+        sliver_km = np.full(len(lons), np.nan)
         missing = np.flatnonzero(unit < 0)
         if len(missing) and self._sliver is not None:
-            points = shapely.points(lon[missing], lat[missing])
+            points = shapely.points(lons[missing], lats[missing])
             inside = shapely.contains(self._sliver, points)
             for i, point in zip(missing[inside].tolist(), points[inside].tolist(), strict=True):
                 unit[i], sliver_km[i] = self._nearest(point)
         outside = unit < 0
-        districts = np.where(outside, None, self._districts[unit])
-        units = np.where(outside, None, self._units[unit])
-        km = np.where(np.isnan(sliver_km), None, np.round(sliver_km, 2).astype(object))
+        districts = np.where(outside, np.array(None), self._districts[unit])
+        units = np.where(outside, np.array(None), self._units[unit])
+        km = np.where(np.isnan(sliver_km), np.array(None), np.round(sliver_km, 2).astype(object))
         return districts.tolist(), units.tolist(), km.tolist()
 
     def _nearest(self, point: shapely.Point) -> tuple[int, float]:

@@ -67,7 +67,7 @@ def build_tehsils(
         if i not in face_of:
             problems.append(f"{where}: its point lies in no face of the boundary lines")
             continue
-        face = faces[face_of[i]]
+        face: shapely.Geometry = faces[face_of[i]]
         if pcode not in stored.index:
             problems.append(f"{where}: not in the ADM3 attribute table")
             continue

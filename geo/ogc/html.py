@@ -40,7 +40,7 @@ def render_html(doc: dict[str, Any], title: str, home: str, item_base: str = "")
         home=home,
         columns=columns,
         rest=rest,
-        tree=_MACROS.tree,
+        tree=_MACROS.tree,  # type: ignore[attr-defined]  # a macro the template defines
         show=_show,
         item_url=lambda fid: f"{item_base}/{quote(str(fid), safe='')}?f=html",
     )

@@ -11,7 +11,7 @@ The helpers that the downloads share (`selection`, `sources`, `attribution`, `la
 live here too: what leaves the server is decided the same way everywhere.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,14 +36,12 @@ DESCRIPTION = (
 MEDIA_TYPES = (params.JSON, params.GEOJSON, params.OPENAPI_JSON, params.HTML)
 
 
-class Args:
-    """Query parameters as (name, value) pairs, read as geo.query reads them (get, getlist)."""
+class Args(Mapping[str, str]):
+    """Query parameters as (name, value) pairs, read as geo.query reads them (get, getlist):
+    a Mapping of each name's first value, plus getlist."""
 
     def __init__(self, pairs: Iterable[tuple[str, str]]):
         self.pairs = list(pairs)
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        return next((v for k, v in self.pairs if k == key), default)
 
     def getlist(self, key: str) -> list[str]:
         return [v for k, v in self.pairs if k == key]
@@ -54,11 +52,15 @@ class Args:
     def __iter__(self) -> Iterator[str]:
         return iter(dict.fromkeys(k for k, _ in self.pairs))
 
+    def __len__(self) -> int:
+        return len(dict.fromkeys(k for k, _ in self.pairs))
+
     def __getitem__(self, key: str) -> str:
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
+        """The first value given for key (as werkzeug's MultiDict answers)."""
+        for k, v in self.pairs:
+            if k == key:
+                return v
+        raise KeyError(key)
 
 
 @dataclass(frozen=True)

@@ -285,7 +285,7 @@ def validate_geometry(geometry: Any, allowed: tuple[str, ...]) -> list[str]:
     if geometry["type"] == "Point":
         return _point_problems(geometry.get("coordinates"))
     problems = []
-    coords = geometry.get("coordinates")
+    coords = geometry.get("coordinates") or []
     polygons = {"Polygon": [coords], "MultiPolygon": coords}.get(geometry["type"], [])
     for polygon in polygons:
         for k, ring in enumerate(polygon):

@@ -85,7 +85,7 @@ def min_zoom(population: int, headquarters: bool = False) -> int:
 
 
 def read_towns(
-    districts: Sequence[shapely.Geometry],
+    districts: Sequence[shapely.Geometry] | np.ndarray,
     table: Iterable[District] | None = None,
     records: Iterable[Mapping] | None = None,
     authored: Iterable[Mapping] | None = None,

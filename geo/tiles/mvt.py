@@ -58,7 +58,7 @@ def _add_points(
         feature = layer.features.add()
         feature.type = POINT
         feature.geometry.extend((MOVE_TO_ONE, (x << 1) ^ (x >> 31), (y << 1) ^ (y >> 31)))
-        tags = []
+        tags: list[int] = []
         for key, value in props.items():
             k = keys.get(key)
             if k is None:

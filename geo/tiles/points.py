@@ -202,7 +202,7 @@ class AttackIndex:
 
     def selection(self, filters: Mapping[str, Any] | None) -> Selection:
         key = filter_key(filters)
-        if not key:
+        if not key or not filters:
             return self.all
         with self._lock:
             if key in self._selections:

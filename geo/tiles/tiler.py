@@ -173,8 +173,8 @@ class Tiler:
             return Candidate(float(u[i]), float(v[i]), towns[i].name, radius)
 
         shown = np.flatnonzero(zooms <= z)
-        seats = [town(i) for i in shown if towns[i].district_headquarters]
-        others = [town(i) for i in shown if not towns[i].district_headquarters]
+        seats = [town(i) for i in shown.tolist() if towns[i].district_headquarters]
+        others = [town(i) for i in shown.tolist() if not towns[i].district_headquarters]
         names = []
         if z >= LABEL_MINZOOM:
             big = areas * (2**z * TILE_SIZE) ** 2 >= LABEL_MIN_AREA_PX
@@ -257,6 +257,7 @@ class Tiler:
         features = []
         for geometry, i in zip(geometries, idx.tolist(), strict=True):
             position = int(points.position[i])
+            props: dict[str, Any]
             if position < 0:
                 props = {"cluster": True}
             else:
