@@ -1,0 +1,1 @@
+"""Building the store: fetch the sources, derive every layer, validate, swap in (pipeline)."""
