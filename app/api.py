@@ -22,6 +22,7 @@ from werkzeug.datastructures import MultiDict
 from app import get_policy, get_store
 from geo.errors import InvalidQuery, LayerNotFound
 from geo.export import csv_chunks, geojson_chunks, write_geopackage
+from geo.fsutil import atomic_path
 from geo.licences import Withheld
 from geo.ogc import documents, params
 from geo.ogc.html import render_html
@@ -169,15 +170,10 @@ def _whole_geopackage(store: Store, selections: list, etag: str) -> Path | None:
     kept = folder / f"kpmap-{etag}.gpkg"
     if kept.exists():
         return kept
-    try:
-        work = Path(tempfile.mkdtemp(prefix=".kpmap-gpkg-", dir=folder))
-    except OSError:
+    if not os.access(folder, os.W_OK | os.X_OK):
         return None
-    try:
-        _write_geopackage(store, selections, work / "kpmap.gpkg")
-        (work / "kpmap.gpkg").replace(kept)  # atomic: no reader ever sees half a file
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with atomic_path(kept, durable=False) as tmp:  # no reader ever sees half a file
+        _write_geopackage(store, selections, tmp)
     # Files of earlier builds are not asked for again: keep only the newest few.
     for old in sorted(folder.glob("kpmap-*.gpkg"), key=_mtime)[:-KEPT_GEOPACKAGES]:
         old.unlink(missing_ok=True)
