@@ -23,6 +23,8 @@ from geo.errors import StoreCorrupt
 MANIFEST = "manifest.json"
 # The build's own record of imported records: a rebuild cannot make it again (see remedy).
 IMPORTED = "imported.jsonl"
+# A layer's saved index may be removed: Store.open then parses the (checked) layer file instead.
+OPTIONAL_SUFFIX = ".index.npz"
 
 
 def file_record(path: Path) -> dict[str, Any]:
@@ -86,7 +88,8 @@ def problems(
                     f"(it changed after the build); {remedy(name, shown)}"
                 )
         except FileNotFoundError:
-            found.append(f"{name} is missing from {shown}; {remedy(name, shown)}")
+            if not name.endswith(OPTIONAL_SUFFIX):
+                found.append(f"{name} is missing from {shown}; {remedy(name, shown)}")
         except OSError as exc:
             found.append(f"{name} in {shown} cannot be read ({exc.strerror or exc})")
     return found

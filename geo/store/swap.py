@@ -221,6 +221,7 @@ def _point(store: Path, version: Path) -> None:
 
 def _replace_plain_folder(link: Path, store: Path, version: Path) -> None:
     if _exchange(link, store):
+        crash_point("switched")
         _remove(link)  # the old folder, now at the link's hidden name
         return
     # No RENAME_EXCHANGE: two renames, with a marker naming the version for a start that
