@@ -55,7 +55,7 @@ bench-scale: setup fetch
 	$(BIN)/python -m benchmarks.bench_scale
 
 clean:
-	rm -rf $(VENV) data/store data/upstream node_modules app/static/vendor
+	rm -rf $(VENV) data/store data/.store.versions data/.store.lock data/upstream node_modules app/static/vendor
 
 bench-map: setup assets fetch
 	$(BIN)/python -m benchmarks.bench_map
