@@ -60,6 +60,13 @@ SETTINGS: tuple[Setting, ...] = (
         "redistribute, comma-separated; unset, their rows are counted and drawn as aggregates "
         "only; read by the web app and kpmap tiles",
     ),
+    Setting(
+        "TEST_CRASH_AT",
+        "",
+        "for the crash tests only: a step of geo.store.swap.CRASH_STEPS at which a build or "
+        "import kills itself (SIGKILL)",
+        app=False,
+    ),
 )
 
 
