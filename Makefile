@@ -47,6 +47,7 @@ fetch: setup
 STORE_INPUTS := $(wildcard data/*.toml data/*.csv data/events/*.csv) \
 	$(wildcard geo/build/*.py geo/importers/*.py geo/store/*.py) \
 	geo/border.py geo/citations.py geo/crs.py geo/dates.py geo/districts.py geo/errors.py \
+	geo/fsutil.py \
 	geo/geojson.py geo/geonames.py geo/licences.py geo/paths.py geo/vocab.py
 
 $(STORE_MANIFEST): $(STAMP) $(STORE_INPUTS)
@@ -62,7 +63,7 @@ bench-scale: setup fetch
 	$(BIN)/python -m benchmarks.bench_scale
 
 clean:
-	rm -rf $(VENV) data/store data/upstream node_modules app/static/vendor
+	rm -rf $(VENV) data/store data/.store.versions data/.store.lock data/upstream node_modules app/static/vendor
 
 bench-map: setup assets fetch
 	$(BIN)/python -m benchmarks.bench_map

@@ -33,6 +33,7 @@ from app import http
 from app.extensions import get_policy, get_store
 from geo.errors import LayerNotFound
 from geo.export import csv_chunks, geojson_chunks, write_geopackage
+from geo.fsutil import atomic_path
 from geo.licences import Withheld
 from geo.ogc import documents, params
 from geo.ogc.items import attribution, layer_name, selection, sources
@@ -231,18 +232,12 @@ def _kept(prefix: str, etag: str, ext: str, write: Callable[[Path], None]) -> Pa
     if kept.exists():
         return kept
     try:
-        work = Path(tempfile.mkdtemp(prefix=".kpmap-gpkg-", dir=folder))
-    except OSError:
-        return None
-    try:
-        write(work / f"download.{ext}")
-        (work / f"download.{ext}").replace(kept)  # atomic: no reader ever sees half a file
+        with atomic_path(kept, durable=False) as tmp:  # no reader ever sees half a file
+            write(tmp)
     except OSError as exc:
         level = logging.WARNING if exc.errno in (errno.ENOSPC, errno.EDQUOT) else logging.ERROR
         log.log(level, "could not keep %s in %s: %s", kept.name, folder, exc)
         return None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     # Files of earlier builds are not asked for again: keep only the newest few.
     for old in sorted(folder.glob(f"{prefix}-*.{ext}"), key=_mtime)[:-KEPT_FILES]:
         old.unlink(missing_ok=True)

@@ -14,6 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from geo.fsutil import replace_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "node_modules"
 VENDOR = ROOT / "app" / "static" / "vendor"
@@ -69,8 +71,7 @@ def install(node_modules: Path = NODE_MODULES, vendor: Path = VENDOR) -> dict[st
                 shutil.copy2(source / path, target)
     (work / "VERSIONS.json").write_text(json.dumps(versions, indent=1) + "\n", "utf-8")
     # Swap in whole, so a failed copy never leaves the app serving a mix of old and new files.
-    shutil.rmtree(vendor, ignore_errors=True)
-    work.rename(vendor)
+    replace_dir(work, vendor)
     return versions
 
 

@@ -22,11 +22,19 @@ class BuildError(KpmapError):
     code = "build-failed"
 
 
-class StoreNotFound(KpmapError):
-    """No built store at the given folder."""
+class StoreNotFound(KpmapError, RuntimeError):
+    """No built store at the given folder (or none this kpmap can read). A RuntimeError too, so
+    that gunicorn, failing to load the app, prints its one line rather than a traceback."""
 
     status = 503
     code = "store-not-found"
+
+
+class StoreCorrupt(StoreNotFound):
+    """A store file that is not what its build wrote (geo.store.integrity): changed, cut short or
+    missing. The message names the file and what to run."""
+
+    code = "store-corrupt"
 
 
 class LayerNotFound(KpmapError):

@@ -76,6 +76,13 @@ SETTINGS: tuple[Setting, ...] = (
         "-Proto, -Host and -Prefix; those headers are believed only when this is 1 or more "
         "(werkzeug's ProxyFix)",
     ),
+    Setting(
+        "TEST_CRASH_AT",
+        "",
+        "for the crash tests only: a step of geo.store.swap.CRASH_STEPS at which a build or "
+        "import kills itself (SIGKILL)",
+        app=False,
+    ),
 )
 
 

@@ -122,6 +122,7 @@ def test_no_disk_at_all_is_a_503_with_retry_after(store_dir, tmp_path, monkeypat
     assert response.status_code == 503 and response.is_json
     assert response.headers["Retry-After"] and "disk space" in response.get_json()["description"]
     # a range of a GeoJSON cannot be written either: the whole answer, streamed, instead
+    monkeypatch.setattr(downloads, "atomic_path", enospc)
     monkeypatch.setattr(downloads.tempfile, "mkdtemp", enospc)
     whole = client.get("/download/districts.geojson", headers={"Range": "bytes=0-9"})
     assert whole.status_code == 200

@@ -1,13 +1,13 @@
 """`kpmap build`: upstream files + authored data -> the GeoJSON store, swapped in atomically.
 
-The store is built in a temporary folder beside the target, validated, and only then renamed into
-place; any failure removes the temporary folder and leaves the previous store exactly as it was.
+The store is built in a work folder beside the target, validated, and only then made current by
+moving a link (geo.store.swap): a failure or a kill at any moment leaves the previous store
+exactly as it was, and the next build removes what a killed one left.
 """
 
 import gc
 import json
-import shutil
-import tempfile
+import sys
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -38,6 +38,7 @@ from geo.districts import read_district_table
 from geo.errors import BuildError
 from geo.geonames import ATTRIBUTION as GEONAMES_ATTRIBUTION
 from geo.licences import dataset_source, read_datasets
+from geo.store import integrity, swap
 from geo.store.files import index_arrays, index_file
 from geo.store.schemas import LAYERS, STORE_FORMAT, validate_features
 
@@ -283,38 +284,57 @@ def build_store(
     `added` are records (canonical properties + lon/lat) to import; together with those the
     existing store already imported they are kept in the store and included in every rebuild.
     A dataset's newer release replaces its older one (geo.build.datasets.combine_imports: the
-    manifest lists what was replaced in inputs.replaced); an older release than the store's raises
-    OlderRelease. Returns the manifest. Raises BuildError (or FetchError, OlderRelease) and leaves
-    any existing store untouched.
+    manifest lists what was replaced in inputs.replaced); an older release than the store's
+    raises OlderRelease. Returns the manifest. Raises BuildError (or FetchError, OlderRelease,
+    StoreCorrupt for damaged imported records) and leaves any existing store untouched. Another
+    build or import of the same store is waited for (geo.store.swap.locked).
     """
     store = Path(store or paths.store_dir())
     store.parent.mkdir(parents=True, exist_ok=True)
     sources = read_sources()
     files = fetch_all(sources, cache=cache, mirror=mirror)
-    kept, replaced = combine_imports(read_imported(store), added or [])
-    imported = [attacks.upgrade(r) for r in kept]
-    work = Path(tempfile.mkdtemp(prefix=f".store-{store.name}-", dir=store.parent))
-    work.chmod(0o755)  # mkdtemp makes it private; the store is meant to be served and shared
-    # A build allocates millions of small dicts and frees almost none: the cyclic garbage
-    # collector would rescan them again and again (a third of a 1M-attack build). Reference
-    # counting still frees everything; the collector runs again once the build is over.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        manifest = _build_into(work, sources, files, imported, replaced)
-        _swap_in(work, store)
-    finally:
-        if collecting:
-            gc.enable()
-        shutil.rmtree(work, ignore_errors=True)
+    # Held from reading the imported records to moving the link: a second build or import
+    # waits, so neither loses the other's records.
+    with swap.locked(store):
+        for done in swap.recover(store):
+            print(f"kpmap: {done}", file=sys.stderr)
+        for old in swap.legacy_old_folders(store):
+            print(
+                f"kpmap: {old} holds a store an older kpmap's interrupted swap left; its "
+                "imported records may be missing from the store: import them again, or remove it",
+                file=sys.stderr,
+            )
+        kept, replaced = combine_imports(read_imported(store), added or [])
+        imported = [attacks.upgrade(r) for r in kept]
+        work = swap.new_work(store)
+        # A build allocates millions of small dicts and frees almost none: the cyclic garbage
+        # collector would rescan them again and again (a third of a 1M-attack build). Reference
+        # counting still frees everything; the collector runs again once the build is over.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            manifest = _build_into(work, sources, files, imported, replaced)
+            swap.commit(work, store)
+        finally:
+            if collecting:
+                gc.enable()
+            swap.discard(work, store)  # a failed build's work; nothing once committed
     return manifest
 
 
 def read_imported(store: Path) -> list[dict[str, Any]]:
-    """The imported records an existing store keeps (none for a new store)."""
-    path = store / IMPORTED_FILE
+    """The imported records an existing store keeps (none for a new store). StoreCorrupt when
+    the file is not the one the build wrote (geo.store.integrity): never rebuilt from."""
+    root = store.resolve()
+    path = root / IMPORTED_FILE
     if not path.exists():
         return []
+    try:
+        manifest = json.loads((root / "manifest.json").read_bytes())
+    except (OSError, ValueError):
+        manifest = {}
+    if integrity.recorded(manifest):  # stores of older formats recorded no hashes
+        integrity.verify(root, manifest, store, names=[IMPORTED_FILE])
     with open(path, "rb") as f:
         return [orjson.loads(line) for line in f if line.strip()]
 
@@ -366,6 +386,7 @@ def _build_into(
         for record in imported:
             f.write(orjson.dumps(record) + b"\n")
     _write_json(work / LINKS_FILE, {"rule": LINK_RULE, "links": ctx.links})
+    swap.crash_point("written")
     manifest = {
         "format": STORE_FORMAT,
         "built_at": built_at,
@@ -395,8 +416,13 @@ def _build_into(
         "border_sliver": {"file": SLIVER_FILE, "sha256": file_sha256(work / SLIVER_FILE)},
         "packages": {name: version(name) for name in PACKAGES},
         "layers": layers,
+        # Every file's sha256 and size, checked whenever the store is opened or validated.
+        "files": integrity.describe(
+            work, known={entry["file"]: entry["sha256"] for entry in layers.values()}
+        ),
     }
     _write_json(work / "manifest.json", manifest)
+    swap.crash_point("complete")
     return manifest
 
 
@@ -522,19 +548,3 @@ def _bounds(features: list[dict[str, Any]], xy: np.ndarray | None = None) -> lis
         return [float(minx), float(miny), float(maxx), float(maxy)]
     shapes = [geojson.to_shape(f["geometry"]) for f in features]
     return [round(float(v), 6) for v in shapely.total_bounds(shapes)]
-
-
-def _swap_in(work: Path, store: Path) -> None:
-    """Replace `store` by `work` with two renames; on failure put the old store back."""
-    if not store.exists():
-        work.rename(store)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".store-{store.name}-old-", dir=store.parent))
-    old.rmdir()
-    store.rename(old)
-    try:
-        work.rename(store)
-    except OSError:
-        old.rename(store)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -6,9 +6,7 @@ is set. A file with the wrong hash is never kept in the cache.
 """
 
 import hashlib
-import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -20,6 +18,7 @@ import requests
 
 from geo import paths
 from geo.errors import FetchError
+from geo.fsutil import atomic_path
 
 # pooch logs every download at INFO; a fetch that fails says so through FetchError instead.
 pooch.get_logger().setLevel("WARNING")
@@ -85,20 +84,16 @@ def file_sha256(path: Path) -> str:
 
 
 def _copy_verified(src: Path, dest: Path, sha256: str) -> str | None:
-    """Copy src to dest via a temp file beside dest; return the wrong hash, or None if it fits."""
-    # The temp file lives in the cache folder so os.replace is an atomic rename, never a copy.
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
+    """Copy src to dest atomically; return the wrong hash (dest untouched), or None if it fits."""
+    with atomic_path(dest) as tmp:
         h = hashlib.sha256()
-        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
             for chunk in iter(lambda: fin.read(1 << 20), b""):
                 h.update(chunk)
                 fout.write(chunk)
         if h.hexdigest() != sha256:
+            tmp.unlink()  # not written: atomic_path leaves dest as it was
             return h.hexdigest()
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return None
 
 

@@ -52,7 +52,7 @@ from geo.importers.places import (
     district_locator,
     place,
 )
-from geo.importers.reading import Table, is_hxl_row, read_table
+from geo.importers.reading import Table, Unreadable, is_hxl_row, read_table
 
 __all__ = [
     "FORMATS",
@@ -131,8 +131,8 @@ def _data_rows(
     rows = chain([(1, table.header)], table.rows) if header_is_data else table.rows
     first_row, trailing = True, 0
     for line, cells in rows:
-        if isinstance(cells, str):
-            result.outcomes.append(Outcome(line, FAILED, None, "not readable as CSV", cells))
+        if isinstance(cells, Unreadable):
+            result.outcomes.append(Outcome(line, FAILED, None, cells.reason, cells.detail))
             continue
         if not any(c.strip() for c in cells):
             continue  # blank lines and empty spreadsheet rows are not rows

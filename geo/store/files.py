@@ -24,8 +24,9 @@ import pandas as pd
 import shapely
 
 from geo.dates import PERIOD, period
-from geo.errors import InvalidQuery, LayerNotFound, StoreNotFound
+from geo.errors import InvalidQuery, LayerNotFound, StoreCorrupt, StoreNotFound
 from geo.geojson import read_json, to_shape
+from geo.store import integrity, swap
 from geo.store.layer import Bounds, Layer
 from geo.store.schemas import LAYERS, STORE_FORMAT, LayerSchema
 
@@ -169,26 +170,48 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
-        """Load every layer listed in the store's manifest.json and index it."""
+        """Load every layer listed in the store's manifest.json and index it.
+
+        Every file is checked against the manifest's sha256 meanwhile (geo.store.integrity):
+        a damaged one raises StoreCorrupt, whose one line names it and what to run. `path` may
+        be the link the build keeps (geo.store.swap): the folder it points to is read, and
+        `store.path` stays `path`, where current_version looks for a newer build.
+        """
         path = Path(path)
-        try:
-            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise StoreNotFound(f"no store at {path} (run `kpmap build`)") from None
-        if manifest.get("format") != STORE_FORMAT:
-            raise StoreNotFound(
-                f"the store at {path} has format {manifest.get('format')!r}, and this kpmap "
-                f"reads {STORE_FORMAT!r}: rebuild it with `kpmap build` (imports are kept)"
-            )
+        for attempt in (1, 2):
+            root = swap.resolve(path)
+            try:
+                return cls._open(path, root)
+            except FileNotFoundError:
+                # A build moved the link and removed this version between our reads: once more.
+                if attempt == 2 or swap.resolve(path) == root:
+                    raise StoreNotFound(f"no store at {path} (run `kpmap build`)") from None
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _open(cls, path: Path, root: Path) -> "Store":
+        manifest = read_manifest(root, path)
+        check = integrity.Verification(root, manifest, path)
         # Loading creates millions of objects and frees none: without the cyclic collector
         # rescanning them all along, a million attacks load several times faster.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return cls._load(path, manifest)
+            store = cls._load(root, manifest)
+        except (StoreNotFound, FileNotFoundError):
+            raise
+        except Exception as exc:
+            check.result()  # a damaged file explains it best
+            raise StoreCorrupt(
+                f"the store at {path} cannot be read ({type(exc).__name__}: {exc}); "
+                f"{integrity.remedy('', path)}"
+            ) from None
         finally:
             if collecting:
                 gc.enable()
+        check.result()
+        store.path = path
+        return store
 
     @classmethod
     def _load(cls, path: Path, manifest: dict[str, Any]) -> "Store":
@@ -265,6 +288,27 @@ class Store:
         (geo.store.layer.Layer).
         """
         return self.layer(name).select(bbox, start, end, **filters)
+
+
+def read_manifest(root: Path, shown: Path | None = None) -> dict[str, Any]:
+    """The manifest of the store folder `root`, of this kpmap's format; StoreNotFound (one
+    line, naming `shown`, the path the user gave) when there is none or it cannot be read."""
+    shown = shown or root
+    try:
+        manifest = json.loads((root / "manifest.json").read_bytes())
+    except FileNotFoundError:
+        raise StoreNotFound(f"no store at {shown} (run `kpmap build`)") from None
+    except (OSError, ValueError) as exc:
+        raise StoreCorrupt(
+            f"manifest.json in {shown} cannot be read ({exc}); {integrity.remedy('', shown)}"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise StoreNotFound(
+            f"the store at {shown} has format {found!r}, and this kpmap "
+            f"reads {STORE_FORMAT!r}: rebuild it with `kpmap build` (imports are kept)"
+        )
+    return manifest
 
 
 def manifest_version(manifest: dict[str, Any]) -> str:

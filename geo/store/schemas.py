@@ -9,10 +9,12 @@ from typing import Any
 import shapely
 
 from geo.geojson import read_json, to_shape
+from geo.store import integrity
 
 # What a store folder holds (manifest, layer files, saved indexes): bumped whenever that changes,
-# so that a store built by another version is rebuilt rather than misread.
-STORE_FORMAT = "kpmap-store/4"
+# so that a store built by another version is rebuilt rather than misread. 5: the manifest's
+# `files` records every file's sha256 and size (geo.store.integrity).
+STORE_FORMAT = "kpmap-store/5"
 NUMBER = (int, float)
 OPTIONAL_STR = (str, type(None))
 OPTIONAL_INT = (int, type(None))
@@ -191,12 +193,17 @@ def validate_store(store: Path) -> list[str]:
     Returns an empty list for a good store; never stops at the first problem.
     """
     problems: list[str] = []
+    shown, store = store, Path(store).resolve()  # the folder a store link points to
     try:
         manifest = json.loads((store / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return [f"manifest.json: cannot be read: {exc}"]
+    if not isinstance(manifest, dict):
+        return ["manifest.json: not a JSON object"]
     if manifest.get("format") != STORE_FORMAT:
         problems.append(f"manifest.json: format {manifest.get('format')!r} is not {STORE_FORMAT!r}")
+    # Every file against its recorded sha256 first: one line per damaged file, what to run.
+    problems += integrity.problems(store, manifest, shown)
     layers = manifest.get("layers", {})
     for name in LAYERS:
         if name not in layers:

@@ -18,15 +18,15 @@ folders named after tile layers) and starts afresh, so a rebuilt store never ser
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from geo import fsutil
 
 STAMP = "kpmap-tiles.json"
 
@@ -151,14 +151,5 @@ class TileCache:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; nginx must be able to read it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a tile whole or not at all (readable by nginx; not fsynced: a cache is rebuilt)."""
+    fsutil.write_atomic(path, data, durable=False)

@@ -14,7 +14,6 @@ attribution, vector_layers with their fields) and the store build it came from.
 """
 
 import gzip
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from pmtiles.writer import Writer
 
 from geo import tiles
 from geo.errors import InvalidQuery
+from geo.fsutil import atomic_path
 from geo.licences import RowPolicy
 from geo.store import Store
 from geo.tiles.layers import TILES_VERSION
@@ -114,9 +114,8 @@ def export_pmtiles(
     """
     out = Path(out)
     tiler = tiler or tiles.Tiler(store)
-    tmp = out.with_name(f".{out.name}.tmp")
     written = visited = 0
-    try:
+    with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
             writer = Writer(f)
             for tile in export_tiles(store, zooms):
@@ -130,9 +129,6 @@ def export_pmtiles(
             if not written:
                 raise InvalidQuery(f"no tiles to export at zooms {zooms.start}-{zooms.stop - 1}")
             writer.finalize(_header(store, zooms), metadata(store, zooms, tiler.policy))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return {"tiles": written, "visited": visited, "bytes": out.stat().st_size}
 
 
