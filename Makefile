@@ -10,7 +10,7 @@ ASSETS := app/static/vendor/VERSIONS.json
 STORE_MANIFEST := data/store/manifest.json
 BIND ?= 127.0.0.1:8000
 
-.PHONY: run test setup assets fetch build bench bench-scale bench-map clean
+.PHONY: run test setup assets fetch build bench bench-scale bench-map hardening clean
 
 # gunicorn_conf.py: gevent workers (slow clients hold a greenlet, not a thread), --preload (the
 # workers share the store's memory), timeouts; the README's "Serving it" says why.
@@ -59,3 +59,8 @@ clean:
 
 bench-map: setup assets fetch
 	$(BIN)/python -m benchmarks.bench_map
+
+# schemathesis over /ogc/api (every check, stateful links followed, thousands of requests), then
+# 200 slow readers and 200 slowloris connections against the server as `make run` starts it.
+hardening: setup assets fetch $(STORE_MANIFEST)
+	$(BIN)/python -m benchmarks.hardening

@@ -10,6 +10,8 @@ Loaded by `make hardening` (SCHEMATHESIS_HOOKS=benchmarks.schemathesis_hooks) an
 tests/test_hardening.py.
 """
 
+import atexit
+
 import schemathesis
 
 
@@ -77,3 +79,28 @@ def _check_datetime(query) -> None:
 
     if "/" in query["datetime"]:
         parse_datetime(query["datetime"])
+
+
+# --- what `make hardening` counts ----------------------------------------------------------------
+
+# Every answer's status, when HARDENING_COUNTS names a file: written when the run ends.
+STATUSES: dict[int, int] = {}
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    status = getattr(response, "status_code", 0)
+    STATUSES[status] = STATUSES.get(status, 0) + 1
+
+
+def _write_counts() -> None:
+    import json
+    import os
+
+    path = os.environ.get("HARDENING_COUNTS")
+    if path and STATUSES:
+        with open(path, "w") as f:
+            json.dump({str(k): v for k, v in sorted(STATUSES.items())}, f)
+
+
+atexit.register(_write_counts)
