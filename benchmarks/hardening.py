@@ -1,6 +1,6 @@
 """The hardening run (`make hardening`): schemathesis over the OGC API, then the slow clients.
 
-    python -m benchmarks.hardening [--store DIR] [--examples 60] [--seed 1] [-n 200]
+    python -m benchmarks.hardening [--store DIR] [--examples 120] [--seed 1] [-n 200]
 
 Starts the server as `make run` does (benchmarks.slow_clients.server_command) on a free port,
 runs schemathesis against its /ogc/api with every check, every phase (coverage, fuzzing, and
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", help="the store to serve (default: KPMAP_STORE or data/store)")
-    parser.add_argument("--examples", type=int, default=60, help="test cases per operation")
+    parser.add_argument("--examples", type=int, default=120, help="test cases per operation")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("-n", type=int, default=200, help="slow readers, and as many slowloris")
     parser.add_argument("--skip-slow-clients", action="store_true")

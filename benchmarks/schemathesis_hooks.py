@@ -21,6 +21,9 @@ def map_case(context, case):
     if meta is None or not meta.generation.mode.is_positive or not case.query:
         return case
     query = dict(case.query)
+    for key in ("actor", "category", "event_type", "district"):
+        query[key] = _within_length(query.get(key))
+    query = {k: v for k, v in query.items() if v is not None or k in case.query}
     if "bbox" in query:
         query["bbox"] = _ordered_bbox(query["bbox"])
     if query.get("from") and query.get("to") and _rejected(_check_period, query):
@@ -30,6 +33,19 @@ def map_case(context, case):
         query["datetime"] = f"{end}/{start}"
     case.query = query
     return case
+
+
+def _within_length(values):
+    """A list filter cut to the server's 2,000 characters in all (geo.query.MAX_VALUE_LENGTH)."""
+    from geo.query import MAX_VALUE_LENGTH
+
+    if not isinstance(values, list):
+        return values
+    kept: list = []
+    while values and len(",".join(map(str, [*kept, values[0]]))) <= MAX_VALUE_LENGTH:
+        kept.append(values[0])
+        values = values[1:]
+    return kept
 
 
 def _ordered_bbox(value):

@@ -136,7 +136,7 @@ def _filter_param(schema: LayerSchema, key: str) -> dict[str, Any]:
             key, f"only features whose {prop} is <= this number (empty: no filter)", _DISTANCE
         )
     if key in FILTER_PARAMS:
-        return _query(key, FILTER_HELP[key], _map_list(key), style="form", explode=False)
+        return _query(key, _listed(key), _map_list(key), style="form", explode=False)
     item: dict[str, Any] = {"type": "string", "pattern": _NO_CONTROL}
     if key in ENUMERATIONS:
         item = {"type": "string", "enum": list(ENUMERATIONS[key])}
@@ -163,9 +163,17 @@ def _map_list(key: str) -> dict[str, Any]:
         # punctuation: "D.I. Khan" is "d i khan")
         "district": sorted(name_index()),
     }[key]
-    longest = max(len(v) for v in values)
-    most = min(MAX_LIST_ITEMS, (MAX_VALUE_LENGTH + 1) // (longest + 1))
-    return {"type": "array", "maxItems": most, "items": {"type": "string", "enum": values}}
+    # The server also refuses a value longer than MAX_VALUE_LENGTH characters in all, which
+    # JSON Schema cannot say of a list: the description does.
+    return {
+        "type": "array",
+        "maxItems": MAX_LIST_ITEMS,
+        "items": {"type": "string", "enum": values},
+    }
+
+
+def _listed(key: str) -> str:
+    return f"{FILTER_HELP[key]}; at most {MAX_LIST_ITEMS} values and {MAX_VALUE_LENGTH} characters"
 
 
 def _query(name: str, description: str, schema: dict[str, Any], **extra: Any) -> dict:
@@ -196,6 +204,7 @@ def _get(
         "304": {"description": "not modified since the ETag in If-None-Match"},
         "400": _error("a parameter is unknown or has a value that is not allowed"),
         "404": _error("no such collection or feature"),
+        "414": {"description": "the request line is longer than 8,190 bytes (gunicorn's limit)"},
         "500": _error("a server error"),
     }
     return {
@@ -234,9 +243,7 @@ def _downloads(schemas: dict[str, LayerSchema]) -> dict[str, Any]:
             elif key == "max_border_km":
                 out.append(_ref("maxBorderKm"))
             else:
-                out.append(
-                    _query(key, FILTER_HELP[key], _map_list(key), style="form", explode=False)
-                )
+                out.append(_query(key, _listed(key), _map_list(key), style="form", explode=False))
         return out
 
     def download(summary: str, media: str, params: list, operation_id: str) -> dict[str, Any]:
