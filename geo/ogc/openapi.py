@@ -139,7 +139,7 @@ def _filter_param(schema: LayerSchema, key: str) -> dict[str, Any]:
         return _query(key, _listed(key), _map_list(key), style="form", explode=False)
     item: dict[str, Any] = {"type": "string", "pattern": _NO_CONTROL}
     if key in ENUMERATIONS:
-        item = {"type": "string", "enum": list(ENUMERATIONS[key])}
+        item = {"type": "string", "enum": [*ENUMERATIONS[key], ""]}  # "" is skipped
     description = f"features whose {key} is any of these (comma-separated; case is ignored)"
     return _query(key, description, {"type": "array", "items": item}, style="form", explode=False)
 
@@ -168,7 +168,8 @@ def _map_list(key: str) -> dict[str, Any]:
     return {
         "type": "array",
         "maxItems": MAX_LIST_ITEMS,
-        "items": {"type": "string", "enum": values},
+        # An empty item ("ISKP,,TTP", "district=") is skipped, as an empty form field is.
+        "items": {"type": "string", "enum": [*values, ""]},
     }
 
 
