@@ -10,12 +10,12 @@ ASSETS := app/static/vendor/VERSIONS.json
 STORE_MANIFEST := data/store/manifest.json
 BIND ?= 127.0.0.1:8000
 
-.PHONY: run test setup assets fetch build bench bench-scale bench-map clean
+.PHONY: run test setup assets fetch build bench bench-scale bench-map hardening clean
 
-# --preload opens the store once, before the workers fork: they share its memory (the app
-# freezes it out of the garbage collector), so a 1M-attack store takes ~1.8 GB, not ~3.4 GB.
+# gunicorn_conf.py: gevent workers (slow clients hold a greenlet, not a thread), --preload (the
+# workers share the store's memory), timeouts; the README's "Serving it" says why.
 run: setup assets fetch $(STORE_MANIFEST)
-	$(BIN)/gunicorn --preload --workers 2 --worker-class gthread --threads 4 --bind $(BIND) wsgi:app
+	$(BIN)/gunicorn --config gunicorn_conf.py --bind $(BIND) wsgi:app
 
 test: setup assets fetch
 	$(BIN)/ruff check .
@@ -67,3 +67,8 @@ clean:
 
 bench-map: setup assets fetch
 	$(BIN)/python -m benchmarks.bench_map
+
+# schemathesis over /ogc/api (every check, stateful links followed, thousands of requests), then
+# 200 slow readers and 200 slowloris connections against the server as `make run` starts it.
+hardening: setup assets fetch $(STORE_MANIFEST)
+	$(BIN)/python -m benchmarks.hardening

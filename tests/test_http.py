@@ -333,3 +333,11 @@ def test_one_csp_builder():
     assert "frame-ancestors *" in framed and "frame-ancestors 'self'" in CONTENT_SECURITY_POLICY
     assert "img-src 'self' data: blob: https://tile.openstreetmap.org" in framed
     assert "default-src 'self'" in framed
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00%2B01:00", "9999-12-31T23:00:00-05:00"])
+def test_a_datetime_with_no_utc_date_is_a_400_not_a_500(client, moment):
+    """Found by schemathesis: converting these instants to UTC leaves the calendar."""
+    response = client.get(f"/ogc/collections/attacks/items?datetime={moment}")
+    assert response.status_code == 400
+    assert "datetime" in response.get_json()["description"]

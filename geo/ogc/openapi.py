@@ -1,16 +1,44 @@
 """The OpenAPI 3.0 document of the OGC API and the downloads (served at /ogc/api).
 
-Each collection gets its own paths (as in the standard's "example 2"), so a client can see
-exactly which property filters each takes; /req/core/query-param-unknown makes any parameter
-not listed here a 400. Every status the server answers with is listed (/req/oas30/completeness).
+Each collection, and each layer's download, gets its own paths (as in the standard's "example
+2"), so a client can see exactly which filters each takes; /req/core/query-param-unknown makes
+any parameter not listed here a 400 on the OGC paths. Every status the server answers with is
+listed (/req/oas30/completeness).
+
+The document says exactly what the server takes: a value it accepts fits the parameter's schema
+and a value that fits is accepted (schemathesis checks both ways: `make hardening`). Parameter
+schemas carry the patterns, ranges and enumerations of geo.query and geo.ogc.params; what JSON
+Schema cannot say (a bbox's minimum not above its maximum, `from` not after `to`, an interval
+that does not end before it starts) is in the descriptions.
 """
 
 from typing import Any
 
+from geo.districts import name_index
 from geo.ogc.params import DEFAULT_LIMIT, ENUMERATIONS, GEOJSON, HTML, JSON, MAX_LIMIT, OPENAPI_JSON
-from geo.query import FILTER_HELP
+from geo.query import FILTER_HELP, FILTER_PARAMS, MAX_LIST_ITEMS, MAX_VALUE_LENGTH, area_filters
 from geo.store.schemas import LayerSchema
-from geo.vocab import read_actors
+from geo.vocab import CATEGORIES, EVENT_TYPES, read_actors
+
+# geo.dates.PERIOD (YYYY, YYYY-MM or YYYY-MM-DD) with only the dates that exist: years 0001-9999,
+# months 01-12, each month's days, 29 February in leap years.
+_YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
+_LEAP = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+    r"|(?:0[13578]|1[02])-31)"
+)
+_DAY = rf"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP}-02-29)"
+PERIOD_PATTERN = rf"(?:{_YEAR}(?:-(?:0[1-9]|1[0-2]))?|{_DAY})"
+# geo.ogc.params.parse_datetime: an RFC 3339 date-time (any fraction of a second, an offset
+# under 24 h), or a date of any precision; alone or as an interval start/end, either end open
+# ("" or "..").
+_TIME = r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+_OFFSET = r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+_INSTANT = rf"(?:{_DAY}{_TIME}{_OFFSET}|{PERIOD_PATTERN})"
+DATETIME_PATTERN = rf"^(?:{_INSTANT}|(?:{_INSTANT}|\.\.)?/(?:{_INSTANT}|\.\.)?)?$"
+# Property filters reject control characters (below U+0020).
+_NO_CONTROL = "^[^\\u0000-\\u001f]*$"
 
 
 def openapi_document(
@@ -19,23 +47,60 @@ def openapi_document(
     """The API definition; `server` is the absolute URL of the landing page (…/ogc)."""
     root = server.rsplit("/ogc", 1)[0] or "/"
     paths: dict[str, Any] = {
-        "/": _get("Capabilities", "landing page", "landingPage", [_ref("f")]),
-        "/conformance": _get("Capabilities", "conformance classes", "confClasses", [_ref("f")]),
-        "/api": _get("Capabilities", "this API definition", None, [_ref("f")], OPENAPI_JSON),
-        "/collections": _get("Capabilities", "the collections", "collections", [_ref("f")]),
+        "/": _get("Capabilities", "landing page", "landingPage", [_ref("f")], "getLandingPage"),
+        "/conformance": _get(
+            "Capabilities", "conformance classes", "confClasses", [_ref("f")], "getConformance"
+        ),
+        "/api": _get(
+            "Capabilities", "this API definition", None, [_ref("f")], "getAPI", OPENAPI_JSON
+        ),
+        "/collections": _get(
+            "Capabilities", "the collections", "collections", [_ref("f")], "getCollections"
+        ),
     }
     for name, schema in schemas.items():
         base = f"/collections/{name}"
-        paths[base] = _get("Capabilities", f"the {name} collection", "collection", [_ref("f")])
+        operation = _camel(name)
+        paths[base] = _get(
+            "Capabilities",
+            f"the {name} collection",
+            "collection",
+            [_ref("f")],
+            f"describe{operation}Collection",
+        )
         items_params = [_ref(p) for p in ("f", "bbox", "datetime", "limit", "offset")]
         items_params += [_filter_param(schema, key) for key in _filters(schema)]
-        paths[f"{base}/items"] = _get(
-            "Data", f"features of {name}", "featureCollectionGeoJSON", items_params, GEOJSON
-        )
-        paths[f"{base}/items/{{featureId}}"] = _get(
-            "Data", f"one feature of {name}", "featureGeoJSON", [_ref("featureId"), _ref("f")],
+        items = _get(
+            "Data",
+            f"features of {name}",
+            "featureCollectionGeoJSON",
+            items_params,
+            f"get{operation}Features",
             GEOJSON,
-        )  # fmt: skip
+        )
+        # For stateful testing (and readers): a listed feature's id opens it, and the numbers
+        # returned page on.
+        items["get"]["responses"]["200"]["links"] = {
+            "feature": {
+                "operationId": f"get{operation}Feature",
+                "parameters": {"featureId": "$response.body#/features/0/id"},
+                "description": "the first feature of the page, by its id",
+            },
+        }
+        paths[f"{base}/items"] = items
+        feature = _get(
+            "Data",
+            f"one feature of {name}",
+            "featureGeoJSON",
+            [_ref("featureId"), _ref("f")],
+            f"get{operation}Feature",
+            GEOJSON,
+        )
+        if name == "attacks":
+            feature["get"]["responses"]["403"] = _error(
+                "the attack's dataset does not let its rows be handed out (licence-restricted)"
+            )
+        paths[f"{base}/items/{{featureId}}"] = feature
     for path, operation in _downloads(schemas).items():
         paths[path] = {**operation, "servers": [{"url": root}]}
     return {
@@ -50,8 +115,12 @@ def openapi_document(
         "servers": [{"url": server}],
         "tags": [{"name": "Capabilities"}, {"name": "Data"}, {"name": "Downloads"}],
         "paths": paths,
-        "components": {"parameters": _parameters(schemas), "schemas": _schemas()},
-    }
+        "components": {"parameters": _parameters(), "schemas": _schemas()},
+    }  # fmt: skip
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def _filters(schema: LayerSchema) -> list[str]:
@@ -59,120 +128,204 @@ def _filters(schema: LayerSchema) -> list[str]:
 
 
 def _filter_param(schema: LayerSchema, key: str) -> dict[str, Any]:
+    """An items filter: the map's filters as geo.query parses them, the other properties as
+    lists of values (a closed set of values where geo.ogc.params.ENUMERATIONS has one)."""
     if key in schema.range_filters:
         prop, _ = schema.range_filters[key]
-        return {
-            "name": key,
-            "in": "query",
-            "required": False,
-            "description": f"only features whose {prop} is <= this number",
-            "schema": {"type": "number", "minimum": 0},
-        }
-    item: dict[str, Any] = {"type": "string"}
+        return _query(
+            key, f"only features whose {prop} is <= this number (empty: no filter)", _DISTANCE
+        )
+    if key in FILTER_PARAMS:
+        return _query(key, _listed(key), _map_list(key), style="form", explode=False)
+    item: dict[str, Any] = {"type": "string", "pattern": _NO_CONTROL}
     if key in ENUMERATIONS:
-        item["enum"] = list(ENUMERATIONS[key])
-    if key == "actor":
-        item["enum"] = list(read_actors())
-    description = FILTER_HELP.get(
-        key, f"features whose {key} is any of these (comma-separated; case is ignored)"
-    )
+        item = {"type": "string", "enum": [*ENUMERATIONS[key], ""]}  # "" is skipped
+    description = f"features whose {key} is any of these (comma-separated; case is ignored)"
+    return _query(key, description, {"type": "array", "items": item}, style="form", explode=False)
+
+
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema, or an empty value (`limit=`), which the server takes as not given."""
+    return {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+
+
+_DISTANCE = _or_empty({"type": "number", "minimum": 0})
+
+
+def _map_list(key: str) -> dict[str, Any]:
+    """A map filter that takes a list (geo.query): each value one of the allowed spellings, at
+    most MAX_LIST_ITEMS of them and MAX_VALUE_LENGTH characters in all."""
+    values = {
+        "actor": list(read_actors()),
+        "category": list(CATEGORIES),
+        "event_type": list(EVENT_TYPES),
+        # every id, name, alias and P-code, as geo.build.districts compares them (any case or
+        # punctuation: "D.I. Khan" is "d i khan")
+        "district": sorted(name_index()),
+    }[key]
+    # The server also refuses a value longer than MAX_VALUE_LENGTH characters in all, which
+    # JSON Schema cannot say of a list: the description does.
     return {
-        "name": key,
+        "type": "array",
+        "maxItems": MAX_LIST_ITEMS,
+        # An empty item ("ISKP,,TTP", "district=") is skipped, as an empty form field is.
+        "items": {"type": "string", "enum": [*values, ""]},
+    }
+
+
+def _listed(key: str) -> str:
+    return f"{FILTER_HELP[key]}; at most {MAX_LIST_ITEMS} values and {MAX_VALUE_LENGTH} characters"
+
+
+def _query(name: str, description: str, schema: dict[str, Any], **extra: Any) -> dict:
+    return {
+        "name": name,
         "in": "query",
         "required": False,
-        "style": "form",
-        "explode": False,
         "description": description,
-        "schema": {"type": "array", "items": item},
+        "schema": schema,
+        **extra,
     }
 
 
 def _get(
-    tag: str, summary: str, schema: str | None, parameters: list, media: str = JSON
+    tag: str,
+    summary: str,
+    schema: str | None,
+    parameters: list,
+    operation_id: str,
+    media: str = JSON,
+    html: bool = True,
 ) -> dict[str, Any]:
     content: dict[str, Any] = {media: {"schema": _schema_ref(schema) if schema else {}}}
-    content[HTML] = {"schema": {"type": "string"}}
+    if html:
+        content[HTML] = {"schema": {"type": "string"}}
     responses = {
         "200": {"description": summary, "content": content},
         "304": {"description": "not modified since the ETag in If-None-Match"},
         "400": _error("a parameter is unknown or has a value that is not allowed"),
         "404": _error("no such collection or feature"),
+        "414": {"description": "the request line is longer than 8,190 bytes (gunicorn's limit)"},
         "500": _error("a server error"),
     }
     return {
-        "get": {"tags": [tag], "summary": summary, "parameters": parameters, "responses": responses}
+        "get": {
+            "tags": [tag],
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": parameters,
+            "responses": responses,
+        }
     }
 
 
 def _downloads(schemas: dict[str, LayerSchema]) -> dict[str, Any]:
-    filters = [_ref(p) for p in ("bbox", "from", "to")]
-    filters += [
-        _ref(p) for p in ("actorFilter", "categoryFilter", "eventTypeFilter", "districtFilter")
-    ]
-    filters += [_ref("maxBorderKm")]
-    layer = {
-        "name": "layer",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "enum": list(schemas)},
+    """One path per layer's GeoJSON (each takes its own filters), the CSV and the GeoPackage.
+
+    A download takes the map's filters and ignores other parameters. The layers other than
+    attacks take bbox (and districts and tehsils district); the attack filters given to them
+    are not applied, whatever their value, and the metadata's filters_not_applied says so.
+    """
+
+    def filters(layer: str) -> list[dict[str, Any]]:
+        allowed = FILTER_PARAMS if layer == "attacks" else area_filters(layer)
+        out = []
+        for key in FILTER_PARAMS:
+            if key not in allowed:
+                out.append(
+                    _query(
+                        key, f"not applied to {layer} (any value is ignored)", {"type": "string"}
+                    )
+                )
+            elif key == "bbox":
+                out.append(_ref("bbox"))
+            elif key in ("from", "to"):
+                out.append(_ref(key))
+            elif key == "max_border_km":
+                out.append(_ref("maxBorderKm"))
+            else:
+                out.append(_query(key, _listed(key), _map_list(key), style="form", explode=False))
+        return out
+
+    def download(summary: str, media: str, params: list, operation_id: str) -> dict[str, Any]:
+        operation = _get("Downloads", summary, None, params, operation_id, media, html=False)
+        operation["get"]["responses"]["200"]["content"] = {media: {"schema": {}}}
+        if media == GEOJSON:
+            operation["get"]["responses"]["200"]["content"] = {
+                media: {"schema": _schema_ref("download")}
+            }
+        return operation
+
+    paths = {
+        f"/download/{name}.geojson": download(
+            f"the {name} layer as an RFC 7946 FeatureCollection with a metadata member",
+            GEOJSON,
+            filters(name),
+            f"download{_camel(name)}GeoJSON",
+        )
+        for name in schemas
     }
+    if "attacks" in schemas:
+        paths["/download/attacks.csv"] = download(
+            "the attacks as CSV, one row per attack",
+            "text/csv",
+            filters("attacks"),
+            "downloadAttacksCSV",
+        )
+    # The GeoPackage applies each filter to the layers that take it.
+    paths["/download/kpmap.gpkg"] = download(
+        "every layer in one GeoPackage",
+        "application/geopackage+sqlite3",
+        filters("attacks"),
+        "downloadGeoPackage",
+    )
+    return paths  # fmt: skip
 
-    def download(summary: str, media: str, params: list) -> dict[str, Any]:
-        operation = _get("Downloads", summary, None, params, media)["get"]
-        operation["responses"]["200"]["content"] = {media: {"schema": {}}}
-        return {"get": operation}
 
+def _parameters() -> dict[str, Any]:
+    coordinate = {"type": "number", "minimum": -180, "maximum": 180}
     return {
-        "/download/{layer}.geojson": download(
-            "a layer as an RFC 7946 FeatureCollection with a metadata member", GEOJSON,
-            [layer, *filters],
-        ),
-        "/download/attacks.csv": download(
-            "the attacks as CSV, one row per attack", "text/csv", filters
-        ),
-        "/download/kpmap.gpkg": download(
-            "every layer in one GeoPackage", "application/geopackage+sqlite3", filters
-        ),
-    }  # fmt: skip
-
-
-def _parameters(schemas: dict[str, LayerSchema]) -> dict[str, Any]:
-    def query(name: str, description: str, schema: dict[str, Any], **extra: Any) -> dict:
-        return {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": description,
-            "schema": schema,
-            **extra,
-        }
-
-    listing = {"type": "array", "items": {"type": "string"}}
-    return {
-        "f": query(
+        "f": _query(
             "f",
             "the encoding (else chosen by the Accept header)",
             {"enum": ["json", "html"], "type": "string"},
         ),
-        "bbox": query(
+        "bbox": _query(
             "bbox",
-            "minx,miny,maxx,maxy in WGS 84 longitude/latitude (or 6 numbers with heights)",
-            {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
+            "minx,miny,maxx,maxy in WGS 84 longitude/latitude (or 6 numbers, with minimum and "
+            "maximum heights after miny and maxy, which are ignored); longitudes within "
+            "-180..180, latitudes within -90..90, each minimum not greater than its maximum "
+            "(boxes across the antimeridian are not supported); empty: no filter",
+            {
+                "type": "array",
+                "items": coordinate,
+                "anyOf": [
+                    {"minItems": 4, "maxItems": 4},
+                    {"minItems": 6, "maxItems": 6},
+                    {"maxItems": 0},  # bbox= (empty): no filter
+                ],
+            },
             style="form",
             explode=False,
         ),
-        "datetime": query(
+        "datetime": _query(
             "datetime",
-            "an RFC 3339 date-time or date, or an interval start/end with '..' for an open end",
-            {"type": "string"},
+            "an RFC 3339 date-time or a date (YYYY-MM-DD, YYYY-MM or YYYY), or an interval "
+            "start/end of them with either end open as '..' or empty; the start not after the "
+            "end. Empty: no filter",
+            {"type": "string", "pattern": DATETIME_PATTERN},
         ),
-        "limit": query(
+        "limit": _query(
             "limit",
-            "how many features at most",
-            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+            "how many features at most (empty: the default)",
+            _or_empty(
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}
+            ),
         ),
-        "offset": query(
-            "offset", "how many features to skip", {"type": "integer", "minimum": 0, "default": 0}
+        "offset": _query(
+            "offset",
+            "how many features to skip (empty: 0)",
+            _or_empty({"type": "integer", "minimum": 0, "maximum": 999_999_999_999, "default": 0}),
         ),
         "featureId": {
             "name": "featureId",
@@ -180,15 +333,17 @@ def _parameters(schemas: dict[str, LayerSchema]) -> dict[str, Any]:
             "required": True,
             "schema": {"type": "string"},
         },
-        "from": query("from", FILTER_HELP["from"], {"type": "string"}),
-        "to": query("to", FILTER_HELP["to"], {"type": "string"}),
-        "actorFilter": query("actor", FILTER_HELP["actor"], listing, explode=False),
-        "categoryFilter": query("category", FILTER_HELP["category"], listing, explode=False),
-        "eventTypeFilter": query("event_type", FILTER_HELP["event_type"], listing, explode=False),
-        "districtFilter": query("district", FILTER_HELP["district"], listing, explode=False),
-        "maxBorderKm": query(
-            "max_border_km", FILTER_HELP["max_border_km"], {"type": "number", "minimum": 0}
+        "from": _query(
+            "from",
+            FILTER_HELP["from"] + ", not after `to`; empty: no filter",
+            {"type": "string", "pattern": f"^{PERIOD_PATTERN}?$"},
         ),
+        "to": _query(
+            "to",
+            FILTER_HELP["to"] + ", not before `from`; empty: no filter",
+            {"type": "string", "pattern": f"^{PERIOD_PATTERN}?$"},
+        ),
+        "maxBorderKm": _query("max_border_km", FILTER_HELP["max_border_km"], _DISTANCE),
     }
 
 
@@ -260,6 +415,21 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "featureGeoJSON": feature,
+        "download": {
+            "type": "object",
+            "required": ["type", "features", "metadata"],
+            "properties": {
+                "type": {"type": "string", "enum": ["FeatureCollection"]},
+                "features": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/featureGeoJSON"},
+                },
+                "metadata": {
+                    "type": "object",
+                    "required": ["layer", "count", "filters", "sources", "attribution"],
+                },
+            },
+        },
         "featureCollectionGeoJSON": {
             "type": "object",
             "required": ["type", "features"],

@@ -111,9 +111,10 @@ def _instant(part: str, whole: str) -> str:
     if _DATE_TIME.match(part):
         try:
             moment = datetime.fromisoformat(part.upper())
-        except ValueError:
+            # the first and last hours of the calendar have no UTC date in year 1..9999
+            return moment.astimezone(UTC).date().isoformat()
+        except (ValueError, OverflowError):
             raise _bad_datetime(whole) from None
-        return moment.astimezone(UTC).date().isoformat()
     if PERIOD.match(part):
         try:
             period(part)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from geo.store.files import Store
+from geo.store import Store
 from geo.tiles.grid import ORDER, world_xy
 
 # Attacks are grid-clustered at zooms up to CLUSTER_MAXZOOM: 2**GRID_BITS cells a tile side, so

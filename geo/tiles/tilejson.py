@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from geo.crs import MAX_LAT
-from geo.store.files import Store
+from geo.store import Store
 from geo.tiles import labels
 from geo.tiles.grid import MAX_ZOOM, MIN_ZOOM
 from geo.tiles.layers import FORMATS, TILES_VERSION, layer_minzoom, mvt_layers
