@@ -8,13 +8,14 @@ import gc
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 from flask_compress import Compress
 
 from geo import paths
 from geo.licences import RowPolicy
 from geo.settings import app_defaults
 from geo.store import Store
+from geo.store.live import LiveStore
 
 STORE_KEY = "kpmap.store"
 POLICY_KEY = "kpmap.row_policy"
@@ -44,7 +45,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.from_mapping(config)
 
-    app.extensions[STORE_KEY] = Store.open(Path(app.config["STORE"]))
+    # [live-store hook 1] The store at STORE, switched to a new build or import between
+    # requests (geo.store.live); views take one version per request through get_store().
+    app.extensions[STORE_KEY] = LiveStore(
+        Path(app.config["STORE"]),
+        check_every=float(app.config["STORE_CHECK_INTERVAL"]),
+        freeze=True,  # a new store too leaves the collector's sight, as gc.freeze() below
+    )
     # An unknown dataset name stops the start here, with the names there are, rather than
     # leaving the operator to believe rows are served that are not (or the reverse).
     app.extensions[POLICY_KEY] = RowPolicy.from_setting(app.config["LICENSED_DATASETS"])
@@ -86,9 +93,18 @@ def _blueprints() -> list:
     return [maps.bp, api.bp, tiles.bp]
 
 
-def get_store() -> Store:
-    """The store the app opened at start-up (one per process, read-only)."""
+def get_live() -> LiveStore:
+    """The app's live store (geo.store.live): the store at STORE, of whichever version."""
     return current_app.extensions[STORE_KEY]
+
+
+def get_store() -> Store:
+    """The store this request answers from (read-only). [live-store hook 2] Taken from the live
+    store once per request and kept in `g`, so one answer never mixes two versions, and a
+    switch happens only between requests."""
+    if "kpmap_store" not in g:
+        g.kpmap_store = get_live().current()
+    return g.kpmap_store
 
 
 def get_policy() -> RowPolicy:

@@ -48,8 +48,11 @@ bp = Blueprint("maps", __name__)
 @bp.record_once
 def _read_attacks_at_start(state) -> None:
     """Read the attack columns when the app starts rather than on the first map request: about
-    a second per 100,000 attacks, once per process (gunicorn's master with --preload)."""
-    aggregate.attack_table(state.app.extensions[STORE_KEY])
+    a second per 100,000 attacks, once per process (gunicorn's master with --preload); and
+    [live-store hook 3] for each new store before it is served."""
+    live = state.app.extensions[STORE_KEY]
+    aggregate.attack_table(live.current())
+    live.warm.append(aggregate.attack_table)
 
 
 # The `layers` parameter's names, and what each shows.

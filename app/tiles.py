@@ -22,6 +22,7 @@ from app.security import CONTENT_SECURITY_POLICY
 from geo import tiles
 from geo.errors import InvalidQuery
 from geo.query import FILTER_PARAMS, parse_filters, shown
+from geo.store import Store
 from geo.tiles.cache import CachedTile, TileCache, TileKey, etag_of, store_version
 
 bp = Blueprint("tiles", __name__)
@@ -34,17 +35,29 @@ _TILE_NAME = re.compile(r"^(?P<y>[^@]*?)(?P<ext>@2x\.png|\.png|\.mvt)$")
 
 @bp.record_once
 def _set_up(state) -> None:
-    """One Tiler and one TileCache per app, over the store the factory opened."""
+    """[live-store hook 4] One Tiler and one TileCache per store version (geo.store.live:
+    made for a new store before it is served, forgotten with the old one)."""
     app = state.app
-    store = app.extensions[STORE_KEY]
+    live = app.extensions[STORE_KEY]
     directory = app.config.get("TILE_CACHE_DIR") or None
-    tiler = app.extensions[TILER_KEY] = tiles.Tiler(store, app.extensions[POLICY_KEY])
-    app.extensions[CACHE_KEY] = TileCache(
-        directory,
-        version=store_version(store.manifest, tiler.cache_version()),
-        layers=tiles.TILE_LAYERS,
-        max_bytes=int(app.config["TILE_MEMORY_MB"]) * 2**20,
-    )
+    policy = app.extensions[POLICY_KEY]
+    max_bytes = int(app.config["TILE_MEMORY_MB"]) * 2**20
+
+    def tiler_of(store: Store) -> tiles.Tiler:
+        return live.derived(TILER_KEY, store, lambda s: tiles.Tiler(s, policy))
+
+    def cache_of(store: Store) -> TileCache:
+        def make(s: Store) -> TileCache:
+            version = store_version(s.manifest, tiler_of(s).cache_version())
+            # Only the version served (or about to be) may point nginx's `current` at itself.
+            publish = live.serves(s)
+            return TileCache(directory, version, tiles.TILE_LAYERS, max_bytes, publish=publish)
+
+        return live.derived(CACHE_KEY, store, make)
+
+    app.extensions[TILER_KEY], app.extensions[CACHE_KEY] = tiler_of, cache_of
+    cache_of(live.current())
+    live.warm.append(cache_of)
 
 
 @bp.after_request
@@ -65,10 +78,11 @@ def tile(layer: str, z: str, x: str, name: str) -> Response:
     fmt = match["ext"].removeprefix(".")
     filters = _filters(layer)
     key = TileKey(layer, *address, fmt, tiles.filter_key(filters))
-    cache: TileCache = current_app.extensions[CACHE_KEY]
+    store = get_store()  # [live-store hook 4] this request's version's cache and tiler
+    cache: TileCache = current_app.extensions[CACHE_KEY](store)
     cached = cache.get(key)
     if cached is None:
-        tiler: tiles.Tiler = current_app.extensions[TILER_KEY]
+        tiler: tiles.Tiler = current_app.extensions[TILER_KEY](store)
         data = tiler.tile(layer, address, fmt, filters)
         cached = cache.put(key, data, on_disk=not tiler.is_empty(data, fmt))
     return _respond(cached, tiles.FORMATS[fmt][0])

@@ -29,6 +29,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CACHE", "", "where fetched files are kept (default data/upstream/)", app=False),
     Setting("STORE", "", "the store folder (default data/store/)"),
     Setting(
+        "STORE_CHECK_INTERVAL",
+        1.0,
+        "seconds between the web app's looks at the store's manifest: a new build or import is "
+        "opened beside the old store and served from the next requests on",
+    ),
+    Setting(
         "ONLINE_BASEMAP",
         "",
         "basemap tiles from an online provider, by xyzservices name (e.g. OpenStreetMap.Mapnik); "
