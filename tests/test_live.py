@@ -300,4 +300,3 @@ def test_the_app_serves_a_rebuilt_store_without_a_restart(served_app, served_dir
     # the tile on disk is the new version's, and nginx's `current` points at it
     tiles = served_dir.parent / "tiles"
     assert (tiles / "current" / f"attacks/{z}/{x}/{y}.mvt").read_bytes() == new_tile.data
-

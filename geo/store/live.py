@@ -8,9 +8,10 @@ import puts a new one there.
 `current()` looks at the store's version (geo.store.current_version: one small file read) at
 most once every `check_every` seconds. When the version changed, one thread (a background thread
 started by the request that noticed) opens the new store while every request goes on with the
-old one; once it is open (and warmed, see `warm`), later calls get the new one. A request that already holds the old store keeps it:
-it is released when the last such request ends, so for a moment both are in memory (a
-million-attack store is ~1.8 GB: plan for twice that while switching).
+old one; once it is open (and warmed, see `warm`), later calls get the new one. A request that
+already holds the old store keeps it: it is released when the last such request ends, so for a
+moment both are in memory (a million-attack store is ~1.8 GB: plan for twice that while
+switching).
 
 A new store that fails to open (half written, corrupt, of another format) is logged in one line
 and the old one served on; that version is not tried again, a later one is.

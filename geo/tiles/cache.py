@@ -8,10 +8,10 @@ serve directly.
 The disk cache keeps each version's tiles in a folder of its own, laid out as
 <version>/<layer>/<z>/<x>/<y>.<ext> (ext: mvt, png, @2x.png), the same paths as the URLs under
 /tiles/ below the version; `current` is a symbolic link to the folder of the newest version a
-server opened the cache for, which nginx serves (`/tiles/` mapped onto `<dir>/current/`). Only unfiltered,
-non-empty tiles go to disk (a filtered tile's URL has a query string, which a static file cannot
-stand for); everything goes to memory. Files are written to a temporary name and renamed, so a
-reader never sees half a tile.
+server opened the cache for, which nginx serves (`/tiles/` mapped onto `<dir>/current/`). Only
+unfiltered, non-empty tiles go to disk (a filtered tile's URL has a query string, which a static
+file cannot stand for); everything goes to memory. Files are written to a temporary name and
+renamed, so a reader never sees half a tile.
 
 A version (store_version) stands for the store's layers, the tile code, the towns and the
 licences: two servers of different versions sharing one folder each read and write only their
