@@ -5,6 +5,7 @@ manifest and the request (304 on If-None-Match), Cache-Control, gzip for JSON an
 client accepts it, and `Access-Control-Allow-Origin: *` so other sites can use the data.
 """
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -34,6 +35,7 @@ from geo.query import (
     parse_filters,
     shown,
 )
+from geo.renders import RenderCache, render_key
 from geo.store import FeatureNotFound, Store
 
 bp = Blueprint("api", __name__)
@@ -54,14 +56,14 @@ GZIP_MIN_BYTES = 1024
 # is not held back by its compression.
 GZIP_LEVEL = 1
 FILE_CHUNK = 1 << 20
-# Where the whole store's GeoPackage is kept between requests (DOWNLOAD_CACHE_DIR overrides it),
-# and how many of them (one per store build; a worker may still be serving the previous one).
+# Where GeoPackages are kept between requests (DOWNLOAD_CACHE_DIR overrides it; geo.renders).
 # In the shared temp folder it is one folder per user, private, so that no other local user can
 # plant a file there.
 DEFAULT_DOWNLOAD_CACHE = Path(tempfile.gettempdir()) / (
     f"kpmap-downloads-{os.getuid()}" if hasattr(os, "getuid") else "kpmap-downloads"
 )
-KEPT_GEOPACKAGES = 2
+RENDERS_KEY = "kpmap.renders"
+GEOPACKAGE = "application/geopackage+sqlite3"
 
 
 @bp.after_request
@@ -119,9 +121,10 @@ def download_csv(layer: str):
 
 @bp.get("/download/kpmap.gpkg")
 def download_geopackage():
-    """Every layer in one GeoPackage. A filtered one is written to a temporary file, streamed,
-    then removed; the whole store's is written once per store build and kept (see
-    _whole_geopackage), since it takes half a minute for a million attacks."""
+    """Every layer in one GeoPackage. [live-store hook 6] Rendered once per store version,
+    licences and filters, and kept for every worker (geo.renders: one writer per key, the others
+    wait; at most MAX_RENDERS at once, then 503 + Retry-After). A HEAD never renders: it gets
+    the kept file's length, or no Content-Length before the file exists."""
     store = get_store()
     selections = []
     for name in store.layer_names:
@@ -130,21 +133,22 @@ def download_geopackage():
     etag = _etag("gpkg")
     if _not_modified(etag):
         return _not_modified_response(etag)
-    if not any(kwargs or skipped for _, kwargs, skipped in selections):
-        kept = _whole_geopackage(store, selections, etag)
-        if kept is not None:
-            return _send_file(kept, etag, filename=_filename(store, "kpmap", "gpkg"))
-    folder = Path(tempfile.mkdtemp(prefix="kpmap-gpkg-"))
-    try:
-        path = folder / "kpmap.gpkg"
-        _write_geopackage(store, selections, path)
-        response = _send_file(path, etag, filename=_filename(store, "kpmap", "gpkg"))
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    # Runs when the server is done with the response, streamed whole or not (e.g. HEAD).
-    response.call_on_close(lambda: shutil.rmtree(folder, ignore_errors=True))
-    return response
+    filename = _filename(store, "kpmap", "gpkg")
+    # Everything the file's bytes depend on besides the store (its version names the file).
+    key = render_key(
+        "gpkg", FORMAT_VERSION, get_policy().key, selections, filter_notes(request.args)
+    )
+    cache = _renders()
+    if request.method == "HEAD":
+        kept = cache.peek(store.version, key, ".gpkg")
+        if kept is None:
+            return _send(iter(()), GEOPACKAGE, etag, filename)  # the size is not known yet
+        with kept:
+            return _send(iter(()), GEOPACKAGE, etag, filename, os.fstat(kept.fileno()).st_size)
+    f = cache.get(
+        store.version, key, ".gpkg", lambda path: _write_geopackage(store, selections, path)
+    )
+    return _send_file(f, etag, filename)
 
 
 def _write_geopackage(store: Store, selections: list, path: Path) -> None:
@@ -159,29 +163,22 @@ def _write_geopackage(store: Store, selections: list, path: Path) -> None:
     write_geopackage(path, parts)
 
 
-def _whole_geopackage(store: Store, selections: list, etag: str) -> Path | None:
-    """The unfiltered GeoPackage, kept in DOWNLOAD_CACHE_DIR under its ETag (which changes with
-    every store build): written by the first request, read by every later one and by the other
-    workers. None when the folder cannot be written; the caller then writes a temporary one."""
-    folder = _download_cache()
-    if folder is None:
-        return None
-    kept = folder / f"kpmap-{etag}.gpkg"
-    if kept.exists():
-        return kept
-    try:
-        work = Path(tempfile.mkdtemp(prefix=".kpmap-gpkg-", dir=folder))
-    except OSError:
-        return None
-    try:
-        _write_geopackage(store, selections, work / "kpmap.gpkg")
-        (work / "kpmap.gpkg").replace(kept)  # atomic: no reader ever sees half a file
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    # Files of earlier builds are not asked for again: keep only the newest few.
-    for old in sorted(folder.glob("kpmap-*.gpkg"), key=_mtime)[:-KEPT_GEOPACKAGES]:
-        old.unlink(missing_ok=True)
-    return kept
+def _renders() -> RenderCache:
+    """The app's render cache in DOWNLOAD_CACHE_DIR (or, when that cannot be used, in a
+    private temporary folder of this process's)."""
+    cache = current_app.extensions.get(RENDERS_KEY)
+    if cache is None:
+        folder = _download_cache()
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="kpmap-downloads-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        cache = RenderCache(
+            folder,
+            max_bytes=int(current_app.config["DOWNLOAD_CACHE_MB"]) * 2**20,
+            max_renders=int(current_app.config["MAX_RENDERS"]),
+        )
+        cache = current_app.extensions.setdefault(RENDERS_KEY, cache)
+    return cache
 
 
 def _download_cache() -> Path | None:
@@ -197,21 +194,12 @@ def _download_cache() -> Path | None:
     return folder
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _send_file(path: Path, etag: str, filename: str) -> Response:
-    """A GeoPackage streamed from an already open file, so it may be replaced meanwhile."""
-    f = open(path, "rb")  # closed with the response
+def _send_file(f: BinaryIO, etag: str, filename: str) -> Response:
+    """A GeoPackage streamed from an already open file, so it may be replaced or removed
+    meanwhile; the file is closed with the response."""
     try:
         length = os.fstat(f.fileno()).st_size
-        response = _send(
-            _read_chunks(f), "application/geopackage+sqlite3", etag, filename, length=length
-        )
+        response = _send(_read_chunks(f), GEOPACKAGE, etag, filename, length=length)
     except BaseException:
         f.close()
         raise

@@ -7,7 +7,7 @@ unexpected is logged and answered with a plain 500 that shows no stack trace.
 from flask import Flask, Response, jsonify, render_template_string, request
 from werkzeug.exceptions import HTTPException
 
-from geo.errors import KpmapError
+from geo.errors import KpmapError, RenderBusy
 
 # Paths whose clients are programs, not people: errors there are JSON.
 JSON_PREFIXES = ("/ogc", "/download", "/tiles", "/api")
@@ -47,6 +47,10 @@ def _title(status: int) -> str:
 def register(app: Flask) -> None:
     @app.errorhandler(KpmapError)
     def domain_error(exc: KpmapError):
+        if isinstance(exc, RenderBusy):  # [live-store hook 7] busy, not broken: say when to retry
+            response = error_response(exc.status, exc.code, str(exc))
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         if exc.status >= 500:
             app.logger.exception("kpmap error")
         return error_response(exc.status, exc.code, str(exc))

@@ -71,3 +71,15 @@ class OlderRelease(KpmapError):
 
     status = 409
     code = "older-release"
+
+
+class RenderBusy(KpmapError):
+    """An answer that must be rendered (a filtered GeoPackage) while as many renders as allowed
+    are running (geo.renders); the client should try again after `retry_after` seconds."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after

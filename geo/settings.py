@@ -56,8 +56,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DOWNLOAD_CACHE_DIR",
         "",
-        "where the whole store's GeoPackage is kept once written (default: a private folder of "
-        "this user's in the system temp folder)",
+        "where GeoPackages are kept once written, whole or filtered, for every worker "
+        "(default: a private folder of this user's in the system temp folder)",
+    ),
+    Setting(
+        "DOWNLOAD_CACHE_MB",
+        2048,
+        "how much the downloads kept in DOWNLOAD_CACHE_DIR may take; the least recently used "
+        "go first",
+    ),
+    Setting(
+        "MAX_RENDERS",
+        2,
+        "downloads (GeoPackages) prepared at once, by all the workers sharing DOWNLOAD_CACHE_DIR; "
+        "a request that needs one more is answered 503 with Retry-After",
     ),
     Setting(
         "LICENSED_DATASETS",
