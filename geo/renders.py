@@ -87,6 +87,11 @@ class RenderCache:
     def path(self, version: str, key: str, suffix: str) -> Path:
         return self.directory / f"{version}-{key}{suffix}"
 
+    def path_of(self, stem: str) -> Path:
+        """Any file of the key `stem` (<version>-<key>), whatever its suffix, else a path that
+        does not exist."""
+        return next(self.directory.glob(f"{stem}.*"), self.directory / f"{stem}.none")
+
     def peek(self, version: str, key: str, suffix: str) -> BinaryIO | None:
         """The rendered file, open, if it is there (and counted as used); never renders."""
         return self._open_kept(self.path(version, key, suffix))
@@ -167,6 +172,15 @@ class RenderCache:
                 break
             if path != keep and self._remove_unless_locked(path, path.stem):
                 total -= size
+        # Lock files of keys with no file (a render refused as busy, or that failed), unless
+        # someone is rendering or waiting: the lock folder does not grow with every key.
+        kept = {path.stem for _, _, path in current}
+        for entry in os.scandir(self._locks):
+            stem = entry.name.removesuffix(".lock")
+            if _NAME.match(stem + ".x") and stem not in kept and not self.path_of(stem).exists():
+                with self._key_lock(stem, wait=False) as held:
+                    if held:
+                        Path(entry.path).unlink(missing_ok=True)
 
     def _remove_unless_locked(self, path: Path, stem: str) -> bool:
         with self._key_lock(stem, wait=False) as held:

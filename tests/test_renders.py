@@ -221,3 +221,15 @@ def test_render_keys_are_canonical():
     assert render_key("gpkg", {"a": 1, "b": [2]}) == render_key("gpkg", {"b": (2,), "a": 1})
     assert render_key("gpkg", {"a": 1}) != render_key("gpkg", {"a": 2})
     assert len(render_key("x")) == 32
+
+
+def test_lock_files_of_keys_without_a_file_are_swept(tmp_path):
+    cache = RenderCache(tmp_path, max_bytes=2**20, max_renders=1)
+    with cache._slot("elsewhere"), pytest.raises(RenderBusy):
+        cache.get(V1, OTHER, ".gpkg", Writer())  # refused: its lock file stays behind
+    locks = tmp_path / renders.LOCKS
+    assert (locks / f"{V1}-{OTHER}.lock").exists()
+    read(cache.get(V1, KEY, ".gpkg", Writer()))  # a render sweeps
+    assert sorted(p.name for p in locks.iterdir() if not p.name.startswith("slot")) == [
+        f"{V1}-{KEY}.lock"
+    ]
