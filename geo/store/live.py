@@ -45,7 +45,7 @@ class LiveStore:
         check_every: float = 1.0,
         warm: Iterable[Callable[[Store], Any]] = (),
         freeze: bool = False,
-        opener: Callable[[Path], Store] = Store.open,
+        opener: Callable[[Path], Store] | None = None,
         clock: Callable[[], float] = time.monotonic,
         background: bool = True,
     ):
@@ -63,7 +63,7 @@ class LiveStore:
         self.warm = list(warm)
         self.background = background
         self._freeze = freeze
-        self._open = opener
+        self._open = opener or Store.open
         self._clock = clock
         self._switch = threading.Lock()  # held by the one thread checking or opening
         self._derive = threading.Lock()  # guards _derived and _making
@@ -72,7 +72,7 @@ class LiveStore:
         self._opening: str | None = None  # the version being opened, whose derived are kept
         self._failed: str | None = None  # a version that failed to open: not tried again
         self._store: Store | None = None
-        self._store = self._prepare(opener(self.path))
+        self._store = self._prepare(self._open(self.path))
         self._checked = clock()
 
     @property
