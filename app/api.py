@@ -121,7 +121,7 @@ def download_csv(layer: str):
 
 @bp.get("/download/kpmap.gpkg")
 def download_geopackage():
-    """Every layer in one GeoPackage. [live-store hook 6] Rendered once per store version,
+    """Every layer in one GeoPackage. [live-store hook 5] Rendered once per store version,
     licences and filters, and kept for every worker (geo.renders: one writer per key, the others
     wait; at most MAX_RENDERS at once, then 503 + Retry-After). A HEAD never renders: it gets
     the kept file's length, or no Content-Length before the file exists."""

@@ -47,7 +47,7 @@ def _title(status: int) -> str:
 def register(app: Flask) -> None:
     @app.errorhandler(KpmapError)
     def domain_error(exc: KpmapError):
-        if isinstance(exc, RenderBusy):  # [live-store hook 7] busy, not broken: say when to retry
+        if isinstance(exc, RenderBusy):  # [live-store hook 6] busy, not broken: say when to retry
             response = error_response(exc.status, exc.code, str(exc))
             response.headers["Retry-After"] = str(exc.retry_after)
             return response
