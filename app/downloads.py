@@ -30,7 +30,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import ServiceUnavailable
 
 from app import http
-from app.extensions import get_policy, get_store
+from app.extensions import download_folder, get_policy, get_renders, get_store
 from geo.errors import LayerNotFound
 from geo.export import csv_chunks, geojson_chunks, write_geopackage
 from geo.fsutil import atomic_path
@@ -38,6 +38,7 @@ from geo.licences import Withheld
 from geo.ogc import documents, params
 from geo.ogc.items import attribution, layer_name, selection, sources
 from geo.query import FILTER_PARAMS, area_filters, describe_filters, filter_notes, parse_filters
+from geo.renders import render_key
 from geo.store import Store
 
 bp = Blueprint("downloads", __name__)
@@ -45,14 +46,11 @@ log = logging.getLogger(__name__)
 
 VARY = "Accept-Encoding"
 GPKG = "application/geopackage+sqlite3"
-# Where the whole store's GeoPackage is kept between requests (DOWNLOAD_CACHE_DIR overrides it),
-# and how many files of each kind (one per store build; a worker may still be serving the
-# previous one). In the shared temp folder it is one folder per user, private, so that no other
-# local user can plant a file there.
-DEFAULT_DOWNLOAD_CACHE = Path(tempfile.gettempdir()) / (
-    f"kpmap-downloads-{os.getuid()}" if hasattr(os, "getuid") else "kpmap-downloads"
-)
+# How many whole-layer files (kept for byte ranges) of each kind: one per store build, and a
+# worker may still be serving the previous one.
 KEPT_FILES = 2
+# Bump when the GeoPackage's layout changes, so that no file kept by an older kpmap is sent.
+GPKG_FORMAT = "1"
 
 
 @bp.get("/download/<layer>.geojson")
@@ -109,9 +107,10 @@ def download_csv(layer: str) -> Response:
 
 @bp.get("/download/kpmap.gpkg")
 def download_geopackage() -> Response:
-    """Every layer in one GeoPackage. A filtered one is written to a temporary file, sent, then
-    removed; the whole store's is written once per store build and kept (see _kept), since it
-    takes half a minute for a million attacks."""
+    """Every layer in one GeoPackage, rendered once per store version, licences and filters and
+    kept for every worker (geo.renders: one writer per key while the others wait; at most
+    MAX_RENDERS at once, then 503 with Retry-After). A HEAD never renders: it gets the kept
+    file's length, or no Content-Length before the file exists (0 would be false)."""
     store = get_store()
     selections = []
     for name in store.layer_names:
@@ -121,22 +120,45 @@ def download_geopackage() -> Response:
     if http.not_modified(etag):
         return http.not_modified_response(etag, weak=True, vary=VARY)
     filename = _filename(store, "kpmap", "gpkg")
+    # Everything the file's bytes depend on besides the store (whose version names the file).
+    key = render_key("gpkg", GPKG_FORMAT, get_policy().key, selections, filter_notes(request.args))
+    renders = get_renders()
+    if request.method == "HEAD":
+        kept = renders.peek(store.version, key, ".gpkg")
+        length = None  # not written yet: the size is not known
+        if kept is not None:
+            with kept:
+                length = os.fstat(kept.fileno()).st_size
+        return http.respond(
+            iter(()), GPKG, etag=etag, weak=True, vary=VARY, filename=filename, length=length
+        )
 
     def write(path: Path) -> None:
         _write_geopackage(store, selections, path)
 
-    if not any(kwargs or skipped for _, kwargs, skipped in selections):
-        kept = _kept("kpmap", etag, "gpkg", write)
-        if kept is not None:
-            return _send_path(kept, GPKG, etag, filename)
-    response = _send_temporary(write, GPKG, etag, filename)
-    if response is None:
-        raise ServiceUnavailable(
-            "the server has no disk space left to write the GeoPackage; try again later, or "
-            "download the layers as GeoJSON",
-            retry_after=60,
+    try:
+        kept = renders.get(store.version, key, ".gpkg", write)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # The download folder is full: written to the temporary folder for this request alone.
+        log.warning("could not keep a GeoPackage in the download folder: %s", exc)
+        response = _send_temporary(write, GPKG, etag, filename)
+        if response is None:
+            raise ServiceUnavailable(
+                "the server has no disk space left to write the GeoPackage; try again later, or "
+                "download the layers as GeoJSON",
+                retry_after=60,
+            ) from None
+        return response
+    try:
+        length = os.fstat(kept.fileno()).st_size
+        return http.respond_file(
+            kept, length, GPKG, etag=etag, weak=True, vary=VARY, filename=filename
         )
-    return response
+    except BaseException:
+        kept.close()
+        raise
 
 
 def _send(
@@ -225,7 +247,7 @@ def _kept(prefix: str, etag: str, ext: str, write: Callable[[Path], None]) -> Pa
     store build): written by the first request, read by every later one and by the other
     workers. None when the folder cannot be used or the disk is full: the caller then serves
     without it."""
-    folder = _download_cache()
+    folder = download_folder(current_app)
     if folder is None:
         return None
     kept = folder / f"{prefix}-{etag}.{ext}"
@@ -242,19 +264,6 @@ def _kept(prefix: str, etag: str, ext: str, write: Callable[[Path], None]) -> Pa
     for old in sorted(folder.glob(f"{prefix}-*.{ext}"), key=_mtime)[:-KEPT_FILES]:
         old.unlink(missing_ok=True)
     return kept
-
-
-def _download_cache() -> Path | None:
-    """The folder downloads are kept in, made if need be; None if it cannot be used."""
-    configured = current_app.config.get("DOWNLOAD_CACHE_DIR")
-    folder = Path(configured or DEFAULT_DOWNLOAD_CACHE)
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not configured and hasattr(os, "getuid") and folder.stat().st_uid != os.getuid():
-            return None  # someone else's folder under our name in the shared temp folder
-    except OSError:
-        return None
-    return folder
 
 
 def _mtime(path: Path) -> float:

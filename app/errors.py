@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from geo.errors import KpmapError
+from geo.errors import KpmapError, RenderBusy
 
 # Paths whose clients are programs, not people: errors there are JSON.
 JSON_PREFIXES = ("/ogc", "/download", "/tiles", "/api")
@@ -43,6 +43,10 @@ def _title(status: int) -> str:
 def register(app: Flask) -> None:
     @app.errorhandler(KpmapError)
     def domain_error(exc: KpmapError):
+        if isinstance(exc, RenderBusy):  # [live-store hook 6] busy, not broken: say when to retry
+            response = error_response(exc.status, exc.code, str(exc))
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         if exc.status >= 500:
             app.logger.exception("kpmap error")
         return error_response(exc.status, exc.code, str(exc))

@@ -66,7 +66,11 @@ class AttackTable:
         return len(self.ids)
 
 
+# Every cache here is keyed by the Store object itself (one object, one version: see
+# geo.store.live) and held weakly, so a store that is no longer served takes its tables with it
+# and no table of one version is ever read for another.
 _tables: "weakref.WeakKeyDictionary[Store, AttackTable]" = weakref.WeakKeyDictionary()
+_reading: "weakref.WeakKeyDictionary[Store, threading.Lock]" = weakref.WeakKeyDictionary()
 _bands: "weakref.WeakKeyDictionary[Store, dict]" = weakref.WeakKeyDictionary()
 _outlines: "weakref.WeakKeyDictionary[Store, dict[str, bytes]]" = weakref.WeakKeyDictionary()
 # ~200 m: a province-wide choropleth needs outlines, not survey detail (a tenth of the bytes).
@@ -75,11 +79,24 @@ _lock = threading.Lock()
 
 
 def attack_table(store: Store) -> AttackTable:
-    """The store's attacks as columns, read on first use and kept as long as the store."""
+    """The store's attacks as columns, read on first use and kept as long as the store.
+
+    Read by one thread per store, outside the module's lock: a new store's table (a second or
+    two for a million attacks) never holds up requests still answered from the old one.
+    """
     with _lock:
         table = _tables.get(store)
+        if table is not None:
+            return table
+        reading = _reading.setdefault(store, threading.Lock())
+    with reading:
+        with _lock:
+            table = _tables.get(store)
         if table is None:
-            table = _tables[store] = _read_table(store)
+            table = _read_table(store)
+            with _lock:
+                _tables[store] = table
+                _reading.pop(store, None)
         return table
 
 

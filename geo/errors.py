@@ -81,6 +81,18 @@ class OlderRelease(KpmapError):
     code = "older-release"
 
 
+class RenderBusy(KpmapError):
+    """An answer that must be rendered (a filtered GeoPackage) while as many renders as allowed
+    are running (geo.renders); the client should try again after `retry_after` seconds."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def problem_list(title: str, problems: list[str]) -> str:
     """One message for many problems, each on its own line, so an author fixes a file in one pass.
 

@@ -30,6 +30,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CACHE", "", "where fetched files are kept (default data/upstream/)", app=False),
     Setting("STORE", "", "the store folder (default data/store/)"),
     Setting(
+        "STORE_CHECK_INTERVAL",
+        1.0,
+        "seconds between the web app's looks at the store's manifest: a new build or import is "
+        "opened beside the old store and served from the next requests on",
+    ),
+    Setting(
         "ONLINE_BASEMAP",
         "",
         "basemap tiles from an online provider, by xyzservices name (e.g. OpenStreetMap.Mapnik); "
@@ -51,8 +57,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DOWNLOAD_CACHE_DIR",
         "",
-        "where the whole store's GeoPackage is kept once written (default: a private folder of "
-        "this user's in the system temp folder)",
+        "where GeoPackages are kept once written, whole or filtered, for every worker "
+        "(default: a private folder of this user's in the system temp folder)",
+    ),
+    Setting(
+        "DOWNLOAD_CACHE_MB",
+        2048,
+        "how much the downloads kept in DOWNLOAD_CACHE_DIR may take; the least recently used "
+        "go first",
+    ),
+    Setting(
+        "MAX_RENDERS",
+        2,
+        "downloads (GeoPackages) prepared at once, by all the workers sharing DOWNLOAD_CACHE_DIR; "
+        "a request that needs one more is answered 503 with Retry-After",
     ),
     Setting(
         "LICENSED_DATASETS",

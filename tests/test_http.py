@@ -135,7 +135,7 @@ def test_no_disk_at_all_is_a_503_with_retry_after(store_dir, tmp_path, monkeypat
 def test_an_id_holding_a_slash_is_reachable_by_the_link_the_list_gives(app, monkeypatch):
     from app.extensions import KEY
 
-    store = app.extensions[KEY].store
+    store = app.extensions[KEY].live.current()
     client = app.test_client()
     layer = store.layer("attacks")
     first = store.query("attacks")[0]

@@ -18,7 +18,7 @@ import pytest
 from geo.build.pipeline import read_imported
 from geo.store import Store, swap
 from geo.store.integrity import problems
-from tests.conftest import offline_mirror
+from tests.helpers import offline_mirror
 from tests.test_build import write_ucdp_csv
 
 ROOT = Path(__file__).resolve().parent.parent

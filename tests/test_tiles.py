@@ -10,6 +10,7 @@ import argparse
 import gzip
 import io
 import json
+import os
 
 import mapbox_vector_tile
 import numpy as np
@@ -468,6 +469,9 @@ def test_geonames_is_credited_only_where_its_towns_are(store):
 # -- caches -------------------------------------------------------------------------------------
 
 
+V1, V2, V3 = "1" * 16, "2" * 16, "3" * 16
+
+
 def test_tile_keys_map_to_the_url_layout():
     assert TileKey("attacks", 3, 5, 2, "mvt").path() == "attacks/3/5/2.mvt"
     assert TileKey("basemap", 3, 5, 2, "@2x.png").path() == "basemap/3/5/2@2x.png"
@@ -485,26 +489,56 @@ def test_memory_cache_evicts_the_least_recently_used():
 
 
 def test_disk_cache_holds_unfiltered_tiles_at_their_paths(tmp_path):
-    cache = TileCache(tmp_path, version="v1", layers=tiles.TILE_LAYERS)
+    cache = TileCache(tmp_path, version=V1, layers=tiles.TILE_LAYERS)
     cache.put(TileKey("attacks", 2, 1, 1, "mvt"), b"tile")
     cache.put(TileKey("attacks", 2, 1, 1, "mvt", "actor=ISKP"), b"filtered")
     cache.put(TileKey("attacks", 2, 1, 2, "png"), b"empty", on_disk=False)
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert files == ["attacks/2/1/1.mvt", STAMP]
-    fresh = TileCache(tmp_path, version="v1", layers=tiles.TILE_LAYERS)
+    assert files == [f"{V1}/attacks/2/1/1.mvt", f"{V1}/{STAMP}"]
+    # nginx serves the newest version's folder through `current`
+    assert (tmp_path / "current/attacks/2/1/1.mvt").read_bytes() == b"tile"
+    fresh = TileCache(tmp_path, version=V1, layers=tiles.TILE_LAYERS)
     assert fresh.get(TileKey("attacks", 2, 1, 1, "mvt")).data == b"tile"
     assert fresh.get(TileKey("attacks", 2, 1, 1, "mvt", "actor=ISKP")) is None
 
 
-def test_disk_cache_of_another_store_build_is_emptied(tmp_path):
+def test_disk_cache_of_another_store_build_is_not_served_and_then_emptied(tmp_path):
     (tmp_path / "notes.txt").write_text("not ours")
-    TileCache(tmp_path, version="v1", layers=["attacks"]).put(
+    (tmp_path / "attacks/0/0").mkdir(parents=True)  # the flat layout of before versions
+    (tmp_path / "attacks/0/0/0.mvt").write_bytes(b"older")
+    TileCache(tmp_path, version=V1, layers=["attacks"]).put(
         TileKey("attacks", 0, 0, 0, "mvt"), b"old"
     )
-    cache = TileCache(tmp_path, version="v2", layers=["attacks"])
+    assert not (tmp_path / "attacks").exists()
+    cache = TileCache(tmp_path, version=V2, layers=["attacks"])
     assert cache.get(TileKey("attacks", 0, 0, 0, "mvt")) is None
-    assert (tmp_path / "notes.txt").exists()  # only tile layer folders are removed
-    assert json.loads((tmp_path / STAMP).read_text()) == {"version": "v2"}
+    assert (tmp_path / "notes.txt").exists()  # only the cache's own folders are removed
+    assert json.loads((tmp_path / V2 / STAMP).read_text()) == {"version": V2}
+    assert os.readlink(tmp_path / "current") == V2
+    # the previous version's folder stays (a server may still be on it) until the next one
+    assert (tmp_path / V1).is_dir()
+    TileCache(tmp_path, version=V3, layers=["attacks"])
+    assert not (tmp_path / V1).exists() and (tmp_path / V2).is_dir()
+
+
+def test_two_versions_sharing_a_folder_never_see_each_others_tiles(tmp_path):
+    """Two servers on different store versions, one KPMAP_TILE_CACHE_DIR: each its own tiles,
+    in whatever order they open the cache, write and read."""
+    key = TileKey("basemap", 5, 20, 12, "png")
+    first = TileCache(tmp_path, version=V1, layers=tiles.TILE_LAYERS)
+    second = TileCache(tmp_path, version=V2, layers=tiles.TILE_LAYERS)
+    assert first.get(key) is None and second.get(key) is None
+    first.put(key, b"tile of v1")
+    assert second.get(key) is None
+    second.put(key, b"tile of v2")
+    # new processes (empty memory caches) read each its own version from disk
+    for version, data in ((V1, b"tile of v1"), (V2, b"tile of v2")):
+        again = TileCache(tmp_path, version=version, layers=tiles.TILE_LAYERS)
+        assert again.get(key).data == data
+    assert first.get(key).data == b"tile of v1" and second.get(key).data == b"tile of v2"
+    filtered = TileKey("attacks", 5, 20, 12, "png", "actor=ISKP")
+    first.put(filtered, b"filtered v1")
+    assert second.get(filtered) is None
 
 
 def test_store_version_follows_the_layers_and_the_tile_code(store):
@@ -582,10 +616,10 @@ def test_seed_renders_into_the_disk_cache(store_dir, tmp_path, capsys):
     assert run_cli([*argv, "--store", str(store_dir)]) == 0
     out = capsys.readouterr().out
     assert "attacks z0-6 (mvt, png)" in out and "written" in out
-    data = (cache / "attacks/0/0/0.mvt").read_bytes()
+    data = (cache / "current/attacks/0/0/0.mvt").read_bytes()
     assert decode(data)["attacks"]["features"]
-    assert opaque_pixels((cache / "attacks/0/0/0.png").read_bytes()) > 0
-    assert (cache / STAMP).exists()
+    assert opaque_pixels((cache / "current/attacks/0/0/0.png").read_bytes()) > 0
+    assert (cache / "current" / STAMP).exists()
     # a second run keeps what is there
     assert run_cli([*argv, "--store", str(store_dir)]) == 0
     assert " 0 written" in capsys.readouterr().out

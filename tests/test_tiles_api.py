@@ -254,12 +254,13 @@ def test_disk_cache_from_app_config(store_dir, tmp_path, attack):
     lon, lat = attack["geometry"]["coordinates"]
     z, x, y = tile_of(lon, lat, 8)
     served = client.get(url("attacks", (z, x, y), "@2x.png"))
-    on_disk = tmp_path / f"attacks/{z}/{x}/{y}@2x.png"
+    current = tmp_path / "current"  # the folder of the store's version (geo.tiles.cache)
+    on_disk = current / f"attacks/{z}/{x}/{y}@2x.png"
     assert on_disk.read_bytes() == served.data
     client.get(url("attacks", (z, x, y), query="?actor=ISKP"))
-    assert not (tmp_path / f"attacks/{z}/{x}/{y}.mvt").exists()  # filtered: memory only
+    assert not (current / f"attacks/{z}/{x}/{y}.mvt").exists()  # filtered: memory only
     client.get(url("attacks", (5, 3, 10)))
-    assert not (tmp_path / "attacks/5/3/10.mvt").exists()  # empty: not written
+    assert not (current / "attacks/5/3/10.mvt").exists()  # empty: not written
     # another process (a second app) serves the file from disk with the same ETag
     other = create_app({"STORE": str(store_dir), "TESTING": True, "TILE_CACHE_DIR": str(tmp_path)})
     again = other.test_client().get(url("attacks", (z, x, y), "@2x.png"))

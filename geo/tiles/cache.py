@@ -5,19 +5,26 @@ serve directly.
     hit = cache.get(key)                      # memory, then disk
     hit = cache.put(key, data, on_disk=True)  # -> CachedTile(data, etag)
 
-The disk cache is laid out as <layer>/<z>/<x>/<y>.<ext> (ext: mvt, png, @2x.png), the same paths
-as the URLs under /tiles/, so `try_files` in nginx can serve it. Only unfiltered, non-empty tiles
-go to disk (a filtered tile's URL has a query string, which a static file cannot stand for);
-everything goes to memory. Files are written to a temporary name and renamed, so a reader never
-sees half a tile.
+The disk cache keeps each version's tiles in a folder of its own, laid out as
+<version>/<layer>/<z>/<x>/<y>.<ext> (ext: mvt, png, @2x.png), the same paths as the URLs under
+/tiles/ below the version; `current` is a symbolic link to the folder of the newest version a
+server opened the cache for, which nginx serves (`/tiles/` mapped onto `<dir>/current/`). Only
+unfiltered, non-empty tiles go to disk (a filtered tile's URL has a query string, which a static
+file cannot stand for); everything goes to memory. Files are written to a temporary name and
+renamed, so a reader never sees half a tile.
 
-A disk cache belongs to one build of the store: `kpmap-tiles.json` in it records the version
-(store_version); opening the cache with another version removes the tile folders it holds (only
-folders named after tile layers) and starts afresh, so a rebuilt store never serves old tiles.
+A version (store_version) stands for the store's layers, the tile code, the towns and the
+licences: two servers of different versions sharing one folder each read and write only their
+own version's folder, so neither ever serves the other's tiles. Opening the cache for a version
+removes the folders of all others but the one `current` named before (a server still on it
+may be finishing its requests) -- only folders it recognises as its own (a version's name
+holding its stamp, and the tile layer folders of the flat layout before versions).
 """
 
 import hashlib
 import json
+import os
+import re
 import shutil
 import threading
 from collections import OrderedDict
@@ -29,6 +36,10 @@ from typing import Any, NamedTuple
 from geo import fsutil
 
 STAMP = "kpmap-tiles.json"
+CURRENT = "current"
+# What a version folder is called: store_version's 16 hex digits (anything else, e.g. in tests,
+# is made safe by _folder_name).
+_VERSION_NAME = re.compile(r"^[0-9a-f]{16}$")
 
 
 class TileKey(NamedTuple):
@@ -72,14 +83,20 @@ class TileCache:
         version: str = "",
         layers: Iterable[str] = (),
         max_bytes: int = 64 * 2**20,
+        publish: bool = True,
     ):
-        self.directory = Path(directory) if directory else None
+        """`publish` points `current` at this version's folder (for nginx): a server does, as
+        it opens the newest store; a tool seeding an older store may not want to."""
+        self.root = Path(directory) if directory else None
+        self.version = version
+        # This version's own folder: another version's tiles are never read or written.
+        self.directory = self.root / _folder_name(version) if self.root else None
         self.max_bytes = max_bytes
         self._memory: OrderedDict[TileKey, CachedTile] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        if self.directory is not None:
-            self._claim(version, layers)
+        if self.root is not None:
+            self._claim(layers, publish)
 
     def get(self, key: TileKey) -> CachedTile | None:
         """The cached tile, from memory or else from disk (then kept in memory); None if not."""
@@ -135,19 +152,42 @@ class TileCache:
             return None
         return self.directory / key.path()
 
-    def _claim(self, version: str, layers: Iterable[str]) -> None:
-        """Make the disk cache this version's, emptying the tile folders of any other."""
-        stamp = self.directory / STAMP
-        try:
-            found = json.loads(stamp.read_text(encoding="utf-8")).get("version")
-        except (OSError, ValueError, AttributeError):
-            found = None
-        if found == version:
-            return
-        for layer in layers:
-            shutil.rmtree(self.directory / layer, ignore_errors=True)
+    def _claim(self, layers: Iterable[str], publish: bool) -> None:
+        """Make this version's folder, point `current` at it, and remove older versions'."""
+        assert self.root is not None and self.directory is not None
         self.directory.mkdir(parents=True, exist_ok=True)
-        write_atomic(stamp, json.dumps({"version": version}).encode())
+        stamp = self.directory / STAMP
+        if not stamp.exists():
+            write_atomic(stamp, json.dumps({"version": self.version}).encode())
+        link = self.root / CURRENT
+        previous = _link_target(link)
+        if publish and previous != self.directory.name:
+            tmp = self.root / f".{CURRENT}-{os.getpid()}-{threading.get_ident()}"
+            tmp.unlink(missing_ok=True)
+            os.symlink(self.directory.name, tmp)
+            os.replace(tmp, link)  # atomic: nginx sees the old folder or the new, never none
+        keep = {self.directory.name, previous}
+        for child in self.root.iterdir():
+            if child.name in keep or child.is_symlink() or not child.is_dir():
+                continue
+            ours = _VERSION_NAME.match(child.name) or (child / STAMP).exists()
+            if ours or child.name in layers:  # layers: the flat layout of before versions
+                shutil.rmtree(child, ignore_errors=True)
+        (self.root / STAMP).unlink(missing_ok=True)  # the flat layout's stamp
+
+
+def _folder_name(version: str) -> str:
+    """A version as a folder name: store_version's hex as it is, anything else hashed."""
+    if _VERSION_NAME.match(version):
+        return version
+    return hashlib.sha256(version.encode()).hexdigest()[:16]
+
+
+def _link_target(link: Path) -> str | None:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return None
 
 
 def write_atomic(path: Path, data: bytes) -> None:
