@@ -8,13 +8,12 @@ package and its blueprints do not import each other.
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import Flask, current_app
 
 from geo import aggregate, tiles
 from geo.licences import RowPolicy
-from geo.store import Store
+from geo.store import Store, open_store
 from geo.tiles.cache import TileCache, store_version
 
 KEY = "kpmap"
@@ -31,7 +30,8 @@ class Resources:
 
 def init_app(app: Flask) -> Resources:
     """Open what the app serves from; a missing store or a bad setting stops the start here."""
-    store = Store.open(Path(app.config["STORE"]))
+    # A folder is the file store; a postgresql:// URL the version published there (geo.store).
+    store = open_store(app.config["STORE"], app.config["STORE_POOL_SIZE"])
     # An unknown dataset name stops the start here, with the names there are, rather than
     # leaving the operator to believe rows are served that are not (or the reverse).
     policy = RowPolicy.from_setting(app.config["LICENSED_DATASETS"])
