@@ -160,8 +160,9 @@ def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = Tru
 
     The store is validated first (geo.store.schemas.validate_store; every problem is listed).
     A version already in the database is only made current again (a roll-back is a publish of
-    the older folder). Versions beyond the `keep` newest (the current one included; at least
-    2, so that servers still reading the one before finish their requests) are dropped.
+    the older folder). Of the versions that were current, the `keep` latest are kept (the
+    current one included; at least 2, so that servers still reading the one before finish
+    their requests); the others are dropped.
     Raises PublishError; on any error the database is left as it was.
     """
     import psycopg
@@ -196,6 +197,10 @@ def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = Tru
                 "DO UPDATE SET version = excluded.version, switched_at = now()",
                 (version,),
             )
+            conn.execute(
+                f"UPDATE {CONTROL}.versions SET current_at = clock_timestamp() WHERE version = %s",
+                (version,),
+            )
             dropped = _prune(conn, keep)
             # LISTENing servers hear of it when (and only if) this transaction commits.
             conn.execute("SELECT pg_notify('kpmap_version', %s)", (version,))
@@ -220,7 +225,9 @@ def _ensure_control(conn) -> None:
             manifest json NOT NULL,
             facts json NOT NULL,
             layers json NOT NULL,
-            published_at timestamptz NOT NULL DEFAULT now())"""
+            published_at timestamptz NOT NULL DEFAULT now(),
+            -- when it was last made current: the versions kept are the latest current ones
+            current_at timestamptz NOT NULL DEFAULT clock_timestamp())"""
     )
     conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {CONTROL}.current (
@@ -234,7 +241,7 @@ def _prune(conn, keep: int) -> list[str]:
     rows = conn.execute(
         f"""SELECT v.version, v.schema_name FROM {CONTROL}.versions v
             WHERE v.version <> (SELECT version FROM {CONTROL}.current)
-            ORDER BY v.published_at DESC, v.version OFFSET %s""",
+            ORDER BY v.current_at DESC, v.version OFFSET %s""",
         (keep - 1,),
     ).fetchall()
     for version, schema in rows:
@@ -682,9 +689,12 @@ class PostGISLayer:
             from psycopg import sql
 
             # Per distinct value, its positions as packed int4: few values, one round trip.
+            # Values in order of first appearance, as the file store's index has them, so that
+            # what is built from the codes (the map's feed) is the same byte for byte.
             rows = self._query(
                 sql.SQL(
-                    "SELECT {}, string_agg(int4send(pos), ''::bytea) FROM {} GROUP BY 1"
+                    "SELECT {}, string_agg(int4send(pos), ''::bytea) FROM {} GROUP BY 1 "
+                    "ORDER BY min(pos)"
                 ).format(sql.Identifier(key), self._table)
             )
             codes = np.zeros(self._count, dtype=np.int32)
