@@ -64,6 +64,7 @@ class PgServer:
         self._run_as = run_as
         self.data = folder / "data"
         self.socket_dir = folder
+        self.port = 5432  # the socket's name carries it: .s.PGSQL.<port>
 
     @classmethod
     def start(cls, settings: dict[str, str] | None = None) -> "PgServer":
@@ -94,6 +95,7 @@ class PgServer:
                 "full_page_writes": "off",
                 **(settings or {}),
             }
+            server.port = int(options.get("port", 5432))
             flags = " ".join(f"-c {k}={v}" for k, v in options.items())
             server._run(
                 "pg_ctl", "start", "-w", "-t", "60", "-D", server.data, "-l",
@@ -119,7 +121,8 @@ class PgServer:
 
     def url(self, dbname: str = "postgres") -> str:
         """A libpq URL for a database of this server (over its Unix socket)."""
-        return f"postgresql://{SUPERUSER}@/{dbname}?host={quote(str(self.socket_dir), safe='')}"
+        host = quote(str(self.socket_dir), safe="")
+        return f"postgresql://{SUPERUSER}@/{dbname}?host={host}&port={self.port}"
 
     def create_database(self, name: str) -> str:
         """A new database with the postgis extension; its URL."""
