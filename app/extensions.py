@@ -24,7 +24,7 @@ from flask import Flask, current_app, g
 from geo import aggregate, tiles
 from geo.licences import RowPolicy
 from geo.renders import RenderCache
-from geo.store import Store
+from geo.store import Store, open_store
 from geo.store.live import LiveStore
 from geo.tiles.cache import TileCache, store_version
 
@@ -51,8 +51,11 @@ def init_app(app: Flask) -> Resources:
     # An unknown dataset name stops the start here, with the names there are, rather than
     # leaving the operator to believe rows are served that are not (or the reverse).
     policy = RowPolicy.from_setting(app.config["LICENSED_DATASETS"])
+    pool_size = int(app.config["STORE_POOL_SIZE"])
     live = LiveStore(
-        Path(app.config["STORE"]),
+        # A folder is the file store; a postgresql:// URL the version published there.
+        app.config["STORE"],
+        opener=lambda location: open_store(location, pool_size),
         check_every=float(app.config["STORE_CHECK_INTERVAL"]),
         # A new store, too, leaves the cyclic collector's sight, as wsgi.py freezes the first.
         freeze=True,

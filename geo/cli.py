@@ -120,6 +120,28 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from geo.errors import InvalidQuery
+    from geo.store.postgis import is_database_url, publish, redact
+
+    if not is_database_url(args.url):
+        raise InvalidQuery(
+            f"{args.url!r} is not a database URL; use postgresql://user:password@host:port/dbname"
+        )
+    result = publish(args.store, args.url, keep=args.keep)
+    counts = ", ".join(f"{n}: {c}" for n, c in result.counts.items())
+    if result.loaded:
+        print(
+            f"published {args.store} as version {result.version} ({result.schema}) to "
+            f"{redact(args.url)} in {result.seconds:.1f} s ({counts}); it is current"
+        )
+    else:
+        print(f"version {result.version} was in {redact(args.url)} already: made current again")
+    for version in result.dropped:
+        print(f"dropped version {version} (only the {args.keep} newest are kept)")
+    return 0
+
+
 def dataset_totals(store: Path, dataset: str) -> tuple[int, int]:
     """(events, sum of killed_best) of one dataset's records in a store: what its provider's
     file gave, whatever the links (geo.build.links keeps every member's figures)."""
@@ -215,6 +237,25 @@ def parser() -> argparse.ArgumentParser:
         "--report", type=Path, metavar="FILE", help="write every row's outcome to FILE as CSV"
     )
     p.set_defaults(run=cmd_import)
+
+    p = sub.add_parser(
+        "publish",
+        help="load a built store into a PostgreSQL/PostGIS database and make it the one served",
+        description="Validates the store, loads it into a schema of its own (COPY, then GiST and "
+        "B-tree indexes) and switches the database's current version to it in the same "
+        "transaction: servers reading the database see the old store or the new one, never a "
+        "mix, and a publish that fails changes nothing. Publishing a version the database "
+        "holds already only makes it current again (a roll-back).",
+    )
+    p.add_argument("url", help="the database: postgresql://user:password@host:port/dbname")
+    p.add_argument("--store", type=Path, default=paths.store_dir(), help="store folder")
+    p.add_argument(
+        "--keep",
+        type=int,
+        default=2,
+        help="versions kept in the database, the current one included (default 2, at least 2)",
+    )
+    p.set_defaults(run=cmd_publish)
 
     p = sub.add_parser(
         "synth",

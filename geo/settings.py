@@ -28,7 +28,17 @@ SETTINGS: tuple[Setting, ...] = (
         app=False,
     ),
     Setting("CACHE", "", "where fetched files are kept (default data/upstream/)", app=False),
-    Setting("STORE", "", "the store folder (default data/store/)"),
+    Setting(
+        "STORE",
+        "",
+        "the store folder (default data/store/), or a postgresql:// URL of a database that "
+        "`kpmap publish` loaded (a read replica's URL serves as well)",
+    ),
+    Setting(
+        "STORE_POOL_SIZE",
+        10,
+        "with a postgresql:// store: the most database connections each app process opens",
+    ),
     Setting(
         "STORE_CHECK_INTERVAL",
         1.0,

@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from geo.store.files import Store, current_version
+from geo.store import current_version, is_database_url, open_store
+from geo.store.files import Store
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,14 @@ class LiveStore:
         `freeze` moves each new store out of the cyclic collector's sight (gc.freeze, as the app
         does at start): a million attacks otherwise make every collection a 100-200 ms pause.
         """
-        self.path = Path(path)
+        # A folder, or a postgresql:// URL (geo.store.open_store: a URL is not a path).
+        self.path: str | Path = path if is_database_url(path) else Path(path)
         self.check_every = check_every
         # Functions run on each new store before it is served (a list: blueprints add theirs).
         self.warm = list(warm)
         self.background = background
         self._freeze = freeze
-        self._open = opener or Store.open
+        self._open = opener or open_store
         self._clock = clock
         self._switch = threading.Lock()  # held by the one thread checking or opening
         self._derive = threading.Lock()  # guards _derived and _making

@@ -1,0 +1,735 @@
+"""The store in PostgreSQL/PostGIS: `publish` loads a built store folder into a database, and
+`PostGISStore` serves it through the same Layer protocol as the file store.
+
+    publish("data/store", "postgresql://kpmap@db/kpmap")      # kpmap publish
+    store = PostGISStore.open("postgresql://kpmap@db/kpmap")   # KPMAP_STORE=postgresql://...
+    store.query("attacks", bbox=(70, 33, 72, 35), start="2024", actor="ISKP")
+
+In the database, schema `kpmap` holds the control tables: `kpmap.versions` (one row per
+published version: its manifest, facts and layer facts, and the schema that holds its tables)
+and `kpmap.current` (one row: the version served). Each version lives in a schema of its own,
+`kpmap_<version>`, with one table per layer: `pos` (the feature's position, as the file store
+numbers it), `id`, `geom` (SRID 4326, GiST), `x`/`y` for points, each filterable property as its
+text and its canonical form `<name>__key` (B-tree), the numeric properties, `first_day`/
+`last_day` (B-tree) for layers with time, and `feature`, the feature's GeoJSON exactly as the
+file store holds it. `<layer>_ids` maps every id and linked record's id to its position.
+
+A publish is one transaction: the new schema is loaded and `kpmap.current` switched before it
+commits, so a reader sees the old version or the new one, never a mix, and a publish that fails
+leaves the database as it was. A store object is pinned to the version it opened (its queries
+name that version's schema); `current_version(url)` tells a server when to open the new one.
+"""
+
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import shapely
+
+from geo.errors import InvalidQuery, KpmapError, StoreNotFound
+from geo.store.files import (
+    Store,
+    _canonical,
+    _date_range,
+    _parse_bool,
+    _parse_number,
+    parse_bbox,
+)
+from geo.store.layer import Bounds, Layer
+from geo.store.schemas import LAYERS, STORE_FORMAT, LayerSchema, validate_store
+
+CONTROL = "kpmap"  # the schema of the control tables
+URL_SCHEMES = ("postgresql://", "postgres://")
+# Features fetched in one round trip when callers walk a selection one position at a time
+# (downloads, OGC pages): one query for 2,000 features costs about what one for a single does.
+READ_AHEAD = 2000
+# Layers this small keep their parsed features once read (districts, tehsils, the border).
+SMALL_LAYER = 20_000
+DEFAULT_POOL_SIZE = 10
+
+
+class PublishError(KpmapError):
+    """A store that cannot be published, or a database that refused it; nothing was changed."""
+
+    status = 500
+    code = "publish-failed"
+
+
+def is_database_url(location: Any) -> bool:
+    """True for a postgresql:// (or postgres://) URL, which names a database, not a folder."""
+    return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs.
+
+    >>> redact("postgresql://kpmap:secret@db:5432/kpmap")
+    'postgresql://kpmap:***@db:5432/kpmap'
+    """
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+# --- connections ---------------------------------------------------------------------------
+
+_pools: dict[tuple[str, int], Any] = {}
+_pools_lock = threading.Lock()
+
+
+def pool(url: str, size: int = DEFAULT_POOL_SIZE):
+    """This process's connection pool for `url` (psycopg_pool), made on first use.
+
+    Keyed by process id too: gunicorn forks workers after the app opened the store, and a
+    connection (or the pool's threads) must never be shared across a fork.
+    """
+    from psycopg_pool import ConnectionPool, PoolTimeout
+
+    key = (url, os.getpid())
+    with _pools_lock:
+        found = _pools.get(key)
+        if found is None:
+            found = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=max(1, int(size)),
+                kwargs={"autocommit": True},
+                open=True,
+                name=f"kpmap-{len(_pools)}",
+            )
+            try:
+                found.wait(timeout=15)
+            except PoolTimeout:
+                found.close()
+                raise StoreNotFound(
+                    f"cannot connect to the database {redact(url)} (is the server running and "
+                    "the URL right? postgresql://user:password@host:port/dbname)"
+                ) from None
+            _pools[key] = found
+    return found
+
+
+def close_pools() -> None:
+    """Close this process's pools (tests, and a clean shutdown)."""
+    with _pools_lock:
+        for key in [k for k in _pools if k[1] == os.getpid()]:
+            _pools.pop(key).close()
+
+
+def current_version(url: str) -> str | None:
+    """The version `kpmap.current` names, None when nothing is published: one indexed row, so
+    cheap enough to ask between requests (see geo.store.current_version)."""
+    import psycopg
+
+    with pool(url).connection() as conn:
+        try:
+            row = conn.execute(f"SELECT version FROM {CONTROL}.current").fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+    return row[0] if row else None
+
+
+# --- publish -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    version: str
+    schema: str
+    counts: dict[str, int]
+    seconds: float
+    loaded: bool  # False when the version was in the database already and only made current
+    dropped: tuple[str, ...] = ()  # versions removed (see `keep`)
+
+
+def version_schema(version: str) -> str:
+    """The schema that holds a version's tables."""
+    if not re.fullmatch(r"[0-9a-f]{16}", version):
+        raise StoreNotFound(f"{version!r} is not a store version (16 hex digits)")
+    return f"kpmap_{version}"
+
+
+def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = True) -> Published:
+    """Load the built store at `store_dir` into the database at `url` and make it current.
+
+    The store is validated first (geo.store.schemas.validate_store; every problem is listed).
+    A version already in the database is only made current again (a roll-back is a publish of
+    the older folder). Of the versions that were current, the `keep` latest are kept (the
+    current one included; at least 2, so that servers still reading the one before finish
+    their requests); the others are dropped.
+    Raises PublishError; on any error the database is left as it was.
+    """
+    import psycopg
+
+    started = time.perf_counter()
+    store_dir = Path(store_dir)
+    if keep < 2:
+        raise PublishError(f"keep={keep}: at least 2 versions are kept (the current and the last)")
+    if validate:
+        problems = validate_store(store_dir)
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise PublishError(
+                f"the store at {store_dir} has {len(problems)} problem(s); fix or rebuild it "
+                f"(`kpmap build`) before publishing:\n  {shown}{more}"
+            )
+    store = Store.open(store_dir)
+    version, schema = store.version, version_schema(store.version)
+    try:
+        with psycopg.connect(url) as conn:  # one transaction: committed at the end, or nothing
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('kpmap.publish'))")
+            _ensure_control(conn)
+            known = conn.execute(
+                f"SELECT 1 FROM {CONTROL}.versions WHERE version = %s", (version,)
+            ).fetchone()
+            counts = {name: len(store.layer(name)) for name in store.layer_names}
+            if not known:
+                _load_version(conn, store, schema)
+            conn.execute(
+                f"INSERT INTO {CONTROL}.current (version) VALUES (%s) ON CONFLICT (singleton) "
+                "DO UPDATE SET version = excluded.version, switched_at = now()",
+                (version,),
+            )
+            conn.execute(
+                f"UPDATE {CONTROL}.versions SET current_at = clock_timestamp() WHERE version = %s",
+                (version,),
+            )
+            dropped = _prune(conn, keep)
+            # LISTENing servers hear of it when (and only if) this transaction commits.
+            conn.execute("SELECT pg_notify('kpmap_version', %s)", (version,))
+    except psycopg.Error as exc:
+        raise PublishError(
+            f"publishing {store_dir} to {redact(url)} failed, and nothing was changed: {exc}"
+        ) from None
+    return Published(
+        version, schema, counts, time.perf_counter() - started, not known, tuple(dropped)
+    )
+
+
+def _ensure_control(conn) -> None:
+    conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CONTROL}")
+    # json, not jsonb: jsonb reorders keys, and the manifest's order is the layers' order.
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {CONTROL}.versions (
+            version text PRIMARY KEY,
+            schema_name text NOT NULL UNIQUE,
+            format text NOT NULL,
+            manifest json NOT NULL,
+            facts json NOT NULL,
+            layers json NOT NULL,
+            published_at timestamptz NOT NULL DEFAULT now(),
+            -- when it was last made current: the versions kept are the latest current ones
+            current_at timestamptz NOT NULL DEFAULT clock_timestamp())"""
+    )
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {CONTROL}.current (
+            singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            version text NOT NULL REFERENCES {CONTROL}.versions,
+            switched_at timestamptz NOT NULL DEFAULT now())"""
+    )
+
+
+def _prune(conn, keep: int) -> list[str]:
+    rows = conn.execute(
+        f"""SELECT v.version, v.schema_name FROM {CONTROL}.versions v
+            WHERE v.version <> (SELECT version FROM {CONTROL}.current)
+            ORDER BY v.current_at DESC, v.version OFFSET %s""",
+        (keep - 1,),
+    ).fetchall()
+    for version, schema in rows:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f"DELETE FROM {CONTROL}.versions WHERE version = %s", (version,))
+    return [v for v, _ in rows]
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """A layer table's columns, from its schema."""
+
+    point: bool
+    texts: tuple[str, ...]  # filterable properties but "id": `<name>` and `<name>__key`
+    numbers: tuple[str, ...]
+    time: bool
+
+    @classmethod
+    def of(cls, schema: LayerSchema) -> "_Columns":
+        texts = tuple(k for k in schema.filterable if k != "id")
+        clash = set(texts) & set(schema.numbers)
+        if clash:  # one column each: a property cannot be both
+            raise PublishError(f"{schema.name}: {sorted(clash)} are both filterable and numeric")
+        return cls(schema.geometry_types == ("Point",), texts, schema.numbers, bool(schema.time))
+
+    def names(self) -> list[str]:
+        names = ["pos", "id", "geom", *(["x", "y"] if self.point else [])]
+        names += [n for k in self.texts for n in (k, f"{k}__key")]
+        names += list(self.numbers)
+        names += ["first_day", "last_day"] if self.time else []
+        return [*names, "feature"]
+
+
+def _load_version(conn, store: Store, schema: str) -> None:
+    from psycopg import sql
+
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    layers = {}
+    for name in store.layer_names:
+        layer = store.layer(name)
+        _load_layer(conn, schema, name, layer)
+        layers[name] = {"count": len(layer), "bounds": layer.bounds}
+    conn.execute(
+        f"INSERT INTO {CONTROL}.versions (version, schema_name, format, manifest, facts, layers) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        (
+            store.version,
+            schema,
+            store.manifest.get("format", STORE_FORMAT),
+            orjson.dumps(store.manifest).decode(),
+            orjson.dumps(store.facts).decode(),
+            orjson.dumps(layers).decode(),
+        ),
+    )
+
+
+def _load_layer(conn, schema: str, name: str, layer: Layer) -> None:
+    from psycopg import sql
+
+    cols = _Columns.of(layer.schema)
+    table = sql.Identifier(schema, name)
+    types = {"pos": "integer NOT NULL", "id": "text NOT NULL", "geom": "geometry(Geometry, 4326)"}
+    types |= {"x": "float8", "y": "float8", "first_day": "date", "last_day": "date"}
+    types |= {k: "float8" for k in cols.numbers} | {"feature": "text NOT NULL"}
+    columns = [
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types.get(c, "text")))
+        for c in cols.names()
+    ]
+    conn.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, cols.names()))
+    )
+    with conn.cursor().copy(copy) as out:
+        for row in _rows(layer, cols):
+            out.write_row(row)
+    # Indexes after the rows: one sort each instead of a million insertions.
+    indexes = [("pos", "btree", True), ("geom", "gist", False)]
+    indexes += [(f"{k}__key", "btree", False) for k in cols.texts]
+    indexes += [("first_day", "btree", False), ("last_day", "btree", False)] if cols.time else []
+    for column, method, unique in indexes:
+        conn.execute(
+            sql.SQL("CREATE {} INDEX ON {} USING {} ({})").format(
+                sql.SQL("UNIQUE" if unique else ""),
+                table,
+                sql.SQL(method),
+                sql.Identifier(column),
+            )
+        )
+    _load_ids(conn, schema, name, layer)
+    conn.execute(sql.SQL("ANALYZE {}").format(table))
+
+
+def _rows(layer: Layer, cols: _Columns) -> Iterator[tuple]:
+    """The layer's rows for COPY, column by column as lists (zipped at the end), so a million
+    features are walked once per column in C rather than once per value in Python."""
+    n = len(layer)
+    geometries = shapely.set_srid(layer.geometries(), 4326)
+    columns: list[Sequence[Any]] = [
+        range(n),
+        layer.ids.tolist(),
+        shapely.to_wkb(geometries, hex=True, include_srid=True).tolist(),
+    ]
+    if cols.point:
+        xy = layer.points()
+        columns += [xy[:, 0].tolist(), xy[:, 1].tolist()]
+    for key in cols.texts:
+        codes, values = layer.column(key)
+        keys = np.array([_canonical(v) for v in values.tolist()], dtype=object)
+        columns += [values[codes].tolist(), keys[codes].tolist()]
+    for key in cols.numbers:
+        number = layer.number(key).astype(object)
+        number[np.isnan(layer.number(key))] = None
+        columns.append(number.tolist())
+    if cols.time:
+        for days in layer.time_spans():
+            columns.append([date.fromordinal(d) for d in days.tolist()])
+    columns.append(_feature_texts(layer))
+    return zip(*columns, strict=True)
+
+
+def _feature_texts(layer: Layer) -> Iterator[str]:
+    for i in range(len(layer)):
+        yield layer.feature_bytes(i).decode()
+
+
+def _load_ids(conn, schema: str, name: str, layer: Layer) -> None:
+    """`<layer>_ids`: every id a feature answers to (its own, and each linked record's) with its
+    position, exactly as the file store's lookup holds them (a feature's own id wins)."""
+    from psycopg import sql
+
+    table = sql.Identifier(schema, f"{name}_ids")
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE {} (id text NOT NULL, key text NOT NULL, pos integer NOT NULL)"
+        ).format(table)
+    )
+    by_id = getattr(layer, "by_id", None)
+    if by_id is None:  # a layer that keeps no aliases answers to its own ids only
+        by_id = dict(zip(layer.ids.tolist(), range(len(layer)), strict=True))
+    with conn.cursor().copy(sql.SQL("COPY {} (id, key, pos) FROM STDIN").format(table)) as out:
+        for fid, pos in by_id.items():
+            out.write_row((fid, fid.strip().casefold(), pos))
+    conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} (id)").format(table))
+    conn.execute(sql.SQL("CREATE INDEX ON {} (key)").format(table))
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+class PostGISStore(Store):
+    """A published store, pinned to the version that was current when it was opened.
+
+    Store's query, select and feature work unchanged: they go through the layers.
+    """
+
+    def __init__(self, url: str, row: tuple, pool_size: int):
+        version, schema, manifest, facts, layer_facts = row
+        layers: dict[str, Layer] = {
+            name: PostGISLayer(url, schema, LAYERS[name], **layer_facts[name])
+            for name in manifest["layers"]
+            if name in LAYERS and name in layer_facts
+        }
+        super().__init__(redact(url), manifest, layers, facts)
+        if self.version != version:
+            raise StoreNotFound(f"version {version} in {redact(url)} does not match its manifest")
+        self.url = url
+        self.schema = schema
+        self.pool_size = pool_size
+
+    @classmethod
+    def open(cls, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> "PostGISStore":  # type: ignore[override]
+        """The version `kpmap.current` names; StoreNotFound when nothing is published."""
+        import psycopg
+
+        with pool(url, pool_size).connection() as conn:
+            try:
+                row = conn.execute(
+                    f"""SELECT v.version, v.schema_name, v.manifest, v.facts, v.layers, v.format
+                        FROM {CONTROL}.current c JOIN {CONTROL}.versions v USING (version)"""
+                ).fetchone()
+            except psycopg.errors.UndefinedTable:
+                row = None
+        if row is None:
+            raise StoreNotFound(
+                f"nothing is published in {redact(url)} (run `kpmap publish --store DIR URL`)"
+            )
+        if row[5] != STORE_FORMAT:
+            raise StoreNotFound(
+                f"the store in {redact(url)} has format {row[5]!r}, and this kpmap reads "
+                f"{STORE_FORMAT!r}: rebuild it with `kpmap build` and publish it again"
+            )
+        return cls(url, row[:5], pool_size)
+
+    def current_version(self) -> str | None:
+        """The version now current in the database (this store may be an older one)."""
+        return current_version(self.url)
+
+
+class PostGISLayer:
+    """One layer's table (geo.store.layer.Layer): filters run as SQL on its indexes; the whole
+    columns that the map's aggregates and tiles read are fetched once, on first use."""
+
+    def __init__(self, url: str, schema: str, layer_schema: LayerSchema, count: int, bounds: Any):
+        from psycopg import sql
+
+        self.schema = layer_schema
+        self._url = url
+        self._count = count
+        self._bounds = tuple(bounds) if bounds else None
+        self._cols = _Columns.of(layer_schema)
+        self._table = sql.Identifier(schema, layer_schema.name)
+        self._ids_table = sql.Identifier(schema, f"{layer_schema.name}_ids")
+        self._loaded: dict[str, Any] = {}
+        self._lock = threading.RLock()  # a load may read another column
+        self._ahead = threading.local()
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def bounds(self) -> Bounds | None:
+        return self._bounds
+
+    def _query(self, query: Any, params: Sequence[Any] = ()) -> list[tuple]:
+        import psycopg
+
+        try:
+            with pool(self._url).connection() as conn:
+                return conn.execute(query, params, binary=True).fetchall()
+        except psycopg.errors.UndefinedTable:
+            raise StoreNotFound(
+                f"this store's version ({self._table.as_string()}) is no longer in the "
+                "database (a newer one was published since): open the store again"
+            ) from None
+
+    # -- select -------------------------------------------------------------------------
+
+    def select(
+        self,
+        bbox: Sequence[float] | str | None = None,
+        start: date | str | None = None,
+        end: date | str | None = None,
+        **filters: Any,
+    ) -> np.ndarray:
+        from psycopg import sql
+
+        where, params = self._where(bbox, start, end, filters)
+        if not where:
+            positions = np.arange(self._count)
+        else:
+            query = sql.SQL("SELECT string_agg(int4send(pos), ''::bytea) FROM {} WHERE {}").format(
+                self._table, sql.SQL(" AND ").join(where)
+            )
+            (data,) = self._query(query, params)[0]
+            # Sorted here rather than in SQL: numpy sorts a million int32 in a few ms.
+            positions = np.sort(np.frombuffer(data or b"", dtype=">i4")).astype(np.int64)
+        self._ahead.selection = positions
+        return positions
+
+    def _where(
+        self, bbox: Any, start: Any, end: Any, filters: dict[str, Any]
+    ) -> tuple[list[Any], list[Any]]:
+        """SQL conditions for a selection, checked in the file store's order with its errors."""
+        from psycopg import sql
+
+        where: list[Any] = []
+        params: list[Any] = []
+        if bbox is not None:
+            minx, miny, maxx, maxy = parse_bbox(bbox)
+            envelope = "ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
+            if self._cols.point:
+                # && compares float4 boxes (rounded outwards); x and y make it exact.
+                where.append(
+                    sql.SQL(f"geom && {envelope} AND x BETWEEN %s AND %s AND y BETWEEN %s AND %s")
+                )
+                params += [minx, miny, maxx, maxy, minx, maxx, miny, maxy]
+            else:
+                where.append(sql.SQL(f"ST_Intersects(geom, {envelope})"))
+                params += [minx, miny, maxx, maxy]
+        if start is not None or end is not None:
+            if not self._cols.time:
+                raise InvalidQuery(
+                    f"layer {self.schema.name!r} has no time; a date filter is allowed only on: "
+                    + ", ".join(n for n, s in LAYERS.items() if s.time)
+                )
+            lo = _date_range(start)[0] if start is not None else None
+            hi = _date_range(end)[1] if end is not None else None
+            if lo is not None and hi is not None and lo > hi:
+                raise InvalidQuery(f"start {start} is after end {end}")
+            if hi is not None:
+                where.append(sql.SQL("first_day <= %s"))
+                params.append(date.fromordinal(hi))
+            if lo is not None:
+                where.append(sql.SQL("last_day >= %s"))
+                params.append(date.fromordinal(lo))
+        schema = self.schema
+        for key, value in filters.items():
+            if key in schema.range_filters:
+                prop, _ = schema.range_filters[key]
+                where.append(sql.SQL("{} <= %s").format(sql.Identifier(prop)))
+                params.append(_parse_number(key, value))
+                continue
+            if key not in schema.filterable:
+                allowed = (*schema.filterable, *schema.range_filters)
+                raise InvalidQuery(
+                    f"layer {schema.name!r} cannot be filtered by {key!r}; allowed: "
+                    + ", ".join(allowed)
+                )
+            values = value if isinstance(value, list | tuple | set) else [value]
+            is_bool = bool in schema.properties.get(key, ())
+            wanted = sorted({_canonical(_parse_bool(key, v) if is_bool else v) for v in values})
+            if key == "id":
+                where.append(
+                    sql.SQL("pos IN (SELECT pos FROM {} WHERE key = ANY(%s))").format(
+                        self._ids_table
+                    )
+                )
+            else:
+                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(f"{key}__key")))
+            params.append(wanted)
+        return where, params
+
+    def position(self, feature_id: str) -> int | None:
+        from psycopg import sql
+
+        rows = self._query(
+            sql.SQL("SELECT pos FROM {} WHERE id = %s").format(self._ids_table), (str(feature_id),)
+        )
+        return int(rows[0][0]) if rows else None
+
+    # -- features -----------------------------------------------------------------------
+
+    def feature_at(self, position: int) -> dict[str, Any]:
+        if self._count <= SMALL_LAYER:
+            return self._small_features()[position]
+        return orjson.loads(self.feature_bytes(position))
+
+    def _small_features(self) -> list[dict[str, Any]]:
+        return self._once(
+            "features",
+            lambda: [orjson.loads(b) for b in self._fetch_features(range(self._count))],
+        )
+
+    def feature_bytes(self, position: int) -> bytes:
+        position = int(position)
+        block = getattr(self._ahead, "block", None)
+        if block is not None and position in block:
+            return block[position]
+        wanted = [position]
+        # Callers walk a selection a position at a time (downloads, OGC pages): fetch the next
+        # READ_AHEAD positions of the last selection in the same round trip.
+        selection = getattr(self._ahead, "selection", None)
+        if selection is not None and len(selection):
+            at = int(np.searchsorted(selection, position))
+            if at < len(selection) and selection[at] == position:
+                wanted = selection[at : at + READ_AHEAD].tolist()
+        block = dict(zip(wanted, self._fetch_features(wanted), strict=True))
+        self._ahead.block = block
+        return block[position]
+
+    def _fetch_features(self, positions: Sequence[int]) -> list[bytes]:
+        from psycopg import sql
+
+        rows = self._query(
+            sql.SQL("SELECT pos, convert_to(feature, 'UTF8') FROM {} WHERE pos = ANY(%s)").format(
+                self._table
+            ),
+            (list(positions),),
+        )
+        found = {int(pos): bytes(data) for pos, data in rows}
+        return [found[p] for p in positions]
+
+    # -- whole columns, fetched once ----------------------------------------------------
+
+    def _once(self, key: str, load) -> Any:
+        found = self._loaded.get(key)
+        if found is None:
+            with self._lock:
+                found = self._loaded.get(key)
+                if found is None:
+                    found = self._loaded[key] = load()
+        return found
+
+    def _packed(self, exprs: dict[str, tuple[str, str]]) -> dict[str, np.ndarray]:
+        """Numeric columns in position order, fetched as one packed bytea: {name: (SQL
+        expression, "i4" or "f8")}; far faster than a million rows of Python tuples."""
+        from psycopg import sql
+
+        send = " || ".join(
+            f"{'int4send' if kind == 'i4' else 'float8send'}({expr})"
+            for expr, kind in exprs.values()
+        )
+        query = sql.SQL("SELECT string_agg(int4send(pos) || {}, ''::bytea) FROM {}").format(
+            sql.SQL(send), self._table
+        )
+        (data,) = self._query(query)[0]
+        dtype = np.dtype([("pos", ">i4"), *((n, f">{k}") for n, (_, k) in exprs.items())])
+        packed = np.frombuffer(data or b"", dtype=dtype)
+        out = {}
+        for name, (_, kind) in exprs.items():
+            column = np.empty(self._count, dtype=np.float64 if kind == "f8" else np.int64)
+            column[packed["pos"]] = packed[name]
+            out[name] = column
+        return out
+
+    @property
+    def ids(self) -> np.ndarray:
+        def load() -> np.ndarray:
+            from psycopg import sql
+
+            rows = self._query(sql.SQL("SELECT id FROM {} ORDER BY pos").format(self._table))
+            return np.array([r[0] for r in rows], dtype=str)
+
+        return self._once("ids", load)
+
+    def geometries(self) -> np.ndarray:
+        def load() -> np.ndarray:
+            from psycopg import sql
+
+            if self._cols.point:
+                return shapely.points(self.points())
+            rows = self._query(
+                sql.SQL("SELECT ST_AsBinary(geom) FROM {} ORDER BY pos").format(self._table)
+            )
+            return shapely.from_wkb([bytes(r[0]) for r in rows])
+
+        return self._once("geometries", load)
+
+    def points(self) -> np.ndarray:
+        def load() -> np.ndarray:
+            if self._cols.point:
+                xy = self._packed({"x": ("x", "f8"), "y": ("y", "f8")})
+                return np.column_stack([xy["x"], xy["y"]])
+            return shapely.get_coordinates(self.geometries())
+
+        return self._once("points", load)
+
+    def column(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        if key == "id":
+            return np.arange(self._count), self.ids
+        if key not in self._cols.texts:
+            raise KeyError(key)
+
+        def load() -> tuple[np.ndarray, np.ndarray]:
+            from psycopg import sql
+
+            # Per distinct value, its positions as packed int4: few values, one round trip.
+            # Values in order of first appearance, as the file store's index has them, so that
+            # what is built from the codes (the map's feed) is the same byte for byte.
+            rows = self._query(
+                sql.SQL(
+                    "SELECT {}, string_agg(int4send(pos), ''::bytea) FROM {} GROUP BY 1 "
+                    "ORDER BY min(pos)"
+                ).format(sql.Identifier(key), self._table)
+            )
+            codes = np.zeros(self._count, dtype=np.int32)
+            for code, (_, data) in enumerate(rows):
+                codes[np.frombuffer(data, dtype=">i4")] = code
+            return codes, np.array([r[0] for r in rows], dtype=str)
+
+        return self._once(f"column:{key}", load)
+
+    def number(self, key: str) -> np.ndarray:
+        if key not in self._cols.numbers:
+            raise KeyError(key)
+        return self._once("numbers", self._load_numbers)[key]
+
+    def _load_numbers(self) -> dict[str, np.ndarray]:
+        from psycopg import sql
+
+        exprs = {
+            k: (f"coalesce({sql.Identifier(k).as_string()}, 'NaN')", "f8")
+            for k in self._cols.numbers
+        }
+        return self._packed(exprs) if exprs else {}
+
+    def time_spans(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if not self._cols.time:
+            return None
+
+        def load() -> tuple[np.ndarray, np.ndarray]:
+            # A date minus date 0001-01-01 is days; Python's ordinal of that day is 1.
+            spans = self._packed(
+                {
+                    "first": ("first_day - date '0001-01-01' + 1", "i4"),
+                    "last": ("last_day - date '0001-01-01' + 1", "i4"),
+                }
+            )
+            return spans["first"], spans["last"]
+
+        return self._once("spans", load)

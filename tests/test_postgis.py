@@ -1,0 +1,481 @@
+"""The PostGIS store (geo.store.postgis) against a real PostgreSQL + PostGIS server that the
+tests start themselves (tests/pg.py: initdb and pg_ctl in a temporary folder). Where PostgreSQL
+is not installed these tests are skipped; in CI (.ci/run installs it) they fail instead.
+"""
+
+import io
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import mapbox_vector_tile
+import mercantile
+import numpy as np
+import orjson
+import pytest
+import shapely
+from PIL import Image
+
+from app import create_app
+from geo.build.synth import synthetic_attacks
+from geo.cli import main
+from geo.errors import KpmapError, RowWithheld, StoreNotFound
+from geo.licences import RowPolicy
+from geo.store import FeatureNotFound, Store, current_version, open_store
+from geo.store.postgis import PublishError, publish
+from tests.helpers import PESHAWAR, acled_records, build_with_imports, ucdp_records
+from tests.pg import PgServer, missing_reason
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PgServer]:
+    reason = missing_reason()
+    if reason:
+        # CI installs PostgreSQL and PostGIS (.ci/run): there a missing server is a failure.
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    server = PgServer.start()
+    yield server
+    from geo.store.postgis import close_pools
+
+    close_pools()
+    server.stop()
+
+
+def test_the_server_has_postgis(pg):
+    import psycopg
+
+    url = pg.create_database("fixture_check")
+    with psycopg.connect(url) as conn:
+        point = conn.execute("SELECT ST_AsText(ST_Point(71.5, 34.0, 4326))").fetchone()[0]
+    assert point == "POINT(71.5 34)"
+    # reached over the Unix socket in the server's own folder, never a TCP port
+    assert psycopg.conninfo.conninfo_to_dict(url)["host"] == str(pg.folder)
+
+
+# --- a store with enough attacks to query, published -----------------------------------------
+
+SYNTHETIC = 1200
+
+
+@pytest.fixture(scope="module")
+def rich_dir(tmp_path_factory, store) -> Path:
+    """The real store plus SYNTHETIC synthetic attacks, an ACLED record (withheld by default)
+    and UCDP's records, one of them linked to the ACLED one (ids that answer for another)."""
+    folder = tmp_path_factory.mktemp("pg-rich") / "store"
+    synthetic = synthetic_attacks(SYNTHETIC, store.query("districts"), seed=7)
+    build_with_imports(
+        folder, tmp_path_factory.mktemp("pg-cache"), synthetic + acled_records(), ucdp_records()
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def db_url(pg, rich_dir) -> str:
+    url = pg.create_database("rich")
+    publish(rich_dir, url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def fs(rich_dir) -> Store:
+    return Store.open(rich_dir)
+
+
+@pytest.fixture(scope="module")
+def db(db_url) -> Store:
+    return open_store(db_url)
+
+
+def test_publish_loads_every_layer_with_its_indexes_and_makes_it_current(db_url, fs):
+    import psycopg
+
+    assert current_version(db_url) == fs.version
+    schema = f"kpmap_{fs.version}"
+    with psycopg.connect(db_url) as conn:
+        for name in fs.layer_names:
+            (count,) = conn.execute(f'SELECT count(*) FROM {schema}."{name}"').fetchone()
+            assert count == len(fs.layer(name)) == fs.manifest["layers"][name]["count"]
+        indexes = {
+            row[0]
+            for row in conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'attacks'",
+                (schema,),
+            )
+        }
+        kinds = " ".join(indexes)
+        assert "USING gist (geom)" in kinds
+        for column in ("pos", "first_day", "last_day", "actor__key", "district__key"):
+            assert f"USING btree ({column})" in kinds
+        manifest = conn.execute(
+            "SELECT manifest FROM kpmap.versions WHERE version = %s", (fs.version,)
+        ).fetchone()[0]
+    assert manifest == fs.manifest
+
+
+def test_the_database_store_holds_what_the_files_hold(fs, db):
+    assert db.version == fs.version
+    assert db.layer_names == fs.layer_names
+    assert db.manifest == fs.manifest
+    assert db.facts == fs.facts
+    assert len(fs.layer("attacks")) > SYNTHETIC
+    for name in fs.layer_names:
+        a, b = fs.layer(name), db.layer(name)
+        assert len(a) == len(b)
+        assert a.bounds == b.bounds
+        assert a.ids.tolist() == b.ids.tolist()
+        assert [a.feature_bytes(i) for i in range(len(a))] == [
+            b.feature_bytes(i) for i in range(len(b))
+        ]
+        assert a.feature_at(len(a) - 1) == b.feature_at(len(b) - 1)
+        for key in a.schema.filterable:
+            (ca, va), (cb, vb) = a.column(key), b.column(key)
+            assert va[ca].tolist() == vb[cb].tolist(), key
+        for key in a.schema.numbers:
+            np.testing.assert_array_equal(a.number(key), b.number(key))
+        if a.schema.time:
+            for x, y in zip(a.time_spans(), b.time_spans(), strict=True):
+                assert x.tolist() == y.tolist()
+        else:
+            assert b.time_spans() is None
+        assert shapely.equals_exact(a.geometries(), b.geometries(), tolerance=0).all()
+        np.testing.assert_array_equal(a.points(), b.points())
+
+
+QUERIES = [
+    ("attacks", {}),
+    ("attacks", {"bbox": (70.0, 33.0, 72.0, 35.0)}),
+    ("attacks", {"bbox": "71.2,33.8,71.9,34.3"}),
+    ("attacks", {"start": "2020"}),
+    ("attacks", {"end": "2017-03"}),
+    ("attacks", {"start": "2018-05-10", "end": "2018-05-10"}),  # inside ucdp-t1's range
+    ("attacks", {"start": date(2019, 1, 1), "end": "2021-06-30"}),
+    ("attacks", {"bbox": (70.5, 33.5, 71.5, 34.5), "start": "2016", "end": "2016"}),
+    ("attacks", {"actor": "iskp"}),
+    ("attacks", {"actor": ["TTP", " Unknown "]}),
+    ("attacks", {"category": "militant attack", "event_type": "suicide bombing"}),
+    ("attacks", {"district": ["peshawar", "bajaur"], "start": "2020-02"}),
+    ("attacks", {"tehsil": ""}),
+    ("attacks", {"claimed": "true"}),
+    ("attacks", {"claimed": False}),
+    ("attacks", {"origin": ["ucdp", "acled"]}),
+    ("attacks", {"origins": "acled,ucdp"}),
+    ("attacks", {"geo_precision": 2}),
+    ("attacks", {"date_precision": "range"}),
+    ("attacks", {"id": ["synthetic-0000010", "ACLED-T1", "nothing"]}),
+    ("attacks", {"max_border_km": 25}),
+    ("attacks", {"max_border_km": "0", "actor": "TTP"}),
+    ("attacks", {"bbox": (10.0, 10.0, 11.0, 11.0)}),  # nowhere near KP: nothing
+    ("districts", {"bbox": (70.5, 34.0, 72.0, 35.0)}),
+    ("districts", {"former_fata": "true", "bbox": (69.0, 31.0, 75.0, 37.0)}),
+    ("districts", {"pcode": "pk502"}),
+    ("tehsils", {"district": "peshawar"}),
+    ("tehsils", {"bbox": (71.5, 34.0, 71.6, 34.05), "former_frontier_region": False}),
+    ("durand_line", {"province": "Khyber Pakhtunkhwa"}),
+    ("countries", {"bbox": (60.0, 29.0, 61.0, 30.0)}),
+]
+
+
+@pytest.mark.parametrize(("layer", "query"), QUERIES)
+def test_queries_answer_as_the_file_store_does(fs, db, layer, query):
+    expected = fs.select(layer, **query)
+    found = db.select(layer, **query)
+    assert found.tolist() == expected.tolist()
+    assert db.query(layer, **query) == fs.query(layer, **query)
+
+
+def test_the_queries_are_not_trivial(fs):
+    counts = [len(fs.select(layer, **query)) for layer, query in QUERIES]
+    assert (
+        sum(0 < c < len(fs.layer(layer)) for c, (layer, _) in zip(counts, QUERIES, strict=True))
+        >= 20
+    )
+
+
+BAD_QUERIES = [
+    ("attacks", {"bbox": "70,33,72"}),
+    ("attacks", {"bbox": (70, 33, 200, 35)}),
+    ("attacks", {"bbox": "72,33,70,35"}),
+    ("attacks", {"start": "2024-13"}),
+    ("attacks", {"start": "2024-02-30"}),
+    ("attacks", {"start": "2024", "end": "2023"}),
+    ("attacks", {"colour": "red"}),
+    ("attacks", {"claimed": "maybe"}),
+    ("attacks", {"max_border_km": "-1"}),
+    ("districts", {"start": "2024"}),
+    ("districts", {"actor": "TTP"}),
+    ("nowhere", {}),
+]
+
+
+@pytest.mark.parametrize(("layer", "query"), BAD_QUERIES)
+def test_bad_queries_fail_as_they_do_on_the_file_store(fs, db, layer, query):
+    with pytest.raises(KpmapError) as on_files:
+        fs.select(layer, **query)
+    with pytest.raises(KpmapError) as on_database:
+        db.select(layer, **query)
+    assert type(on_database.value) is type(on_files.value)
+    assert str(on_database.value) == str(on_files.value)
+
+
+@pytest.mark.parametrize("feature_id", ["acled-T1", "ucdp-t1", "ucdp-t2", "synthetic-0000003"])
+def test_a_feature_by_its_id_or_a_linked_records_id(fs, db, feature_id):
+    assert db.layer("attacks").position(feature_id) == fs.layer("attacks").position(feature_id)
+    assert db.feature("attacks", feature_id) == fs.feature("attacks", feature_id)
+
+
+def test_linked_records_answer_for_their_attack(fs):
+    attacks = fs.layer("attacks")
+    assert attacks.position("acled-T1") == attacks.position("ucdp-t1")  # a real link to test
+
+
+def test_a_missing_feature_is_not_found_on_both(fs, db):
+    for store in (fs, db):
+        with pytest.raises(FeatureNotFound, match="no feature 'nope'"):
+            store.feature("attacks", "nope")
+    assert db.layer("districts").position("nope") is None
+
+
+def test_the_licence_rules_hold_on_the_database(fs, db):
+    policy = RowPolicy.from_setting("")  # ACLED and GTD rows withheld
+    answers = []
+    for store in (fs, db):
+        layer = store.layer("attacks")
+        allowed, withheld = policy.split(layer, store.select("attacks", start="2018"))
+        answers.append((allowed.tolist(), withheld.count, withheld.by_dataset))
+        with pytest.raises(RowWithheld):
+            policy.check(layer, layer.position("acled-T1"), "acled-T1")
+    assert answers[0] == answers[1]
+    assert answers[0][1] == 1  # the ACLED record (linked with UCDP's) is withheld
+
+
+# --- publishing: atomic, repeatable ----------------------------------------------------------
+
+
+def _database_state(url: str) -> tuple:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        versions = conn.execute("SELECT version FROM kpmap.versions ORDER BY 1").fetchall()
+        schemas = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'kpmap%' ORDER BY 1"
+        ).fetchall()
+        tables = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname LIKE 'kpmap%'"
+        ).fetchone()
+    return current_version(url), versions, schemas, tables
+
+
+def test_a_publish_that_fails_half_way_changes_nothing(pg, store_dir, rich_dir):
+    import psycopg
+
+    url = pg.create_database("failing")
+    publish(store_dir, url)
+    before = _database_state(url)
+    # A real failure inside the database, after the first layers are loaded: creating the
+    # attacks table of a new version raises (an event trigger, as a full disk or a lost
+    # connection would stop a publish half-way).
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            """CREATE FUNCTION refuse_attacks() RETURNS event_trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands()
+                            WHERE object_identity LIKE 'kpmap\\_%.attacks') THEN
+                   RAISE EXCEPTION 'no room for attacks';
+                 END IF;
+               END $$"""
+        )
+        conn.execute(
+            "CREATE EVENT TRIGGER refuse ON ddl_command_end EXECUTE FUNCTION refuse_attacks()"
+        )
+    with pytest.raises(PublishError, match="nothing was changed: no room for attacks"):
+        publish(rich_dir, url)
+    assert _database_state(url) == before
+    assert open_store(url).version == Store.open(store_dir).version
+
+
+def test_a_store_with_problems_is_refused_before_the_database_is_touched(pg, tmp_path):
+    url = pg.create_database("refused")
+    (tmp_path / "manifest.json").write_text('{"format": "kpmap-store/0", "layers": {}}')
+    with pytest.raises(PublishError, match="(?s)6 problem.*format 'kpmap-store/0' is not"):
+        publish(tmp_path, url)
+    assert current_version(url) is None
+    with pytest.raises(StoreNotFound, match="nothing is published.*kpmap publish"):
+        open_store(url)
+
+
+def test_publishing_again_switches_versions_and_keeps_two(pg, store_dir, rich_dir, tmp_path):
+    url = pg.create_database("versions")
+    first = publish(store_dir, url)
+    second = publish(rich_dir, url)
+    assert first.loaded and second.loaded and first.version != second.version
+    assert current_version(url) == second.version
+    back = publish(store_dir, url)  # a roll-back: loaded already, only made current
+    assert not back.loaded and current_version(url) == first.version
+    # A third version: the oldest not current (rich) is dropped, the current one is kept.
+    third_dir = tmp_path / "third"
+    shutil.copytree(store_dir, third_dir)
+    manifest = json.loads((third_dir / "manifest.json").read_text())
+    manifest["built_at"] = "2000-01-01T00:00:00Z"  # another build of the same inputs
+    (third_dir / "manifest.json").write_text(json.dumps(manifest))
+    third = publish(third_dir, url)
+    assert third.dropped == (second.version,)
+    assert _database_state(url)[1] == sorted([(first.version,), (third.version,)])
+
+
+def test_the_publish_command(pg, store_dir, capsys):
+    url = pg.create_database("command")
+    assert main(["publish", "--store", str(store_dir), url]) == 0
+    said = capsys.readouterr().out
+    assert f"as version {Store.open(store_dir).version}" in said and "it is current" in said
+    assert main(["publish", "--store", str(store_dir), "/not/a/url"]) == 2
+    assert "is not a database URL; use postgresql://" in capsys.readouterr().err
+
+
+# --- the app serves the same from either backend ---------------------------------------------
+
+PESHAWAR_Z12 = mercantile.tile(*PESHAWAR, 12)
+PESHAWAR_Z7 = mercantile.tile(*PESHAWAR, 7)
+SERVED = [
+    "/ogc/collections",
+    "/ogc/collections/attacks",
+    "/ogc/collections/attacks/items?bbox=70,33,72,35&datetime=2016-01-01/2019-12-31&limit=50",
+    "/ogc/collections/attacks/items?actor=TTP&limit=20&offset=10",
+    "/ogc/collections/attacks/items?origin=ucdp",
+    "/ogc/collections/attacks/items/ucdp-t2",
+    "/ogc/collections/attacks/items/acled-T1",  # withheld: 403
+    "/ogc/collections/attacks/items/nope",  # 404
+    "/ogc/collections/attacks/items?bbox=1,2,3",  # 400
+    "/ogc/collections/districts/items?bbox=70.5,34,72,35",
+    "/ogc/collections/tehsils/items?district=peshawar&limit=5",
+    "/download/attacks.geojson?district=peshawar&from=2018",
+    "/download/attacks.csv?actor=ISKP&max_border_km=40",
+    "/download/districts.geojson",
+    "/api/map/attacks.json?from=2020&actor=TTP",
+    "/api/map/clusters.json?bbox=69,31,75,37&zoom=7",
+    f"/tiles/attacks/{PESHAWAR_Z7.z}/{PESHAWAR_Z7.x}/{PESHAWAR_Z7.y}.mvt",
+    f"/tiles/attacks/{PESHAWAR_Z12.z}/{PESHAWAR_Z12.x}/{PESHAWAR_Z12.y}.mvt",
+    f"/tiles/attacks/{PESHAWAR_Z7.z}/{PESHAWAR_Z7.x}/{PESHAWAR_Z7.y}.png?from=2017",
+    f"/tiles/districts/{PESHAWAR_Z7.z}/{PESHAWAR_Z7.x}/{PESHAWAR_Z7.y}.mvt",
+    "/tiles/attacks.json?actor=ISKP",
+]
+
+
+@pytest.fixture(scope="module")
+def clients(rich_dir, db_url) -> dict:
+    return {
+        "files": create_app({"STORE": str(rich_dir), "TESTING": True}).test_client(),
+        "postgis": create_app({"STORE": db_url, "TESTING": True}).test_client(),
+    }
+
+
+def _comparable(response) -> tuple:
+    body = response.get_data()
+    if response.mimetype in ("application/json", "application/geo+json") and body:
+        doc = orjson.loads(body)
+        if isinstance(doc, dict):
+            doc.pop("timeStamp", None)  # the moment of the answer
+        body = orjson.dumps(doc)
+    return response.status_code, response.mimetype, response.headers.get("ETag"), body
+
+
+@pytest.mark.parametrize("url", SERVED)
+def test_the_app_serves_the_same_from_both_backends(clients, url):
+    on_files = _comparable(clients["files"].get(url))
+    on_database = _comparable(clients["postgis"].get(url))
+    assert on_database == on_files
+
+
+@pytest.mark.parametrize("backend", ["files", "postgis"])
+def test_what_each_backend_serves_is_right(clients, fs, backend):
+    client = clients[backend]
+    page = client.get(
+        "/ogc/collections/attacks/items?bbox=70,33,72,35&datetime=2016-01-01/2019-12-31&limit=50"
+    ).get_json()
+    expected = fs.select("attacks", bbox=(70, 33, 72, 35), start="2016-01-01", end="2019-12-31")
+    assert page["numberMatched"] + page["withheld"]["count"] == len(expected) > 50
+    assert page["numberReturned"] == len(page["features"]) == 50
+    assert client.get("/ogc/collections/attacks/items/acled-T1").status_code == 403
+    tile = client.get(f"/tiles/attacks/{PESHAWAR_Z12.z}/{PESHAWAR_Z12.x}/{PESHAWAR_Z12.y}.mvt")
+    decoded = mapbox_vector_tile.decode(tile.get_data())
+    assert decoded["attacks"]["features"]
+    png = Image.open(io.BytesIO(client.get("/tiles/districts/7/89/52.png").get_data()))
+    assert png.size == (256, 256)
+    download = client.get("/download/attacks.geojson?actor=TTP").get_json()
+    assert download["metadata"]["count"] == len(download["features"]) > 100
+
+
+# --- a new version published while serving ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def newer_dir(tmp_path_factory, rich_dir, store) -> Path:
+    """rich_dir plus 300 more synthetic attacks (another version)."""
+    folder = tmp_path_factory.mktemp("pg-newer") / "store"
+    shutil.copytree(rich_dir, folder)
+    more = synthetic_attacks(300, store.query("districts"), seed=8)
+    for record in more:
+        record["id"] = record["id"].replace("synthetic-", "synthetic-b")
+    build_with_imports(folder, tmp_path_factory.mktemp("pg-newer-cache"), more)
+    return folder
+
+
+def _answer(store: Store) -> tuple:
+    """What a reader sees: its version, a count from the manifest and from a query, and the
+    features of the query's first page."""
+    positions = store.select("attacks", bbox=(70, 32, 73, 36), start="2016")
+    layer = store.layer("attacks")
+    page = [layer.feature_bytes(i) for i in positions[:30].tolist()]
+    return (
+        store.version,
+        store.manifest["layers"]["attacks"]["count"],
+        len(layer),
+        positions.tolist(),
+        page,
+    )
+
+
+def test_readers_see_one_version_or_the_other_while_one_is_published(pg, rich_dir, newer_dir):
+    url = pg.create_database("switching")
+    old, new = Store.open(rich_dir), Store.open(newer_dir)
+    expected = {s.version: _answer(s) for s in (old, new)}
+    assert len(expected) == 2 and expected[old.version] != expected[new.version]
+    publish(rich_dir, url)
+    seen: list[str] = []
+    wrong: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        # As a server does between requests: ask which version is current, open it when it
+        # changed, and answer from the store it holds.
+        store = open_store(url)
+        while not stop.is_set():
+            if current_version(url) != store.version:
+                store = open_store(url)
+            answer = _answer(store)
+            seen.append(answer[0])
+            if answer != expected.get(answer[0]):
+                wrong.append(answer[0])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        while len(seen) < 5:
+            time.sleep(0.05)
+        publish(newer_dir, url)
+        while seen.count(new.version) < 5:
+            assert reader.is_alive()
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        reader.join(timeout=60)
+    assert not wrong
+    assert seen[0] == old.version and seen[-1] == new.version
+    # once the new version is seen, the reader never goes back to the old one
+    assert old.version not in seen[seen.index(new.version) :]
