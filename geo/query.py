@@ -6,7 +6,7 @@
 
 The query parameters are declared once, in FILTERS (name, what it takes, an example): the map,
 the downloads, the OGC API, the tiles and the OpenAPI document read them from there, and a test
-checks the README's filters table against it. All are optional; lists are comma-separated or
+checks docs/api.md's filters table against it. All are optional; lists are comma-separated or
 repeated, and mean "any of".
 
 Parameters outside this list are ignored, not errors: the map page and the tiles have their own
@@ -37,7 +37,7 @@ from geo.vocab import CATEGORIES, EVENT_TYPES, read_actors
 @dataclass(frozen=True)
 class Filter:
     name: str  # the query parameter
-    help: str  # what it takes (the README's table and the OpenAPI document say the same)
+    help: str  # what it takes (docs/api.md's table and the OpenAPI document say the same)
     example: str
 
 

@@ -7,13 +7,13 @@ them: UCDP GED and Candidate Events, ACLED (CSV export or API JSON) and GTD (CSV
     for outcome in result.rejected:
         print(f"line {outcome.line}: {outcome}")
 
-Each record is a canonical attack property dict (see the README's attack schema) plus "lon" and
-"lat"; the caller builds the geometry and adds distance_to_border_km and former_fata. The third
-argument places points: district_locator(store) (geo.importers.places.KpPlaces: the tehsils and
-the border sliver rule, KP's outline for distances, the tehsils' names), or any function
-`in_kp(lon, lat)` returning a KP district id or None. How each format's columns map is told in
-its module's docstring; report.py turns a result into the import report. The build links
-records of different datasets that report the same event (geo.build.links).
+Each record is a canonical attack property dict (see the attack schema in docs/store.md) plus "lon"
+and "lat"; the caller builds the geometry and adds distance_to_border_km and former_fata. The third
+argument places points: district_locator(store) (geo.importers.places.KpPlaces: the tehsils and the
+border sliver rule, KP's outline for distances, the tehsils' names), or any function `in_kp(lon,
+lat)` returning a KP district id or None. How each format's columns map is told in its module's
+docstring; report.py turns a result into the import report. The build links records of different
+datasets that report the same event (geo.build.links).
 
 A row is taken when its point lies in KP, whatever its names say (geo.importers.places). Every
 other row has an Outcome: "refused" (read correctly, not for this map: outside KP, an event type

@@ -17,7 +17,7 @@ from geo.errors import InvalidQuery
 
 # geo.tiles.tiler (numpy, shapely, Pillow, protobuf) is imported only when a tiles command runs, so
 # that adding these subcommands costs every other kpmap command nothing.
-LAYERS = "attacks, districts, durand_line or basemap"
+LAYERS = "attacks, districts, tehsils, durand_line or basemap"  # geo.tiles.TILE_LAYERS (tested)
 FORMATS = "mvt, png, @2x.png"
 
 
