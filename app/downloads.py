@@ -98,8 +98,8 @@ def download_csv(layer: str) -> Response:
 
     filename = _filename(store, name, "csv")
     response = _send(chunks, "text/csv", etag, filename, kept_as="" if kwargs else "kpmap-attacks")
-    response.headers["Kpmap-Withheld"] = str(withheld.count)
-    if withheld.count:
+    response.headers["Kpmap-Withheld"] = str(withheld.count if withheld else 0)
+    if withheld and withheld.count:
         reason = withheld.notice(policy.datasets)["reason"]
         response.headers["Kpmap-Withheld-Reason"] = reason.encode("ascii", "replace").decode()
     return response

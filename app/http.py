@@ -20,7 +20,7 @@ import hashlib
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import brotli
 from flask import Flask, Response, request
@@ -147,7 +147,8 @@ def respond_file(
     )
     # Not direct_passthrough: werkzeug would then never call the response's close hooks.
     response.call_on_close(f.close)
-    return response.make_conditional(request, accept_ranges=True, complete_length=length)
+    conditional = response.make_conditional(request, accept_ranges=True, complete_length=length)
+    return cast(Response, conditional)  # werkzeug's stub names its own Response class
 
 
 class _ClosingFile(FileWrapper):

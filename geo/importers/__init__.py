@@ -188,11 +188,11 @@ def _place_all(
         result.records.append(rec)
         result.notices += [Notice(line, rec["id"], kind, text) for kind, text in notices]
     distances = places.distances_km([e.lon for _, e in outside], [e.lat for _, e in outside])
-    for (i, exc), km in zip(outside, distances, strict=True):
+    for (i, refused), km in zip(outside, distances, strict=True):
         away = f"{km:g} km outside KP" if km is not None else "outside KP (distance not measured)"
         old = result.outcomes[i]
-        detail = f"{exc.detail}: {away}"
-        result.outcomes[i] = Outcome(old.line, exc.status, old.id, exc.reason, detail)
+        detail = f"{refused.detail}: {away}"
+        result.outcomes[i] = Outcome(old.line, refused.status, old.id, refused.reason, detail)
 
 
 def _row_id(module: ModuleType, row: dict[str, str]) -> str | None:

@@ -24,7 +24,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -339,7 +339,7 @@ def _rows(layer: Layer, cols: _Columns) -> Iterator[tuple]:
     features are walked once per column in C rather than once per value in Python."""
     n = len(layer)
     geometries = shapely.set_srid(layer.geometries(), 4326)
-    columns: list[Sequence[Any]] = [
+    columns: list[Iterable[Any]] = [
         range(n),
         layer.ids.tolist(),
         shapely.to_wkb(geometries, hex=True, include_srid=True).tolist(),
@@ -355,10 +355,11 @@ def _rows(layer: Layer, cols: _Columns) -> Iterator[tuple]:
         number = layer.number(key).astype(object)
         number[np.isnan(layer.number(key))] = None
         columns.append(number.tolist())
-    if cols.time:
-        for days in layer.time_spans():
+    spans = layer.time_spans()
+    if cols.time and spans is not None:
+        for days in spans:
             columns.append([date.fromordinal(d) for d in days.tolist()])
-    columns.append(_feature_texts(layer))
+    columns.append(_feature_texts(layer))  # a generator: the texts are never all in memory
     return zip(*columns, strict=True)
 
 
