@@ -12,7 +12,7 @@ from geo.errors import BuildError, LayerNotFound
 from geo.licences import read_datasets
 from geo.store import Store
 from geo.store.schemas import validate_store
-from tests.helpers import offline_mirror
+from tests.helpers import offline_mirror, write_ucdp_csv
 
 
 def test_built_store_is_valid(store_dir):
@@ -246,30 +246,6 @@ def test_linked_records_are_one_attack_whose_figures_cover_every_member(linked_s
 
 def _authored_in(store, district):
     return len(store.query("attacks", district=district, origin="authored"))
-
-
-def write_ucdp_csv(path, rows):
-    """A UCDP GED CSV in the fixture's layout, each row SYNTHETIC ({column: value} overrides)."""
-    import csv
-
-    from tests.test_importers import SAMPLES
-
-    header = SAMPLES["ucdp"].read_text(encoding="utf-8").splitlines()[0].split(",")
-    base = {
-        "year": "2018", "active_year": "1", "code_status": "Clear", "type_of_violence": "1",
-        "side_a": "Government of Pakistan", "side_b": "TTP", "number_of_sources": "1",
-        "source_article": "Synthetic wire", "source_headline": "Synthetic test row, not an event",
-        "where_prec": "1", "where_coordinates": "Synthetic place",
-        "adm_1": "Khyber Pakhtunkhwa province", "country": "Pakistan", "country_id": "770",
-        "region": "Asia", "event_clarity": "1", "date_prec": "1", "deaths_a": "0",
-        "deaths_b": "0", "deaths_civilians": "0", "deaths_unknown": "0", "gwnoa": "770",
-    }  # fmt: skip
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, header, restval="")
-        writer.writeheader()
-        for row in rows:
-            day = row.pop("day")
-            writer.writerow({**base, "date_start": day, "date_end": day, **row})
 
 
 def _ucdp_rows():
