@@ -57,10 +57,21 @@ def test_cited_publications_leave_the_datasets_to_the_layer_sources():
 
 def test_every_dataset_publication_is_a_credited_source():
     from geo.build.synth import SYNTHETIC_SOURCE
-    from geo.importers import acled, gtd, ucdp
+    from geo.importers import IMPORTERS
 
     names = {dataset.publication for dataset in read_datasets().values()}
-    assert {acled.NAME, gtd.NAME, ucdp.NAME, SYNTHETIC_SOURCE["publication"]} <= names
+    assert {i.name for i in IMPORTERS.values()} | {SYNTHETIC_SOURCE["publication"]} <= names
+
+
+def test_every_importer_declares_its_terms_and_its_ids():
+    from geo.importers import FORMATS, IMPORTERS
+
+    assert FORMATS == ("acled", "gtd", "ucdp")
+    for fmt, importer in IMPORTERS.items():
+        terms = importer.terms()  # its entry in data/datasets.toml
+        assert importer.origin == fmt and terms.licence and terms.attribution
+        assert importer.layouts and importer.row_id({importer.id_column: " 7 "}) == f"{fmt}-7"
+        assert importer.row_id({}) is None
 
 
 def test_geojson_is_rfc7946(store_dir):
