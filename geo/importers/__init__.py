@@ -67,9 +67,7 @@ __all__ = [
 ]
 
 # Every importer, by the FORMAT `kpmap import` takes (its records' origin).
-IMPORTERS: dict[str, Importer] = {
-    i.origin: i for i in (acled.IMPORTER, gtd.IMPORTER, ucdp.IMPORTER)
-}
+IMPORTERS: dict[str, Importer] = {i.origin: i for i in map(Importer.of, (acled, gtd, ucdp))}
 FORMATS = tuple(IMPORTERS)
 
 

@@ -52,7 +52,6 @@ from geo.importers.common import (
 from geo.importers.layouts import Layout
 from geo.importers.parties import actor_of, is_foreign_state, is_state, party
 from geo.importers.places import Names, Unplaced
-from geo.importers.registry import Importer
 
 NAME = "ACLED"
 ORIGIN = "acled"
@@ -233,16 +232,3 @@ def _target_of(victims: str) -> str:
         if re.search(pattern, victims):
             return target
     return "other"
-
-
-IMPORTER = Importer(
-    name=NAME,
-    origin=ORIGIN,
-    layouts=LAYOUTS,
-    id_column=ID_COLUMN,
-    id_prefix=ID_PREFIX,
-    convert=convert,
-    dataset_of=dataset_of,
-    release_key=release_key,
-    release_of=release_of,
-)

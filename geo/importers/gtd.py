@@ -49,7 +49,6 @@ from geo.importers.common import (
 from geo.importers.layouts import Layout
 from geo.importers.parties import actor_of, party
 from geo.importers.places import Names, Unplaced, reported_districts
-from geo.importers.registry import Importer
 
 NAME = "GTD"
 ORIGIN = "gtd"
@@ -274,16 +273,3 @@ def _target(row: dict[str, str]) -> str:
     if "political party" in subtype or "politician" in subtype:
         return "political party"
     return TARGET_TYPES.get(row["targtype1_txt"].strip().lower(), "other")
-
-
-IMPORTER = Importer(
-    name=NAME,
-    origin=ORIGIN,
-    layouts=LAYOUTS,
-    id_column=ID_COLUMN,
-    id_prefix=ID_PREFIX,
-    convert=convert,
-    dataset_of=dataset_of,
-    release_key=release_key,
-    release_of=release_of,
-)

@@ -60,7 +60,6 @@ from geo.importers.common import (
 from geo.importers.layouts import Layout
 from geo.importers.parties import actor_of, is_foreign_state, is_state, party
 from geo.importers.places import KpPlaces, Names, Unplaced, reported_districts
-from geo.importers.registry import Importer
 
 NAME = "UCDP GED"
 ORIGIN = "ucdp"
@@ -252,16 +251,3 @@ def _date(row: dict[str, str]) -> tuple[str, str, str | None]:
     if start.day == 1 and end == period(f"{start:%Y-%m}").last:
         return f"{start:%Y-%m}", "month", None
     return start.isoformat(), "range", end.isoformat()
-
-
-IMPORTER = Importer(
-    name=NAME,
-    origin=ORIGIN,
-    layouts=LAYOUTS,
-    id_column=ID_COLUMN,
-    id_prefix=ID_PREFIX,
-    convert=convert,
-    dataset_of=dataset_of,
-    release_key=release_key,
-    release_of=release_of,
-)
