@@ -282,6 +282,8 @@ def _download_filters(name: str) -> tuple[dict[str, Any], list[str]]:
     if name != "attacks":
         allowed = area_filters(name)
         skipped = [k for k in FILTER_PARAMS if k not in allowed and args.get(k)]
+        # Not applied here, but a malformed value is still a 400: it is wrong for any layer.
+        parse_filters(MultiDict([(k, v) for k, v in args.items(multi=True) if k in skipped]))
         args = MultiDict([(k, v) for k, v in args.items(multi=True) if k in allowed])
     return parse_filters(args, name), skipped
 

@@ -229,10 +229,10 @@ def _values(args: Mapping[str, str], key: str) -> list[str]:
             values.append(item.strip())
         else:
             values += [v.strip() for v in item.split(",")]
-    values = [v for v in values if v]
+    # Empty items count too ("a,,b" is three), as the OpenAPI document's maxItems counts them.
     if len(values) > MAX_LIST_ITEMS:
         raise InvalidQuery(f"{key} lists more than {MAX_LIST_ITEMS} values")
-    return values
+    return [v for v in values if v]
 
 
 def _single(key: str, values: list[str]) -> str:
