@@ -68,9 +68,15 @@ def init_app(app: Flask) -> Resources:
         tile_memory=int(app.config["TILE_MEMORY_MB"]) * 2**20,
     )
     app.extensions[KEY] = resources
-    # Read the attack columns and make the tiler and tile cache now, and for each new store
-    # before it is served, rather than on a first request: about a second per 100,000 attacks.
-    for warm in (aggregate.attack_table, lambda s: _tile_cache(resources, s)):
+    # Read the attack columns, make the tiler with every index it reads (geo.tiles.Tiler.warm)
+    # and the tile cache now, and for each new store before it is served, rather than on a
+    # first request: about a second per 100,000 attacks. Under gunicorn's --preload this runs
+    # in the master, so every worker is forked ready and shares the indexes' memory.
+    for warm in (
+        aggregate.attack_table,
+        lambda s: _tiler(resources, s).warm(),
+        lambda s: _tile_cache(resources, s),
+    ):
         warm(live.current())
         live.warm.append(warm)
     return resources
@@ -159,6 +165,13 @@ def get_tiler() -> tiles.Tiler:
 def get_tile_cache() -> TileCache:
     """The tile cache of this request's store version."""
     return _tile_cache(resources(), get_store())
+
+
+def served_tile_cache(app: Flask) -> TileCache:
+    """The tile cache of the store version served now, outside a request (for app/tiles.py's
+    fast path, which answers a cached tile without a request context)."""
+    res: Resources = app.extensions[KEY]
+    return _tile_cache(res, res.live.current())
 
 
 def get_renders() -> RenderCache:
