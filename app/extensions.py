@@ -167,11 +167,15 @@ def get_tile_cache() -> TileCache:
     return _tile_cache(resources(), get_store())
 
 
-def served_tile_cache(app: Flask) -> TileCache:
-    """The tile cache of the store version served now, outside a request (for app/tiles.py's
-    fast path, which answers a cached tile without a request context)."""
-    res: Resources = app.extensions[KEY]
-    return _tile_cache(res, res.live.current())
+def live_store(app: Flask) -> LiveStore:
+    """The app's live store, outside a request (app/tiles.py's fast path, which answers a cached
+    tile without a request context, takes the store with `current()` as get_store does)."""
+    return app.extensions[KEY].live
+
+
+def tile_cache_of(app: Flask, store: Store) -> TileCache:
+    """The tile cache of a store version taken from live_store(app), outside a request."""
+    return _tile_cache(app.extensions[KEY], store)
 
 
 def get_renders() -> RenderCache:

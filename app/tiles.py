@@ -32,7 +32,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.http import parse_etags
 
 from app import http
-from app.extensions import get_store, get_tile_cache, get_tiler, served_tile_cache
+from app.extensions import get_store, get_tile_cache, get_tiler, live_store, tile_cache_of
 from geo import tiles
 from geo.errors import InvalidQuery
 from geo.query import FILTER_PARAMS, parse_filters, shown
@@ -162,12 +162,14 @@ _FAST_TILE = re.compile(
 )
 # Requests the view answers, whatever the cache holds: byte ranges, and the conditions other
 # than If-None-Match (werkzeug's make_conditional decides those).
-_VIEW_HEADERS = (
-    "HTTP_RANGE",
-    "HTTP_IF_RANGE",
-    "HTTP_IF_MATCH",
-    "HTTP_IF_MODIFIED_SINCE",
-    "HTTP_IF_UNMODIFIED_SINCE",
+_VIEW_HEADERS = frozenset(
+    {
+        "HTTP_RANGE",
+        "HTTP_IF_RANGE",
+        "HTTP_IF_MATCH",
+        "HTTP_IF_MODIFIED_SINCE",
+        "HTTP_IF_UNMODIFIED_SINCE",
+    }
 )
 
 StartResponse = Callable[..., Any]
@@ -186,6 +188,9 @@ class FastTiles:
     def __init__(self, app: Flask, wsgi_app: WSGIApp):
         self.app = app
         self.wsgi_app = wsgi_app  # what answers everything else (Flask)
+        self.live = live_store(app)
+        # The store served and its tile cache, looked up again when the store changes.
+        self._served: tuple[Any, TileCache] | None = None
         max_age = int(app.config["TILE_MAX_AGE"])
         shared = [("Cache-Control", f"public, max-age={max_age}")]
         shared += [
@@ -208,7 +213,7 @@ class FastTiles:
         method = environ["REQUEST_METHOD"]
         if (method == "GET" or method == "HEAD") and not environ.get("QUERY_STRING"):
             match = _FAST_TILE.match(environ.get("PATH_INFO", ""))
-            if match and not any(name in environ for name in _VIEW_HEADERS):
+            if match and environ.keys().isdisjoint(_VIEW_HEADERS):
                 try:
                     answer = self.answer(match, environ)
                 except Exception:  # noqa: BLE001 - the view answers it, errors and all
@@ -229,7 +234,11 @@ class FastTiles:
             return None
         fmt = match["ext"] or "@2x.png"
         key = TileKey(layer, z, x, y, fmt)
-        cache = served_tile_cache(self.app)
+        store = self.live.current()  # once per request, as get_store() takes it
+        served = self._served
+        if served is None or served[0] is not store:
+            served = self._served = (store, tile_cache_of(self.app, store))
+        cache = served[1]
         cached = cache.get(key)
         if cached is None:
             return None

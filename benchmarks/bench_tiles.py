@@ -182,22 +182,21 @@ def load_test(store: Path, urls: list[str], duration: int) -> None:
     if wrk is None:
         print("  skipped: wrk is not installed (apt-get install -y wrk)")
         return
-    port = free_port()
     env = {**os.environ, "KPMAP_STORE": str(store)}
-    with tempfile.TemporaryDirectory() as work, Gunicorn(port, "wsgi:app", env, Path(work) / "log"):
-        base = f"http://127.0.0.1:{port}"
-        wait_until_up(base + "/tiles/attacks.json")
-        paths = urls[:400]
-        script = write_script(Path(work) / "gzip.lua", paths, {"Accept-Encoding": "gzip"})
-        wrk_run(wrk, base, script, 5, 32)  # fills every worker's memory cache
-        result = wrk_run(wrk, base, script, duration, 32)
-        ok = result["rate"] >= TARGETS["load"] and not result["errors"]
-        print(f"  {len(paths)} tile URLs, {duration} s, 2 threads, 32 connections")
-        print(
-            f"  {result['rate']:,.0f} tiles/s, p50 {result['p50']:.1f} ms, "
-            f"p99 {result['p99']:.1f} ms, errors {result['errors']} (load {result['load']})"
-        )
-        print(f"  -> {'meets' if ok else 'MISSES'} >= {TARGETS['load']:.0f} tiles/s, no errors")
+    with tempfile.TemporaryDirectory() as work:
+        with Gunicorn(free_port(), "wsgi:app", env, Path(work)) as server:
+            wait_until_up(server.url + "/tiles/attacks.json")
+            paths = urls[:400]
+            script = write_script(Path(work) / "gzip.lua", paths, {"Accept-Encoding": "gzip"})
+            wrk_run(wrk, server, script, 5, 32)  # fills every worker's memory cache
+            result = wrk_run(wrk, server, script, duration, 32)
+    ok = result["rate"] >= TARGETS["load"] and not result["errors"]
+    print(f"  {len(paths)} tile URLs, {duration} s, 2 threads, 32 connections")
+    print(
+        f"  {result['rate']:,.0f} tiles/s, p50 {result['p50']:.1f} ms, "
+        f"p99 {result['p99']:.1f} ms, errors {result['errors']} (load {result['load']})"
+    )
+    print(f"  -> {'meets' if ok else 'MISSES'} >= {TARGETS['load']:.0f} tiles/s, no errors")
 
 
 def wait_until_up(url: str, timeout: float = 600) -> None:

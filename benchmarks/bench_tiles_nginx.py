@@ -1,6 +1,7 @@
 """kpmap against nginx on the same warm tiles, side by side in one run.
 
     python -m benchmarks.bench_tiles_nginx [STORE_DIR] [--zoom 0-12] [--duration 10] [--rounds 3]
+        [--granian DIR]
 
 Without STORE_DIR it builds one with `kpmap synth 1000000 --store /tmp/kpmap-bench-tiles`
 (about 2.5 minutes; kept for the next run). Needs wrk and nginx (`apt-get install wrk nginx`);
@@ -14,14 +15,19 @@ prints figures and asserts nothing.
    written there, its folder and ports put in: /tiles/ from the seeded cache with
    gzip_static, misses and filtered tiles passed to the app.
 4. The same warm tiles (up to --tiles of the seeded files) with `Accept-Encoding: gzip`, from
-   kpmap directly and from nginx, --rounds times in turn (kpmap, nginx, kpmap, ...), wrk with
-   2 threads and 8 connections; then the same without Accept-Encoding, and a WSGI app that
-   answers a fixed tile-sized body under the same gunicorn (what gevent's server costs per
-   request, the floor under any Flask view). The medians of the rounds are printed, with the
-   load average before each run: the machine's 2 cores are shared by the server and wrk.
+   kpmap directly, from nginx, and from a WSGI app that answers a fixed tile-sized body under
+   the same gunicorn (what gunicorn's gevent worker costs per request: the floor under any
+   Flask view), --rounds times in turn, wrk with 2 threads and 8 connections; then kpmap and
+   nginx without Accept-Encoding. With --granian DIR the app and the fixed body under granian's
+   WSGI server too, and with --before DIR another checkout's code (the figures before a
+   change). The medians of the rounds are printed, with the load
+   average before each run (the machine's 2 cores are shared by the servers, wrk and whatever
+   else runs) and each server's CPU time per answer (its processes' user + system time over the
+   run, divided by the answers: steadier than tiles/s on a busy machine).
 """
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -54,6 +60,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each, in turn")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="DIR",
+        help="also serve the code of another checkout (its wsgi:app), e.g. the main branch",
+    )
+    parser.add_argument(
+        "--granian",
+        metavar="DIR",
+        help="also serve the app with granian's WSGI server, importable from DIR (e.g. "
+        "`pip install --target DIR granian`): what another server would change",
+    )
     args = parser.parse_args()
 
     wrk = shutil.which("wrk")
@@ -100,52 +118,60 @@ def run(args: argparse.Namespace, wrk: str, work: Path) -> None:
     chosen = rng.sample(files, min(args.tiles, len(files)))
     paths = ["/tiles/" + str(f.relative_to(cache / "current")) for f in chosen]
 
-    app_port, nginx_port, hello_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "KPMAP_STORE": str(args.store),
         "KPMAP_TILE_CACHE_DIR": str(cache),
         "KPMAP_STORE_CHECK_INTERVAL": "3600",
     }
-    with (
-        Gunicorn(app_port, "wsgi:app", env, work / "gunicorn.log") as started_at,
-        Nginx(nginx_port, app_port, cache, work / "nginx"),
-    ):
-        app = f"http://127.0.0.1:{app_port}"
-        ready = wait_until_up(app + "/ogc")
-        up = ready - started_at
+    app_port, nginx_port = free_port(), free_port()
+    fixed = "benchmarks.bench_tiles_nginx:fixed_tile"
+    with contextlib.ExitStack() as stack:
+        started_at = time.monotonic()
+        servers = {"kpmap": stack.enter_context(Gunicorn(app_port, "wsgi:app", env, work))}
+        app = servers["kpmap"].url
+        up = wait_until_up(app + "/ogc") - started_at
         print(f"\ngunicorn as `make run` (wsgi:app, gunicorn_conf.py): up in {up:.1f} s")
-        first_tiles(app, files)
-        front = f"http://127.0.0.1:{nginx_port}"
-        check_same(app, front, paths)
+        first_tiles(app, files, (0, 1))
+        if args.before:
+            # Another checkout's code (e.g. `git archive main | tar -x -C DIR`) on the same store
+            # and cache: the figures before a change, in the same run.
+            started_at = time.monotonic()
+            before = Gunicorn(free_port(), "wsgi:app", env, work, root=args.before)
+            servers["before"] = stack.enter_context(before)
+            up = wait_until_up(before.url + "/ogc") - started_at
+            print(f"the code in {args.before}, as `make run` serves it: up in {up:.1f} s")
+            first_tiles(before.url, files, (2, 3))
+        servers["nginx"] = stack.enter_context(Nginx(nginx_port, app_port, cache, work / "nginx"))
+        check_same(app, servers["nginx"].url, paths)
+        # What gunicorn's gevent worker costs by itself: the same config, fixed bytes.
+        servers["gevent, fixed body"] = stack.enter_context(Gunicorn(free_port(), fixed, env, work))
+        if args.granian:
+            # The same app under another server, for comparison (not how `make run` serves).
+            for name, target in (("granian kpmap", "wsgi:app"), ("granian, fixed body", fixed)):
+                server = Granian(free_port(), target, {**env, "PYTHONPATH": args.granian}, work)
+                servers[name] = stack.enter_context(server)
+        for server in servers.values():
+            wait_until_up(server.url + "/tiles/attacks/0/0/0.mvt")
         print(
             f"\nwarm tiles: {len(paths)} seeded attack MVTs, wrk -t2 -c{args.connections} "
-            f"-d{args.duration}s, {args.rounds} rounds in turn (medians; load = 1-min average)"
+            f"-d{args.duration}s, {args.rounds} rounds in turn (medians; load = 1-min average; "
+            "CPU = the server's processes' CPU time per answer)"
         )
         script_gz = write_script(work / "gzip.lua", paths, {"Accept-Encoding": "gzip"})
         script_id = write_script(work / "identity.lua", paths, {})
-        for url in (app, front):  # warm every worker's memory cache and the page cache
-            wrk_run(wrk, url, script_gz, 3, args.connections)
+        for server in servers.values():  # every worker's memory cache, the page cache
+            wrk_run(wrk, server, script_gz, 3, args.connections)
         results: dict[str, list[dict]] = {}
         for _ in range(args.rounds):
-            for name, url, script in (
-                ("kpmap gzip", app, script_gz),
-                ("nginx gzip", front, script_gz),
-            ):
-                results.setdefault(name, []).append(
-                    wrk_run(wrk, url, script, args.duration, args.connections)
+            for name, server in servers.items():
+                results.setdefault(f"{name} gzip", []).append(
+                    wrk_run(wrk, server, script_gz, args.duration, args.connections)
                 )
-        for name, url in (("kpmap identity", app), ("nginx identity", front)):
-            results[name] = [wrk_run(wrk, url, script_id, args.duration, args.connections)]
-    # gevent's own cost: the same gunicorn config, a WSGI app that only answers fixed bytes
-    with Gunicorn(hello_port, "benchmarks.bench_tiles_nginx:fixed_tile", env, work / "hello.log"):
-        hello = f"http://127.0.0.1:{hello_port}"
-        wait_until_up(hello + "/")
-        wrk_run(wrk, hello, script_gz, 2, args.connections)
-        results["gunicorn gevent, fixed body"] = [
-            wrk_run(wrk, hello, script_gz, args.duration, args.connections)
-            for _ in range(args.rounds)
-        ]
+        for name in ("kpmap", "nginx"):
+            results[f"{name} identity"] = [
+                wrk_run(wrk, servers[name], script_id, args.duration, args.connections)
+            ]
     report(results)
 
 
@@ -153,16 +179,20 @@ def run(args: argparse.Namespace, wrk: str, work: Path) -> None:
 
 
 def report(results: dict[str, list[dict]]) -> None:
-    print(f"\n{'':28} {'tiles/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'MiB/s':>7}  errors  load")
+    print(
+        f"\n{'':28} {'tiles/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'MiB/s':>7} {'CPU µs':>7}"
+        "  errors  load"
+    )
     medians = {}
     for name, runs in results.items():
-        m = {k: statistics.median(r[k] for r in runs) for k in ("rate", "p50", "p99", "mibs")}
+        keys = ("rate", "p50", "p99", "mibs", "cpu")
+        m = {k: statistics.median(r[k] for r in runs) for k in keys}
         medians[name] = m
         errors = sum(r["errors"] for r in runs)
         loads = ", ".join(r["load"] for r in runs)
         print(
-            f"{name:28} {m['rate']:9,.0f} {m['p50']:7.2f} {m['p99']:7.2f} {m['mibs']:7.1f}  "
-            f"{errors:6}  {loads}"
+            f"{name:28} {m['rate']:9,.0f} {m['p50']:7.2f} {m['p99']:7.2f} {m['mibs']:7.1f} "
+            f"{m['cpu']:7.0f}  {errors:6}  {loads}"
         )
     for coding in ("gzip", "identity"):
         ours, theirs = medians[f"kpmap {coding}"], medians[f"nginx {coding}"]
@@ -175,12 +205,15 @@ def report(results: dict[str, list[dict]]) -> None:
                 f"{'met' if met else 'NOT met'})"
             )
         print(line)
-    floor = medians["gunicorn gevent, fixed body"]
-    print(
-        f"gunicorn's gevent worker answering fixed bytes: {floor['rate']:,.0f}/s = "
-        f"{floor['rate'] / medians['nginx gzip']['rate']:.3f} of nginx; kpmap's tiles are "
-        f"{medians['kpmap gzip']['rate'] / floor['rate']:.2f} of that ceiling"
-    )
+    nginx, kpmap = medians["nginx gzip"], medians["kpmap gzip"]
+    for name in ("before", "gevent, fixed body", "granian kpmap", "granian, fixed body"):
+        if f"{name} gzip" in medians:
+            m = medians[f"{name} gzip"]
+            print(
+                f"{name}: {m['rate'] / nginx['rate']:.3f} of nginx's tiles/s, "
+                f"{m['cpu'] / nginx['cpu']:.1f}x nginx's CPU per answer"
+            )
+    print(f"kpmap: {kpmap['cpu'] / nginx['cpu']:.1f}x nginx's CPU per answer")
 
 
 def load() -> str:
@@ -190,32 +223,39 @@ def load() -> str:
 # --- the servers ----------------------------------------------------------------------------
 
 
-class Gunicorn:
-    """gunicorn as the Makefile's run target starts it, on `port`; yields its start time."""
+class Server:
+    """A server started for the benchmark, its URL and its processes (for their CPU time)."""
 
-    def __init__(self, port: int, target: str, env: dict, log: Path):
-        self.command = [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "--config",
-            "gunicorn_conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            target,
-        ]
-        self.env, self.log = env, log
+    url: str
 
-    def __enter__(self) -> float:
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+
+class Gunicorn(Server):
+    """gunicorn as the Makefile's run target starts it, on `port`."""
+
+    def __init__(self, port: int, target: str, env: dict, work: Path, root: Path = ROOT):
+        self.command = [str(Path(sys.executable).with_name("gunicorn")), "--config"]
+        self.command += ["gunicorn_conf.py", "--bind", f"127.0.0.1:{port}", target]
+        self.env, self.log = env, work / f"gunicorn-{port}.log"
+        self.url = f"http://127.0.0.1:{port}"
+        self.root = root
+
+    def __enter__(self) -> "Gunicorn":
         self.out = self.log.open("wb")
-        started = time.monotonic()
         self.server = subprocess.Popen(
             self.command,
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env,
             stdout=self.out,
             stderr=self.out,
             start_new_session=True,
         )
-        return started
+        return self
+
+    def pids(self) -> list[int]:
+        return [self.server.pid, *descendants(self.server.pid)]
 
     def __exit__(self, *exc) -> None:
         os.killpg(self.server.pid, signal.SIGTERM)
@@ -223,11 +263,22 @@ class Gunicorn:
         self.out.close()
 
 
-class Nginx:
+class Granian(Gunicorn):
+    """granian's WSGI server (2 workers, Rust I/O), given on PYTHONPATH: a comparison."""
+
+    def __init__(self, port: int, target: str, env: dict, work: Path):
+        super().__init__(port, target, env, work)
+        self.command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers"]
+        self.command += ["2", "--blocking-threads", "1", "--host", "127.0.0.1"]
+        self.command += ["--port", str(port), target]
+
+
+class Nginx(Server):
     """nginx with the docs' snippet, its own prefix, pid file and temporary folders."""
 
     def __init__(self, port: int, app_port: int, cache: Path, prefix: Path):
         self.prefix = prefix
+        self.url = f"http://127.0.0.1:{port}"
         prefix.mkdir()
         snippet = nginx_snippet()
         snippet = snippet.replace("/var/cache/kpmap-tiles/", f"{cache}/")
@@ -253,7 +304,7 @@ http {{
 """
         )
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> "Nginx":
         subprocess.run(
             [NGINX, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"), "-t", "-q"],
             check=True,
@@ -261,6 +312,11 @@ http {{
         subprocess.run(
             [NGINX, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf")], check=True
         )
+        return self
+
+    def pids(self) -> list[int]:
+        master = int((self.prefix / "nginx.pid").read_text())
+        return [master, *descendants(master)]
 
     def __exit__(self, *exc) -> None:
         pid = int((self.prefix / "nginx.pid").read_text())
@@ -278,7 +334,8 @@ def nginx_snippet() -> str:
 
 
 def fixed_tile(environ, start_response):
-    """A WSGI app answering 8 KB of fixed bytes with a tile's headers: gevent's floor."""
+    """A WSGI app answering a tile's worth of fixed bytes with a tile's headers: the least a
+    Python server's request can cost, the floor under any view."""
     start_response(
         "200 OK",
         [
@@ -294,7 +351,26 @@ def fixed_tile(environ, start_response):
     return [_FIXED]
 
 
-_FIXED = random.Random(0).randbytes(8192)
+_FIXED = random.Random(0).randbytes(13_000)  # a gzip-coded attack tile's mean size
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        found += [int(child), *descendants(int(child))]
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -317,14 +393,21 @@ def wait_until_up(url: str, timeout: float = 600) -> float:
 # --- measures -------------------------------------------------------------------------------
 
 
-def first_tiles(app: str, seeded: list[Path], count: int = 16) -> None:
-    """`count` connections at once, each asking a different tile no cache holds: a zoom 13
-    child of a seeded zoom 12 tile (so it holds attacks, and the index is needed)."""
-    parents = [f for f in seeded if f.parent.parent.name == "12"]
-    chosen = random.Random(1).sample(parents, min(count, len(parents)))
-    urls = [
-        f"{app}/tiles/attacks/13/{2 * int(f.parent.name)}/{2 * int(f.stem)}.mvt" for f in chosen
-    ]
+def first_tiles(app: str, seeded: list[Path], children: tuple[int, int], count: int = 16) -> None:
+    """The first tiles of fresh workers against tiles of warm ones: `count` connections at once,
+    each asking a tile no cache holds (a zoom 13 child of a seeded zoom 12 tile, so it holds
+    attacks and needs the attack index), then `count` other such tiles. With every index built
+    before the workers fork, the two take the same time; built on a first tile, the first
+    batch pays for it. `children` picks which two of the four children (0-3) are asked, so that
+    servers sharing one disk cache each render their own."""
+    parents = random.Random(1).sample(
+        [f for f in seeded if f.parent.parent.name == "12"],
+        min(count, sum(f.parent.parent.name == "12" for f in seeded)),
+    )
+
+    def url(f: Path, child: int) -> str:
+        x, y = 2 * int(f.parent.name) + child % 2, 2 * int(f.stem) + child // 2
+        return f"{app}/tiles/attacks/13/{x}/{y}.mvt"
 
     def fetch(url: str) -> float:
         started = time.perf_counter()
@@ -332,13 +415,14 @@ def first_tiles(app: str, seeded: list[Path], count: int = 16) -> None:
             r.read()
         return time.perf_counter() - started
 
-    with ThreadPoolExecutor(count) as pool:
-        times = sorted(pool.map(fetch, urls))
-    print(
-        f"  first tiles of fresh workers ({len(times)} uncached z13 attack tiles on as many "
-        f"connections at once): median {statistics.median(times) * 1000:.0f} ms, "
-        f"max {times[-1] * 1000:.0f} ms (load {load()})"
-    )
+    for label, child in zip(("fresh workers", "then, warm"), children, strict=True):
+        with ThreadPoolExecutor(count) as pool:
+            times = sorted(pool.map(fetch, [url(f, child) for f in parents]))
+        print(
+            f"  {label}: {len(times)} uncached z13 attack tiles on as many connections at once: "
+            f"median {statistics.median(times) * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms "
+            f"(load {load()})"
+        )
 
 
 def check_same(app: str, front: str, paths: list[str], sample: int = 20) -> None:
@@ -389,14 +473,17 @@ end
     return path
 
 
-def wrk_run(wrk: str, base: str, script: Path, duration: int, connections: int) -> dict:
+def wrk_run(wrk: str, server: Server, script: Path, duration: int, connections: int) -> dict:
     before = load()
+    pids = server.pids()
+    cpu = cpu_seconds(pids)
     out = subprocess.run(
-        [wrk, "-t2", f"-c{connections}", f"-d{duration}s", "-s", str(script), base + "/"],
+        [wrk, "-t2", f"-c{connections}", f"-d{duration}s", "-s", str(script), server.url + "/"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    cpu = cpu_seconds(pids) - cpu
     requests, micros, size, p50, p99, errors = map(int, re.search(r"RESULT (.*)", out)[1].split())
     seconds = micros / 1e6
     return {
@@ -404,6 +491,7 @@ def wrk_run(wrk: str, base: str, script: Path, duration: int, connections: int) 
         "p50": p50 / 1000,
         "p99": p99 / 1000,
         "mibs": size / seconds / 2**20,
+        "cpu": cpu / max(requests, 1) * 1e6,
         "errors": errors,
         "load": before.split()[0],
     }
