@@ -9,8 +9,8 @@ prints figures and asserts nothing.
 
 1. `kpmap tiles seed attacks --format mvt` into a fresh cache folder, as an operator runs it.
 2. gunicorn as `make run` starts it (gunicorn_conf.py: gevent workers, --preload, `wsgi:app`),
-   with KPMAP_TILE_CACHE_DIR on that folder. As soon as it answers, 16 connections at once ask
-   for 16 different tiles no cache holds (zoom 13): the first tile of each fresh worker.
+   with KPMAP_TILE_CACHE_DIR on that folder; and, apart, the same with one worker, asked for
+   tiles no cache holds as soon as it answers: what a fresh worker's first tiles take.
 3. nginx with the snippet of docs/tiles.md ("Serving the tile cache with nginx") as it is
    written there, its folder and ports put in: /tiles/ from the seeded cache with
    gzip_static, misses and filtered tiles passed to the app.
@@ -41,7 +41,6 @@ import tempfile
 import time
 import urllib.request
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace, wrk: str, work: Path) -> None:
         app = servers["kpmap"].url
         up = wait_until_up(app + "/ogc") - started_at
         print(f"\ngunicorn as `make run` (wsgi:app, gunicorn_conf.py): up in {up:.1f} s")
-        first_tiles(app, files, (0, 1))
+        first_tiles(ROOT, env, work, files, 0)
         if args.before:
             # Another checkout's code (e.g. `git archive main | tar -x -C DIR`) on the same store
             # and cache: the figures before a change, in the same run.
@@ -141,7 +140,7 @@ def run(args: argparse.Namespace, wrk: str, work: Path) -> None:
             servers["before"] = stack.enter_context(before)
             up = wait_until_up(before.url + "/ogc") - started_at
             print(f"the code in {args.before}, as `make run` serves it: up in {up:.1f} s")
-            first_tiles(before.url, files, (2, 3))
+            first_tiles(args.before, env, work, files, 1)
         servers["nginx"] = stack.enter_context(Nginx(nginx_port, app_port, cache, work / "nginx"))
         check_same(app, servers["nginx"].url, paths)
         # What gunicorn's gevent worker costs by itself: the same config, fixed bytes.
@@ -393,36 +392,33 @@ def wait_until_up(url: str, timeout: float = 600) -> float:
 # --- measures -------------------------------------------------------------------------------
 
 
-def first_tiles(app: str, seeded: list[Path], children: tuple[int, int], count: int = 16) -> None:
-    """The first tiles of fresh workers against tiles of warm ones: `count` connections at once,
-    each asking a tile no cache holds (a zoom 13 child of a seeded zoom 12 tile, so it holds
-    attacks and needs the attack index), then `count` other such tiles. With every index built
-    before the workers fork, the two take the same time; built on a first tile, the first
-    batch pays for it. `children` picks which two of the four children (0-3) are asked, so that
-    servers sharing one disk cache each render their own."""
-    parents = random.Random(1).sample(
-        [f for f in seeded if f.parent.parent.name == "12"],
-        min(count, sum(f.parent.parent.name == "12" for f in seeded)),
+def first_tiles(
+    root: Path, env: dict, work: Path, seeded: list[Path], child: int, count: int = 8
+) -> None:
+    """The first tiles of a fresh worker: gunicorn as `make run` starts it but with one worker
+    (every worker is forked from the same master, so one stands for all), asked as soon as it
+    answers for `count` tiles no cache holds, one after the other: zoom 13 children of seeded
+    zoom 12 tiles, so they hold attacks and need the attack index. With every index built
+    before the worker forks, the first takes as long as the others; built on a first tile, it
+    pays for the index. `child` (0-3) picks which child, so that servers sharing one disk
+    cache each render their own."""
+    twelve = [f for f in seeded if f.parent.parent.name == "12"]
+    parents = random.Random(1).sample(twelve, min(count, len(twelve)))
+    env = {**env, "WEB_CONCURRENCY": "1"}
+    with Gunicorn(free_port(), "wsgi:app", env, work, root=root) as server:
+        wait_until_up(server.url + "/ogc")
+        times = []
+        for f in parents:
+            x, y = 2 * int(f.parent.name) + child % 2, 2 * int(f.stem) + child // 2
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"{server.url}/tiles/attacks/13/{x}/{y}.mvt") as r:
+                r.read()
+            times.append(time.perf_counter() - started)
+    print(
+        f"  a fresh worker's first {len(times)} uncached z13 attack tiles, one after the other: "
+        f"the first {times[0] * 1000:.0f} ms, then median {statistics.median(times[1:]) * 1000:.0f}"
+        f" ms, max {max(times[1:]) * 1000:.0f} ms (load {load()})"
     )
-
-    def url(f: Path, child: int) -> str:
-        x, y = 2 * int(f.parent.name) + child % 2, 2 * int(f.stem) + child // 2
-        return f"{app}/tiles/attacks/13/{x}/{y}.mvt"
-
-    def fetch(url: str) -> float:
-        started = time.perf_counter()
-        with urllib.request.urlopen(url) as r:
-            r.read()
-        return time.perf_counter() - started
-
-    for label, child in zip(("fresh workers", "then, warm"), children, strict=True):
-        with ThreadPoolExecutor(count) as pool:
-            times = sorted(pool.map(fetch, [url(f, child) for f in parents]))
-        print(
-            f"  {label}: {len(times)} uncached z13 attack tiles on as many connections at once: "
-            f"median {statistics.median(times) * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms "
-            f"(load {load()})"
-        )
 
 
 def check_same(app: str, front: str, paths: list[str], sample: int = 20) -> None:
