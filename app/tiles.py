@@ -266,4 +266,4 @@ class FastTiles:
 def _install_fast_path(state: Any) -> None:
     """Put FastTiles in front of the app when the blueprint is registered."""
     app = state.app
-    app.wsgi_app = FastTiles(app, app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = FastTiles(app, app.wsgi_app)

@@ -220,7 +220,7 @@ class TileCache:
         vector tile); a tile there without it (a cache seeded before codings) gets it now."""
         path = self._disk_path(key)
         data = _read(path) if path is not None else None
-        if data is None:
+        if path is None or data is None:
             return False
         tile = cached_tile(key, data)
         if tile.codable and not coded_path(path, "gzip").exists():
