@@ -6,14 +6,17 @@ Every attack record (authored, imported or synthetic) is a canonical property di
 them per district.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 
 from geo.border import BorderIndex
 from geo.build.gazetteer import PRECISION_DISTRICT, Gazetteer, GeocodeError
+from geo.build.links import assemble, link_groups
 from geo.build.locate import Locator
+from geo.build.records import Records
 from geo.vocab import MILITANT_ATTACK, event_fields
 
 COUNTS = ("killed_low", "killed_best", "killed_high", "injured_low", "injured_high")
@@ -191,3 +194,75 @@ def area_totals(
         for column in COUNTS:
             row[column] += props.get(column) or 0
     return totals
+
+
+# Records parsed and turned into features at once, when the layer is written.
+CHUNK = 50_000
+
+
+def place_records(records: Records, locator: Locator) -> tuple[list[int], list[dict[str, str]]]:
+    """place() for records held as lines (geo.build.records): the positions of the records
+    placed, and the ids of those whose point lies in no KP district, each with its reason.
+    A record keeps its line unless its district, tehsil or border_sliver_km changes."""
+    districts, tehsils, sliver_km = locator.locate_many(records.lon, records.lat)
+    placed, not_placed = [], []
+    located = zip(districts, tehsils, sliver_km, records.precision, strict=True)
+    for i, (district, tehsil, km, precision) in enumerate(located):
+        if district is None:
+            not_placed.append(
+                {
+                    "id": records.ids[i],
+                    "reason": f"its point ({records.lon[i]:g}, {records.lat[i]:g}) lies in no KP "
+                    "district of the current boundaries (a point is taken inside a district, or "
+                    "on the Pakistani side of the Durand Line within 5 km of one)",
+                }
+            )
+            continue
+        records.set_place(i, (district, tehsil if precision < PRECISION_DISTRICT else None, km))
+        placed.append(i)
+    return placed, not_placed
+
+
+def link_placed(
+    records: Records, placed: list[int]
+) -> tuple[list[bytes | dict[str, Any]], list[dict[str, Any]]]:
+    """geo.build.links.link_records for records held as lines: the attacks' records (lines, or
+    dicts for the linked groups) sorted by id, and the links made. Only the members of a group
+    are parsed."""
+    ids = records.ids
+    order = sorted(placed, key=ids.__getitem__)
+    candidates = [
+        c for position, i in enumerate(order) if (c := records.candidate(i, position)) is not None
+    ]
+    groups = link_groups(candidates)
+    entries, links = assemble(len(order), groups, lambda p: records.record(order[p]))
+    items = [records.items[order[e]] if isinstance(e, int) else e for e in entries]
+    keys = [ids[order[e]] if isinstance(e, int) else e["id"] for e in entries]
+    return [items[k] for k in sorted(range(len(items)), key=keys.__getitem__)], links
+
+
+class AttackLayer:
+    """The attacks layer of a build, made a chunk at a time as it is written (see chunks()): a
+    million features are never in memory at once."""
+
+    def __init__(
+        self,
+        items: list[bytes | dict[str, Any]],
+        border: BorderIndex,
+        former_fata: Mapping[str, bool],
+    ):
+        self.items = items
+        self.border = border
+        self.former_fata = former_fata
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def chunks(self, size: int = CHUNK) -> Iterator[list[dict[str, Any]]]:
+        """The features (attack_features), in order, `size` at a time."""
+        for start in range(0, len(self.items), size):
+            records = [
+                orjson.loads(item) if isinstance(item, bytes) else item
+                for item in self.items[start : start + size]
+            ]
+            yield attack_features(records, self.border, self.former_fata)

@@ -1,0 +1,189 @@
+"""Attack records as a build holds them: each one the JSON line `imported.jsonl` keeps (or a dict,
+for a record made in this build), beside the few columns the build decides by.
+
+A million imported records take ~2.5 GB as a million dicts and a third of that as their lines.
+The build reads each line once to take its columns (id, dataset, release, point, precision,
+district and tehsil as stored, what linking compares), decides which records are kept, where
+they lie and which are linked from those columns alone, and parses a record again only when its
+feature is written, a chunk at a time (geo.build.attacks.AttackLayer). A line whose record the
+build changes (an older store's record upgraded, a point placed anew) is encoded again, exactly
+as `orjson.dumps` of the changed record would be; the others are kept byte for byte.
+"""
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+import orjson
+
+from geo.build.datasets import dataset_of, release_of
+from geo.build.links import MAX_SPAN_DAYS, ORIGIN_RANK, Candidate, groups_of, span
+
+# Lines parsed at once: enough to amortise the per-chunk work, few enough to stay small.
+CHUNK = 50_000
+# A key the record does not have (unlike None, a value the record holds).
+ABSENT = object()
+PLACE_KEYS = ("district", "tehsil", "border_sliver_km")
+
+
+class Records:
+    """Records (canonical property dicts with lon/lat, see geo.build.attacks) in a compact form.
+
+    `items[i]` is record i: bytes (its JSON object, as imported.jsonl holds it) or a dict. The
+    lists beside it hold what the build decides by, for every record.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[bytes | dict[str, Any]] = []
+        self.ids: list[str] = []
+        self.origins: list[str] = []
+        self.datasets: list[str] = []
+        self.releases: list[str] = []
+        self.lon: list[float] = []
+        self.lat: list[float] = []
+        self.precision: list[int] = []
+        # district, tehsil and border_sliver_km as the record holds them (ABSENT if it lacks one)
+        self.places: list[tuple[Any, Any, Any]] = []
+        # (first day, last day, groups) of a record that may link (see geo.build.links), else
+        # None; a span that cannot be read is None too and is read again (to raise) when needed
+        self.links: list[tuple[int, int, frozenset[str]] | None] = []
+        self._shared: dict[Any, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @classmethod
+    def from_dicts(cls, records: Iterable[dict[str, Any]]) -> "Records":
+        table = cls()
+        for record in records:
+            table._add(record, record)
+        return table
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[bytes], upgrade: Any = None) -> "Records":
+        """Records from JSON lines (blank lines skipped). `upgrade(record)` gives the record of the
+        current schema (see geo.build.attacks.upgrade); a record it changes is encoded again."""
+        table = cls()
+        lines = iter(lines)
+        while chunk := [line for line in islice(lines, CHUNK) if line.strip()]:
+            canonical = None  # are the lines as orjson writes them? asked of each chunk's first
+            for line in chunk:
+                record = orjson.loads(line)
+                current = upgrade(record) if upgrade is not None else record
+                if current is not record:
+                    table._add(current, orjson.dumps(current))
+                    continue
+                line = line.rstrip(b"\r\n")
+                if canonical is None:
+                    canonical = orjson.dumps(record) == line
+                table._add(record, line if canonical else orjson.dumps(record))
+        return table
+
+    def _add(self, record: dict[str, Any], item: bytes | dict[str, Any]) -> None:
+        share = self._shared.setdefault
+        self.items.append(item)
+        self.ids.append(record["id"])
+        origin = share(record["origin"], record["origin"])
+        self.origins.append(origin)
+        self.datasets.append(share(dataset_of(record), dataset_of(record)))
+        self.releases.append(share(release_of(record), release_of(record)))
+        self.lon.append(record["lon"])
+        self.lat.append(record["lat"])
+        self.precision.append(record["geo_precision"])
+        self.places.append(tuple(_shared(share, record.get(k, ABSENT)) for k in PLACE_KEYS))
+        link = None
+        if origin in ORIGIN_RANK:
+            try:
+                start, end = span(record)
+            except (ValueError, TypeError, KeyError):
+                pass  # read again, to raise, if the record is ever a candidate
+            else:
+                link = (start, end, share(groups_of(record), groups_of(record)))
+        self.links.append(link)
+
+    def record(self, i: int) -> dict[str, Any]:
+        """Record i as a dict (parsed anew from its line: the caller may change it)."""
+        item = self.items[i]
+        return orjson.loads(item) if isinstance(item, bytes) else item
+
+    def line(self, i: int) -> bytes:
+        """Record i's JSON line (without the newline)."""
+        item = self.items[i]
+        return item if isinstance(item, bytes) else orjson.dumps(item)
+
+    def lines(self) -> Iterator[bytes]:
+        return (self.line(i) for i in range(len(self)))
+
+    def take(self, positions: Iterable[int]) -> "Records":
+        """The records at `positions`, in that order."""
+        positions = list(positions)
+        table = Records()
+        table._shared = self._shared
+        for name in (
+            "items",
+            "ids",
+            "origins",
+            "datasets",
+            "releases",
+            "lon",
+            "lat",
+            "precision",
+            "places",
+            "links",
+        ):
+            column = getattr(self, name)
+            setattr(table, name, [column[p] for p in positions])
+        return table
+
+    def extend(self, other: "Records") -> None:
+        for name in (
+            "items",
+            "ids",
+            "origins",
+            "datasets",
+            "releases",
+            "lon",
+            "lat",
+            "precision",
+            "places",
+            "links",
+        ):
+            getattr(self, name).extend(getattr(other, name))
+
+    def set_place(self, i: int, place: tuple[Any, Any, Any]) -> None:
+        """Give record i its district, tehsil and border_sliver_km (in that order, as
+        geo.build.attacks.place does). A line is encoded again only if that changes it."""
+        item = self.items[i]
+        if isinstance(item, dict):  # a dict is changed in place, as the caller's own record
+            for key, value in zip(PLACE_KEYS, place, strict=True):
+                item[key] = value
+        elif not all(_same(a, b) for a, b in zip(self.places[i], place, strict=True)):
+            record = orjson.loads(item)
+            for key, value in zip(PLACE_KEYS, place, strict=True):
+                record[key] = value
+            self.items[i] = orjson.dumps(record)
+        self.places[i] = place
+
+    def candidate(self, i: int, position: int) -> Candidate | None:
+        """Record i, at `position` among the records sorted by id, as geo.build.links compares
+        it (None when it cannot link): geo.build.links.candidate without parsing the record."""
+        if self.origins[i] not in ORIGIN_RANK:
+            return None
+        link = self.links[i]
+        if link is None:
+            start, end = span(self.record(i))  # raises what links.candidate would
+            link = (start, end, groups_of(self.record(i)))
+        start, end, groups = link
+        if end - start >= MAX_SPAN_DAYS:
+            return None
+        return Candidate(position, self.origins[i], self.lon[i], self.lat[i], start, end, groups)
+
+
+def _shared(share: Any, value: Any) -> Any:
+    """One object for equal strings (a million records name a few dozen districts)."""
+    return share(value, value) if type(value) is str else value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Would the two values be written alike? (0 == 0.0, but they are written differently.)"""
+    return a is b or (type(a) is type(b) and a == b)
