@@ -90,7 +90,10 @@ class FeatureCollectionWriter:
         self._position += len(data)
 
     def write(self, features: Iterable[dict[str, Any]]) -> None:
-        encoded = [orjson.dumps(f, option=orjson.OPT_SERIALIZE_NUMPY) for f in features]
+        self.write_encoded([orjson.dumps(f, option=orjson.OPT_SERIALIZE_NUMPY) for f in features])
+
+    def write_encoded(self, encoded: list[bytes]) -> None:
+        """Write features already encoded (each one feature's JSON object)."""
         if not encoded:
             return
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))

@@ -42,7 +42,7 @@ from geo.errors import BuildError
 from geo.geonames import ATTRIBUTION as GEONAMES_ATTRIBUTION
 from geo.licences import dataset_source, read_datasets
 from geo.store import integrity, swap
-from geo.store.files import IndexBuilder, index_arrays, index_file
+from geo.store.files import index_arrays, index_file
 from geo.store.schemas import LAYERS, STORE_FORMAT, validate_features
 
 DURAND_LINE_TOML = paths.DATA_DIR / "durand_line.toml"
@@ -261,9 +261,9 @@ def build_attacks_layer(ctx: BuildContext) -> attacks.AttackLayer:
     ctx.records = records
     # Placed before linking: a record drawn nowhere must not lend its figures to a drawn one.
     placed, ctx.not_placed = attacks.place_records(records, ctx.locator)
-    items, ctx.links = attacks.link_placed(records, placed)
+    entries, ctx.links = attacks.link_placed(records, placed)
     former_fata = {f["id"]: f["properties"]["former_fata"] for f in ctx.district_features}
-    return attacks.AttackLayer(items, BorderIndex(ctx.border), former_fata)
+    return attacks.AttackLayer(records, entries, BorderIndex(ctx.border), former_fata)
 
 
 LAYER_BUILDERS: dict[str, LayerBuilder] = {
@@ -412,7 +412,11 @@ def _build_into(
     # never in memory at once; the work folder of an invalid build is discarded): their totals go
     # to the districts and tehsils. The other layers are small, and checked before written.
     attack_layer = built.get("attacks", [])
-    written = _write_attacks(work / "attacks.geojson", attack_layer)
+    path = work / "attacks.geojson"
+    if isinstance(attack_layer, attacks.AttackLayer):
+        written = attack_layer.write(path)
+    else:  # a list of features (a builder of the tests')
+        written = attacks.write_features(path, attack_layer)
     built["attacks"] = attack_layer = None  # the records' lines are freed with it
     imported_sha256 = _write_lines(work / IMPORTED_FILE, ctx.imported_lines())
     ctx.records = ctx.imported = None
@@ -427,7 +431,8 @@ def _build_into(
     layers = {}
     for name, features in built.items():
         if features is None:
-            layers[name] = written.entry(name, ctx, datasets)
+            credits = [*datasets, *LAYER_SOURCES[name](ctx)]
+            layers[name] = written.entry(LAYERS[name].title, credits)
             continue
         path = work / f"{name}.geojson"
         with geojson.FeatureCollectionWriter(path) as writer:
@@ -504,93 +509,6 @@ def _write_lines(path: Path, lines: Iterable[bytes]) -> str:
     return digest.hexdigest()
 
 
-class WrittenAttacks:
-    """What writing the attacks layer gathered: its problems, the index arrays, the district and
-    tehsil totals, and the figures of its manifest entry."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.problems: list[str] = []
-        self.count = 0
-        self.sha256 = ""
-        self.arrays: dict[str, np.ndarray] = {}
-        self.totals: dict[str, dict[str, dict[str, int]]] = {"district": {}, "tehsil": {}}
-        self.releases: dict[str, set[str]] = {}
-        self.cited: set[tuple[str, str]] = set()
-        self.first: str | None = None
-        self.last: str | None = None
-
-    def add(self, features: list[dict[str, Any]]) -> None:
-        if not features:
-            return
-        props = [f["properties"] for f in features]
-        first = min(p["date"] for p in props)
-        last = max(p["date_end"] or p["date"] for p in props)
-        self.first = first if self.first is None else min(self.first, first)
-        self.last = last if self.last is None else max(self.last, last)
-        _add_releases(features, self.releases)
-        self.cited |= _cited(features)
-
-    def entry(self, name: str, ctx: BuildContext, datasets: list[dict[str, Any]]) -> dict[str, Any]:
-        """The attacks layer's manifest entry (as _layer_entry makes it from features)."""
-        xy = self.arrays.get("xy")
-        return {
-            "file": self.path.name,
-            "title": LAYERS[name].title,
-            "count": self.count,
-            "bounds": _xy_bounds(xy) if self.count else None,
-            "geometry_types": ["Point"] if self.count else [],
-            "time_range": [self.first, self.last] if self.count else None,
-            "sha256": self.sha256,
-            "sources": [*datasets, *LAYER_SOURCES[name](ctx)],
-            "publications": _publications(self.cited),
-        }
-
-
-def _write_attacks(
-    path: Path, layer: "attacks.AttackLayer | list[dict[str, Any]]"
-) -> WrittenAttacks:
-    """Write the attacks layer and its index a chunk at a time, checking every feature."""
-    schema = LAYERS["attacks"]
-    chunks = layer.chunks() if isinstance(layer, attacks.AttackLayer) else [layer]
-    written = WrittenAttacks(path)
-    index = IndexBuilder(schema)
-    seen: set[Any] = set()
-    with geojson.FeatureCollectionWriter(path) as writer:
-        for features in chunks:
-            written.problems += validate_features(features, schema, written.count, seen)
-            writer.write(features)
-            index.add(features)
-            written.add(features)
-            written.count += len(features)
-    del seen
-    written.sha256 = writer.sha256
-    written.arrays = index.arrays()
-    for key in written.totals:
-        written.totals[key] = _area_totals(written.arrays, index.distinct_values[key], key)
-    _save_index(path.parent, path, writer.offsets(), writer.sha256, written.arrays)
-    return written
-
-
-def _area_totals(
-    arrays: dict[str, np.ndarray], distinct: list[Any], key: str
-) -> dict[str, dict[str, int]]:
-    """attacks.area_totals from the index's columns: per value of `key` (a district or tehsil
-    id; null is no area), the number of attacks and the sums of the figures they report."""
-    codes = arrays[f"codes:{key}"]
-    size = len(distinct)
-    counts = np.bincount(codes, minlength=size)
-    sums = {
-        c: np.bincount(codes, weights=np.nan_to_num(arrays[f"number:{c}"]), minlength=size)
-        for c in attacks.COUNTS
-    }
-    return {
-        area: {"attacks": int(counts[code]), **{c: int(sums[c][code]) for c in attacks.COUNTS}}
-        for code, area in enumerate(distinct)
-        if area is not None and counts[code]
-    }
-
-
 def authored_inputs() -> list[Path]:
     """Every authored file a build reads, for the manifest's hashes."""
     data = paths.DATA_DIR
@@ -640,17 +558,8 @@ def attack_dataset_sources(features: list[dict[str, Any]], built: str) -> list[d
     data/datasets.toml order, with the releases its records carry (`release`, when an importer
     recorded one) or else `built`, the store's build day, as the access date."""
     releases: dict[str, set[str]] = {}
-    _add_releases(features, releases)
+    attacks._add_releases(features, releases)
     return dataset_sources(releases, built)
-
-
-def _add_releases(features: Iterable[dict[str, Any]], releases: dict[str, set[str]]) -> None:
-    """Add the releases of every record the attack features hold, by origin."""
-    for f in features:
-        props = f["properties"]
-        members = props.get("linked") or [props]
-        for member in members:
-            releases.setdefault(member["origin"], set()).add(member.get("release") or "")
 
 
 def dataset_sources(releases: dict[str, set[str]], built: str) -> list[dict[str, Any]]:
@@ -693,26 +602,7 @@ def _cited_publications(features: list[dict[str, Any]]) -> list[list[str]]:
     the event. The layer's sources credit the datasets: listing each once per event date would
     bury the articles under thousands of lines.
     """
-    return _publications(_cited(features))
-
-
-def _cited(features: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {
-        (source.get("publication") or "", source.get("date") or "")
-        for f in features
-        for source in f["properties"]["sources"]
-    }
-
-
-def _publications(cited: set[tuple[str, str]]) -> list[list[str]]:
-    datasets = {d.publication for d in read_datasets().values() if d.publication}
-    return [list(p) for p in sorted(cited) if p[0] and p[0] not in datasets]
-
-
-def _xy_bounds(xy: np.ndarray) -> list[float]:
-    minx, miny = xy.min(axis=0)
-    maxx, maxy = xy.max(axis=0)
-    return [float(minx), float(miny), float(maxx), float(maxy)]
+    return attacks.publications(attacks._cited(features))
 
 
 def _bounds(features: list[dict[str, Any]]) -> list[float] | None:
@@ -720,6 +610,6 @@ def _bounds(features: list[dict[str, Any]]) -> list[float] | None:
     if not features:
         return None
     if all(f["geometry"]["type"] == "Point" for f in features):
-        return _xy_bounds(np.array([f["geometry"]["coordinates"][:2] for f in features]))
+        return attacks.xy_bounds(np.array([f["geometry"]["coordinates"][:2] for f in features]))
     shapes = [geojson.to_shape(f["geometry"]) for f in features]
     return [round(float(v), 6) for v in shapely.total_bounds(shapes)]

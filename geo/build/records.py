@@ -11,7 +11,8 @@ as `orjson.dumps` of the changed record would be; the others are kept byte for b
 """
 
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from functools import cache
+from itertools import islice, repeat
 from typing import Any
 
 import orjson
@@ -24,6 +25,27 @@ CHUNK = 50_000
 # A key the record does not have (unlike None, a value the record holds).
 ABSENT = object()
 PLACE_KEYS = ("district", "tehsil", "border_sliver_km")
+# What geo.build.attacks.attack_features adds to a record's properties (and drops: lon, lat).
+DERIVED_KEYS = ("distance_to_border_km", "former_fata", "linked", "origins")
+# The properties the attacks layer's index and manifest entry read, as the record holds them
+# (the feature's own, for a record the build writes from its line: see AttackLayer).
+VALUE_KEYS = (
+    "actor",
+    "category",
+    "event_type",
+    "target",
+    "claimed",
+    "origin",
+    "date_precision",
+    "geo_precision",
+    "killed_low",
+    "killed_best",
+    "killed_high",
+    "injured_low",
+    "injured_high",
+    "date",
+    "date_end",
+)
 
 
 class Records:
@@ -47,7 +69,16 @@ class Records:
         # (first day, last day, groups) of a record that may link (see geo.build.links), else
         # None; a span that cannot be read is None too and is read again (to raise) when needed
         self.links: list[tuple[int, int, frozenset[str]] | None] = []
+        # Can the record's feature be written from its line (geo.build.attacks.AttackLayer)? Its
+        # properties are then its own (but the place and the derived keys, which it lacks), and
+        # their types pass the attacks schema, so the feature needs no parsing to be checked.
+        self.plain: list[bool] = []
+        # VALUE_KEYS' values, and the (publication, date) of the sources it cites that are no
+        # dataset's (what the layer's `publications` lists; usually none: None)
+        self.values: list[tuple[Any, ...]] = []
+        self.cites: list[tuple[tuple[str, str], ...] | None] = []
         self._shared: dict[Any, Any] = {}
+        self._judged: dict[tuple[type, ...], bool] = {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -81,6 +112,16 @@ class Records:
 
     def _add(self, record: dict[str, Any], item: bytes | dict[str, Any]) -> None:
         share = self._shared.setdefault
+        self.plain.append(type(item) is bytes and self._plain(record))
+        self.values.append(tuple(_shared(share, record.get(k)) for k in VALUE_KEYS))
+        cites = tuple(
+            pair
+            for source in record.get("sources") or ()
+            if type(source) is dict
+            and (pair := (source.get("publication") or "", source.get("date") or ""))[0]
+            and pair[0] not in _dataset_publications()
+        )
+        self.cites.append(share(cites, cites) if cites else None)
         self.items.append(item)
         self.ids.append(record["id"])
         origin = share(record["origin"], record["origin"])
@@ -101,6 +142,23 @@ class Records:
                 link = (start, end, share(groups_of(record), groups_of(record)))
         self.links.append(link)
 
+    def _plain(self, record: dict[str, Any]) -> bool:
+        """See `plain`: the record lacks the derived keys, and the types of its properties
+        (those it keeps in the feature) are all the attacks schema allows."""
+        if any(k in record for k in DERIVED_KEYS) or type(record.get("id")) is not str:
+            return False
+        lon, lat = record.get("lon"), record.get("lat")
+        if type(lon) not in (float, int) or type(lat) not in (float, int):
+            return False
+        schema = _kept_schema()
+        types = tuple(map(type, map(record.get, schema, repeat(ABSENT))))
+        good = self._judged.get(types)
+        if good is None:
+            good = self._judged[types] = all(
+                t in allowed for t, allowed in zip(types, schema.values(), strict=True)
+            )
+        return good
+
     def record(self, i: int) -> dict[str, Any]:
         """Record i as a dict (parsed anew from its line: the caller may change it)."""
         item = self.items[i]
@@ -119,35 +177,14 @@ class Records:
         positions = list(positions)
         table = Records()
         table._shared = self._shared
-        for name in (
-            "items",
-            "ids",
-            "origins",
-            "datasets",
-            "releases",
-            "lon",
-            "lat",
-            "precision",
-            "places",
-            "links",
-        ):
+        table._judged = self._judged
+        for name in COLUMNS:
             column = getattr(self, name)
             setattr(table, name, [column[p] for p in positions])
         return table
 
     def extend(self, other: "Records") -> None:
-        for name in (
-            "items",
-            "ids",
-            "origins",
-            "datasets",
-            "releases",
-            "lon",
-            "lat",
-            "precision",
-            "places",
-            "links",
-        ):
+        for name in COLUMNS:
             getattr(self, name).extend(getattr(other, name))
 
     def set_place(self, i: int, place: tuple[Any, Any, Any]) -> None:
@@ -158,6 +195,7 @@ class Records:
             for key, value in zip(PLACE_KEYS, place, strict=True):
                 item[key] = value
         elif not all(_same(a, b) for a, b in zip(self.places[i], place, strict=True)):
+            # (a plain record stays plain: the place is not among the types it was judged by)
             record = orjson.loads(item)
             for key, value in zip(PLACE_KEYS, place, strict=True):
                 record[key] = value
@@ -177,6 +215,41 @@ class Records:
         if end - start >= MAX_SPAN_DAYS:
             return None
         return Candidate(position, self.origins[i], self.lon[i], self.lat[i], start, end, groups)
+
+
+COLUMNS = (
+    "items",
+    "ids",
+    "origins",
+    "datasets",
+    "releases",
+    "lon",
+    "lat",
+    "precision",
+    "places",
+    "links",
+    "plain",
+    "values",
+    "cites",
+)
+
+
+@cache
+def _kept_schema() -> dict[str, tuple[type, ...]]:
+    """The attacks schema's properties a record's feature takes from the record as it is."""
+    from geo.store.schemas import LAYERS
+
+    skipped = {"id", *PLACE_KEYS, *DERIVED_KEYS}
+    return {k: t for k, t in LAYERS["attacks"].properties.items() if k not in skipped}
+
+
+@cache
+def _dataset_publications() -> frozenset[str]:
+    """The datasets' publications (ACLED, ...): the layer's sources credit them, not its
+    `publications` (see geo.build.pipeline._publications)."""
+    from geo.licences import read_datasets
+
+    return frozenset(d.publication for d in read_datasets().values() if d.publication)
 
 
 def _shared(share: Any, value: Any) -> Any:

@@ -361,19 +361,32 @@ class IndexBuilder:
         self.alias_rows: list[int] = []
 
     def add(self, features: list[dict[str, Any]]) -> None:
-        schema, n = self.schema, len(features)
+        n = len(features)
         if not n:
             return
-        parts = self.parts
-        ids = np.array([str(f["id"]) for f in features], dtype=str)
-        parts["ids"].append(ids)
-        if schema.geometry_types == ("Point",):
-            xy = (c for f in features for c in f["geometry"]["coordinates"][:2])
-            parts["xy"].append(np.fromiter(xy, dtype=float, count=2 * n).reshape(-1, 2))
+        xy = None
+        if self.schema.geometry_types == ("Point",):
+            coordinates = (c for f in features for c in f["geometry"]["coordinates"][:2])
+            xy = np.fromiter(coordinates, dtype=float, count=2 * n).reshape(-1, 2)
         # One pass over the features (a million dicts are slow to walk, once per column slower).
         keys = self.keys
         rows = ([f["properties"].get(k) for k in keys] for f in features)
         columns = dict(zip(keys, zip(*rows, strict=True), strict=True))
+        self.add_columns([str(f["id"]) for f in features], xy, columns)
+
+    def add_columns(
+        self, ids: list[str], xy: np.ndarray | None, columns: dict[str, Sequence[Any]]
+    ) -> None:
+        """add() for features given as columns: their ids, points (for a point layer) and the
+        properties `keys` names, each a sequence of the features' values."""
+        schema, n = self.schema, len(ids)
+        if not n:
+            return
+        parts = self.parts
+        ids = np.array(ids, dtype=str)
+        parts["ids"].append(ids)
+        if schema.geometry_types == ("Point",):
+            parts["xy"].append(xy)
         for key in self.coded:
             # Few distinct values per column (ISKP, TTP, ...): factorized in C, then numbered
             # across chunks by their first appearance.
