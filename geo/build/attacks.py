@@ -279,6 +279,7 @@ class AttackLayer:
         self.attacks = attacks
         self.border = border
         self.former_fata = former_fata
+        self._tails: dict[tuple[bytes, str], bytes] = {}
         self._fata = {
             k: b"true" if v else b"false" for k, v in former_fata.items() if type(v) is bool
         }
@@ -321,34 +322,49 @@ class AttackLayer:
             count=len(attacks),
         )
         distances = np.round(self.border.distance_km(lon, lat), 1).tolist()
-        encoded, rows, ids, xs, ys = [], [], [], [], []
+        lon, lat = lon.tolist(), lat.tolist()
+        xs = [round(x, 6) for x in lon]
+        ys = [round(y, 6) for y in lat]
+        encoded, rows, ids = [], [], []
         schema = LAYERS["attacks"]
         previous = None  # the id before: they are sorted, so a repeated id follows its first
         if start:
             before = self.attacks[start - 1]
             previous = records.ids[before] if type(before) is int else before["id"]
-        for k, (attack, x, y, km) in enumerate(
-            zip(attacks, lon.tolist(), lat.tolist(), distances, strict=True)
-        ):
-            number = start + k
+        plain, all_ids, places, origins = (
+            records.plain,
+            records.ids,
+            records.places,
+            records.origins,
+        )
+        heads, figures, cites, releases = (
+            records.heads,
+            records.figures,
+            records.cites,
+            records.releases,
+        )
+        line_of = self._line
+        for k, attack in enumerate(attacks):
             line = None
-            if type(attack) is int and records.plain[attack]:
-                line = self._line(attack, round(x, 6), round(y, 6), km)
+            if type(attack) is int and plain[attack]:
+                line = line_of(attack, xs[k], ys[k], distances[k])
             if line is not None:
-                fid = records.ids[attack]
+                fid = all_ids[attack]
                 if fid == previous:
-                    written.problems.append(f"feature #{number} ({fid!r}): duplicate id")
-                district, tehsil, _ = records.places[attack]
-                origin = records.origins[attack]
-                rows.append((*records.values[attack], district, tehsil, origin, km, ()))
-                written.releases.setdefault(origin, set()).add(records.releases[attack])
-                if records.cites[attack]:
-                    written.cited.update(records.cites[attack])
+                    written.problems.append(f"feature #{start + k} ({fid!r}): duplicate id")
+                district, tehsil, _ = places[attack]
+                origin = origins[attack]
+                rows.append(
+                    (*heads[attack], *figures[attack], district, tehsil, origin, distances[k], ())
+                )
+                written.releases.setdefault(origin, set()).add(releases[attack])
+                if cites[attack]:
+                    written.cited.update(cites[attack])
             else:
                 record = records.record(attack) if type(attack) is int else attack
-                feature = _feature(record, x, y, km, self.former_fata)
+                feature = _feature(record, lon[k], lat[k], distances[k], self.former_fata)
                 seen = {previous} if previous is not None else set()
-                written.problems += validate_features([feature], schema, number, seen)
+                written.problems += validate_features([feature], schema, start + k, seen)
                 line = orjson.dumps(feature, option=orjson.OPT_SERIALIZE_NUMPY)
                 fid = feature["id"]
                 props = feature["properties"]
@@ -356,14 +372,12 @@ class AttackLayer:
                 _add_releases([feature], written.releases)
                 written.cited |= _cited([feature])
             encoded.append(line)
-            ids.append(str(fid))
-            xs.append(round(x, 6))
-            ys.append(round(y, 6))
+            ids.append(fid)
             previous = fid
         writer.write_encoded(encoded)
         del encoded
         columns = dict(zip(ROW_KEYS, zip(*rows, strict=True), strict=True))
-        index.add_columns(ids, np.column_stack([xs, ys]), columns)
+        index.add_columns([str(i) for i in ids], np.column_stack([xs, ys]), columns)
         written.add_span(columns["date"], columns["date_end"])
         written.count += len(attacks)
 
@@ -372,30 +386,68 @@ class AttackLayer:
         attack_features (a point out of range, a line whose lon or lat is not found once)."""
         if not (-180 <= x <= 180 and -90 <= y <= 90):
             return None
-        district = self.records.places[attack][0]
-        fata = self._fata.get(district)
+        records = self.records
+        fata = self._fata.get(records.places[attack][0])
         if fata is None:
             return None
-        body = _without(_without(self.records.items[attack], b'"lon":'), b'"lat":')
+        line = records.items[attack]
+        body = _members_without_point(line)
         if body is None:
-            return None
+            body = _without(_without(line, b'"lon":'), b'"lat":')
+            if body is None:
+                return None
+            body = (body[:-1],)
+        origin = records.origins[attack]
+        tail = self._tails.get((fata, origin))
+        if tail is None:
+            tail = self._tails[fata, origin] = (
+                b',"former_fata":'
+                + fata
+                + b',"linked":[],"origins":'
+                + orjson.dumps(origin)
+                + b"}}"
+            )
         return b"".join(
             (
                 b'{"type":"Feature","id":',
-                orjson.dumps(self.records.ids[attack]),
+                orjson.dumps(records.ids[attack]),
                 b',"geometry":{"type":"Point","coordinates":',
                 orjson.dumps([x, y]),
                 b'},"properties":',
-                body[:-1],
+                *body,
                 b',"distance_to_border_km":',
                 orjson.dumps(km),
-                b',"former_fata":',
-                fata,
-                b',"linked":[],"origins":',
-                orjson.dumps(self.records.origins[attack]),
-                b"}}",
+                tail,
             )
         )
+
+
+def _members_without_point(line: bytes) -> tuple[bytes, ...] | None:
+    """A JSON object's line without its closing brace and its lon and lat members, as slices, in
+    the common case: each key occurs once and follows a comma (see _without); else None."""
+    lon = line.find(b'"lon":')
+    lat = line.find(b'"lat":')
+    if (
+        lon < 1
+        or lat < 1
+        or line.find(b'"lon":', lon + 1) != -1
+        or line.find(b'"lat":', lat + 1) != -1
+        or line[lon - 1] != 44  # ","
+        or line[lat - 1] != 44
+    ):
+        return None
+    lon_number = _NUMBER.match(line, lon + 6)
+    lat_number = _NUMBER.match(line, lat + 6)
+    if lon_number is None or lat_number is None:
+        return None
+    lon_end, lat_end = lon_number.end(), lat_number.end()
+    if line[lon_end : lon_end + 1] not in (b",", b"}") or line[lat_end : lat_end + 1] not in (
+        b",",
+        b"}",
+    ):
+        return None
+    (a, a_end), (b, b_end) = sorted(((lon - 1, lon_end), (lat - 1, lat_end)))
+    return line[:a], line[a_end:b], line[b_end:-1]
 
 
 def _without(line: bytes | None, key: bytes) -> bytes | None:

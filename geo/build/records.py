@@ -13,6 +13,7 @@ as `orjson.dumps` of the changed record would be; the others are kept byte for b
 from collections.abc import Iterable, Iterator
 from functools import cache
 from itertools import islice, repeat
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -28,8 +29,10 @@ PLACE_KEYS = ("district", "tehsil", "border_sliver_km")
 # What geo.build.attacks.attack_features adds to a record's properties (and drops: lon, lat).
 DERIVED_KEYS = ("distance_to_border_km", "former_fata", "linked", "origins")
 # The properties the attacks layer's index and manifest entry read, as the record holds them
-# (the feature's own, for a record the build writes from its line: see AttackLayer).
-VALUE_KEYS = (
+# (the feature's own, for a record the build writes from its line: see AttackLayer): a record's
+# values of HEAD_KEYS, few combinations among a million records, are one tuple shared by all
+# the records that have them; FIGURE_KEYS' are the record's own.
+HEAD_KEYS = (
     "actor",
     "category",
     "event_type",
@@ -38,14 +41,12 @@ VALUE_KEYS = (
     "origin",
     "date_precision",
     "geo_precision",
-    "killed_low",
-    "killed_best",
-    "killed_high",
-    "injured_low",
-    "injured_high",
-    "date",
     "date_end",
 )
+FIGURE_KEYS = ("date", "killed_low", "killed_best", "killed_high", "injured_low", "injured_high")
+VALUE_KEYS = (*HEAD_KEYS, *FIGURE_KEYS)
+_heads = itemgetter(*HEAD_KEYS)
+_figures = itemgetter(*FIGURE_KEYS)
 
 
 class Records:
@@ -73,9 +74,11 @@ class Records:
         # properties are then its own (but the place and the derived keys, which it lacks), and
         # their types pass the attacks schema, so the feature needs no parsing to be checked.
         self.plain: list[bool] = []
-        # VALUE_KEYS' values, and the (publication, date) of the sources it cites that are no
-        # dataset's (what the layer's `publications` lists; usually none: None)
-        self.values: list[tuple[Any, ...]] = []
+        # For a plain record: its values of HEAD_KEYS and of FIGURE_KEYS (else None), and the
+        # (publication, date) of the sources it cites that are no dataset's (what the layer's
+        # `publications` lists; usually none: None)
+        self.heads: list[tuple[Any, ...] | None] = []
+        self.figures: list[tuple[Any, ...] | None] = []
         self.cites: list[tuple[tuple[str, str], ...] | None] = []
         self._shared: dict[Any, Any] = {}
         self._judged: dict[tuple[type, ...], bool] = {}
@@ -93,7 +96,11 @@ class Records:
     @classmethod
     def from_lines(cls, lines: Iterable[bytes], upgrade: Any = None) -> "Records":
         """Records from JSON lines (blank lines skipped). `upgrade(record)` gives the record of the
-        current schema (see geo.build.attacks.upgrade); a record it changes is encoded again."""
+        current schema (see geo.build.attacks.upgrade); a record it changes is encoded again.
+
+        A line is kept as it is when it is what orjson.dumps writes: asked of each chunk's first
+        line, since one build writes every line of a store's file the same way (a file written
+        otherwise, by an older kpmap, is encoded again, the way this one writes it)."""
         table = cls()
         lines = iter(lines)
         while chunk := [line for line in islice(lines, CHUNK) if line.strip()]:
@@ -112,26 +119,42 @@ class Records:
 
     def _add(self, record: dict[str, Any], item: bytes | dict[str, Any]) -> None:
         share = self._shared.setdefault
-        self.plain.append(type(item) is bytes and self._plain(record))
-        self.values.append(tuple(_shared(share, record.get(k)) for k in VALUE_KEYS))
-        cites = tuple(
-            pair
-            for source in record.get("sources") or ()
-            if type(source) is dict
-            and (pair := (source.get("publication") or "", source.get("date") or ""))[0]
-            and pair[0] not in _dataset_publications()
-        )
+        plain = type(item) is bytes and self._plain(record)
+        self.plain.append(plain)
+        if plain:  # its types are the schema's: every value is there, and hashable
+            head = _heads(record)
+            figures = _figures(record)
+            self.heads.append(share(head, head))
+            self.figures.append((share(figures[0], figures[0]), *figures[1:]))
+        else:
+            self.heads.append(None)
+            self.figures.append(None)
+        cites = None
+        for source in record.get("sources") or ():
+            if type(source) is not dict:
+                continue
+            publication = source.get("publication") or ""
+            if publication and publication not in _dataset_publications():
+                cites = (*(cites or ()), (publication, source.get("date") or ""))
         self.cites.append(share(cites, cites) if cites else None)
         self.items.append(item)
         self.ids.append(record["id"])
-        origin = share(record["origin"], record["origin"])
+        origin = record["origin"]
+        origin = share(origin, origin)
         self.origins.append(origin)
-        self.datasets.append(share(dataset_of(record), dataset_of(record)))
-        self.releases.append(share(release_of(record), release_of(record)))
+        dataset, release = dataset_of(record), release_of(record)
+        self.datasets.append(share(dataset, dataset))
+        self.releases.append(share(release, release))
         self.lon.append(record["lon"])
         self.lat.append(record["lat"])
         self.precision.append(record["geo_precision"])
-        self.places.append(tuple(_shared(share, record.get(k, ABSENT)) for k in PLACE_KEYS))
+        get = record.get
+        district, tehsil = get("district", ABSENT), get("tehsil", ABSENT)
+        if type(district) is str:
+            district = share(district, district)
+        if type(tehsil) is str:
+            tehsil = share(tehsil, tehsil)
+        self.places.append((district, tehsil, get("border_sliver_km", ABSENT)))
         link = None
         if origin in ORIGIN_RANK:
             try:
@@ -139,13 +162,14 @@ class Records:
             except (ValueError, TypeError, KeyError):
                 pass  # read again, to raise, if the record is ever a candidate
             else:
-                link = (start, end, share(groups_of(record), groups_of(record)))
+                groups = groups_of(record)
+                link = (start, end, share(groups, groups))
         self.links.append(link)
 
     def _plain(self, record: dict[str, Any]) -> bool:
         """See `plain`: the record lacks the derived keys, and the types of its properties
         (those it keeps in the feature) are all the attacks schema allows."""
-        if any(k in record for k in DERIVED_KEYS) or type(record.get("id")) is not str:
+        if not record.keys().isdisjoint(DERIVED_KEYS) or type(record.get("id")) is not str:
             return False
         lon, lat = record.get("lon"), record.get("lat")
         if type(lon) not in (float, int) or type(lat) not in (float, int):
@@ -229,7 +253,8 @@ COLUMNS = (
     "places",
     "links",
     "plain",
-    "values",
+    "heads",
+    "figures",
     "cites",
 )
 
@@ -250,11 +275,6 @@ def _dataset_publications() -> frozenset[str]:
     from geo.licences import read_datasets
 
     return frozenset(d.publication for d in read_datasets().values() if d.publication)
-
-
-def _shared(share: Any, value: Any) -> Any:
-    """One object for equal strings (a million records name a few dozen districts)."""
-    return share(value, value) if type(value) is str else value
 
 
 def _same(a: Any, b: Any) -> bool:
