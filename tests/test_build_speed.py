@@ -210,3 +210,32 @@ def test_border_distances_equal_the_nearest_segments_projection():
         index._projected_km(lon[:500], lat[:500]),
         atol=1e-9,
     )
+
+
+def test_totals_and_places_from_columns_equal_the_dict_functions(both_ways, store):
+    from geo.build.attacks import area_totals, place, place_records
+    from geo.build.locate import Locator
+
+    fast, _ = both_ways
+    built = Store.open(fast)
+    features = built.query("attacks")
+    for layer, key in (("districts", "district"), ("tehsils", "tehsil")):
+        totals = area_totals(features, key)
+        for area in built.query(layer):
+            expected = totals.get(area["id"], dict.fromkeys(("attacks", *totals_keys()), 0))
+            got = {k: area["properties"][k] for k in expected}
+            assert got == expected, (layer, area["id"])
+    locator = Locator.from_store(built)
+    records = [orjson.loads(line) for line in (fast / "imported.jsonl").read_bytes().splitlines()]
+    records.append({**records[0], "id": "synthetic-outside", "lon": 60.0, "lat": 20.0})
+    table = Records.from_lines(orjson.dumps(r) for r in records)
+    placed, not_placed = place_records(table, locator)
+    expected, expected_not = place(copy.deepcopy(records), locator)
+    assert [table.record(i) for i in placed] == expected
+    assert not_placed == expected_not and len(not_placed) == 1
+
+
+def totals_keys() -> tuple[str, ...]:
+    from geo.build.attacks import COUNTS
+
+    return COUNTS
