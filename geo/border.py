@@ -37,14 +37,36 @@ class BorderIndex:
         self._scale = math.cos(math.radians(border.centroid.y))
         scaled = np.stack([self._starts, self._ends], axis=1) * [self._scale, 1.0]
         self._tree = shapely.STRtree(shapely.linestrings(scaled))
+        self._scaled = shapely.transform(border, lambda xy: xy * [self._scale, 1.0])
+        shapely.prepare(self._scaled)
 
     def distance_km(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Geodesic distance in km from each (lon, lat) to the nearest point of the border."""
         lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
         if lon.size == 0:
             return np.empty(0)
+        # the nearest point of the line in the same scaled plane (GEOS's prepared nearest-points
+        # search: the same point as the nearest segment's projection, a third of the time)
+        points = shapely.points(lon * self._scale, lat)
+        nearest = np.empty((len(points), 2))
+
+        def query(chunk: np.ndarray) -> None:
+            lines = shapely.shortest_line(self._scaled, points[chunk])
+            nearest[chunk] = shapely.get_coordinates(lines)[0::2]
+
+        chunks = np.array_split(
+            np.arange(len(points)), max(1, min(len(points) // 10_000, 4 * CPUS))
+        )
+        with ThreadPoolExecutor(CPUS) as pool:
+            list(pool.map(query, chunks))
+        _, _, metres = GEOD.inv(lon, lat, nearest[:, 0] / self._scale, nearest[:, 1])
+        return np.asarray(metres) / 1000.0
+
+    def _projected_km(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """distance_km by the nearest segment (_nearest_segments) and the projection on it: the
+        reference distance_km is checked against (the same figures, slower)."""
+        lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
         segment = self._nearest_segments(shapely.points(lon * self._scale, lat), lon, lat)
-        # nearest point on each segment, by projection in the same scaled plane
         a = self._starts[segment] * [self._scale, 1.0]
         b = self._ends[segment] * [self._scale, 1.0]
         p = np.stack([lon * self._scale, lat], axis=1)

@@ -1,6 +1,7 @@
 """Reading and writing RFC 7946 GeoJSON: WGS 84 longitude/latitude, no `crs` member,
 counter-clockwise exterior rings, clockwise holes, and an `id` on every feature."""
 
+import hashlib
 import math
 import os
 from collections.abc import Iterable
@@ -53,23 +54,70 @@ def write_feature_collection(
     Features are encoded one at a time (orjson), so a million of them never become one string.
     Returns each feature's (start, end) byte offsets in the file, for geo.store.files's index.
     """
-    head = orjson.dumps({"type": "FeatureCollection", **members})[:-1] + b',"features":['
-    offsets = []
-    with open(path, "wb") as f:
-        f.write(head)
-        position = len(head)
-        for i, feat in enumerate(features):
-            if i:
-                f.write(b",")
-                position += 1
-            encoded = orjson.dumps(feat, option=orjson.OPT_SERIALIZE_NUMPY)
-            f.write(encoded)
-            offsets.append((position, position + len(encoded)))
-            position += len(encoded)
-        f.write(b"]}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    return np.array(offsets, dtype=np.int64).reshape(-1, 2)
+    with FeatureCollectionWriter(path, **members) as writer:
+        writer.write(features)
+    return writer.offsets()
+
+
+class FeatureCollectionWriter:
+    """A FeatureCollection written a chunk of features at a time (a million never in memory at
+    once), with each feature's byte range and the file's sha256 computed as it is written:
+
+        with FeatureCollectionWriter(path) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+        writer.offsets(), writer.sha256
+    """
+
+    def __init__(self, path: Path, **members: Any):
+        self.path = Path(path)
+        self._head = orjson.dumps({"type": "FeatureCollection", **members})[:-1]
+        self._head += b',"features":['
+        self._offsets: list[np.ndarray] = []
+        self._position = 0
+        self._count = 0
+        self._digest = hashlib.sha256()
+        self.sha256 = ""
+
+    def __enter__(self) -> "FeatureCollectionWriter":
+        self._file = open(self.path, "wb")
+        self._put(self._head)
+        return self
+
+    def _put(self, data: bytes) -> None:
+        self._file.write(data)
+        self._digest.update(data)
+        self._position += len(data)
+
+    def write(self, features: Iterable[dict[str, Any]]) -> None:
+        self.write_encoded([orjson.dumps(f, option=orjson.OPT_SERIALIZE_NUMPY) for f in features])
+
+    def write_encoded(self, encoded: list[bytes]) -> None:
+        """Write features already encoded (each one feature's JSON object)."""
+        if not encoded:
+            return
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        # each feature after the file's first is preceded by a comma
+        starts = self._position + np.cumsum(lengths + 1) - lengths - (0 if self._count else 1)
+        self._offsets.append(np.stack([starts, starts + lengths], axis=1))
+        self._put((b"," if self._count else b"") + b",".join(encoded))
+        self._count += len(encoded)
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        try:
+            if kind is None:
+                self._put(b"]}\n")
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self.sha256 = self._digest.hexdigest()
+        finally:
+            self._file.close()
+
+    def offsets(self) -> np.ndarray:
+        """Each feature's (start, end) byte offsets in the file."""
+        if not self._offsets:
+            return np.array([], dtype=np.int64).reshape(-1, 2)
+        return np.concatenate(self._offsets)
 
 
 def read_json(path: Path) -> Any:

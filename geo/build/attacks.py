@@ -6,14 +6,23 @@ Every attack record (authored, imported or synthetic) is a canonical property di
 and sums them per district.
 """
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from geo.border import BorderIndex
 from geo.build.gazetteer import PRECISION_DISTRICT, Gazetteer, GeocodeError
+from geo.build.links import assemble, link_groups
 from geo.build.locate import Locator
+from geo.build.records import VALUE_KEYS, Records
+from geo.geojson import FeatureCollectionWriter
+from geo.licences import read_datasets
+from geo.store.files import IndexBuilder, index_file
+from geo.store.schemas import LAYERS, validate_features
 from geo.vocab import MILITANT_ATTACK, event_fields
 
 COUNTS = ("killed_low", "killed_best", "killed_high", "injured_low", "injured_high")
@@ -132,27 +141,32 @@ def attack_features(
     lon = np.fromiter((r["lon"] for r in records), dtype=float, count=len(records))
     lat = np.fromiter((r["lat"] for r in records), dtype=float, count=len(records))
     distances = np.round(border.distance_km(lon, lat), 1).tolist()
-    features = []
-    for record, x, y, km in zip(records, lon.tolist(), lat.tolist(), distances, strict=True):
-        properties = record.copy()  # then drop the few keys that are not properties
-        for key in NOT_PROPERTIES:
-            del properties[key]
-        properties["distance_to_border_km"] = km
-        properties["former_fata"] = former_fata[record["district"]]
-        linked = properties.setdefault("linked", [])  # a record linked to none (geo.build.links)
-        # every dataset the feature holds rows of: what the licences are decided by
-        properties["origins"] = (
-            ",".join(dict.fromkeys(m["origin"] for m in linked)) if linked else record["origin"]
-        )
-        features.append(
-            {
-                "type": "Feature",
-                "id": record["id"],
-                "geometry": {"type": "Point", "coordinates": [round(x, 6), round(y, 6)]},
-                "properties": properties,
-            }
-        )
-    return features
+    return [
+        _feature(record, x, y, km, former_fata)
+        for record, x, y, km in zip(records, lon.tolist(), lat.tolist(), distances, strict=True)
+    ]
+
+
+def _feature(
+    record: dict[str, Any], x: float, y: float, km: float, former_fata: Mapping[str, bool]
+) -> dict[str, Any]:
+    """One record's feature (see attack_features); `km` its distance to the border."""
+    properties = record.copy()  # then drop the few keys that are not properties
+    for key in NOT_PROPERTIES:
+        del properties[key]
+    properties["distance_to_border_km"] = km
+    properties["former_fata"] = former_fata[record["district"]]
+    linked = properties.setdefault("linked", [])  # a record linked to none (geo.build.links)
+    # every dataset the feature holds rows of: what the licences are decided by
+    properties["origins"] = (
+        ",".join(dict.fromkeys(m["origin"] for m in linked)) if linked else record["origin"]
+    )
+    return {
+        "type": "Feature",
+        "id": record["id"],
+        "geometry": {"type": "Point", "coordinates": [round(x, 6), round(y, 6)]},
+        "properties": properties,
+    }
 
 
 def feature_record(feature: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,3 +205,395 @@ def area_totals(
         for column in COUNTS:
             row[column] += props.get(column) or 0
     return totals
+
+
+def place_records(records: Records, locator: Locator) -> tuple[list[int], list[dict[str, str]]]:
+    """place() for records held as lines (geo.build.records): the positions of the records
+    placed, and the ids of those whose point lies in no KP district, each with its reason.
+    A record keeps its line unless its district, tehsil or border_sliver_km changes."""
+    districts, tehsils, sliver_km = locator.locate_many(records.lon, records.lat)
+    placed, not_placed = [], []
+    located = zip(districts, tehsils, sliver_km, records.precision, strict=True)
+    for i, (district, tehsil, km, precision) in enumerate(located):
+        if district is None:
+            not_placed.append(
+                {
+                    "id": records.ids[i],
+                    "reason": f"its point ({records.lon[i]:g}, {records.lat[i]:g}) lies in no KP "
+                    "district of the current boundaries (a point is taken inside a district, or "
+                    "on the Pakistani side of the Durand Line within 5 km of one)",
+                }
+            )
+            continue
+        records.set_place(i, (district, tehsil if precision < PRECISION_DISTRICT else None, km))
+        placed.append(i)
+    return placed, not_placed
+
+
+def link_placed(
+    records: Records, placed: list[int]
+) -> tuple[list[int | dict[str, Any]], list[dict[str, Any]]]:
+    """geo.build.links.link_records for records held as lines: the attacks, sorted by id, each
+    a record's position in `records` or (a linked group) its combined record; and the links
+    made. Only the members of a group are parsed."""
+    ids = records.ids
+    order = sorted(placed, key=ids.__getitem__)
+    candidates = [
+        c for position, i in enumerate(order) if (c := records.candidate(i, position)) is not None
+    ]
+    groups = link_groups(candidates)
+    entries, links = assemble(len(order), groups, lambda p: records.record(order[p]))
+    attacks = [order[e] if isinstance(e, int) else e for e in entries]
+    keys = [ids[e] if isinstance(e, int) else e["id"] for e in attacks]
+    return [attacks[k] for k in sorted(range(len(attacks)), key=keys.__getitem__)], links
+
+
+# The attacks a build writes at once (parsed, for the few that need it, and encoded).
+CHUNK = 50_000
+# What the index (geo.store.files.IndexBuilder) and the manifest read of each attack: VALUE_KEYS
+# as the record holds them, then its place, origins, distance to the border and links.
+ROW_KEYS = (*VALUE_KEYS, "district", "tehsil", "origins", "distance_to_border_km", "linked")
+_NUMBER = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+
+
+class AttackLayer:
+    """The attacks layer of a build, made a chunk at a time as it is written (see write): a
+    million features are never in memory at once.
+
+    `attacks` are the layer's records in order (sorted by id): positions in `records`, or the
+    combined records of linked groups. A plain record (geo.build.records: its properties are its
+    own and of the schema's types) is written from its line: the feature is the line without
+    lon and lat, with the derived properties appended, exactly as orjson writes the feature
+    attack_features makes, and checked without being parsed. Any other is parsed, made by
+    attack_features and checked by geo.store.schemas.validate_features, as before.
+    """
+
+    def __init__(
+        self,
+        records: Records,
+        attacks: list[int | dict[str, Any]],
+        border: BorderIndex,
+        former_fata: Mapping[str, bool],
+    ):
+        self.records = records
+        self.attacks = attacks
+        self.border = border
+        self.former_fata = former_fata
+        self._tails: dict[tuple[bytes, str], bytes] = {}
+        self._fata = {
+            k: b"true" if v else b"false" for k, v in former_fata.items() if type(v) is bool
+        }
+
+    def __len__(self) -> int:
+        return len(self.attacks)
+
+    def write(self, path: Path) -> "WrittenAttacks":
+        """Write the layer's GeoJSON file and its index (geo.store.files.index_file) beside it,
+        checking every feature; what was gathered (problems, totals, manifest figures)."""
+        schema = LAYERS["attacks"]
+        written = WrittenAttacks(path)
+        index = IndexBuilder(schema)
+        missing = set(index.keys) - set(ROW_KEYS)
+        if missing:
+            raise AssertionError(f"ROW_KEYS lacks {missing}")
+        with FeatureCollectionWriter(path) as writer:
+            for start in range(0, len(self.attacks), CHUNK):
+                self._write_chunk(start, writer, index, written)
+        written.finish(writer, index)
+        return written
+
+    def _write_chunk(
+        self,
+        start: int,
+        writer: FeatureCollectionWriter,
+        index: IndexBuilder,
+        written: "WrittenAttacks",
+    ) -> None:
+        records = self.records
+        attacks = self.attacks[start : start + CHUNK]
+        lon = np.fromiter(
+            (records.lon[a] if isinstance(a, int) else a["lon"] for a in attacks),
+            dtype=float,
+            count=len(attacks),
+        )
+        lat = np.fromiter(
+            (records.lat[a] if isinstance(a, int) else a["lat"] for a in attacks),
+            dtype=float,
+            count=len(attacks),
+        )
+        distances = np.round(self.border.distance_km(lon, lat), 1).tolist()
+        lon, lat = lon.tolist(), lat.tolist()
+        xs = [round(x, 6) for x in lon]
+        ys = [round(y, 6) for y in lat]
+        encoded, rows, ids = [], [], []
+        schema = LAYERS["attacks"]
+        previous = None  # the id before: they are sorted, so a repeated id follows its first
+        if start:
+            before = self.attacks[start - 1]
+            previous = records.ids[before] if isinstance(before, int) else before["id"]
+        plain, all_ids, places, origins = (
+            records.plain,
+            records.ids,
+            records.places,
+            records.origins,
+        )
+        heads, figures, cites, releases = (
+            records.heads,
+            records.figures,
+            records.cites,
+            records.releases,
+        )
+        line_of = self._line
+        for k, attack in enumerate(attacks):
+            line = None
+            if isinstance(attack, int) and plain[attack]:
+                line = line_of(attack, xs[k], ys[k], distances[k])
+            if line is not None:
+                fid = all_ids[attack]
+                if fid == previous:
+                    written.problems.append(f"feature #{start + k} ({fid!r}): duplicate id")
+                district, tehsil, _ = places[attack]
+                origin = origins[attack]
+                rows.append(
+                    (*heads[attack], *figures[attack], district, tehsil, origin, distances[k], ())
+                )
+                written.releases.setdefault(origin, set()).add(releases[attack])
+                if cites[attack]:
+                    written.cited.update(cites[attack])
+            else:
+                record = records.record(attack) if isinstance(attack, int) else attack
+                feature = _feature(record, lon[k], lat[k], distances[k], self.former_fata)
+                seen = {previous} if previous is not None else set()
+                written.problems += validate_features([feature], schema, start + k, seen)
+                line = orjson.dumps(feature, option=orjson.OPT_SERIALIZE_NUMPY)
+                fid = feature["id"]
+                props = feature["properties"]
+                rows.append(tuple(props.get(key) for key in ROW_KEYS))
+                _add_releases([feature], written.releases)
+                written.cited |= _cited([feature])
+            encoded.append(line)
+            ids.append(fid)
+            previous = fid
+        writer.write_encoded(encoded)
+        del encoded
+        columns = dict(zip(ROW_KEYS, zip(*rows, strict=True), strict=True))
+        index.add_columns([str(i) for i in ids], np.column_stack([xs, ys]), columns)
+        written.add_span(columns["date"], columns["date_end"])
+        written.count += len(attacks)
+
+    def _line(self, attack: int, x: float, y: float, km: float) -> bytes | None:
+        """The feature of a plain record, from its line; None when it must be made by
+        attack_features (a point out of range, a line whose lon or lat is not found once)."""
+        if not (-180 <= x <= 180 and -90 <= y <= 90):
+            return None
+        records = self.records
+        fata = self._fata.get(records.places[attack][0])
+        if fata is None:
+            return None
+        line = records.items[attack]
+        body = _members_without_point(line)
+        if body is None:
+            body = _without(_without(line, b'"lon":'), b'"lat":')
+            if body is None:
+                return None
+            body = (body[:-1],)
+        origin = records.origins[attack]
+        tail = self._tails.get((fata, origin))
+        if tail is None:
+            tail = self._tails[fata, origin] = (
+                b',"former_fata":'
+                + fata
+                + b',"linked":[],"origins":'
+                + orjson.dumps(origin)
+                + b"}}"
+            )
+        return b"".join(
+            (
+                b'{"type":"Feature","id":',
+                orjson.dumps(records.ids[attack]),
+                b',"geometry":{"type":"Point","coordinates":',
+                orjson.dumps([x, y]),
+                b'},"properties":',
+                *body,
+                b',"distance_to_border_km":',
+                orjson.dumps(km),
+                tail,
+            )
+        )
+
+
+def _members_without_point(line: bytes) -> tuple[bytes, ...] | None:
+    """A JSON object's line without its closing brace and its lon and lat members, as slices, in
+    the common case: each key occurs once and follows a comma (see _without); else None."""
+    lon = line.find(b'"lon":')
+    lat = line.find(b'"lat":')
+    if (
+        lon < 1
+        or lat < 1
+        or line.find(b'"lon":', lon + 1) != -1
+        or line.find(b'"lat":', lat + 1) != -1
+        or line[lon - 1] != 44  # ","
+        or line[lat - 1] != 44
+    ):
+        return None
+    lon_number = _NUMBER.match(line, lon + 6)
+    lat_number = _NUMBER.match(line, lat + 6)
+    if lon_number is None or lat_number is None:
+        return None
+    lon_end, lat_end = lon_number.end(), lat_number.end()
+    if line[lon_end : lon_end + 1] not in (b",", b"}") or line[lat_end : lat_end + 1] not in (
+        b",",
+        b"}",
+    ):
+        return None
+    (a, a_end), (b, b_end) = sorted(((lon - 1, lon_end), (lat - 1, lat_end)))
+    return line[:a], line[a_end:b], line[b_end:-1]
+
+
+def _without(line: bytes | None, key: bytes) -> bytes | None:
+    """A JSON object's line without the member `key` (b'"lon":'), whose value is a number; None
+    unless the key occurs exactly once (then it is the object's own: a quote inside a string is
+    escaped, and a key inside a nested object would be a second occurrence)."""
+    if line is None:
+        return None
+    at = line.find(key)
+    if at < 1 or line.find(key, at + 1) != -1:
+        return None
+    number = _NUMBER.match(line, at + len(key))
+    if number is None:
+        return None
+    stop = number.end()
+    before, after = line[at - 1 : at], line[stop : stop + 1]
+    if after not in (b",", b"}"):
+        return None
+    if before == b",":
+        return line[: at - 1] + line[stop:]
+    if before == b"{":
+        return line[:at] + (line[stop + 1 :] if after == b"," else line[stop:])
+    return None
+
+
+class WrittenAttacks:
+    """What writing the attacks layer gathered: its problems, the index arrays, the district and
+    tehsil totals, and the figures of its manifest entry."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.problems: list[str] = []
+        self.count = 0
+        self.sha256 = ""
+        self.arrays: dict[str, np.ndarray] = {}
+        self.totals: dict[str, dict[str, dict[str, int]]] = {"district": {}, "tehsil": {}}
+        # the releases of the records, by origin, and the publications they cite
+        self.releases: dict[str, set[str]] = {}
+        self.cited: set[tuple[str, str]] = set()
+        self.first: str | None = None
+        self.last: str | None = None
+
+    def add(self, features: list[dict[str, Any]]) -> None:
+        """Gather the manifest figures of features written."""
+        if not features:
+            return
+        props = [f["properties"] for f in features]
+        self.add_span([p["date"] for p in props], [p["date_end"] for p in props])
+        _add_releases(features, self.releases)
+        self.cited |= _cited(features)
+
+    def add_span(self, dates: Sequence[str], ends: Sequence[str | None]) -> None:
+        if not dates:
+            return
+        first = min(dates)
+        last = max(e or s for s, e in zip(dates, ends, strict=True))
+        self.first = first if self.first is None else min(self.first, first)
+        self.last = last if self.last is None else max(self.last, last)
+
+    def finish(self, writer: FeatureCollectionWriter, index: IndexBuilder) -> None:
+        """Save the index beside the layer file, and total the attacks by district and tehsil."""
+        self.sha256 = writer.sha256
+        self.arrays = index.arrays()
+        for key in self.totals:
+            self.totals[key] = _area_totals(self.arrays, index.distinct_values[key], key)
+        np.savez(
+            self.path.parent / index_file(self.path.name),
+            offsets=writer.offsets(),
+            sha256=np.array(writer.sha256),
+            **self.arrays,
+        )
+
+    def entry(self, title: str, sources: list[dict[str, Any]]) -> dict[str, Any]:
+        """The layer's manifest entry (as geo.build.pipeline._layer_entry makes one)."""
+        return {
+            "file": self.path.name,
+            "title": title,
+            "count": self.count,
+            "bounds": xy_bounds(self.arrays["xy"]) if self.count else None,
+            "geometry_types": ["Point"] if self.count else [],
+            "time_range": [self.first, self.last] if self.count else None,
+            "sha256": self.sha256,
+            "sources": sources,
+            "publications": publications(self.cited),
+        }
+
+
+def write_features(path: Path, features: list[dict[str, Any]]) -> WrittenAttacks:
+    """WrittenAttacks for attack features given as a list (the plain way, all checked)."""
+    schema = LAYERS["attacks"]
+    written = WrittenAttacks(path)
+    index = IndexBuilder(schema)
+    with FeatureCollectionWriter(path) as writer:
+        written.problems += validate_features(features, schema)
+        writer.write(features)
+        index.add(features)
+        written.add(features)
+        written.count += len(features)
+    written.finish(writer, index)
+    return written
+
+
+def _add_releases(features: Iterable[dict[str, Any]], releases: dict[str, set[str]]) -> None:
+    """Add the releases of every record the attack features hold, by origin."""
+    for f in features:
+        props = f["properties"]
+        members = props.get("linked") or [props]
+        for member in members:
+            releases.setdefault(member["origin"], set()).add(member.get("release") or "")
+
+
+def _cited(features: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {
+        (source.get("publication") or "", source.get("date") or "")
+        for f in features
+        for source in f["properties"]["sources"]
+    }
+
+
+def publications(cited: set[tuple[str, str]]) -> list[list[str]]:
+    """[publication, date] of the `cited` that are articles, not datasets (see
+    geo.build.pipeline._cited_publications)."""
+    datasets = {d.publication for d in read_datasets().values() if d.publication}
+    return [list(p) for p in sorted(cited) if p[0] and p[0] not in datasets]
+
+
+def xy_bounds(xy: np.ndarray) -> list[float]:
+    minx, miny = xy.min(axis=0)
+    maxx, maxy = xy.max(axis=0)
+    return [float(minx), float(miny), float(maxx), float(maxy)]
+
+
+def _area_totals(
+    arrays: dict[str, np.ndarray], distinct: list[Any], key: str
+) -> dict[str, dict[str, int]]:
+    """area_totals from the index's columns: per value of `key` (a district or tehsil id; null
+    is no area), the number of attacks and the sums of the figures they report."""
+    codes = arrays[f"codes:{key}"]
+    size = len(distinct)
+    counts = np.bincount(codes, minlength=size)
+    sums = {
+        c: np.bincount(codes, weights=np.nan_to_num(arrays[f"number:{c}"]), minlength=size)
+        for c in COUNTS
+    }
+    return {
+        area: {"attacks": int(counts[code]), **{c: int(sums[c][code]) for c in COUNTS}}
+        for code, area in enumerate(distinct)
+        if area is not None and counts[code]
+    }

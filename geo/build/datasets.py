@@ -11,7 +11,7 @@ older one (events the provider dropped or re-coded go with it), never mixes with
 """
 
 from collections import Counter, defaultdict
-from operator import itemgetter
+from collections.abc import Iterable
 from typing import Any
 
 from geo.errors import OlderRelease
@@ -52,9 +52,27 @@ def combine_imports(
     as replaced too). Records come back sorted by id, so the store does not depend on the order
     of imports.
     """
+    order, report = combined_positions(
+        ((r["id"], dataset_of(r), release_of(r)) for r in kept),
+        ((r["id"], dataset_of(r), release_of(r)) for r in added),
+    )
+    both = [*kept, *added]
+    return [both[p] for p in order], report
+
+
+Key = tuple[str, str, str]  # a record's (id, dataset, release)
+
+
+def combined_positions(
+    kept: Iterable[Key], added: Iterable[Key]
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """combine_imports on the records' (id, dataset, release) alone: the positions (into the kept
+    records followed by the added ones) of the records kept, sorted by id, and what was
+    replaced. For a build that holds its records as lines (geo.build.records)."""
     # One pass over each list, into batches by (dataset, release): a store may keep a million
     # records, and there are only a few batches to decide on.
-    kept_batches, added_batches = _batches(kept), _batches(added)
+    kept_batches = _batches(kept, 0)
+    added_batches = _batches(added, sum(len(b) for b in kept_batches.values()))
     newest_kept = _newest(kept_batches)
     newest_added = _newest(added_batches)
     older = {d: (r, newest_kept[d]) for d, r in newest_added.items() if r < newest_kept.get(d, r)}
@@ -69,29 +87,30 @@ def combine_imports(
         )
     newest = {**newest_kept, **newest_added}
     replaced: Counter[tuple[str, str]] = Counter()
-    by_id: dict[str, dict[str, Any]] = {}
+    by_id: dict[str, int] = {}
     # added last: a re-imported id replaces the kept record
     for batches in (kept_batches, added_batches):
         for (dataset, release), records in batches.items():
             if release != newest[dataset]:
                 replaced[dataset, release] += len(records)
                 continue
-            by_id.update((r["id"], r) for r in records)
+            by_id.update(records)
     report = [
         {"dataset": d, "release": r, "by_release": newest[d], "records": n}
         for (d, r), n in sorted(replaced.items())
     ]
-    return sorted(by_id.values(), key=itemgetter("id")), report
+    return [by_id[i] for i in sorted(by_id)], report
 
 
-def _batches(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    batches: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        batches[dataset_of(record), release_of(record)].append(record)
+def _batches(keys: Iterable[Key], first: int) -> dict[tuple[str, str], list[tuple[str, int]]]:
+    """(id, position) of each record by (dataset, release); positions count from `first`."""
+    batches: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
+    for position, (record_id, dataset, release) in enumerate(keys, first):
+        batches[dataset, release].append((record_id, position))
     return batches
 
 
-def _newest(batches: dict[tuple[str, str], list[dict[str, Any]]]) -> dict[str, str]:
+def _newest(batches: dict[tuple[str, str], list[Any]]) -> dict[str, str]:
     newest: dict[str, str] = {}
     for dataset, release in batches:
         newest[dataset] = max(newest.get(dataset, release), release)

@@ -28,6 +28,7 @@ answers for it (geo.store.files).
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import date
 from operator import itemgetter
 from typing import Any
@@ -97,17 +98,55 @@ MEMBER_KEYS = (
 )
 
 
-class _Candidate:
-    """What the rule compares of one linkable record, computed once."""
+class Candidate:
+    """What the rule compares of one linkable record, computed once (see candidate)."""
 
-    __slots__ = ("position", "record", "start", "end", "groups")
+    __slots__ = ("position", "origin", "lon", "lat", "start", "end", "groups", "record")
 
-    def __init__(self, position: int, record: dict[str, Any], start: int, end: int):
+    def __init__(
+        self,
+        position: int,
+        origin: str,
+        lon: float,
+        lat: float,
+        start: int,
+        end: int,
+        groups: frozenset[str],
+        record: dict[str, Any] | None = None,
+    ):
         self.position = position
-        self.record = record
+        self.origin = origin
+        self.lon = lon
+        self.lat = lat
         self.start = start
         self.end = end
-        self.groups = groups_of(record)
+        self.groups = groups
+        self.record = record  # the record itself, where the caller holds it as a dict
+
+
+def _Candidate(position: int, record: dict[str, Any], start: int, end: int) -> Candidate:  # noqa: N802
+    """A Candidate of `record` with its span given (what the tests compare the index with)."""
+    return Candidate(
+        position,
+        record["origin"],
+        record["lon"],
+        record["lat"],
+        start,
+        end,
+        groups_of(record),
+        record,
+    )
+
+
+def candidate(position: int, record: dict[str, Any]) -> Candidate | None:
+    """The record at `position` (of the records sorted by id) as the rule compares it, or None
+    when it cannot link: its origin never links, or its date spans more than MAX_SPAN_DAYS."""
+    if record["origin"] not in ORIGIN_RANK:
+        return None
+    start, end = span(record)
+    if end - start >= MAX_SPAN_DAYS:
+        return None
+    return _Candidate(position, record, start, end)
 
 
 def link_records(
@@ -125,24 +164,35 @@ def link_records(
     records (and costs nothing when only one origin can link, as in a store of synthetic records).
     """
     records = sorted(records, key=itemgetter("id"))
-    candidates = []
-    for position, record in enumerate(records):
-        if record["origin"] not in ORIGIN_RANK:
-            continue
-        start, end = span(record)
-        if end - start < MAX_SPAN_DAYS:
-            candidates.append(_Candidate(position, record, start, end))
-    if len({c.record["origin"] for c in candidates}) < 2:
-        return records, []
-    groups = _group(candidates, _pairs(candidates))
+    candidates = [c for p, r in enumerate(records) if (c := candidate(p, r)) is not None]
+    entries, links = assemble(len(records), link_groups(candidates), lambda p: records[p])
+    linked = [records[e] if isinstance(e, int) else e for e in entries]
+    return sorted(linked, key=itemgetter("id")), links
+
+
+def link_groups(candidates: list[Candidate]) -> list[list[int]]:
+    """The groups the rule links (each its members' positions, sorted) among `candidates`, which
+    are in the order of their records' ids (see candidate)."""
+    if len({c.origin for c in candidates}) < 2:
+        return []
+    return _group(candidates, _pairs(candidates))
+
+
+def assemble(
+    count: int, groups: list[list[int]], record_at: Callable[[int], dict[str, Any]]
+) -> tuple[list[int | dict[str, Any]], list[dict[str, Any]]]:
+    """The attacks `count` records (sorted by id) make once `groups` are combined, in record
+    order (not yet sorted by id again): a record in no group as its position, a group as its
+    combined record (see combine) at its first member's place; and the links made.
+    `record_at(position)` gives a member's record."""
     first_of = {min(g): g for g in groups}
     in_group = {position for g in groups for position in g}
-    linked, links = [], []
-    for position, record in enumerate(records):
+    entries: list[int | dict[str, Any]] = []
+    links = []
+    for position in range(count):
         if position in first_of:
-            members = [records[p] for p in first_of[position]]
-            combined = combine(members)
-            linked.append(combined)
+            combined = combine([record_at(p) for p in first_of[position]])
+            entries.append(combined)
             links.append(
                 {
                     "id": combined["id"],
@@ -151,11 +201,11 @@ def link_records(
                 }
             )
         elif position not in in_group:
-            linked.append(record)
-    return sorted(linked, key=itemgetter("id")), links
+            entries.append(position)
+    return entries, links
 
 
-def _pairs(candidates: list[_Candidate]) -> list[tuple[int, float, int, int]]:
+def _pairs(candidates: list[Candidate]) -> list[tuple[int, float, int, int]]:
     """Every pair of candidates the rule links, as (days apart, metres, i, j) with i < j
     positions into `candidates`, closest first.
 
@@ -164,12 +214,12 @@ def _pairs(candidates: list[_Candidate]) -> list[tuple[int, float, int, int]]:
     """
     index: dict[tuple[int, int, int], list[int]] = defaultdict(list)
     for i, c in enumerate(candidates):
-        cell = _cell(c.record["lon"], c.record["lat"])
+        cell = _cell(c.lon, c.lat)
         for day in range(c.start, c.end + 1):
             index[(day, *cell)].append(i)
     first, second, days = [], [], []
     for i, a in enumerate(candidates):
-        xs, ys = _cells_near(a.record)
+        xs, ys = _cells_near(a.lon, a.lat)
         near = {
             j
             for day in range(a.start - LINK_DAYS, a.end + LINK_DAYS + 1)
@@ -180,7 +230,7 @@ def _pairs(candidates: list[_Candidate]) -> list[tuple[int, float, int, int]]:
         }
         for j in near:
             b = candidates[j]
-            if a.record["origin"] == b.record["origin"]:
+            if a.origin == b.origin:
                 continue
             apart = max(0, max(a.start, b.start) - min(a.end, b.end))
             if apart > LINK_DAYS or (a.groups and b.groups and not a.groups & b.groups):
@@ -190,8 +240,8 @@ def _pairs(candidates: list[_Candidate]) -> list[tuple[int, float, int, int]]:
             days.append(apart)
     if not first:
         return []
-    lon = np.array([c.record["lon"] for c in candidates], dtype=float)
-    lat = np.array([c.record["lat"] for c in candidates], dtype=float)
+    lon = np.array([c.lon for c in candidates], dtype=float)
+    lat = np.array([c.lat for c in candidates], dtype=float)
     left, right = np.array(first), np.array(second)
     _, _, metres = GEOD.inv(lon[left], lat[left], lon[right], lat[right])
     near = metres <= LINK_KM * 1000
@@ -207,7 +257,7 @@ def _pairs(candidates: list[_Candidate]) -> list[tuple[int, float, int, int]]:
 
 
 def _group(
-    candidates: list[_Candidate], pairs: list[tuple[int, float, int, int]]
+    candidates: list[Candidate], pairs: list[tuple[int, float, int, int]]
 ) -> list[list[int]]:
     """Groups of two or more (as sorted record positions), joined pair by pair, closest first.
 
@@ -222,8 +272,8 @@ def _group(
         if gi == gj:
             continue
         a, b = members.get(gi, [i]), members.get(gj, [j])
-        origins = {candidates[x].record["origin"] for x in a}
-        if any(candidates[y].record["origin"] in origins for y in b):
+        origins = {candidates[x].origin for x in a}
+        if any(candidates[y].origin in origins for y in b):
             continue
         if any((min(x, y), max(x, y)) not in linked for x in a for y in b):
             continue
@@ -247,9 +297,8 @@ def _cell(lon: float, lat: float) -> tuple[int, int]:
     return math.floor(lon / CELL_DEG), math.floor(lat / CELL_DEG)
 
 
-def _cells_near(rec: dict[str, Any]) -> tuple[range, range]:
-    """The cell columns and rows that every point within LINK_KM of the record lies in."""
-    lon, lat = rec["lon"], rec["lat"]
+def _cells_near(lon: float, lat: float) -> tuple[range, range]:
+    """The cell columns and rows that every point within LINK_KM of (lon, lat) lies in."""
     dlat = LINK_KM * DEG_PER_KM
     # Longitude degrees shrink towards the poles: use the cosine at the neighbourhood's far edge.
     far = min(abs(lat) + dlat, 89.0)

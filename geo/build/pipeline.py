@@ -6,12 +6,14 @@ exactly as it was, and the next build removes what a killed one left.
 """
 
 import gc
+import hashlib
 import json
 import sys
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,12 @@ from geo import geojson, paths
 from geo.border import BorderIndex
 from geo.build import attacks, durand_line
 from geo.build.authored import read_events, read_facts
-from geo.build.datasets import combine_imports
+from geo.build.datasets import combined_positions
 from geo.build.districts import KP_ADM1_PCODE, build_districts
 from geo.build.gazetteer import Gazetteer
-from geo.build.links import LINK_RULE, link_records
+from geo.build.links import LINK_RULE
 from geo.build.locate import SLIVER_FILE, SLIVER_MAX_KM, Locator, border_sliver
+from geo.build.records import Records
 from geo.build.sources import Source, fetch_all, file_sha256, read_sources
 from geo.build.tehsils import build_tehsils
 from geo.citations import cite, read_citations
@@ -64,18 +67,21 @@ PACKAGES = (
 )
 OSM_ATTRIBUTION = "© OpenStreetMap contributors"
 
-LayerBuilder = Callable[["BuildContext"], list[dict[str, Any]]]
+# A layer builder gives the layer's features, or (attacks) a layer made as it is written.
+LayerBuilder = Callable[["BuildContext"], "list[dict[str, Any]] | attacks.AttackLayer"]
 
 
 class BuildContext:
     """What the layer builders share: the upstream files (read once) and the authored tables."""
 
-    def __init__(
-        self, sources: dict[str, Source], files: dict[str, Path], imported: list[dict[str, Any]]
-    ):
+    def __init__(self, sources: dict[str, Source], files: dict[str, Path], imported: Records):
         self.sources = sources
         self.files = files
-        self.imported = imported
+        # The imported records (as lines: geo.build.records); the attacks layer takes them over
+        # with the authored ones (`records`, whose part from `authored` on is the imported).
+        self.imported: Records | None = imported
+        self.records: Records | None = None
+        self.authored = 0
         # OCHA COD-AB Pakistan 2022 (shapefiles: pyogrio finds each .shp's parts beside it).
         self.adm1 = pyogrio.read_dataframe(files["cod_adm1_shp"])
         self.adm2 = pyogrio.read_dataframe(files["cod_adm2_shp"])
@@ -97,6 +103,12 @@ class BuildContext:
         # meet, and the basemap draws them.
         self.afghanistan = durand_line.timezone_polygon(durand_line.AFGHANISTAN_TZ)
         self.pakistan = durand_line.timezone_polygon(durand_line.PAKISTAN_TZ)
+
+    def imported_lines(self) -> Iterator[bytes]:
+        """The imported records' lines as the store keeps them (placed by this build)."""
+        if self.records is not None:
+            return (self.records.line(i) for i in range(self.authored, len(self.records)))
+        return self.imported.lines() if self.imported is not None else iter(())
 
     def province(self, pcode: str) -> shapely.Geometry:
         return self.adm1.set_index("ADM1_PCODE").geometry[pcode]
@@ -234,18 +246,24 @@ def build_countries_layer(ctx: BuildContext) -> list[dict[str, Any]]:
     ]
 
 
-def build_attacks_layer(ctx: BuildContext) -> list[dict[str, Any]]:
+def build_attacks_layer(ctx: BuildContext) -> attacks.AttackLayer:
     if ctx.border is None or ctx.locator is None:
         raise BuildError("the attacks layer needs the tehsils and durand_line layers first")
     gazetteer = Gazetteer.default(ctx.district_features, ctx.tehsil_features, ctx.locator)
     authored, problems = attacks.geocode_events(read_events(citations=ctx.citations), gazetteer)
     if problems:
         raise BuildError("authored events cannot be placed:\n  " + "\n  ".join(problems))
+    records = Records.from_dicts(authored)
+    ctx.authored = len(records)
+    if ctx.imported is not None:
+        records.extend(ctx.imported)
+        ctx.imported = None  # one copy of the lists: ctx.records holds them now
+    ctx.records = records
     # Placed before linking: a record drawn nowhere must not lend its figures to a drawn one.
-    records, ctx.not_placed = attacks.place(authored + ctx.imported, ctx.locator)
-    records, ctx.links = link_records(records)
+    placed, ctx.not_placed = attacks.place_records(records, ctx.locator)
+    entries, ctx.links = attacks.link_placed(records, placed)
     former_fata = {f["id"]: f["properties"]["former_fata"] for f in ctx.district_features}
-    return attacks.attack_features(records, BorderIndex(ctx.border), former_fata)
+    return attacks.AttackLayer(records, entries, BorderIndex(ctx.border), former_fata)
 
 
 LAYER_BUILDERS: dict[str, LayerBuilder] = {
@@ -258,19 +276,27 @@ LAYER_BUILDERS: dict[str, LayerBuilder] = {
 
 
 def annotate_areas(
-    built: dict[str, list[dict[str, Any]]], attack_features: list[dict[str, Any]], facts: list[dict]
+    built: dict[str, Any], totals: dict[str, dict[str, dict[str, int]]], facts: list[dict]
 ) -> None:
-    """Add each district's and tehsil's attack totals, and the district's cited facts, in place.
+    """Add each district's and tehsil's attack totals (`totals`: "district" and "tehsil" ->
+    area id -> totals, see attacks.area_totals), and the district's cited facts, in place.
 
     A tehsil counts only the attacks placed to the tehsil or better (geo_precision 1 or 2).
     """
     empty = {"attacks": 0, **{c: 0 for c in attacks.COUNTS}}
     for layer, key in (("districts", "district"), ("tehsils", "tehsil")):
-        totals = attacks.area_totals(attack_features, key)
         for feat in built.get(layer, ()):
-            feat["properties"].update(totals.get(feat["id"], empty))
+            feat["properties"].update(totals[key].get(feat["id"], empty))
     for feat in built.get("districts", ()):
         feat["properties"]["facts"] = [f for f in facts if f["scope"] == feat["id"]]
+
+
+# Called once every layer file is written into the work folder, before the manifest records every
+# file's sha256: each hook gets the work folder and the layers' manifest entries, and may write
+# more files there (a whole-store GeoPackage, pre-compressed downloads, ...), which are then
+# hashed into the manifest and checked at open like the rest. A hook that raises fails the build
+# (the previous store stays as it was).
+AFTER_LAYERS: list[Callable[[Path, dict[str, dict[str, Any]]], None]] = []
 
 
 def build_store(
@@ -304,8 +330,9 @@ def build_store(
                 "imported records may be missing from the store: import them again, or remove it",
                 file=sys.stderr,
             )
-        kept, replaced = combine_imports(read_imported(store), added or [])
-        imported = [attacks.upgrade(r) for r in kept]
+        imported, replaced = combine_records(
+            read_imported_records(store), Records.from_dicts(map(attacks.upgrade, added or ()))
+        )
         work = swap.new_work(store)
         # A build allocates millions of small dicts and frees almost none: the cyclic garbage
         # collector would rescan them again and again (a third of a 1M-attack build). Reference
@@ -325,68 +352,109 @@ def build_store(
 def read_imported(store: Path) -> list[dict[str, Any]]:
     """The imported records an existing store keeps (none for a new store). StoreCorrupt when
     the file is not the one the build wrote (geo.store.integrity): never rebuilt from."""
+    path = _imported_path(store)
+    if path is None:
+        return []
+    with open(path, "rb") as f:
+        return [orjson.loads(line) for line in f if line.strip()]
+
+
+def read_imported_records(store: Path) -> Records:
+    """read_imported as the build holds them (geo.build.records): lines and a few columns,
+    upgraded to the current schema (attacks.upgrade)."""
+    path = _imported_path(store)
+    if path is None:
+        return Records()
+    with open(path, "rb") as f:
+        return Records.from_lines(f, upgrade=attacks.upgrade)
+
+
+def _imported_path(store: Path) -> Path | None:
+    """The store's imported.jsonl, checked against the manifest; None for a new store."""
     root = store.resolve()
     path = root / IMPORTED_FILE
     if not path.exists():
-        return []
+        return None
     try:
         manifest = json.loads((root / "manifest.json").read_bytes())
     except (OSError, ValueError):
         manifest = {}
     if integrity.recorded(manifest):  # stores of older formats recorded no hashes
         integrity.verify(root, manifest, store, names=[IMPORTED_FILE])
-    with open(path, "rb") as f:
-        return [orjson.loads(line) for line in f if line.strip()]
+    return path
+
+
+def combine_records(kept: Records, added: Records) -> tuple[Records, list[dict[str, Any]]]:
+    """geo.build.datasets.combine_imports for records held as lines."""
+    order, replaced = combined_positions(
+        zip(kept.ids, kept.datasets, kept.releases, strict=True),
+        zip(added.ids, added.datasets, added.releases, strict=True),
+    )
+    kept.extend(added)
+    return kept.take(order), replaced
 
 
 def _build_into(
     work: Path,
     sources: dict[str, Source],
     files: dict[str, Path],
-    imported: list[dict[str, Any]],
+    imported: Records,
     replaced: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    imported_count = len(imported)
     ctx = BuildContext(sources, files, imported)
     ctx.replaced = replaced
+    del imported  # the context holds the records: one reference, freed once they are written
     built = {name: builder(ctx) for name, builder in LAYER_BUILDERS.items()}
     facts = read_facts(citations=ctx.citations)
-    if "attacks" in built:
-        annotate_areas(built, built["attacks"], facts)
-    # Validated in memory before anything is written: re-reading a million written features
-    # would double the build's time and memory for no more certainty (the writer is ours).
-    problems = [
-        f"{name}: {p}"
-        for name, feats in built.items()
-        for p in validate_features(feats, LAYERS[name])
-    ]
+    built_at = datetime.now(UTC).isoformat(timespec="seconds")
+    # The attacks first, a chunk at a time, checked as they are written (a million features are
+    # never in memory at once; the work folder of an invalid build is discarded): their totals go
+    # to the districts and tehsils. The other layers are small, and checked before written.
+    attack_layer = built.get("attacks", [])
+    path = work / "attacks.geojson"
+    if isinstance(attack_layer, attacks.AttackLayer):
+        written = attack_layer.write(path)
+    else:  # a list of features (a builder of the tests')
+        written = attacks.write_features(path, attack_layer)
+    built["attacks"] = attack_layer = None  # the records' lines are freed with it
+    imported_sha256 = _write_lines(work / IMPORTED_FILE, ctx.imported_lines())
+    ctx.records = ctx.imported = None
+    annotate_areas(built, written.totals, facts)
+    problems = []
+    for name, feats in built.items():
+        found = written.problems if feats is None else validate_features(feats, LAYERS[name])
+        problems += [f"{name}: {p}" for p in found]
     if problems:
         raise BuildError("the built store is invalid:\n  " + "\n  ".join(problems))
-    built_at = datetime.now(UTC).isoformat(timespec="seconds")
-    datasets = attack_dataset_sources(built.get("attacks", []), built_at[:10])
+    datasets = dataset_sources(written.releases, built_at[:10])
     layers = {}
     for name, features in built.items():
+        if features is None:
+            credits = [*datasets, *LAYER_SOURCES[name](ctx)]
+            layers[name] = written.entry(LAYERS[name].title, credits)
+            continue
         path = work / f"{name}.geojson"
-        offsets = geojson.write_feature_collection(path, features)
+        with geojson.FeatureCollectionWriter(path) as writer:
+            writer.write(features)
         arrays = index_arrays(LAYERS[name], features) if name in INDEXED_LAYERS else {}
-        layers[name] = _layer_entry(name, path, features, ctx, arrays.get("xy"), datasets)
+        layers[name] = _layer_entry(name, path, features, ctx, writer.sha256, datasets)
         if arrays:
-            np.savez(
-                work / index_file(path.name),
-                offsets=offsets,
-                sha256=np.array(layers[name]["sha256"]),
-                **arrays,  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
-            )
+            _save_index(work, path, writer.offsets(), writer.sha256, arrays)
+    built.clear()
     _write_json(work / FACTS_FILE, {"facts": facts})
     # The zone of the border sliver rule, for `kpmap import` to place points as the build does.
     sliver = shapely.MultiPolygon() if ctx.sliver is None else ctx.sliver
     rule = {"rule": "geo.build.locate: border sliver rule", "max_km": SLIVER_MAX_KM}
     sliver_feature = geojson.feature("kp-border-sliver", sliver, rule)
     geojson.write_feature_collection(work / SLIVER_FILE, [sliver_feature])
-    with open(work / IMPORTED_FILE, "wb") as f:
-        for record in imported:
-            f.write(orjson.dumps(record) + b"\n")
     _write_json(work / LINKS_FILE, {"rule": LINK_RULE, "links": ctx.links})
+    for hook in AFTER_LAYERS:
+        hook(work, layers)
     swap.crash_point("written")
+    known = {entry["file"]: entry["sha256"] for entry in layers.values()}
+    if imported_sha256 is not None:
+        known[IMPORTED_FILE] = imported_sha256
     manifest = {
         "format": STORE_FORMAT,
         "built_at": built_at,
@@ -402,7 +470,7 @@ def _build_into(
                 for name, s in sources.items()
             },
             "authored": {str(p.relative_to(paths.ROOT)): file_sha256(p) for p in authored_inputs()},
-            "imported_records": len(imported),
+            "imported_records": imported_count,
             "replaced": ctx.replaced,
             "not_placed": ctx.not_placed,
         },
@@ -417,13 +485,28 @@ def _build_into(
         "packages": {name: version(name) for name in PACKAGES},
         "layers": layers,
         # Every file's sha256 and size, checked whenever the store is opened or validated.
-        "files": integrity.describe(
-            work, known={entry["file"]: entry["sha256"] for entry in layers.values()}
-        ),
+        "files": integrity.describe(work, known=known),
     }
     _write_json(work / "manifest.json", manifest)
     swap.crash_point("complete")
     return manifest
+
+
+def _save_index(
+    work: Path, path: Path, offsets: np.ndarray, sha256: str, arrays: dict[str, np.ndarray]
+) -> None:
+    np.savez(work / index_file(path.name), offsets=offsets, sha256=np.array(sha256), **arrays)
+
+
+def _write_lines(path: Path, lines: Iterable[bytes]) -> str:
+    """Write one line per item; its sha256, computed as it is written."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        for batch in iter(lambda: list(islice(lines, 10_000)), []):
+            data = b"\n".join(batch) + b"\n"
+            f.write(data)
+            digest.update(data)
+    return digest.hexdigest()
 
 
 def authored_inputs() -> list[Path]:
@@ -474,13 +557,14 @@ def attack_dataset_sources(features: list[dict[str, Any]], built: str) -> list[d
     """The manifest entry (geo.licences.dataset_source) of each dataset the attacks come from, in
     data/datasets.toml order, with the releases its records carry (`release`, when an importer
     recorded one) or else `built`, the store's build day, as the access date."""
-    datasets = read_datasets()
     releases: dict[str, set[str]] = {}
-    for f in features:
-        props = f["properties"]
-        members = props.get("linked") or [props]
-        for member in members:
-            releases.setdefault(member["origin"], set()).add(member.get("release") or "")
+    attacks._add_releases(features, releases)
+    return dataset_sources(releases, built)
+
+
+def dataset_sources(releases: dict[str, set[str]], built: str) -> list[dict[str, Any]]:
+    """attack_dataset_sources from the releases of the attacks' records, by origin."""
+    datasets = read_datasets()
     unknown = sorted(set(releases) - set(datasets))
     if unknown:
         raise BuildError(f"attacks of origin {unknown} have no entry in data/datasets.toml")
@@ -492,31 +576,22 @@ def _layer_entry(
     path: Path,
     features: list[dict[str, Any]],
     ctx: BuildContext,
-    xy: np.ndarray | None = None,
+    sha256: str,
     datasets: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
+    """A layer's manifest entry from its features (the attacks': WrittenAttacks.entry)."""
     sources = LAYER_SOURCES[name](ctx)
-    time_range = None
-    entry_extra: dict[str, Any] = {}
-    if name == "attacks":
-        sources = [*datasets, *sources]
-        entry_extra["publications"] = _cited_publications(features)
-        if features:
-            first = min(f["properties"]["date"] for f in features)
-            last = max(f["properties"]["date_end"] or f["properties"]["date"] for f in features)
-            time_range = [first, last]
-    elif name in ATTACK_DERIVED:
+    if name in ATTACK_DERIVED:
         sources = [*sources, *datasets]
     return {
         "file": path.name,
         "title": LAYERS[name].title,
         "count": len(features),
-        "bounds": _bounds(features, xy),
+        "bounds": _bounds(features),
         "geometry_types": sorted({f["geometry"]["type"] for f in features}),
-        "time_range": time_range,
-        "sha256": file_sha256(path),
+        "time_range": None,
+        "sha256": sha256,
         "sources": sources,
-        **entry_extra,
     }
 
 
@@ -527,24 +602,14 @@ def _cited_publications(features: list[dict[str, Any]]) -> list[list[str]]:
     the event. The layer's sources credit the datasets: listing each once per event date would
     bury the articles under thousands of lines.
     """
-    datasets = {d.publication for d in read_datasets().values() if d.publication}
-    cited = {
-        (source.get("publication") or "", source.get("date") or "")
-        for f in features
-        for source in f["properties"]["sources"]
-    }
-    return [list(p) for p in sorted(cited) if p[0] and p[0] not in datasets]
+    return attacks.publications(attacks._cited(features))
 
 
-def _bounds(features: list[dict[str, Any]], xy: np.ndarray | None = None) -> list[float] | None:
-    """[minx, miny, maxx, maxy] of the features; `xy` are their points', when already known."""
+def _bounds(features: list[dict[str, Any]]) -> list[float] | None:
+    """[minx, miny, maxx, maxy] of the features."""
     if not features:
         return None
-    if xy is None and all(f["geometry"]["type"] == "Point" for f in features):
-        xy = np.array([f["geometry"]["coordinates"][:2] for f in features])
-    if xy is not None:
-        minx, miny = xy.min(axis=0)
-        maxx, maxy = xy.max(axis=0)
-        return [float(minx), float(miny), float(maxx), float(maxy)]
+    if all(f["geometry"]["type"] == "Point" for f in features):
+        return attacks.xy_bounds(np.array([f["geometry"]["coordinates"][:2] for f in features]))
     shapes = [geojson.to_shape(f["geometry"]) for f in features]
     return [round(float(v), 6) for v in shapely.total_bounds(shapes)]

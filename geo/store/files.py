@@ -340,32 +340,122 @@ def index_arrays(schema: LayerSchema, features: list[dict[str, Any]]) -> dict[st
     """The arrays a layer is queried by: point coordinates (for point layers), ids, filterable
     properties as codes and values, numeric properties, and time spans. The build saves them
     for large layers; small layers compute them when they are opened."""
-    n = len(features)
-    arrays: dict[str, np.ndarray] = {"ids": np.array([str(f["id"]) for f in features], dtype=str)}
-    if schema.geometry_types == ("Point",):
-        xy = (c for f in features for c in f["geometry"]["coordinates"][:2])
-        arrays["xy"] = np.fromiter(xy, dtype=float, count=2 * n).reshape(-1, 2)
-    coded = [k for k in schema.filterable if k != "id"]  # "id" is `ids`
-    aliased = [schema.aliases] if schema.aliases else []
-    keys = [*coded, *schema.numbers, *(schema.time or ()), *aliased]
-    # One pass over the features (a million dicts are slow to walk, once per column slower).
-    rows = ([f["properties"].get(k) for k in keys] for f in features)
-    columns = dict(zip(keys, zip(*rows, strict=True), strict=True)) if n else {k: () for k in keys}
-    for key in coded:
-        # Few distinct values per column (ISKP, TTP, ...): each is turned into text once.
-        codes, distinct = pd.factorize(pd.Series(columns[key], dtype=object), use_na_sentinel=False)
-        arrays[f"codes:{key}"] = codes.astype(np.int32)
-        arrays[f"values:{key}"] = np.array([_text(v) for v in distinct], dtype=str)
-    for key in schema.numbers:
-        arrays[f"number:{key}"] = np.array(columns[key], dtype=float)  # None becomes NaN
-    if schema.aliases:
-        arrays["alias_ids"], arrays["alias_rows"] = _aliases(arrays["ids"], columns[schema.aliases])
-    if schema.time:
-        first, last = schema.time
-        ends = [e or s for s, e in zip(columns[first], columns[last], strict=True)]
-        arrays["span_start"] = _period_days(np.array(columns[first], dtype=str), last_day=False)
-        arrays["span_end"] = _period_days(np.array(ends, dtype=str), last_day=True)
-    return arrays
+    builder = IndexBuilder(schema)
+    builder.add(features)
+    return builder.arrays()
+
+
+class IndexBuilder:
+    """index_arrays a part at a time, for a layer written in chunks: add(features) for each
+    chunk in order, then arrays() gives what index_arrays would give for all of them at once."""
+
+    def __init__(self, schema: LayerSchema):
+        self.schema = schema
+        self.coded = [k for k in schema.filterable if k != "id"]  # "id" is `ids`
+        aliased = [schema.aliases] if schema.aliases else []
+        self.keys = [*self.coded, *schema.numbers, *(schema.time or ()), *aliased]
+        self.count = 0
+        self.parts: dict[str, list[np.ndarray]] = defaultdict(list)
+        # per coded column: each distinct value (null and NaN as None) -> its code, in order of
+        # first appearance, as pandas.factorize numbers them; and the values in that order
+        self.distinct: dict[str, dict[Any, int]] = {k: {} for k in self.coded}
+        self.distinct_values: dict[str, list[Any]] = {k: [] for k in self.coded}
+        self.alias_ids: list[str] = []
+        self.alias_rows: list[int] = []
+
+    def add(self, features: list[dict[str, Any]]) -> None:
+        n = len(features)
+        if not n:
+            return
+        xy = None
+        if self.schema.geometry_types == ("Point",):
+            coordinates = (c for f in features for c in f["geometry"]["coordinates"][:2])
+            xy = np.fromiter(coordinates, dtype=float, count=2 * n).reshape(-1, 2)
+        # One pass over the features (a million dicts are slow to walk, once per column slower).
+        keys = self.keys
+        rows = ([f["properties"].get(k) for k in keys] for f in features)
+        columns = dict(zip(keys, zip(*rows, strict=True), strict=True))
+        self.add_columns([str(f["id"]) for f in features], xy, columns)
+
+    def add_columns(
+        self, ids: list[str], xy: np.ndarray | None, columns: dict[str, Sequence[Any]]
+    ) -> None:
+        """add() for features given as columns: their ids, points (for a point layer) and the
+        properties `keys` names, each a sequence of the features' values."""
+        schema, n = self.schema, len(ids)
+        if not n:
+            return
+        parts = self.parts
+        ids = np.array(ids, dtype=str)
+        parts["ids"].append(ids)
+        if schema.geometry_types == ("Point",):
+            parts["xy"].append(xy)
+        for key in self.coded:
+            # Few distinct values per column (ISKP, TTP, ...): factorized in C, then numbered
+            # across chunks by their first appearance.
+            codes, distinct = pd.factorize(
+                pd.Series(columns[key], dtype=object), use_na_sentinel=False
+            )
+            known, values = self.distinct[key], self.distinct_values[key]
+            number = np.empty(len(distinct), dtype=np.int32)
+            for i, value in enumerate(distinct):
+                found = known.get(_null_as_none(value))
+                if found is None:
+                    found = known[_null_as_none(value)] = len(values)
+                    values.append(_null_as_none(value))
+                number[i] = found
+            parts[f"codes:{key}"].append(number[codes])
+        for key in schema.numbers:
+            parts[f"number:{key}"].append(np.array(columns[key], dtype=float))  # None: NaN
+        if schema.aliases:
+            aliases, rows_of = _aliases(ids, columns[schema.aliases])
+            self.alias_ids += aliases.tolist()
+            self.alias_rows += (rows_of + self.count).tolist()
+        if schema.time:
+            first, last = schema.time
+            ends = [e or s for s, e in zip(columns[first], columns[last], strict=True)]
+            parts["span_start"].append(
+                _period_days(np.array(columns[first], dtype=str), last_day=False)
+            )
+            parts["span_end"].append(_period_days(np.array(ends, dtype=str), last_day=True))
+        self.count += n
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        schema = self.schema
+        if not self.count:
+            empty: dict[str, Any] = {
+                "ids": np.array([], dtype=str),
+                "xy": np.fromiter((), dtype=float, count=0).reshape(-1, 2),
+                "span_start": _period_days(np.array((), dtype=str), last_day=False),
+                "span_end": _period_days(np.array((), dtype=str), last_day=True),
+                **{f"codes:{k}": np.empty(0, dtype=np.int32) for k in self.coded},
+                **{f"number:{k}": np.array((), dtype=float) for k in schema.numbers},
+            }
+            parts = {k: [v] for k, v in empty.items()}
+        else:
+            parts = self.parts
+        arrays = {"ids": np.concatenate(parts["ids"])}
+        if schema.geometry_types == ("Point",):
+            arrays["xy"] = np.concatenate(parts["xy"])
+        for key in self.coded:
+            arrays[f"codes:{key}"] = np.concatenate(parts[f"codes:{key}"])
+            arrays[f"values:{key}"] = np.array(
+                [_text(v) for v in self.distinct_values[key]], dtype=str
+            )
+        for key in schema.numbers:
+            arrays[f"number:{key}"] = np.concatenate(parts[f"number:{key}"])
+        if schema.aliases:
+            arrays["alias_ids"] = np.array(self.alias_ids, dtype=str)
+            arrays["alias_rows"] = np.array(self.alias_rows, dtype=np.int64)
+        if schema.time:
+            arrays["span_start"] = np.concatenate(parts["span_start"])
+            arrays["span_end"] = np.concatenate(parts["span_end"])
+        return arrays
+
+
+def _null_as_none(value: Any) -> Any:
+    """pandas hands a null back as NaN, a new one each time: None stands for every null."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def _aliases(ids: np.ndarray, entries: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:

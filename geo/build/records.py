@@ -1,0 +1,282 @@
+"""Attack records as a build holds them: each one the JSON line `imported.jsonl` keeps (or a dict,
+for a record made in this build), beside the few columns the build decides by.
+
+A million imported records take ~2.5 GB as a million dicts and a third of that as their lines.
+The build reads each line once to take its columns (id, dataset, release, point, precision,
+district and tehsil as stored, what linking compares), decides which records are kept, where
+they lie and which are linked from those columns alone, and parses a record again only when its
+feature is written, a chunk at a time (geo.build.attacks.AttackLayer). A line whose record the
+build changes (an older store's record upgraded, a point placed anew) is encoded again, exactly
+as `orjson.dumps` of the changed record would be; the others are kept byte for byte.
+"""
+
+from collections.abc import Iterable, Iterator
+from functools import cache
+from itertools import islice, repeat
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+from geo.build.datasets import dataset_of, release_of
+from geo.build.links import MAX_SPAN_DAYS, ORIGIN_RANK, Candidate, groups_of, span
+
+# Lines parsed at once: enough to amortise the per-chunk work, few enough to stay small.
+CHUNK = 50_000
+# A key the record does not have (unlike None, a value the record holds).
+ABSENT = object()
+PLACE_KEYS = ("district", "tehsil", "border_sliver_km")
+# What geo.build.attacks.attack_features adds to a record's properties (and drops: lon, lat).
+DERIVED_KEYS = ("distance_to_border_km", "former_fata", "linked", "origins")
+# The properties the attacks layer's index and manifest entry read, as the record holds them
+# (the feature's own, for a record the build writes from its line: see AttackLayer): a record's
+# values of HEAD_KEYS, few combinations among a million records, are one tuple shared by all
+# the records that have them; FIGURE_KEYS' are the record's own.
+HEAD_KEYS = (
+    "actor",
+    "category",
+    "event_type",
+    "target",
+    "claimed",
+    "origin",
+    "date_precision",
+    "geo_precision",
+    "date_end",
+)
+FIGURE_KEYS = ("date", "killed_low", "killed_best", "killed_high", "injured_low", "injured_high")
+VALUE_KEYS = (*HEAD_KEYS, *FIGURE_KEYS)
+_heads = itemgetter(*HEAD_KEYS)
+_figures = itemgetter(*FIGURE_KEYS)
+
+
+class Records:
+    """Records (canonical property dicts with lon/lat, see geo.build.attacks) in a compact form.
+
+    `items[i]` is record i: bytes (its JSON object, as imported.jsonl holds it) or a dict. The
+    lists beside it hold what the build decides by, for every record.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[bytes | dict[str, Any]] = []
+        self.ids: list[str] = []
+        self.origins: list[str] = []
+        self.datasets: list[str] = []
+        self.releases: list[str] = []
+        self.lon: list[float] = []
+        self.lat: list[float] = []
+        self.precision: list[int] = []
+        # district, tehsil and border_sliver_km as the record holds them (ABSENT if it lacks one)
+        self.places: list[tuple[Any, Any, Any]] = []
+        # (first day, last day, groups) of a record that may link (see geo.build.links), else
+        # None; a span that cannot be read is None too and is read again (to raise) when needed
+        self.links: list[tuple[int, int, frozenset[str]] | None] = []
+        # Can the record's feature be written from its line (geo.build.attacks.AttackLayer)? Its
+        # properties are then its own (but the place and the derived keys, which it lacks), and
+        # their types pass the attacks schema, so the feature needs no parsing to be checked.
+        self.plain: list[bool] = []
+        # For a plain record: its values of HEAD_KEYS and of FIGURE_KEYS (else None), and the
+        # (publication, date) of the sources it cites that are no dataset's (what the layer's
+        # `publications` lists; usually none: None)
+        self.heads: list[tuple[Any, ...] | None] = []
+        self.figures: list[tuple[Any, ...] | None] = []
+        self.cites: list[tuple[tuple[str, str], ...] | None] = []
+        self._shared: dict[Any, Any] = {}
+        self._judged: dict[tuple[type, ...], bool] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @classmethod
+    def from_dicts(cls, records: Iterable[dict[str, Any]]) -> "Records":
+        table = cls()
+        for record in records:
+            table._add(record, record)
+        return table
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[bytes], upgrade: Any = None) -> "Records":
+        """Records from JSON lines (blank lines skipped). `upgrade(record)` gives the record of the
+        current schema (see geo.build.attacks.upgrade); a record it changes is encoded again.
+
+        A line is kept as it is when it is what orjson.dumps writes: asked of each chunk's first
+        line, since one build writes every line of a store's file the same way (a file written
+        otherwise, by an older kpmap, is encoded again, the way this one writes it)."""
+        table = cls()
+        lines = iter(lines)
+        while chunk := [line for line in islice(lines, CHUNK) if line.strip()]:
+            canonical = None  # are the lines as orjson writes them? asked of each chunk's first
+            for line in chunk:
+                record = orjson.loads(line)
+                current = upgrade(record) if upgrade is not None else record
+                if current is not record:
+                    table._add(current, orjson.dumps(current))
+                    continue
+                line = line.rstrip(b"\r\n")
+                if canonical is None:
+                    canonical = orjson.dumps(record) == line
+                table._add(record, line if canonical else orjson.dumps(record))
+        return table
+
+    def _add(self, record: dict[str, Any], item: bytes | dict[str, Any]) -> None:
+        share = self._shared.setdefault
+        plain = type(item) is bytes and self._plain(record)
+        self.plain.append(plain)
+        if plain:  # its types are the schema's: every value is there, and hashable
+            head = _heads(record)
+            figures = _figures(record)
+            self.heads.append(share(head, head))
+            self.figures.append((share(figures[0], figures[0]), *figures[1:]))
+        else:
+            self.heads.append(None)
+            self.figures.append(None)
+        cites = None
+        for source in record.get("sources") or ():
+            if type(source) is not dict:
+                continue
+            publication = source.get("publication") or ""
+            if publication and publication not in _dataset_publications():
+                cites = (*(cites or ()), (publication, source.get("date") or ""))
+        self.cites.append(share(cites, cites) if cites else None)
+        self.items.append(item)
+        self.ids.append(record["id"])
+        origin = record["origin"]
+        origin = share(origin, origin)
+        self.origins.append(origin)
+        dataset, release = dataset_of(record), release_of(record)
+        self.datasets.append(share(dataset, dataset))
+        self.releases.append(share(release, release))
+        self.lon.append(record["lon"])
+        self.lat.append(record["lat"])
+        self.precision.append(record["geo_precision"])
+        get = record.get
+        district, tehsil = get("district", ABSENT), get("tehsil", ABSENT)
+        if type(district) is str:
+            district = share(district, district)
+        if type(tehsil) is str:
+            tehsil = share(tehsil, tehsil)
+        self.places.append((district, tehsil, get("border_sliver_km", ABSENT)))
+        link = None
+        if origin in ORIGIN_RANK:
+            try:
+                start, end = span(record)
+            except (ValueError, TypeError, KeyError):
+                pass  # read again, to raise, if the record is ever a candidate
+            else:
+                groups = groups_of(record)
+                link = (start, end, share(groups, groups))
+        self.links.append(link)
+
+    def _plain(self, record: dict[str, Any]) -> bool:
+        """See `plain`: the record lacks the derived keys, and the types of its properties
+        (those it keeps in the feature) are all the attacks schema allows."""
+        if not record.keys().isdisjoint(DERIVED_KEYS) or type(record.get("id")) is not str:
+            return False
+        lon, lat = record.get("lon"), record.get("lat")
+        if type(lon) not in (float, int) or type(lat) not in (float, int):
+            return False
+        schema = _kept_schema()
+        types = tuple(map(type, map(record.get, schema, repeat(ABSENT))))
+        good = self._judged.get(types)
+        if good is None:
+            good = self._judged[types] = all(
+                t in allowed for t, allowed in zip(types, schema.values(), strict=True)
+            )
+        return good
+
+    def record(self, i: int) -> dict[str, Any]:
+        """Record i as a dict (parsed anew from its line: the caller may change it)."""
+        item = self.items[i]
+        return orjson.loads(item) if isinstance(item, bytes) else item
+
+    def line(self, i: int) -> bytes:
+        """Record i's JSON line (without the newline)."""
+        item = self.items[i]
+        return item if isinstance(item, bytes) else orjson.dumps(item)
+
+    def lines(self) -> Iterator[bytes]:
+        return (self.line(i) for i in range(len(self)))
+
+    def take(self, positions: Iterable[int]) -> "Records":
+        """The records at `positions`, in that order."""
+        positions = list(positions)
+        table = Records()
+        table._shared = self._shared
+        table._judged = self._judged
+        for name in COLUMNS:
+            column = getattr(self, name)
+            setattr(table, name, [column[p] for p in positions])
+        return table
+
+    def extend(self, other: "Records") -> None:
+        for name in COLUMNS:
+            getattr(self, name).extend(getattr(other, name))
+
+    def set_place(self, i: int, place: tuple[Any, Any, Any]) -> None:
+        """Give record i its district, tehsil and border_sliver_km (in that order, as
+        geo.build.attacks.place does). A line is encoded again only if that changes it."""
+        item = self.items[i]
+        if isinstance(item, dict):  # a dict is changed in place, as the caller's own record
+            for key, value in zip(PLACE_KEYS, place, strict=True):
+                item[key] = value
+        elif not all(_same(a, b) for a, b in zip(self.places[i], place, strict=True)):
+            # (a plain record stays plain: the place is not among the types it was judged by)
+            record = orjson.loads(item)
+            for key, value in zip(PLACE_KEYS, place, strict=True):
+                record[key] = value
+            self.items[i] = orjson.dumps(record)
+        self.places[i] = place
+
+    def candidate(self, i: int, position: int) -> Candidate | None:
+        """Record i, at `position` among the records sorted by id, as geo.build.links compares
+        it (None when it cannot link): geo.build.links.candidate without parsing the record."""
+        if self.origins[i] not in ORIGIN_RANK:
+            return None
+        link = self.links[i]
+        if link is None:
+            start, end = span(self.record(i))  # raises what links.candidate would
+            link = (start, end, groups_of(self.record(i)))
+        start, end, groups = link
+        if end - start >= MAX_SPAN_DAYS:
+            return None
+        return Candidate(position, self.origins[i], self.lon[i], self.lat[i], start, end, groups)
+
+
+COLUMNS = (
+    "items",
+    "ids",
+    "origins",
+    "datasets",
+    "releases",
+    "lon",
+    "lat",
+    "precision",
+    "places",
+    "links",
+    "plain",
+    "heads",
+    "figures",
+    "cites",
+)
+
+
+@cache
+def _kept_schema() -> dict[str, tuple[type, ...]]:
+    """The attacks schema's properties a record's feature takes from the record as it is."""
+    from geo.store.schemas import LAYERS
+
+    skipped = {"id", *PLACE_KEYS, *DERIVED_KEYS}
+    return {k: t for k, t in LAYERS["attacks"].properties.items() if k not in skipped}
+
+
+@cache
+def _dataset_publications() -> frozenset[str]:
+    """The datasets' publications (ACLED, ...): the layer's sources credit them, not its
+    `publications` (see geo.build.pipeline._publications)."""
+    from geo.licences import read_datasets
+
+    return frozenset(d.publication for d in read_datasets().values() if d.publication)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Would the two values be written alike? (0 == 0.0, but they are written differently.)"""
+    return a is b or (type(a) is type(b) and a == b)

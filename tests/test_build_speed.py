@@ -1,0 +1,241 @@
+"""The build's fast paths (issue 15) give exactly what the plain ones give.
+
+A store holds its imported records as lines (geo.build.records); a plain record's feature is
+written from its line, checked by its types when read (geo.build.attacks.AttackLayer); the
+index is built a chunk at a time (geo.store.files.IndexBuilder); features are checked at a
+glance first (geo.store.schemas); border distances come from GEOS's prepared nearest points.
+Each is compared here with the plain way on the same input.
+"""
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import shapely
+from shapely.geometry import LineString
+
+from geo.border import BorderIndex
+from geo.build import pipeline
+from geo.build.records import Records
+from geo.build.synth import synthetic_attacks
+from geo.importers import district_locator, read_file
+from geo.store import Store
+from geo.store.files import IndexBuilder, index_arrays, index_file
+from geo.store.schemas import LAYERS, validate_feature, validate_features
+from tests.helpers import acled_records, offline_mirror, ucdp_records
+
+FIXTURES = Path(__file__).parent / "fixtures" / "importers"
+PROVIDER_FILES = [
+    ("ucdp", "synthetic_GEDEvent_v25_1.csv"),
+    ("acled", "synthetic_acled_export_2019.csv"),
+    ("gtd", "synthetic_globalterrorismdb_0522dist.csv"),
+]
+
+
+@pytest.fixture(scope="module")
+def imports(store) -> list[list[dict]]:
+    """Records of every provider's layouts (SYNTHETIC fixtures), records linked across datasets,
+    and SYNTHETIC benchmark records: what a store's imported.jsonl holds."""
+    places = district_locator(store)
+    batches = [read_file(fmt, FIXTURES / name, places).records for fmt, name in PROVIDER_FILES]
+    districts = store.query("districts")
+    linked = [  # datasets of their own: no release of the files above replaces them
+        [{**r, "dataset": "acled-linked"} for r in acled_records()],
+        [{**r, "dataset": "ucdp-linked"} for r in ucdp_records()],
+    ]
+    return [*linked, *batches, synthetic_attacks(300, districts, seed=7)]
+
+
+def _files(store: Path) -> dict[str, bytes]:
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(store.resolve().iterdir())
+        if p.name != "manifest.json" and not p.name.endswith(".npz")
+    }
+
+
+def _arrays(store: Path) -> dict[str, np.ndarray]:
+    with np.load(store.resolve() / index_file("attacks.geojson")) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _manifest(store: Path) -> dict:
+    manifest = orjson.loads((store.resolve() / "manifest.json").read_bytes())
+    for key in ("built_at", "files"):
+        manifest.pop(key)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def both_ways(imports, build_cache, tmp_path_factory, request) -> tuple[Path, Path]:
+    """One store built as users build it (imports kept, then rebuilt from imported.jsonl), and
+    the same store rebuilt with every record parsed and made by attack_features."""
+    fast = tmp_path_factory.mktemp("fast") / "store"
+    for batch in imports:
+        pipeline.build_store(fast, cache=build_cache, mirror=offline_mirror(), added=batch)
+    pipeline.build_store(fast, cache=build_cache, mirror=offline_mirror())
+    slow = tmp_path_factory.mktemp("slow") / "store"
+    for batch in imports:
+        pipeline.build_store(slow, cache=build_cache, mirror=offline_mirror(), added=batch)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Records, "_plain", lambda self, record: False)
+        pipeline.build_store(slow, cache=build_cache, mirror=offline_mirror())
+    return fast, slow
+
+
+def test_features_written_from_lines_are_the_features_attack_features_makes(both_ways):
+    fast, slow = both_ways
+    store = Store.open(fast)
+    attacks = store.layer("attacks")
+    assert len(attacks) > 300
+    assert {f["properties"]["origin"] for f in store.query("attacks")} >= {
+        "acled",
+        "gtd",
+        "ucdp",
+        "synthetic",
+        "authored",
+    }
+    assert any(f["properties"]["linked"] for f in store.query("attacks"))
+    assert _files(fast) == _files(slow)
+    assert _manifest(fast) == _manifest(slow)
+    fast_arrays, slow_arrays = _arrays(fast), _arrays(slow)
+    assert fast_arrays.keys() == slow_arrays.keys()
+    for key, array in fast_arrays.items():
+        assert array.dtype == slow_arrays[key].dtype, key
+        np.testing.assert_array_equal(array, slow_arrays[key], err_msg=key)
+
+
+def test_the_index_built_in_chunks_is_the_index_built_at_once(both_ways):
+    fast, _ = both_ways
+    features = orjson.loads((fast / "attacks.geojson").read_bytes())["features"]
+    schema = LAYERS["attacks"]
+    whole = index_arrays(schema, features)
+    builder = IndexBuilder(schema)
+    for start in range(0, len(features), 7):
+        builder.add(features[start : start + 7])
+    parts = builder.arrays()
+    saved = _arrays(fast)
+    for key, array in whole.items():
+        np.testing.assert_array_equal(parts[key], array, err_msg=key)
+        np.testing.assert_array_equal(saved[key], array, err_msg=key)
+        assert parts[key].dtype == array.dtype == saved[key].dtype
+    assert IndexBuilder(schema).arrays().keys() == index_arrays(schema, []).keys()
+
+
+def test_a_glance_finds_what_a_full_check_finds(both_ways):
+    fast, _ = both_ways
+    features = orjson.loads((fast / "attacks.geojson").read_bytes())["features"][:40]
+    broken = copy.deepcopy(features)
+    broken[1]["properties"]["killed_best"] = True  # a bool is no int
+    broken[2]["geometry"]["coordinates"] = [float("nan"), 34.0]
+    broken[3]["geometry"]["coordinates"] = [200.0, 34.0]
+    del broken[4]["properties"]["deaths"]
+    broken[5]["id"] = broken[4]["id"]
+    broken[6]["properties"]["id"] = "another"
+    broken[7]["properties"]["actor"] = ["TTP"]
+    broken[8] = "not a feature"
+    schema = LAYERS["attacks"]
+    expected = []
+    seen: set = set()
+    for i, feat in enumerate(broken):
+        found = validate_feature(feat, schema)
+        fid = feat.get("id") if isinstance(feat, dict) else None
+        if isinstance(fid, str):
+            if fid in seen:
+                found.append("duplicate id")
+            seen.add(fid)
+        where = f"feature #{i} ({fid!r})" if isinstance(feat, dict) else f"feature #{i}"
+        expected += [f"{where}: {p}" for p in found]
+    assert validate_features(features, schema) == []
+    assert validate_features(broken, schema) == expected
+    assert len(expected) >= 8
+
+
+def test_an_invalid_imported_record_fails_the_build_with_the_full_checks_words(
+    both_ways, build_cache, tmp_path
+):
+    fast, _ = both_ways
+    store = tmp_path / "store"
+    store.mkdir()
+    for path in fast.resolve().iterdir():
+        (store / path.name).write_bytes(path.read_bytes())
+    lines = (store / "imported.jsonl").read_bytes().splitlines()
+    record = orjson.loads(lines[0])
+    record["killed_best"] = "3"
+    lines[0] = orjson.dumps(record)
+    (store / "imported.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (store / "manifest.json").unlink()  # an older store's: no hashes to check the change by
+    with pytest.raises(pipeline.BuildError, match=r"property 'killed_best' is str, expected int"):
+        pipeline.build_store(store, cache=build_cache, mirror=offline_mirror())
+
+
+def test_lines_are_kept_byte_for_byte_or_encoded_as_orjson_would():
+    record = {"id": "a", "origin": "synthetic", "lon": 71.0, "lat": 34.0, "geo_precision": 1}
+    line = orjson.dumps(record)
+    table = Records.from_lines([line + b"\n", b"\n", line + b"\r\n"])
+    assert table.items == [line, line]
+    # a file another kpmap wrote otherwise (json.dumps' spaces): its lines are encoded again
+    table = Records.from_lines([json.dumps(record).encode() + b"\n"])
+    assert table.items == [line]
+    table.set_place(0, ("peshawar", None, None))
+    placed = {**record, "district": "peshawar", "tehsil": None, "border_sliver_km": None}
+    assert table.items[0] == orjson.dumps(placed)
+    before = table.items[0]
+    table.set_place(0, ("peshawar", None, None))
+    assert table.items[0] is before  # unchanged: not encoded again
+    table.set_place(0, ("peshawar", None, 0))  # 0 is written otherwise than None
+    assert orjson.loads(table.items[0])["border_sliver_km"] == 0
+
+
+def test_border_distances_equal_the_nearest_segments_projection():
+    # A SYNTHETIC zigzag border with a vertex every ~2.5 km, and random points around it.
+    rng = np.random.default_rng(5)
+    t = np.linspace(0, 5, 2001)
+    line = LineString(
+        np.column_stack([70 + 0.3 * np.sin(t * 7) + rng.normal(0, 0.01, t.size), 30 + t])
+    )
+    index = BorderIndex(line)
+    lon, lat = rng.uniform(69, 72, 30_000), rng.uniform(29.5, 35.5, 30_000)
+    np.testing.assert_allclose(
+        index.distance_km(lon, lat), index._projected_km(lon, lat), atol=1e-9
+    )
+    assert index.distance_km(np.array([70.0]), np.array([30.0]))[0] < 2
+    multi = shapely.MultiLineString([[(70, 30), (70, 31)], [(71, 31), (71, 32)]])
+    index = BorderIndex(multi)
+    np.testing.assert_allclose(
+        index.distance_km(lon[:500], lat[:500]),
+        index._projected_km(lon[:500], lat[:500]),
+        atol=1e-9,
+    )
+
+
+def test_totals_and_places_from_columns_equal_the_dict_functions(both_ways, store):
+    from geo.build.attacks import area_totals, place, place_records
+    from geo.build.locate import Locator
+
+    fast, _ = both_ways
+    built = Store.open(fast)
+    features = built.query("attacks")
+    for layer, key in (("districts", "district"), ("tehsils", "tehsil")):
+        totals = area_totals(features, key)
+        for area in built.query(layer):
+            expected = totals.get(area["id"], dict.fromkeys(("attacks", *totals_keys()), 0))
+            got = {k: area["properties"][k] for k in expected}
+            assert got == expected, (layer, area["id"])
+    locator = Locator.from_store(built)
+    records = [orjson.loads(line) for line in (fast / "imported.jsonl").read_bytes().splitlines()]
+    records.append({**records[0], "id": "synthetic-outside", "lon": 60.0, "lat": 20.0})
+    table = Records.from_lines(orjson.dumps(r) for r in records)
+    placed, not_placed = place_records(table, locator)
+    expected, expected_not = place(copy.deepcopy(records), locator)
+    assert [table.record(i) for i in placed] == expected
+    assert not_placed == expected_not and len(not_placed) == 1
+
+
+def totals_keys() -> tuple[str, ...]:
+    from geo.build.attacks import COUNTS
+
+    return COUNTS
