@@ -10,9 +10,10 @@ published version: its manifest, facts and layer facts, and the schema that hold
 and `kpmap.current` (one row: the version served). Each version lives in a schema of its own,
 `kpmap_<version>`, with one table per layer: `pos` (the feature's position, as the file store
 numbers it), `id`, `geom` (SRID 4326, GiST), `x`/`y` for points, each filterable property as its
-text and its canonical form `<name>__key` (B-tree), the numeric properties, `first_day`/
-`last_day` (B-tree) for layers with time, and `feature`, the feature's GeoJSON exactly as the
-file store holds it. `<layer>_ids` maps every id and linked record's id to its position.
+text and its canonical form `<name>__key` (B-tree), the numeric properties, and `first_day`/
+`last_day` for layers with time (B-tree; for points, `by_year` instead: see ByYear). The table
+stays narrow: `<layer>_features` holds each feature's GeoJSON exactly as the file store holds
+it, by position, and `<layer>_ids` maps every id and linked record's id to its position.
 
 A publish is one transaction: the new schema is loaded and `kpmap.current` switched before it
 commits, so a reader sees the old version or the new one, never a mix, and a publish that fails
@@ -49,11 +50,18 @@ from geo.store.schemas import LAYERS, STORE_FORMAT, LayerSchema, validate_store
 CONTROL = "kpmap"  # the schema of the control tables
 URL_SCHEMES = ("postgresql://", "postgres://")
 # Features fetched in one round trip when callers walk a selection one position at a time
-# (downloads, OGC pages): one query for 2,000 features costs about what one for a single does.
+# (downloads, OGC pages): FIRST_READ, then three times as many each time the walk goes on, up
+# to READ_AHEAD. An OGC page of 10 then costs one small query, a page of 1,000 three (1,300
+# features), a download ~2,000 features a round trip.
+FIRST_READ = 100
 READ_AHEAD = 2000
 # Layers this small keep their parsed features once read (districts, tehsils, the border).
 SMALL_LAYER = 20_000
 DEFAULT_POOL_SIZE = 10
+# How a version's tables are laid out (2: `<layer>_features` apart, `by_year`, rows in
+# place-and-time order). A reader opens only its own layout; `publish` loads a version an
+# older kpmap loaded again.
+LAYOUT = 2
 
 
 class PublishError(KpmapError):
@@ -166,6 +174,7 @@ def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = Tru
     Raises PublishError; on any error the database is left as it was.
     """
     import psycopg
+    from psycopg import sql
 
     started = time.perf_counter()
     store_dir = Path(store_dir)
@@ -186,11 +195,16 @@ def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = Tru
         with psycopg.connect(url) as conn:  # one transaction: committed at the end, or nothing
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('kpmap.publish'))")
             _ensure_control(conn)
-            known = conn.execute(
-                f"SELECT 1 FROM {CONTROL}.versions WHERE version = %s", (version,)
+            found = conn.execute(
+                f"SELECT layout FROM {CONTROL}.versions WHERE version = %s", (version,)
             ).fetchone()
+            # A version an older kpmap loaded (another layout) is loaded again, in place.
+            known = found is not None and found[0] == LAYOUT
             counts = {name: len(store.layer(name)) for name in store.layer_names}
             if not known:
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+                )
                 _load_version(conn, store, schema)
             conn.execute(
                 f"INSERT INTO {CONTROL}.current (version) VALUES (%s) ON CONFLICT (singleton) "
@@ -235,6 +249,10 @@ def _ensure_control(conn) -> None:
             version text NOT NULL REFERENCES {CONTROL}.versions,
             switched_at timestamptz NOT NULL DEFAULT now())"""
     )
+    # Versions loaded before `layout` existed have the first layout.
+    conn.execute(
+        f"ALTER TABLE {CONTROL}.versions ADD COLUMN IF NOT EXISTS layout integer NOT NULL DEFAULT 1"
+    )
 
 
 def _prune(conn, keep: int) -> list[str]:
@@ -268,11 +286,11 @@ class _Columns:
         return cls(schema.geometry_types == ("Point",), texts, schema.numbers, bool(schema.time))
 
     def names(self) -> list[str]:
+        """The columns COPY fills (`by_year` is generated from them)."""
         names = ["pos", "id", "geom", *(["x", "y"] if self.point else [])]
         names += [n for k in self.texts for n in (k, f"{k}__key")]
         names += list(self.numbers)
-        names += ["first_day", "last_day"] if self.time else []
-        return [*names, "feature"]
+        return names + (["first_day", "last_day"] if self.time else [])
 
 
 def _load_version(conn, store: Store, schema: str) -> None:
@@ -282,11 +300,18 @@ def _load_version(conn, store: Store, schema: str) -> None:
     layers = {}
     for name in store.layer_names:
         layer = store.layer(name)
-        _load_layer(conn, schema, name, layer)
+        by_year = _load_layer(conn, schema, name, layer)
         layers[name] = {"count": len(layer), "bounds": layer.bounds}
+        if by_year is not None:
+            layers[name]["by_year"] = by_year.__dict__
     conn.execute(
-        f"INSERT INTO {CONTROL}.versions (version, schema_name, format, manifest, facts, layers) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
+        f"""INSERT INTO {CONTROL}.versions
+              (version, schema_name, format, manifest, facts, layers, layout)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (version) DO UPDATE SET
+              schema_name = excluded.schema_name, format = excluded.format,
+              manifest = excluded.manifest, facts = excluded.facts, layers = excluded.layers,
+              layout = excluded.layout, published_at = now()""",
         (
             store.version,
             schema,
@@ -294,33 +319,44 @@ def _load_version(conn, store: Store, schema: str) -> None:
             orjson.dumps(store.manifest).decode(),
             orjson.dumps(store.facts).decode(),
             orjson.dumps(layers).decode(),
+            LAYOUT,
         ),
     )
 
 
-def _load_layer(conn, schema: str, name: str, layer: Layer) -> None:
+def _load_layer(conn, schema: str, name: str, layer: Layer) -> "ByYear | None":
     from psycopg import sql
 
     cols = _Columns.of(layer.schema)
     table = sql.Identifier(schema, name)
     types = {"pos": "integer NOT NULL", "id": "text NOT NULL", "geom": "geometry(Geometry, 4326)"}
     types |= {"x": "float8", "y": "float8", "first_day": "date", "last_day": "date"}
-    types |= {k: "float8" for k in cols.numbers} | {"feature": "text NOT NULL"}
+    types |= {k: "float8" for k in cols.numbers}
     columns = [
         sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types.get(c, "text")))
         for c in cols.names()
     ]
+    by_year = ByYear.of(layer) if cols.point and cols.time else None
+    if by_year is not None:
+        columns.append(sql.SQL(f"by_year point GENERATED ALWAYS AS ({by_year.sql()}) STORED"))
     conn.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
-    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+    # FREEZE: the rows are written frozen and all-visible (the table is new in this
+    # transaction), so the first readers neither dirty every page setting hint bits nor wait
+    # for a VACUUM, which a transaction cannot run.
+    copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FREEZE)").format(
         table, sql.SQL(", ").join(map(sql.Identifier, cols.names()))
     )
     with conn.cursor().copy(copy) as out:
         for row in _rows(layer, cols):
             out.write_row(row)
-    # Indexes after the rows: one sort each instead of a million insertions.
+    # Indexes after the rows: one sort each instead of a million insertions (GiST indexes of
+    # points are built sorted, packed full).
     indexes = [("pos", "btree", True), ("geom", "gist", False)]
     indexes += [(f"{k}__key", "btree", False) for k in cols.texts]
-    indexes += [("first_day", "btree", False), ("last_day", "btree", False)] if cols.time else []
+    if by_year is not None:  # time goes through by_year, whose index finds a year at once
+        indexes.append(("by_year", "gist", False))
+    elif cols.time:
+        indexes += [("first_day", "btree", False), ("last_day", "btree", False)]
     for column, method, unique in indexes:
         conn.execute(
             sql.SQL("CREATE {} INDEX ON {} USING {} ({})").format(
@@ -330,41 +366,148 @@ def _load_layer(conn, schema: str, name: str, layer: Layer) -> None:
                 sql.Identifier(column),
             )
         )
+    _load_features(conn, schema, name, layer)
     _load_ids(conn, schema, name, layer)
     conn.execute(sql.SQL("ANALYZE {}").format(table))
+    return by_year
+
+
+@dataclass(frozen=True)
+class ByYear:
+    """Place and time in one plane, so that one 2-D index finds a bbox in a time window.
+
+    `by_year` (a PostgreSQL point, GiST-indexed) is each point moved `width` degrees east for
+    every year its first day comes after `first_year`: the years lie side by side, `width`
+    apart (wider than the layer, so they never overlap), and a bbox in one year is one box of
+    that plane. A 1-degree box holds a tenth of a million attacks, a year half of them, both
+    together a hundredth: a 2-D index, or a day index, finds far more rows than the query
+    wants, this one finds those it wants, on a few pages (rows are written in year, then
+    Z-order: see _physical_order). An attack whose time is a range is filed under its first
+    year: `longest` (days) says how far back to look for one that reaches into a window.
+    The days and the bbox themselves are checked on the rows (x, y, first_day, last_day).
+    """
+
+    x0: float
+    width: float
+    first_year: int
+    last_year: int
+    longest: int
+
+    @classmethod
+    def of(cls, layer: Layer) -> "ByYear | None":
+        spans = layer.time_spans()
+        if not len(layer) or spans is None:
+            return None
+        xy = layer.points()
+        x0 = float(np.floor(xy[:, 0].min()))
+        width = float(np.floor(xy[:, 0].max()) - x0 + 2)  # >= 1 degree between two years
+        years = [date.fromordinal(int(d)).year for d in (spans[0].min(), spans[0].max())]
+        longest = int((spans[1] - spans[0]).max())
+        return cls(x0, width, years[0], years[1], longest)
+
+    def sql(self) -> str:
+        """The generated column's expression (numbers only: nothing to quote)."""
+        return (
+            f"point(x - {self.x0!r} + {self.width!r} * "
+            f"(extract(year FROM first_day)::float8 - {int(self.first_year)}), y)"
+        )
+
+    def boxes(self, bbox: Bounds | None, lo: int | None, hi: int | None) -> str:
+        """The boxes of `by_year` (a box[] literal) that hold the points in bbox (None: all)
+        whose time may overlap days lo..hi (ordinals; None for no limit), one per year."""
+        first = self.first_year if lo is None else date.fromordinal(max(1, lo - self.longest)).year
+        last = self.last_year if hi is None else date.fromordinal(hi).year
+        years = range(max(first, self.first_year), min(last, self.last_year) + 1)
+        # Within the layer's strip of a year; a hair wider than bbox, which the rows' own x
+        # and y then decide exactly (the shift's rounding must not lose a point on an edge).
+        left, bottom, right, top = -0.5, -90.0, self.width - 0.5, 90.0
+        if bbox is not None:
+            left, right = max(bbox[0] - self.x0, left) - 1e-9, min(bbox[2] - self.x0, right) + 1e-9
+            bottom, top = bbox[1] - 1e-9, bbox[3] + 1e-9
+        if left > right:
+            return "{}"
+        shifts = [self.width * (k - self.first_year) for k in years]
+        return (
+            "{"
+            + ";".join(f"({left + s!r},{bottom!r}),({right + s!r},{top!r})" for s in shifts)
+            + "}"
+        )
 
 
 def _rows(layer: Layer, cols: _Columns) -> Iterator[tuple]:
-    """The layer's rows for COPY, column by column as lists (zipped at the end), so a million
-    features are walked once per column in C rather than once per value in Python."""
+    """The layer's rows for COPY, in the order of `_physical_order`: built column by column as
+    arrays (reordered, then zipped), so a million features are walked once per column in C
+    rather than once per value in Python."""
     n = len(layer)
     geometries = shapely.set_srid(layer.geometries(), 4326)
-    columns: list[Sequence[Any]] = [
-        range(n),
-        layer.ids.tolist(),
-        shapely.to_wkb(geometries, hex=True, include_srid=True).tolist(),
+    columns: list[np.ndarray] = [
+        np.arange(n),
+        np.asarray(layer.ids, dtype=object),
+        shapely.to_wkb(geometries, hex=True, include_srid=True),
     ]
     if cols.point:
         xy = layer.points()
-        columns += [xy[:, 0].tolist(), xy[:, 1].tolist()]
+        columns += [xy[:, 0], xy[:, 1]]
     for key in cols.texts:
         codes, values = layer.column(key)
         keys = np.array([_canonical(v) for v in values.tolist()], dtype=object)
-        columns += [values[codes].tolist(), keys[codes].tolist()]
+        columns += [values.astype(object)[codes], keys[codes]]
     for key in cols.numbers:
         number = layer.number(key).astype(object)
         number[np.isnan(layer.number(key))] = None
-        columns.append(number.tolist())
-    if cols.time:
-        for days in layer.time_spans():
-            columns.append([date.fromordinal(d) for d in days.tolist()])
-    columns.append(_feature_texts(layer))
-    return zip(*columns, strict=True)
+        columns.append(number)
+    spans = layer.time_spans() if cols.time else None
+    if spans is not None:
+        for days in spans:
+            distinct, codes = np.unique(days, return_inverse=True)
+            columns.append(np.array([date.fromordinal(d) for d in distinct.tolist()])[codes])
+    order = _physical_order(layer, cols, spans)
+    return zip(*(c[order].tolist() for c in columns), strict=True)
 
 
-def _feature_texts(layer: Layer) -> Iterator[str]:
-    for i in range(len(layer)):
-        yield layer.feature_bytes(i).decode()
+def _physical_order(layer: Layer, cols: _Columns, spans: Any) -> np.ndarray:
+    """The order rows are written in, so that what a query asks for together lies together:
+    a point layer by year of its first day, then along a Z-order curve (Morton code) of x, y,
+    so a 1-degree box in one year is a few runs of pages, not a row on every page; other
+    layers (a few hundred features) in position order."""
+    n = len(layer)
+    if not cols.point or n == 0:
+        return np.arange(n)
+    xy = layer.points()
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    cells = (1 << 16) - 1
+    ix, iy = (np.rint((xy - lo) / np.maximum(hi - lo, 1e-12) * cells).astype(np.uint64)).T
+    keys = [_spread_bits(ix) | (_spread_bits(iy) << np.uint64(1))]
+    if spans is not None:
+        # Python's ordinal of 1970-01-01 is 719163: the days since the epoch, as numpy counts.
+        days = (spans[0] - 719163).astype("datetime64[D]")
+        keys.append(days.astype("datetime64[Y]").astype(np.int64))
+    return np.lexsort(keys)  # the last key is the first sorted on
+
+
+def _spread_bits(v: np.ndarray) -> np.ndarray:
+    """v's 16 low bits, a zero bit put between each (half of a Morton code)."""
+    v = v & np.uint64(0xFFFF)
+    for shift, mask in ((8, 0x00FF00FF), (4, 0x0F0F0F0F), (2, 0x33333333), (1, 0x55555555)):
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def _load_features(conn, schema: str, name: str, layer: Layer) -> None:
+    """`<layer>_features`: each feature's GeoJSON, exactly as the file store holds it, in
+    position order (as a download reads them). Apart from the layer's table, which stays
+    narrow (a few hundred bytes a row), so that a query's rows lie on few pages."""
+    from psycopg import sql
+
+    table = sql.Identifier(schema, f"{name}_features")
+    conn.execute(
+        sql.SQL("CREATE TABLE {} (pos integer NOT NULL, feature text NOT NULL)").format(table)
+    )
+    copy = sql.SQL("COPY {} (pos, feature) FROM STDIN WITH (FREEZE)").format(table)
+    with conn.cursor().copy(copy) as out:
+        for i in range(len(layer)):
+            out.write_row((i, layer.feature_bytes(i).decode()))
+    conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} (pos)").format(table))
 
 
 def _load_ids(conn, schema: str, name: str, layer: Layer) -> None:
@@ -381,7 +524,8 @@ def _load_ids(conn, schema: str, name: str, layer: Layer) -> None:
     by_id = getattr(layer, "by_id", None)
     if by_id is None:  # a layer that keeps no aliases answers to its own ids only
         by_id = dict(zip(layer.ids.tolist(), range(len(layer)), strict=True))
-    with conn.cursor().copy(sql.SQL("COPY {} (id, key, pos) FROM STDIN").format(table)) as out:
+    copy = sql.SQL("COPY {} (id, key, pos) FROM STDIN WITH (FREEZE)").format(table)
+    with conn.cursor().copy(copy) as out:
         for fid, pos in by_id.items():
             out.write_row((fid, fid.strip().casefold(), pos))
     conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} (id)").format(table))
@@ -419,11 +563,17 @@ class PostGISStore(Store):
         with pool(url, pool_size).connection() as conn:
             try:
                 row = conn.execute(
-                    f"""SELECT v.version, v.schema_name, v.manifest, v.facts, v.layers, v.format
+                    f"""SELECT v.version, v.schema_name, v.manifest, v.facts, v.layers, v.format,
+                          v.layout
                         FROM {CONTROL}.current c JOIN {CONTROL}.versions v USING (version)"""
                 ).fetchone()
             except psycopg.errors.UndefinedTable:
                 row = None
+            except psycopg.errors.UndefinedColumn:  # no `layout`: published before it existed
+                row = conn.execute(
+                    f"""SELECT v.version, v.schema_name, v.manifest, v.facts, v.layers, v.format,
+                          1 FROM {CONTROL}.current c JOIN {CONTROL}.versions v USING (version)"""
+                ).fetchone()
         if row is None:
             raise StoreNotFound(
                 f"nothing is published in {redact(url)} (run `kpmap publish --store DIR URL`)"
@@ -432,6 +582,12 @@ class PostGISStore(Store):
             raise StoreNotFound(
                 f"the store in {redact(url)} has format {row[5]!r}, and this kpmap reads "
                 f"{STORE_FORMAT!r}: rebuild it with `kpmap build` and publish it again"
+            )
+        if row[6] != LAYOUT:
+            raise StoreNotFound(
+                f"version {row[0]} in {redact(url)} was published by another kpmap (table "
+                f"layout {row[6]}, this one reads {LAYOUT}): publish it again with this one "
+                "(`kpmap publish`)"
             )
         return cls(url, row[:5], pool_size)
 
@@ -444,7 +600,15 @@ class PostGISLayer:
     """One layer's table (geo.store.layer.Layer): filters run as SQL on its indexes; the whole
     columns that the map's aggregates and tiles read are fetched once, on first use."""
 
-    def __init__(self, url: str, schema: str, layer_schema: LayerSchema, count: int, bounds: Any):
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        layer_schema: LayerSchema,
+        count: int,
+        bounds: Any,
+        by_year: dict[str, Any] | None = None,
+    ):
         from psycopg import sql
 
         self.schema = layer_schema
@@ -452,8 +616,10 @@ class PostGISLayer:
         self._count = count
         self._bounds = tuple(bounds) if bounds else None
         self._cols = _Columns.of(layer_schema)
+        self._by_year = ByYear(**by_year) if by_year else None
         self._table = sql.Identifier(schema, layer_schema.name)
         self._ids_table = sql.Identifier(schema, f"{layer_schema.name}_ids")
+        self._features_table = sql.Identifier(schema, f"{layer_schema.name}_features")
         self._loaded: dict[str, Any] = {}
         self._lock = threading.RLock()  # a load may read another column
         self._ahead = threading.local()
@@ -509,18 +675,8 @@ class PostGISLayer:
 
         where: list[Any] = []
         params: list[Any] = []
-        if bbox is not None:
-            minx, miny, maxx, maxy = parse_bbox(bbox)
-            envelope = "ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
-            if self._cols.point:
-                # && compares float4 boxes (rounded outwards); x and y make it exact.
-                where.append(
-                    sql.SQL(f"geom && {envelope} AND x BETWEEN %s AND %s AND y BETWEEN %s AND %s")
-                )
-                params += [minx, miny, maxx, maxy, minx, maxx, miny, maxy]
-            else:
-                where.append(sql.SQL(f"ST_Intersects(geom, {envelope})"))
-                params += [minx, miny, maxx, maxy]
+        box = parse_bbox(bbox) if bbox is not None else None
+        lo = hi = None
         if start is not None or end is not None:
             if not self._cols.time:
                 raise InvalidQuery(
@@ -531,12 +687,30 @@ class PostGISLayer:
             hi = _date_range(end)[1] if end is not None else None
             if lo is not None and hi is not None and lo > hi:
                 raise InvalidQuery(f"start {start} is after end {end}")
-            if hi is not None:
-                where.append(sql.SQL("first_day <= %s"))
-                params.append(date.fromordinal(hi))
-            if lo is not None:
-                where.append(sql.SQL("last_day >= %s"))
-                params.append(date.fromordinal(lo))
+        if self._by_year is not None and (lo is not None or hi is not None):
+            # Place and time in one index (see ByYear); the rows' days (below), x and y
+            # decide exactly.
+            where.append(sql.SQL("by_year <@ ANY(%s::box[])"))
+            params.append(self._by_year.boxes(box, lo, hi))
+        if box is not None:
+            minx, miny, maxx, maxy = box
+            # The GiST index compares float4 boxes (rounded outwards); x and y make it exact.
+            exact = "x BETWEEN %s AND %s AND y BETWEEN %s AND %s"
+            if self._by_year is not None and (lo is not None or hi is not None):
+                where.append(sql.SQL(exact))
+                params += [minx, maxx, miny, maxy]
+            elif self._cols.point:
+                where.append(sql.SQL(f"geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) AND {exact}"))
+                params += [minx, miny, maxx, maxy, minx, maxx, miny, maxy]
+            else:
+                where.append(sql.SQL("ST_Intersects(geom, ST_MakeEnvelope(%s, %s, %s, %s, 4326))"))
+                params += [minx, miny, maxx, maxy]
+        if hi is not None:
+            where.append(sql.SQL("first_day <= %s"))
+            params.append(date.fromordinal(hi))
+        if lo is not None:
+            where.append(sql.SQL("last_day >= %s"))
+            params.append(date.fromordinal(lo))
         schema = self.schema
         for key, value in filters.items():
             if key in schema.range_filters:
@@ -587,31 +761,46 @@ class PostGISLayer:
 
     def feature_bytes(self, position: int) -> bytes:
         position = int(position)
-        block = getattr(self._ahead, "block", None)
+        ahead = self._ahead
+        block = getattr(ahead, "block", None)
         if block is not None and position in block:
             return block[position]
         wanted = [position]
-        # Callers walk a selection a position at a time (downloads, OGC pages): fetch the next
-        # READ_AHEAD positions of the last selection in the same round trip.
-        selection = getattr(self._ahead, "selection", None)
+        # Callers walk a selection a position at a time (downloads, OGC pages): fetch the
+        # next positions of the last selection in the same round trip, more as the walk goes on.
+        selection = getattr(ahead, "selection", None)
         if selection is not None and len(selection):
             at = int(np.searchsorted(selection, position))
             if at < len(selection) and selection[at] == position:
-                wanted = selection[at : at + READ_AHEAD].tolist()
+                walking = getattr(ahead, "end", None) == at
+                size = min(ahead.size * 3, READ_AHEAD) if walking else FIRST_READ
+                wanted = selection[at : at + size].tolist()
+                ahead.size, ahead.end = size, at + len(wanted)
         block = dict(zip(wanted, self._fetch_features(wanted), strict=True))
-        self._ahead.block = block
+        ahead.block = block
         return block[position]
 
     def _fetch_features(self, positions: Sequence[int]) -> list[bytes]:
+        """The features at `positions` (ascending), in one query."""
         from psycopg import sql
 
+        if not positions:
+            return []
+        first, last = positions[0], positions[-1]
+        if last - first < 2 * len(positions):
+            # Mostly consecutive (a whole layer, a dense selection): one range of the index,
+            # read in order, beats a lookup per position.
+            where, params = "pos BETWEEN %s AND %s", [first, last]
+        else:
+            # An array's text: a list would be dumped element by element in Python.
+            where, params = "pos = ANY(%s::int4[])", ["{" + ",".join(map(str, positions)) + "}"]
         rows = self._query(
-            sql.SQL("SELECT pos, convert_to(feature, 'UTF8') FROM {} WHERE pos = ANY(%s)").format(
-                self._table
+            sql.SQL("SELECT pos, convert_to(feature, 'UTF8') FROM {} WHERE " + where).format(
+                self._features_table
             ),
-            (list(positions),),
+            params,
         )
-        found = {int(pos): bytes(data) for pos, data in rows}
+        found = {pos: bytes(data) for pos, data in rows}
         return [found[p] for p in positions]
 
     # -- whole columns, fetched once ----------------------------------------------------
