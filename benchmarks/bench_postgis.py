@@ -205,7 +205,7 @@ def main() -> None:
         close_pools()
         attacks = published.counts["attacks"]
         print(
-            f"publish of {attacks:,} attacks: {published.seconds:.1f} s (validation included); "
+            f"publish of {attacks:,} attacks: {published.seconds:.1f} s (store checks included); "
             + load()
         )
         started = time.perf_counter()

@@ -21,6 +21,7 @@ leaves the database as it was. A store object is pinned to the version it opened
 name that version's schema); `current_version(url)` tells a server when to open the new one.
 """
 
+import logging
 import os
 import re
 import threading
@@ -47,6 +48,8 @@ from geo.store.files import (
 from geo.store.layer import Bounds, Layer
 from geo.store.schemas import LAYERS, STORE_FORMAT, LayerSchema, validate_store
 
+log = logging.getLogger(__name__)
+
 CONTROL = "kpmap"  # the schema of the control tables
 URL_SCHEMES = ("postgresql://", "postgres://")
 # Features fetched in one round trip when callers walk a selection one position at a time
@@ -58,6 +61,8 @@ READ_AHEAD = 2000
 # Layers this small keep their parsed features once read (districts, tehsils, the border).
 SMALL_LAYER = 20_000
 DEFAULT_POOL_SIZE = 10
+# A position and the ctid of its feature's row (tidsend: block, offset), packed.
+TID_ROW = np.dtype([("pos", ">i4"), ("block", ">u4"), ("offset", ">u2")])
 # How a version's tables are laid out (2: `<layer>_features` apart, `by_year`, rows in
 # place-and-time order). A reader opens only its own layout; `publish` loads a version an
 # older kpmap loaded again.
@@ -163,10 +168,12 @@ def version_schema(version: str) -> str:
     return f"kpmap_{version}"
 
 
-def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = True) -> Published:
+def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = False) -> Published:
     """Load the built store at `store_dir` into the database at `url` and make it current.
 
-    The store is validated first (geo.store.schemas.validate_store; every problem is listed).
+    The store is checked first (geo.store.schemas.validate_store; every problem is listed):
+    its manifest and every file against the hash its build recorded (the build validated the
+    features it wrote), or, with `validate`, every feature too (a minute for a million).
     A version already in the database is only made current again (a roll-back is a publish of
     the older folder). Of the versions that were current, the `keep` latest are kept (the
     current one included; at least 2, so that servers still reading the one before finish
@@ -180,15 +187,14 @@ def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = Tru
     store_dir = Path(store_dir)
     if keep < 2:
         raise PublishError(f"keep={keep}: at least 2 versions are kept (the current and the last)")
-    if validate:
-        problems = validate_store(store_dir)
-        if problems:
-            shown = "\n  ".join(problems[:20])
-            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-            raise PublishError(
-                f"the store at {store_dir} has {len(problems)} problem(s); fix or rebuild it "
-                f"(`kpmap build`) before publishing:\n  {shown}{more}"
-            )
+    problems = validate_store(store_dir, features=validate)
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise PublishError(
+            f"the store at {store_dir} has {len(problems)} problem(s); fix or rebuild it "
+            f"(`kpmap build`) before publishing:\n  {shown}{more}"
+        )
     store = Store.open(store_dir)
     version, schema = store.version, version_schema(store.version)
     try:
@@ -290,7 +296,8 @@ class _Columns:
         names = ["pos", "id", "geom", *(["x", "y"] if self.point else [])]
         names += [n for k in self.texts for n in (k, f"{k}__key")]
         names += list(self.numbers)
-        return names + (["first_day", "last_day"] if self.time else [])
+        names += ["first_day", "last_day"] if self.time else []
+        return [*names, "feature_tid"]
 
 
 def _load_version(conn, store: Store, schema: str) -> None:
@@ -331,7 +338,7 @@ def _load_layer(conn, schema: str, name: str, layer: Layer) -> "ByYear | None":
     table = sql.Identifier(schema, name)
     types = {"pos": "integer NOT NULL", "id": "text NOT NULL", "geom": "geometry(Geometry, 4326)"}
     types |= {"x": "float8", "y": "float8", "first_day": "date", "last_day": "date"}
-    types |= {k: "float8" for k in cols.numbers}
+    types |= {k: "float8" for k in cols.numbers} | {"feature_tid": "tid NOT NULL"}
     columns = [
         sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types.get(c, "text")))
         for c in cols.names()
@@ -339,6 +346,7 @@ def _load_layer(conn, schema: str, name: str, layer: Layer) -> "ByYear | None":
     by_year = ByYear.of(layer) if cols.point and cols.time else None
     if by_year is not None:
         columns.append(sql.SQL(f"by_year point GENERATED ALWAYS AS ({by_year.sql()}) STORED"))
+    tids = _load_features(conn, schema, name, layer)
     conn.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
     # FREEZE: the rows are written frozen and all-visible (the table is new in this
     # transaction), so the first readers neither dirty every page setting hint bits nor wait
@@ -347,7 +355,7 @@ def _load_layer(conn, schema: str, name: str, layer: Layer) -> "ByYear | None":
         table, sql.SQL(", ").join(map(sql.Identifier, cols.names()))
     )
     with conn.cursor().copy(copy) as out:
-        for row in _rows(layer, cols):
+        for row in _rows(layer, cols, tids, by_year):
             out.write_row(row)
     # Indexes after the rows: one sort each instead of a million insertions (GiST indexes of
     # points are built sorted, packed full).
@@ -366,7 +374,6 @@ def _load_layer(conn, schema: str, name: str, layer: Layer) -> "ByYear | None":
                 sql.Identifier(column),
             )
         )
-    _load_features(conn, schema, name, layer)
     _load_ids(conn, schema, name, layer)
     conn.execute(sql.SQL("ANALYZE {}").format(table))
     return by_year
@@ -377,21 +384,22 @@ class ByYear:
     """Place and time in one plane, so that one 2-D index finds a bbox in a time window.
 
     `by_year` (a PostgreSQL point, GiST-indexed) is each point moved `width` degrees east for
-    every year its first day comes after `first_year`: the years lie side by side, `width`
+    every year after `first_year` in which its time lies: the years lie side by side, `width`
     apart (wider than the layer, so they never overlap), and a bbox in one year is one box of
-    that plane. A 1-degree box holds a tenth of a million attacks, a year half of them, both
-    together a hundredth: a 2-D index, or a day index, finds far more rows than the query
-    wants, this one finds those it wants, on a few pages (rows are written in year, then
-    Z-order: see _physical_order). An attack whose time is a range is filed under its first
-    year: `longest` (days) says how far back to look for one that reaches into a window.
-    The days and the bbox themselves are checked on the rows (x, y, first_day, last_day).
+    that plane. A point whose time runs from one year into another (a range of days around a
+    new year) lies in a strip of its own after the last year, which every query looks at too.
+    A 1-degree box holds a tenth of a million attacks, a year half of them, both together a
+    hundredth: a 2-D index, or a day index, finds far more rows than the query wants; this
+    one finds those it wants, on a few pages (rows are written strip by strip, each along a
+    Z-order curve: see _physical_order). The days and the bbox themselves are then checked on
+    the rows (x, y, first_day, last_day).
     """
 
     x0: float
     width: float
     first_year: int
     last_year: int
-    longest: int
+    spanning: bool  # whether any point's time runs across a new year
 
     @classmethod
     def of(cls, layer: Layer) -> "ByYear | None":
@@ -401,32 +409,50 @@ class ByYear:
         xy = layer.points()
         x0 = float(np.floor(xy[:, 0].min()))
         width = float(np.floor(xy[:, 0].max()) - x0 + 2)  # >= 1 degree between two years
-        years = [date.fromordinal(int(d)).year for d in (spans[0].min(), spans[0].max())]
-        longest = int((spans[1] - spans[0]).max())
-        return cls(x0, width, years[0], years[1], longest)
+        first, last = (_years(days) for days in spans)
+        spanning = bool((first != last).any())
+        return cls(x0, width, int(first.min()), int(first.max()), spanning)
+
+    def strips(self, spans: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Each point's strip: its year's (0 for first_year), or the strip after the last
+        year's for a time across a new year (as `sql` computes it)."""
+        first, last = (_years(days) for days in spans)
+        return np.where(first == last, first - self.first_year, self._across)
+
+    @property
+    def _across(self) -> int:
+        return self.last_year - self.first_year + 1
 
     def sql(self) -> str:
         """The generated column's expression (numbers only: nothing to quote)."""
-        return (
-            f"point(x - {self.x0!r} + {self.width!r} * "
-            f"(extract(year FROM first_day)::float8 - {int(self.first_year)}), y)"
-        )
+        year, last = "extract(year FROM first_day)", "extract(year FROM last_day)"
+        strip = f"CASE WHEN {year} = {last} THEN {year} - {self.first_year} ELSE {self._across} END"
+        return f"point(x - {self.x0!r} + {self.width!r} * ({strip})::float8, y)"
 
     def boxes(self, bbox: Bounds | None, lo: int | None, hi: int | None) -> str:
         """The boxes of `by_year` (a box[] literal) that hold the points in bbox (None: all)
-        whose time may overlap days lo..hi (ordinals; None for no limit), one per year."""
-        first = self.first_year if lo is None else date.fromordinal(max(1, lo - self.longest)).year
+        whose time may overlap days lo..hi (ordinals; None for no limit): one per year, and
+        one in the strip of times across a new year."""
+        first = self.first_year if lo is None else date.fromordinal(lo).year
         last = self.last_year if hi is None else date.fromordinal(hi).year
-        years = range(max(first, self.first_year), min(last, self.last_year) + 1)
+        strips = list(
+            range(
+                max(first, self.first_year) - self.first_year,
+                min(last, self.last_year) - self.first_year + 1,
+            )
+        )
+        if self.spanning:
+            strips.append(self._across)
         # Within the layer's strip of a year; a hair wider than bbox, which the rows' own x
         # and y then decide exactly (the shift's rounding must not lose a point on an edge).
         left, bottom, right, top = -0.5, -90.0, self.width - 0.5, 90.0
         if bbox is not None:
-            left, right = max(bbox[0] - self.x0, left) - 1e-9, min(bbox[2] - self.x0, right) + 1e-9
+            left = max(bbox[0] - self.x0, left) - 1e-9
+            right = min(bbox[2] - self.x0, right) + 1e-9
             bottom, top = bbox[1] - 1e-9, bbox[3] + 1e-9
         if left > right:
             return "{}"
-        shifts = [self.width * (k - self.first_year) for k in years]
+        shifts = [self.width * k for k in strips]
         return (
             "{"
             + ";".join(f"({left + s!r},{bottom!r}),({right + s!r},{top!r})" for s in shifts)
@@ -434,7 +460,14 @@ class ByYear:
         )
 
 
-def _rows(layer: Layer, cols: _Columns) -> Iterator[tuple]:
+def _years(days: np.ndarray) -> np.ndarray:
+    """The years of day ordinals (Python's: 1970-01-01 is 719163, numpy's day 0)."""
+    return (days - 719163).astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+
+
+def _rows(
+    layer: Layer, cols: _Columns, tids: np.ndarray, by_year: "ByYear | None"
+) -> Iterator[tuple]:
     """The layer's rows for COPY, in the order of `_physical_order`: built column by column as
     arrays (reordered, then zipped), so a million features are walked once per column in C
     rather than once per value in Python."""
@@ -461,15 +494,16 @@ def _rows(layer: Layer, cols: _Columns) -> Iterator[tuple]:
         for days in spans:
             distinct, codes = np.unique(days, return_inverse=True)
             columns.append(np.array([date.fromordinal(d) for d in distinct.tolist()])[codes])
-    order = _physical_order(layer, cols, spans)
+    columns.append(tids)
+    order = _physical_order(layer, cols, by_year)
     return zip(*(c[order].tolist() for c in columns), strict=True)
 
 
-def _physical_order(layer: Layer, cols: _Columns, spans: Any) -> np.ndarray:
+def _physical_order(layer: Layer, cols: _Columns, by_year: ByYear | None) -> np.ndarray:
     """The order rows are written in, so that what a query asks for together lies together:
-    a point layer by year of its first day, then along a Z-order curve (Morton code) of x, y,
-    so a 1-degree box in one year is a few runs of pages, not a row on every page; other
-    layers (a few hundred features) in position order."""
+    a point layer along a Z-order curve (Morton code) of x, y, with time by its strip of
+    by_year first, so a 1-degree box in one year is a few runs of pages, not a row on every
+    page; other layers (a few hundred features) in position order."""
     n = len(layer)
     if not cols.point or n == 0:
         return np.arange(n)
@@ -478,10 +512,8 @@ def _physical_order(layer: Layer, cols: _Columns, spans: Any) -> np.ndarray:
     cells = (1 << 16) - 1
     ix, iy = (np.rint((xy - lo) / np.maximum(hi - lo, 1e-12) * cells).astype(np.uint64)).T
     keys = [_spread_bits(ix) | (_spread_bits(iy) << np.uint64(1))]
-    if spans is not None:
-        # Python's ordinal of 1970-01-01 is 719163: the days since the epoch, as numpy counts.
-        days = (spans[0] - 719163).astype("datetime64[D]")
-        keys.append(days.astype("datetime64[Y]").astype(np.int64))
+    if by_year is not None:
+        keys.append(by_year.strips(layer.time_spans()))
     return np.lexsort(keys)  # the last key is the first sorted on
 
 
@@ -493,10 +525,11 @@ def _spread_bits(v: np.ndarray) -> np.ndarray:
     return v
 
 
-def _load_features(conn, schema: str, name: str, layer: Layer) -> None:
+def _load_features(conn, schema: str, name: str, layer: Layer) -> np.ndarray:
     """`<layer>_features`: each feature's GeoJSON, exactly as the file store holds it, in
-    position order (as a download reads them). Apart from the layer's table, which stays
-    narrow (a few hundred bytes a row), so that a query's rows lie on few pages."""
+    position order (as a download reads them), apart from the layer's table, which stays
+    narrow (a few hundred bytes a row) so that a query's rows lie on few pages. Returns where
+    each feature's row is (its ctid, as text), for the layer's table to point at it."""
     from psycopg import sql
 
     table = sql.Identifier(schema, f"{name}_features")
@@ -505,9 +538,35 @@ def _load_features(conn, schema: str, name: str, layer: Layer) -> None:
     )
     copy = sql.SQL("COPY {} (pos, feature) FROM STDIN WITH (FREEZE)").format(table)
     with conn.cursor().copy(copy) as out:
+        # COPY's text format written directly (a row a line, tab between the columns), ~5,000
+        # rows a write: the GeoJSON only has its backslashes doubled (its strings hold no raw
+        # tab or line break, but a hand-made store might: those are escaped too).
+        lines: list[bytes] = []
         for i in range(len(layer)):
-            out.write_row((i, layer.feature_bytes(i).decode()))
+            feature = layer.feature_bytes(i)
+            if b"\\" in feature:
+                feature = feature.replace(b"\\", b"\\\\")
+            if b"\n" in feature or b"\r" in feature or b"\t" in feature:
+                feature = feature.replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+                feature = feature.replace(b"\t", b"\\t")
+            lines.append(b"%d\t%s\n" % (i, feature))
+            if len(lines) == 5000:
+                out.write(b"".join(lines))
+                lines.clear()
+        out.write(b"".join(lines))
     conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} (pos)").format(table))
+    (data,) = conn.execute(
+        sql.SQL("SELECT string_agg(int4send(pos) || tidsend(ctid), ''::bytea) FROM {}").format(
+            table
+        ),
+        binary=True,
+    ).fetchone()
+    rows = np.frombuffer(data or b"", dtype=TID_ROW)
+    tids = np.empty(len(layer), dtype=object)
+    tids[rows["pos"]] = [
+        f"({b},{o})" for b, o in zip(rows["block"].tolist(), rows["offset"].tolist(), strict=True)
+    ]
+    return tids
 
 
 def _load_ids(conn, schema: str, name: str, layer: Layer) -> None:
@@ -623,6 +682,7 @@ class PostGISLayer:
         self._loaded: dict[str, Any] = {}
         self._lock = threading.RLock()  # a load may read another column
         self._ahead = threading.local()
+        self._moved = False  # the features' rows are not where publish left them
 
     def __len__(self) -> int:
         return self._count
@@ -655,16 +715,23 @@ class PostGISLayer:
         from psycopg import sql
 
         where, params = self._where(bbox, start, end, filters)
+        tids = None
         if not where:
             positions = np.arange(self._count)
         else:
-            query = sql.SQL("SELECT string_agg(int4send(pos), ''::bytea) FROM {} WHERE {}").format(
-                self._table, sql.SQL(" AND ").join(where)
-            )
+            # Each position with where its feature is (feature_tid), so that the features of
+            # a page are read straight from their rows, without a lookup in an index each.
+            query = sql.SQL(
+                "SELECT string_agg(int4send(pos) || tidsend(feature_tid), ''::bytea) "
+                "FROM {} WHERE {}"
+            ).format(self._table, sql.SQL(" AND ").join(where))
             (data,) = self._query(query, params)[0]
-            # Sorted here rather than in SQL: numpy sorts a million int32 in a few ms.
-            positions = np.sort(np.frombuffer(data or b"", dtype=">i4")).astype(np.int64)
-        self._ahead.selection = positions
+            # Sorted here rather than in SQL: numpy sorts a million rows in a few ms.
+            rows = np.frombuffer(data or b"", dtype=TID_ROW)
+            unsorted = rows["pos"].astype(np.int64)
+            order = np.argsort(unsorted)
+            positions, tids = unsorted[order], rows[order]
+        self._ahead.selection, self._ahead.tids, self._ahead.end = positions, tids, None
         return positions
 
     def _where(
@@ -765,7 +832,7 @@ class PostGISLayer:
         block = getattr(ahead, "block", None)
         if block is not None and position in block:
             return block[position]
-        wanted = [position]
+        wanted, tids = [position], None
         # Callers walk a selection a position at a time (downloads, OGC pages): fetch the
         # next positions of the last selection in the same round trip, more as the walk goes on.
         selection = getattr(ahead, "selection", None)
@@ -776,12 +843,15 @@ class PostGISLayer:
                 size = min(ahead.size * 3, READ_AHEAD) if walking else FIRST_READ
                 wanted = selection[at : at + size].tolist()
                 ahead.size, ahead.end = size, at + len(wanted)
-        block = dict(zip(wanted, self._fetch_features(wanted), strict=True))
+                if ahead.tids is not None:
+                    tids = ahead.tids[at : at + size]
+        block = dict(zip(wanted, self._fetch_features(wanted, tids), strict=True))
         ahead.block = block
         return block[position]
 
-    def _fetch_features(self, positions: Sequence[int]) -> list[bytes]:
-        """The features at `positions` (ascending), in one query."""
+    def _fetch_features(self, positions: Sequence[int], tids: Any = None) -> list[bytes]:
+        """The features at `positions` (ascending), in one query; `tids` (block, offset), when
+        given, say where their rows are."""
         from psycopg import sql
 
         if not positions:
@@ -791,6 +861,12 @@ class PostGISLayer:
             # Mostly consecutive (a whole layer, a dense selection): one range of the index,
             # read in order, beats a lookup per position.
             where, params = "pos BETWEEN %s AND %s", [first, last]
+        elif tids is not None and not self._moved:
+            # Straight to the rows (a TID scan). Were the table ever rewritten (VACUUM FULL,
+            # CLUSTER), the rows there would hold other positions: checked below.
+            blocks, offsets = tids["block"].tolist(), tids["offset"].tolist()
+            where = "ctid = ANY(%s::tid[])"
+            params = ["{" + ",".join(map('"({},{})"'.format, blocks, offsets)) + "}"]
         else:
             # An array's text: a list would be dumped element by element in Python.
             where, params = "pos = ANY(%s::int4[])", ["{" + ",".join(map(str, positions)) + "}"]
@@ -801,6 +877,13 @@ class PostGISLayer:
             params,
         )
         found = {pos: bytes(data) for pos, data in rows}
+        if tids is not None and not self._moved and any(p not in found for p in positions):
+            self._moved = True  # for this store: reopened, it reads them again (as published)
+            log.warning(
+                "%s: feature rows moved (table rewritten?); reading them by position",
+                self._features_table.as_string(),
+            )
+            return self._fetch_features(positions)
         return [found[p] for p in positions]
 
     # -- whole columns, fetched once ----------------------------------------------------
