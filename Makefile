@@ -1,7 +1,7 @@
 # The two commands a user types on a fresh machine:
 #   make run    set everything up, fetch and build the store if needed, and serve the map at
 #               http://127.0.0.1:8000/ (gunicorn)
-#   make test   set everything up and run every check (ruff + pytest, browser tests included)
+#   make test   set everything up and run every check (ruff, mypy, pytest: browser tests included)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,6 +20,7 @@ run: setup assets fetch $(STORE_MANIFEST)
 test: setup assets fetch
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 setup: $(STAMP)

@@ -98,8 +98,8 @@ def download_csv(layer: str) -> Response:
 
     filename = _filename(store, name, "csv")
     response = _send(chunks, "text/csv", etag, filename, kept_as="" if kwargs else "kpmap-attacks")
-    response.headers["Kpmap-Withheld"] = str(withheld.count)
-    if withheld.count:
+    response.headers["Kpmap-Withheld"] = str(withheld.count if withheld else 0)
+    if withheld and withheld.count:
         reason = withheld.notice(policy.datasets)["reason"]
         response.headers["Kpmap-Withheld-Reason"] = reason.encode("ascii", "replace").decode()
     return response
@@ -282,6 +282,8 @@ def _download_filters(name: str) -> tuple[dict[str, Any], list[str]]:
     if name != "attacks":
         allowed = area_filters(name)
         skipped = [k for k in FILTER_PARAMS if k not in allowed and args.get(k)]
+        # Not applied here, but a malformed value is still a 400: it is wrong for any layer.
+        parse_filters(MultiDict([(k, v) for k, v in args.items(multi=True) if k in skipped]))
         args = MultiDict([(k, v) for k, v in args.items(multi=True) if k in allowed])
     return parse_filters(args, name), skipped
 

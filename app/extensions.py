@@ -68,9 +68,15 @@ def init_app(app: Flask) -> Resources:
         tile_memory=int(app.config["TILE_MEMORY_MB"]) * 2**20,
     )
     app.extensions[KEY] = resources
-    # Read the attack columns and make the tiler and tile cache now, and for each new store
-    # before it is served, rather than on a first request: about a second per 100,000 attacks.
-    for warm in (aggregate.attack_table, lambda s: _tile_cache(resources, s)):
+    # Read the attack columns, make the tiler with every index it reads (geo.tiles.Tiler.warm)
+    # and the tile cache now, and for each new store before it is served, rather than on a
+    # first request: about a second per 100,000 attacks. Under gunicorn's --preload this runs
+    # in the master, so every worker is forked ready and shares the indexes' memory.
+    for warm in (
+        aggregate.attack_table,
+        lambda s: _tiler(resources, s).warm(),
+        lambda s: _tile_cache(resources, s),
+    ):
         warm(live.current())
         live.warm.append(warm)
     return resources
@@ -159,6 +165,17 @@ def get_tiler() -> tiles.Tiler:
 def get_tile_cache() -> TileCache:
     """The tile cache of this request's store version."""
     return _tile_cache(resources(), get_store())
+
+
+def live_store(app: Flask) -> LiveStore:
+    """The app's live store, outside a request (app/tiles.py's fast path, which answers a cached
+    tile without a request context, takes the store with `current()` as get_store does)."""
+    return app.extensions[KEY].live
+
+
+def tile_cache_of(app: Flask, store: Store) -> TileCache:
+    """The tile cache of a store version taken from live_store(app), outside a request."""
+    return _tile_cache(app.extensions[KEY], store)
 
 
 def get_renders() -> RenderCache:

@@ -68,9 +68,12 @@ def _window(text: str) -> tuple[int, int] | None:
 def attack_feature(attack_id: str) -> Response:
     """One attack's whole record, for its popup (FeatureNotFound answers 404, an attack whose
     dataset's terms keep its record on the server RowWithheld 403)."""
-    layer = get_store().layer("attacks")
-    feature = get_store().feature("attacks", attack_id)
-    get_policy().check(layer, layer.position(attack_id), attack_id)
+    store = get_store()
+    feature = store.feature("attacks", attack_id)  # FeatureNotFound (404) for an unknown id
+    layer = store.layer("attacks")
+    position = layer.position(attack_id)
+    assert position is not None  # found just above
+    get_policy().check(layer, position, attack_id)
     return _json(orjson.dumps(feature))
 
 

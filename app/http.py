@@ -8,6 +8,8 @@ error answers included:
 
 - compression: zstd, brotli or gzip for a whole body, gzip (level 1, as it streams) for a
   stream, as the client's Accept-Encoding allows with its q-values (`gzip;q=0` is a refusal);
+  a view that sends a body it keeps coded (cached vector tiles) sets Content-Encoding itself,
+  chosen by the same negotiation (`negotiate`, `negotiate_header`), and is left as it is;
   a strong ETag gets the coding appended (`"abc-gzip"`), and still answers 304. Partial
   answers (206) and files served by byte ranges are never compressed, so a resumed download
   continues the bytes it began with.
@@ -16,14 +18,17 @@ error answers included:
   and the referrer policy, unless a view set its own.
 """
 
+import functools
 import hashlib
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import brotli
 from flask import Flask, Response, request
+from werkzeug.datastructures import Accept, ETags
+from werkzeug.http import parse_accept_header
 from werkzeug.wsgi import FileWrapper
 
 from app.extensions import get_policy, get_store
@@ -78,7 +83,11 @@ def data_etag(representation: str, *extra: str) -> str:
 def not_modified(etag: str) -> bool:
     """Whether If-None-Match holds this tag, compared weakly (RFC 9110 13.1.2), with or without
     the content coding that compression appends to it."""
-    tags = request.if_none_match
+    return none_match(request.if_none_match, etag)
+
+
+def none_match(tags: ETags, etag: str) -> bool:
+    """not_modified for a parsed If-None-Match (werkzeug.http.parse_etags), outside a request."""
     if not tags:
         return False
     return tags.contains_weak(etag) or any(tags.contains_weak(f"{etag}-{c}") for c in CODINGS)
@@ -147,7 +156,8 @@ def respond_file(
     )
     # Not direct_passthrough: werkzeug would then never call the response's close hooks.
     response.call_on_close(f.close)
-    return response.make_conditional(request, accept_ranges=True, complete_length=length)
+    conditional = response.make_conditional(request, accept_ranges=True, complete_length=length)
+    return cast(Response, conditional)  # werkzeug's stub names its own Response class
 
 
 class _ClosingFile(FileWrapper):
@@ -192,23 +202,32 @@ MIN_COMPRESS_BYTES = 500
 GZIP_STREAM_LEVEL = 1
 
 
-def accepted(coding: str) -> float:
-    """The q-value the client's Accept-Encoding gives a content coding (0: refused or absent).
-    A coding named explicitly wins over `*`, so `gzip;q=0, *` refuses gzip."""
-    qualities = {value.lower(): q for value, q in request.accept_encodings}
+def accepted(coding: str, accept: Accept | None = None) -> float:
+    """The q-value the client's Accept-Encoding (or `accept`, parsed) gives a content coding
+    (0: refused or absent). A coding named explicitly wins over `*`, so `gzip;q=0, *` refuses
+    gzip."""
+    accept = request.accept_encodings if accept is None else accept
+    qualities = {value.lower(): q for value, q in accept}
     if coding in qualities:
         return qualities[coding]
     return qualities.get("*", 0)
 
 
-def negotiate(codings: Iterable[str]) -> str | None:
+def negotiate(codings: Iterable[str], accept: Accept | None = None) -> str | None:
     """The coding the client prefers among `codings` (ties go to the order given)."""
     best, best_q = None, 0.0
     for coding in codings:
-        q = accepted(coding)
+        q = accepted(coding, accept)
         if q > best_q:
             best, best_q = coding, q
     return best
+
+
+@functools.lru_cache(maxsize=256)
+def negotiate_header(header: str, codings: tuple[str, ...] = CODINGS) -> str | None:
+    """negotiate() for the text of an Accept-Encoding header, outside a request: for a body
+    that is kept coded (cached tiles). Remembered: clients send few distinct headers."""
+    return negotiate(codings, parse_accept_header(header))
 
 
 def compress(response: Response) -> Response:

@@ -9,18 +9,17 @@ Without STORE_DIR it builds one with `kpmap synth 1000000 --store /tmp/kpmap-ben
   for MVT and PNG at every zoom 0-14, on tiles sampled over the attacks' bounds (some of which
   are empty: KP is not a rectangle). The attack index is built first ("first use", timed apart).
 - cached: the same request again, answered from the in-memory LRU.
-- load (--load): wrk against gunicorn with 2 workers (--preload; gthread with 4 threads each, so
-  connections are kept alive, or --worker-class sync) on cached tiles, after a warm-up. wrk runs
-  on the same machine, so it takes CPU from the server.
+- load (--load): wrk against gunicorn as `make run` starts it (gunicorn_conf.py, wsgi:app) on
+  cached tiles, after a warm-up, with `Accept-Encoding: gzip` as browsers send it. wrk runs on
+  the same machine, so it takes CPU from the server. benchmarks/bench_tiles_nginx.py sets the
+  same load against nginx serving the seeded disk cache, side by side.
 """
 
 import argparse
 import gc
 import os
 import random
-import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -45,28 +44,24 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=40, help="tiles per zoom (default 40)")
     parser.add_argument("--load", action="store_true", help="also run wrk against gunicorn")
     parser.add_argument("--duration", type=int, default=30, help="wrk seconds (default 30)")
-    parser.add_argument(
-        "--worker-class",
-        default="gthread",
-        help="gunicorn worker class: gthread (default: 4 threads each, keep-alive) or sync "
-        "(a new connection per request)",
-    )
     args = parser.parse_args()
 
     ensure_store(args.store, args.attacks)
     from app import create_app
-    from app.tiles import CACHE_KEY, TILER_KEY
+    from app.extensions import get_tile_cache, get_tiler
 
     started = time.perf_counter()
     app = create_app({"STORE": str(args.store), "TESTING": True})
-    print(f"create_app (Store.open): {time.perf_counter() - started:.1f} s")
-    tiler, cache = app.extensions[TILER_KEY], app.extensions[CACHE_KEY]
+    elapsed = time.perf_counter() - started
+    print(f"create_app (Store.open, tables, the tiler warmed): {elapsed:.1f} s")
+    with app.test_request_context():
+        tiler, cache = get_tiler(), get_tile_cache()
     started = time.perf_counter()
-    index = tiler.attack_index()
-    count = len(index.all.points)
+    tiles.Tiler(tiler.store, tiler.policy).warm()
+    count = len(tiler.attack_index().all.points)
     print(
-        f"attack index, first use ({count:,} attacks; deaths from the index, Morton sort, "
-        f"clusters for z0-{CLUSTER_MAXZOOM}): {time.perf_counter() - started:.1f} s"
+        f"Tiler.warm alone ({count:,} attacks; deaths from the index, Morton sort, clusters for "
+        f"z0-{CLUSTER_MAXZOOM}, shapes, labels, towns): {time.perf_counter() - started:.1f} s"
     )
     client = app.test_client()
     bounds = tiles.layer_bounds(tiler.store, "attacks")
@@ -82,7 +77,7 @@ def main() -> int:
     run_cached(client, urls)
     run_filtered(client, cache, bounds)
     if args.load:
-        load_test(args.store, urls, args.duration, args.worker_class)
+        load_test(args.store, urls, args.duration)
     return 0
 
 
@@ -179,75 +174,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def load_test(store: Path, urls: list[str], duration: int, worker_class: str) -> None:
-    print(f"\nload test: wrk against gunicorn, 2 {worker_class} workers, cached tiles")
+def load_test(store: Path, urls: list[str], duration: int) -> None:
+    from benchmarks.bench_tiles_nginx import Gunicorn, write_script, wrk_run
+
+    print("\nload test: wrk against gunicorn as `make run` starts it, cached tiles, gzip asked")
     wrk = shutil.which("wrk")
     if wrk is None:
         print("  skipped: wrk is not installed (apt-get install -y wrk)")
         return
-    port = free_port()
-    gunicorn = Path(sys.executable).with_name("gunicorn")
     env = {**os.environ, "KPMAP_STORE": str(store)}
-    command = [str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "--preload"]
-    command += ["--worker-class", worker_class]
-    if worker_class == "gthread":
-        command += ["--threads", "4"]
-    command += ["--log-level", "warning", "app:create_app()"]
-    server = subprocess.Popen(command, env=env, start_new_session=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_up(base + "/tiles/attacks.json", server)
-        paths = urls[:400]
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(wrk_script(paths))
-        # The warm-up fills both workers' caches (and builds each one's attack index).
-        for url in paths:
-            for _ in range(3):
-                urllib.request.urlopen(base + url).read()
-        run = [wrk, "-t2", "-c32", f"-d{duration}s", "-s", script.name, base + "/"]
-        out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
-        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
-        requests = int(re.search(r"(\d+) requests in", out)[1])
-        errors = re.search(r"Socket errors:.*", out)
-        non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
-        verdict = "meets" if rate >= TARGETS["load"] and not (errors or non_2xx) else "MISSES"
-        print(f"  {len(paths)} tile URLs, {duration} s, 2 threads, 32 connections")
-        print(f"  {requests:,} requests, {rate:,.0f} tiles/s; latency avg {latency[1]}")
-        print(
-            f"  errors: {errors[0] if errors else 'none'}; non-2xx: {non_2xx[1] if non_2xx else 0}"
-        )
-        print(f"  -> {verdict} >= {TARGETS['load']:.0f} tiles/s with zero errors")
-        Path(script.name).unlink()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    with tempfile.TemporaryDirectory() as work:
+        with Gunicorn(free_port(), "wsgi:app", env, Path(work)) as server:
+            wait_until_up(server.url + "/tiles/attacks.json")
+            paths = urls[:400]
+            script = write_script(Path(work) / "gzip.lua", paths, {"Accept-Encoding": "gzip"})
+            wrk_run(wrk, server, script, 5, 32)  # fills every worker's memory cache
+            result = wrk_run(wrk, server, script, duration, 32)
+    ok = result["rate"] >= TARGETS["load"] and not result["errors"]
+    print(f"  {len(paths)} tile URLs, {duration} s, 2 threads, 32 connections")
+    print(
+        f"  {result['rate']:,.0f} tiles/s, p50 {result['p50']:.1f} ms, "
+        f"p99 {result['p99']:.1f} ms, errors {result['errors']} (load {result['load']})"
+    )
+    print(f"  -> {'meets' if ok else 'MISSES'} >= {TARGETS['load']:.0f} tiles/s, no errors")
 
 
-def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 600) -> None:
+def wait_until_up(url: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("gunicorn exited")
         try:
             urllib.request.urlopen(url, timeout=5).read()
             return
         except OSError:
             time.sleep(1)
     raise RuntimeError(f"gunicorn did not answer {url} in {timeout} s")
-
-
-def wrk_script(paths: list[str]) -> str:
-    quoted = ",\n".join(f'  "{p}"' for p in paths)
-    return f"""local paths = {{
-{quoted}
-}}
-local i = 0
-request = function()
-  i = i % #paths + 1
-  return wrk.format("GET", paths[i])
-end
-"""
 
 
 if __name__ == "__main__":

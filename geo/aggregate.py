@@ -12,6 +12,7 @@ store's index: no feature is parsed), and a request only asks the store which po
 import math
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -111,7 +112,9 @@ def _read_table(store: Store) -> AttackTable:
     tehsil, tehsils = layer.column("tehsil")
     precision, precisions = layer.column("geo_precision")
     number = layer.number
-    first_day, last_day = layer.time_spans()
+    spans = layer.time_spans()
+    assert spans is not None  # the attacks layer has time (geo.store.schemas)
+    first_day, last_day = spans
     x, y = web_mercator(lon, lat)
     return AttackTable(
         ids=layer.ids,
@@ -190,7 +193,7 @@ def _area_totals(
     }
 
 
-def colour_classes(values: list[float], k: int = len(CLASS_COLOURS)) -> list[dict[str, Any]]:
+def colour_classes(values: Sequence[float], k: int = len(CLASS_COLOURS)) -> list[dict[str, Any]]:
     """Up to k classes over the positive values, each {min, max, colour, label}.
 
     Breaks are quantiles of the distinct values, so a few extreme districts do not squeeze every

@@ -6,7 +6,7 @@
 
 The query parameters are declared once, in FILTERS (name, what it takes, an example): the map,
 the downloads, the OGC API, the tiles and the OpenAPI document read them from there, and a test
-checks the README's filters table against it. All are optional; lists are comma-separated or
+checks docs/api.md's filters table against it. All are optional; lists are comma-separated or
 repeated, and mean "any of".
 
 Parameters outside this list are ignored, not errors: the map page and the tiles have their own
@@ -37,7 +37,7 @@ from geo.vocab import CATEGORIES, EVENT_TYPES, read_actors
 @dataclass(frozen=True)
 class Filter:
     name: str  # the query parameter
-    help: str  # what it takes (the README's table and the OpenAPI document say the same)
+    help: str  # what it takes (docs/api.md's table and the OpenAPI document say the same)
     example: str
 
 
@@ -229,10 +229,10 @@ def _values(args: Mapping[str, str], key: str) -> list[str]:
             values.append(item.strip())
         else:
             values += [v.strip() for v in item.split(",")]
-    values = [v for v in values if v]
+    # Empty items count too ("a,,b" is three), as the OpenAPI document's maxItems counts them.
     if len(values) > MAX_LIST_ITEMS:
         raise InvalidQuery(f"{key} lists more than {MAX_LIST_ITEMS} values")
-    return values
+    return [v for v in values if v]
 
 
 def _single(key: str, values: list[str]) -> str:

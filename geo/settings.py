@@ -2,7 +2,7 @@
 
 The web app takes its defaults from here (app.create_app: KPMAP_<NAME> environment variables,
 then a test mapping, override them); the command line reads the few it needs through
-geo.paths. tests/test_settings.py checks that the README's settings table lists every one, and
+geo.paths. tests/test_settings.py checks that docs/settings.md lists every one, and
 that the code uses no KPMAP_ variable this table lacks.
 """
 

@@ -34,7 +34,7 @@ TARGETS: tuple[str, ...] = (
     "other",
     "unknown",
 )
-# What kind of event a record is, as its source says (see the README's "Event categories"): only
+# What kind of event a record is, as its source says (see the attack schema in docs/store.md): only
 # a "militant attack" has a perpetrator; the others name their parties, not an attacker.
 #   militant attack           a non-state group attacks (ACLED's explosions and attacks by a group,
 #                             GTD incidents, authored records)

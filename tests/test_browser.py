@@ -19,8 +19,14 @@ import shapely
 from shapely.geometry import shape
 
 from app import create_app
-from tests.test_licences import RESTRICTED_IDS, build_licence_store
-from tests.test_maps import CLASH_AT, HOSTILE_AT, PAYLOAD, build_hostile_store
+from tests.helpers import (
+    CLASH_AT,
+    HOSTILE_AT,
+    PAYLOAD,
+    RESTRICTED_IDS,
+    build_hostile_store,
+    build_licence_store,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

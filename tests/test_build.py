@@ -12,7 +12,7 @@ from geo.errors import BuildError, LayerNotFound
 from geo.licences import read_datasets
 from geo.store import Store
 from geo.store.schemas import validate_store
-from tests.helpers import offline_mirror
+from tests.helpers import offline_mirror, write_ucdp_csv
 
 
 def test_built_store_is_valid(store_dir):
@@ -57,10 +57,21 @@ def test_cited_publications_leave_the_datasets_to_the_layer_sources():
 
 def test_every_dataset_publication_is_a_credited_source():
     from geo.build.synth import SYNTHETIC_SOURCE
-    from geo.importers import acled, gtd, ucdp
+    from geo.importers import IMPORTERS
 
     names = {dataset.publication for dataset in read_datasets().values()}
-    assert {acled.NAME, gtd.NAME, ucdp.NAME, SYNTHETIC_SOURCE["publication"]} <= names
+    assert {i.name for i in IMPORTERS.values()} | {SYNTHETIC_SOURCE["publication"]} <= names
+
+
+def test_every_importer_declares_its_terms_and_its_ids():
+    from geo.importers import FORMATS, IMPORTERS
+
+    assert FORMATS == ("acled", "gtd", "ucdp")
+    for fmt, importer in IMPORTERS.items():
+        terms = importer.terms()  # its entry in data/datasets.toml
+        assert importer.origin == fmt and terms.licence and terms.attribution
+        assert importer.layouts and importer.row_id({importer.id_column: " 7 "}) == f"{fmt}-7"
+        assert importer.row_id({}) is None
 
 
 def test_geojson_is_rfc7946(store_dir):
@@ -246,30 +257,6 @@ def test_linked_records_are_one_attack_whose_figures_cover_every_member(linked_s
 
 def _authored_in(store, district):
     return len(store.query("attacks", district=district, origin="authored"))
-
-
-def write_ucdp_csv(path, rows):
-    """A UCDP GED CSV in the fixture's layout, each row SYNTHETIC ({column: value} overrides)."""
-    import csv
-
-    from tests.test_importers import SAMPLES
-
-    header = SAMPLES["ucdp"].read_text(encoding="utf-8").splitlines()[0].split(",")
-    base = {
-        "year": "2018", "active_year": "1", "code_status": "Clear", "type_of_violence": "1",
-        "side_a": "Government of Pakistan", "side_b": "TTP", "number_of_sources": "1",
-        "source_article": "Synthetic wire", "source_headline": "Synthetic test row, not an event",
-        "where_prec": "1", "where_coordinates": "Synthetic place",
-        "adm_1": "Khyber Pakhtunkhwa province", "country": "Pakistan", "country_id": "770",
-        "region": "Asia", "event_clarity": "1", "date_prec": "1", "deaths_a": "0",
-        "deaths_b": "0", "deaths_civilians": "0", "deaths_unknown": "0", "gwnoa": "770",
-    }  # fmt: skip
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, header, restval="")
-        writer.writeheader()
-        for row in rows:
-            day = row.pop("day")
-            writer.writerow({**base, "date_start": day, "date_end": day, **row})
 
 
 def _ucdp_rows():

@@ -341,3 +341,17 @@ def test_a_datetime_with_no_utc_date_is_a_400_not_a_500(client, moment):
     response = client.get(f"/ogc/collections/attacks/items?datetime={moment}")
     assert response.status_code == 400
     assert "datetime" in response.get_json()["description"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/download/districts.geojson?district=" + "," * 100,  # 101 items, as the document counts
+        "/download/durand_line.geojson?from=%C3%A4",  # not applied to the line, still malformed
+        "/download/tehsils.geojson?to=2024-13",
+    ],
+)
+def test_downloads_refuse_what_the_document_refuses(client, url):
+    """Found by schemathesis (ST201): values the OpenAPI document rules out were accepted."""
+    response = client.get(url)
+    assert response.status_code == 400 and response.is_json

@@ -12,7 +12,7 @@ from geo.cli import main
 from geo.errors import SchemaError
 from geo.importers import FAILED, district_locator, read_file
 from geo.importers.reading import decode, read_table
-from tests.test_importers import SAMPLES
+from tests.helpers import SAMPLES
 
 HEADER = SAMPLES["acled"].read_text(encoding="utf-8").splitlines()[0].split(",")
 URDU = "خار، باجوڑ"  # "Khar, Bajaur": UTF-8 characters a cp1252 reading would garble

@@ -22,7 +22,6 @@ from pyproj import Geod
 
 from geo.errors import InvalidQuery, SchemaError
 from geo.importers import (
-    FORMATS,
     ImportFailed,
     ImportResult,
     Outcome,
@@ -42,9 +41,8 @@ from geo.importers.reading import decode_text
 from geo.importers.report import REPORT_COLUMNS, summary, write_csv
 from geo.store.schemas import LAYERS, validate_feature
 from geo.vocab import CATEGORIES, EVENT_TYPES, TARGETS, read_actors
+from tests.helpers import FIXTURES, SAMPLES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "importers"
-SAMPLES = {fmt: FIXTURES / f"{fmt}_sample.csv" for fmt in FORMATS}
 GED = FIXTURES / "synthetic_GEDEvent_v25_1.csv"
 HDX = FIXTURES / "synthetic_hdx_conflict_data_pak.csv"
 RESAVED = FIXTURES / "synthetic_GEDEvent_v24_1_resaved.csv"

@@ -6,7 +6,6 @@ import csv
 import gzip
 import io
 import json
-from pathlib import Path
 
 import mapbox_vector_tile
 import numpy as np
@@ -16,8 +15,6 @@ import pytest
 from pmtiles.reader import MmapSource, Reader
 
 from app import create_app
-from geo.build.attacks import feature_record
-from geo.build.pipeline import build_store
 from geo.licences import (
     SETTING,
     RowPolicy,
@@ -32,60 +29,14 @@ from geo.tiles.canvas import empty_png
 from geo.tiles.grid import Tile, world_xy
 from geo.tiles.pmtiles import export_pmtiles
 from geo.tiles.tiler import Tiler
-from tests.helpers import offline_mirror
-
-# Written into every stand-in record's text, so a response that leaks one is easy to spot.
-MARKER = "LICENCE-TEST-ROW"
-ACLED_RELEASE = "2025-03-10"
-UCDP_RELEASE = "25.1"
-# (id, origin, publication, point, geo_precision, date): places far apart, on days no authored
-# attack has, so no two records merge.
-STAND_INS = [
-    ("acled-PAK1001", "acled", "ACLED", (71.5785, 34.0151), 1, "2016-02-03"),  # Peshawar
-    ("acled-PAK1002", "acled", "ACLED", (71.4400, 33.5800), 3, "2016-05-06"),  # Kohat, district
-    ("gtd-201701010001", "gtd", "GTD", (72.3600, 34.7717), 1, "2017-01-01"),  # Mingora
-    ("ucdp-900001", "ucdp", "UCDP GED", (70.6040, 32.9889), 1, "2018-07-08"),  # Bannu
-]
-RESTRICTED_IDS = {"acled-PAK1001", "acled-PAK1002", "gtd-201701010001"}
-
-
-def stand_in(template: dict, fid: str, origin: str, publication: str, point, precision, day):
-    """A record shaped like geo.importers.common.record() output, marked as a test stand-in."""
-    record = {
-        **template,
-        "id": fid,
-        "origin": origin,
-        "date": day,
-        "date_precision": "day",
-        "date_end": None,
-        "geo_precision": precision,
-        "actor": "TTP",
-        "killed_low": None,
-        "killed_best": 2,
-        "killed_high": None,
-        "location": f"{MARKER} place",
-        "description": f"{MARKER}: a stand-in for a {publication} row, not a real event.",
-        "sources": [{"publication": publication, "title": MARKER, "date": day, "url": ""}],
-        "lon": point[0],
-        "lat": point[1],
-    }
-    release = {"acled": ACLED_RELEASE, "ucdp": UCDP_RELEASE}.get(origin)
-    if release:
-        record["release"] = release
-    return record
-
-
-def build_licence_store(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Path:
-    """The real store plus the ACLED, GTD and UCDP stand-ins, built by the real pipeline."""
-    template = feature_record(store.query("attacks")[0])
-    folder = tmp_path_factory.mktemp("licences") / "store"
-    build_store(
-        folder,
-        cache=tmp_path_factory.mktemp("licences-cache"),
-        mirror=offline_mirror(),
-        added=[stand_in(template, *row) for row in STAND_INS],
-    )
-    return folder
+from tests.helpers import (
+    ACLED_RELEASE,
+    MARKER,
+    RESTRICTED_IDS,
+    STAND_INS,
+    UCDP_RELEASE,
+    build_licence_store,
+)
 
 
 @pytest.fixture(scope="module")

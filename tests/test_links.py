@@ -6,7 +6,6 @@ so in their text).
 """
 
 import random
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -17,9 +16,7 @@ from geo.build import links
 from geo.build.links import combine, link_records
 from geo.importers import read_file
 from geo.vocab import event_fields
-from tests.helpers import KM_LAT, attack_record
-
-FIXTURES = Path(__file__).parent / "fixtures" / "importers"
+from tests.helpers import KM_LAT, SAMPLES, attack_record
 
 
 def in_box(lon: float, lat: float) -> str | None:
@@ -258,9 +255,7 @@ def test_the_result_does_not_depend_on_the_order_of_the_records():
 
 def test_the_same_attack_in_three_datasets_links_and_each_dataset_keeps_its_own_rows():
     records = [
-        r
-        for fmt in ("acled", "gtd", "ucdp")
-        for r in read_file(fmt, FIXTURES / f"{fmt}_sample.csv", in_box).records
+        r for fmt in ("acled", "gtd", "ucdp") for r in read_file(fmt, SAMPLES[fmt], in_box).records
     ]
     kept, made = link_records(records)
     [khar] = [r for r in kept if r["id"] == "acled-PAK90001"]

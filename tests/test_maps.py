@@ -6,7 +6,6 @@ legend, escaping), never as a snapshot. tests/test_browser.py drives the same pa
 
 import gzip
 import re
-from pathlib import Path
 
 import geopandas as gpd
 import orjson
@@ -17,92 +16,13 @@ from app import assets, create_app
 from app.maps import MapView, build_map, parse_view
 from geo import aggregate
 from geo.build.districts import shared_border_problems
-from geo.build.pipeline import build_store
 from geo.errors import InvalidQuery
 from geo.query import parse_filters
-from tests.helpers import offline_mirror
-
-PAYLOAD = "<img src=x onerror=alert(1)>"
-ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
-SCRIPT_URL = "javascript:alert(3)"
-WEB_URL = "https://example.org/report?a=1&b=2"
-# A quiet corner of Chitral, far from the authored attacks, so the marker stands alone.
-HOSTILE_AT = (71.79, 35.85)
-
-
-def hostile_record() -> dict:
-    """An attack whose every text is markup, as a careless or hostile source might send it."""
-    return {
-        "id": "synthetic-hostile-1",
-        "date": "2024-03-05",
-        "date_precision": "day",
-        "date_end": None,
-        "location": PAYLOAD,
-        "district": "chitral",
-        "geo_precision": 1,
-        "actor": "TTP",
-        "claimed": None,
-        "event_type": "armed assault",
-        "target": "civilians",
-        "killed_low": None,
-        "killed_best": 3,
-        "killed_high": None,
-        "injured_low": None,
-        "injured_high": None,
-        "description": PAYLOAD + " <script>alert(2)</script>",
-        "sources": [
-            {"publication": PAYLOAD, "title": "<b>bold</b>", "date": "2024-03", "url": SCRIPT_URL},
-            {
-                "publication": "Example Daily",
-                "title": "A report",
-                "date": "2024-03-06",
-                "url": WEB_URL,
-            },
-        ],
-        "origin": "synthetic",
-        "lon": HOSTILE_AT[0],
-        "lat": HOSTILE_AT[1],
-    }
-
-
-# A state-based clash as UCDP reports one: the government against a group, nobody named as the
-# attacker, deaths by side (synthetic: shaped like an import, not a real event).
-CLASH_AT = (70.2, 32.9)
-
-
-def clash_record() -> dict:
-    return {
-        **hostile_record(),
-        "id": "synthetic-clash-1",
-        "location": "Synthetic village",
-        "description": "Synthetic clash for tests.",
-        "actor": None,
-        "event_type": "unknown",
-        "target": "unknown",
-        "category": "armed clash",
-        "parties": [
-            {"name": "Government of Pakistan", "group": None, "side": "a"},
-            {"name": PAYLOAD, "group": "TTP", "side": "b"},
-        ],
-        "deaths": {"side_a": 0, "side_b": 4, "civilians": 0, "unknown": 0},
-        "district_reported": "North Waziristan agency",
-        "flags": ["low 5, best 4, high 6 were out of order: low widened to 4"],
-        "killed_low": 4,
-        "killed_best": 4,
-        "killed_high": 6,
-        "sources": [{"publication": "UCDP GED", "title": "", "date": "2024-03-05", "url": ""}],
-        "lon": CLASH_AT[0],
-        "lat": CLASH_AT[1],
-    }
-
-
-def build_hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real store plus the hostile attack and a clash, built by the real pipeline."""
-    store = tmp_path_factory.mktemp("hostile") / "store"
-    cache = tmp_path_factory.mktemp("hostile-cache")
-    records = [hostile_record(), clash_record()]
-    build_store(store, cache=cache, mirror=offline_mirror(), added=records)
-    return store
+from tests.helpers import (
+    ESCAPED,
+    PAYLOAD,
+    build_hostile_store,
+)
 
 
 @pytest.fixture(scope="module")

@@ -442,10 +442,10 @@ def _comparable(response) -> tuple:
     body = response.get_data()
     if response.mimetype in ("application/json", "application/geo+json") and body:
         doc = orjson.loads(body)
-        if isinstance(doc, dict):
-            doc.pop("timeStamp", None)  # the moment of the answer
+        if isinstance(doc, dict):  # the moment of the answer, which two requests may not share
+            doc.pop("timeStamp", None)
             if isinstance(doc.get("metadata"), dict):
-                doc["metadata"].pop("generated_at", None)  # a download's, likewise
+                doc["metadata"].pop("generated_at", None)
         body = orjson.dumps(doc)
     return response.status_code, response.mimetype, response.headers.get("ETag"), body
 

@@ -18,8 +18,7 @@ import pytest
 from geo.build.pipeline import read_imported
 from geo.store import Store, swap
 from geo.store.integrity import problems
-from tests.helpers import offline_mirror
-from tests.test_build import write_ucdp_csv
+from tests.helpers import offline_mirror, write_ucdp_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_CLI = "import sys; from geo.cli import main; sys.exit(main(sys.argv[1:]))"

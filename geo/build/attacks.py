@@ -2,8 +2,8 @@
 different datasets reporting one event are linked by geo.build.links).
 
 Every attack record (authored, imported or synthetic) is a canonical property dict with "lon" and
-"lat" (see the README's attack schema); this module turns records into GeoJSON features and sums
-them per district.
+"lat" (see the attack schema in docs/store.md); this module turns records into GeoJSON features
+and sums them per district.
 """
 
 from collections.abc import Iterable, Mapping

@@ -3,8 +3,8 @@
 Readers validate everything they read and collect every problem, each as
 ``file:line: what is wrong (what is allowed)``, before raising one SchemaError that lists them all,
 so an author fixes a file in one pass. Records come back as canonical property dicts (see the
-attack schema in the README); geometry, ``distance_to_border_km`` and ``former_fata`` are added by
-the build after geocoding.
+attack schema in docs/store.md); geometry, ``distance_to_border_km`` and ``former_fata`` are
+added by the build after geocoding.
 """
 
 import csv

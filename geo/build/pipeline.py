@@ -9,7 +9,7 @@ import gc
 import json
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -132,7 +132,7 @@ def build_tehsils_layer(ctx: BuildContext) -> list[dict[str, Any]]:
     frontier = {
         d.frontier_region_tehsil: d.frontier_region
         for d in read_district_table()
-        if d.frontier_region_tehsil
+        if d.frontier_region_tehsil and d.frontier_region
     }
     tehsils = build_tehsils(
         pyogrio.read_dataframe(ctx.files["cod_lines_shp"]),
@@ -374,7 +374,7 @@ def _build_into(
                 work / index_file(path.name),
                 offsets=offsets,
                 sha256=np.array(layers[name]["sha256"]),
-                **arrays,
+                **arrays,  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
             )
     _write_json(work / FACTS_FILE, {"facts": facts})
     # The zone of the border sliver rule, for `kpmap import` to place points as the build does.
@@ -493,7 +493,7 @@ def _layer_entry(
     features: list[dict[str, Any]],
     ctx: BuildContext,
     xy: np.ndarray | None = None,
-    datasets: list[dict[str, Any]] = (),
+    datasets: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     sources = LAYER_SOURCES[name](ctx)
     time_range = None

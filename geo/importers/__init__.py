@@ -7,13 +7,13 @@ them: UCDP GED and Candidate Events, ACLED (CSV export or API JSON) and GTD (CSV
     for outcome in result.rejected:
         print(f"line {outcome.line}: {outcome}")
 
-Each record is a canonical attack property dict (see the README's attack schema) plus "lon" and
-"lat"; the caller builds the geometry and adds distance_to_border_km and former_fata. The third
-argument places points: district_locator(store) (geo.importers.places.KpPlaces: the tehsils and
-the border sliver rule, KP's outline for distances, the tehsils' names), or any function
-`in_kp(lon, lat)` returning a KP district id or None. How each format's columns map is told in
-its module's docstring; report.py turns a result into the import report. The build links
-records of different datasets that report the same event (geo.build.links).
+Each record is a canonical attack property dict (see the attack schema in docs/store.md) plus "lon"
+and "lat"; the caller builds the geometry and adds distance_to_border_km and former_fata. The third
+argument places points: district_locator(store) (geo.importers.places.KpPlaces: the tehsils and the
+border sliver rule, KP's outline for distances, the tehsils' names), or any function `in_kp(lon,
+lat)` returning a KP district id or None. How each format's columns map is told in its module's
+docstring; report.py turns a result into the import report. The build links records of different
+datasets that report the same event (geo.build.links).
 
 A row is taken when its point lies in KP, whatever its names say (geo.importers.places). Every
 other row has an Outcome: "refused" (read correctly, not for this map: outside KP, an event type
@@ -28,7 +28,6 @@ from collections import Counter
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
-from types import ModuleType
 
 from geo.errors import InvalidQuery
 from geo.importers import acled, gtd, ucdp
@@ -53,9 +52,12 @@ from geo.importers.places import (
     place,
 )
 from geo.importers.reading import Table, Unreadable, is_hxl_row, read_table
+from geo.importers.registry import Importer
 
 __all__ = [
     "FORMATS",
+    "IMPORTERS",
+    "Importer",
     "ImportFailed",
     "ImportResult",
     "KpPlaces",
@@ -64,8 +66,9 @@ __all__ = [
     "read_file",
 ]
 
-FORMATS = ("acled", "gtd", "ucdp")
-_MODULES: dict[str, ModuleType] = {"acled": acled, "gtd": gtd, "ucdp": ucdp}
+# Every importer, by the FORMAT `kpmap import` takes (its records' origin).
+IMPORTERS: dict[str, Importer] = {i.origin: i for i in map(Importer.of, (acled, gtd, ucdp))}
+FORMATS = tuple(IMPORTERS)
 
 
 def read_file(fmt: str, path: Path, in_kp: InKp) -> ImportResult:
@@ -76,33 +79,33 @@ def read_file(fmt: str, path: Path, in_kp: InKp) -> ImportResult:
     layouts known), ImportFailed for a file that mostly fails or yields nothing. A row whose id
     repeats an earlier row's fails (the store needs unique ids).
     """
-    module = _MODULES.get(fmt)
-    if module is None:
+    importer = IMPORTERS.get(fmt)
+    if importer is None:
         raise InvalidQuery(f"unknown import format {fmt!r}; the formats are: {', '.join(FORMATS)}")
     path = Path(path)
     places = as_places(in_kp)
     table = read_table(path)
-    found = recognise(table.header, module.LAYOUTS, module.NAME, str(path))
+    found = recognise(table.header, importer.layouts, importer.name, str(path))
     columns = found.columns
     while columns and not columns[-1]:  # a header ending in a comma names an empty column
         columns = columns[:-1]
-    dataset = module.dataset_of(path)
+    dataset = importer.dataset_of(path)
     layout = f"{found.description} in {table.container}"
     result = ImportResult(str(path), layout, dataset, None, [], [], notes=list(table.notes))
     first_line: dict[str, int] = {}
     unplaced: list[tuple[int, Unplaced]] = []  # (index in result.outcomes, converted row)
     newest: str | None = None
     for line, row in _data_rows(table, found.header_is_data, columns, result):
-        key = module.release_key(row)
+        key = importer.release_key(row)
         if key and (newest is None or key > newest):
             newest = key
         try:
-            converted = module.convert(row, dataset)
+            converted = importer.convert(row, dataset)
             rec_id = converted.record["id"]
             if rec_id in first_line:
                 raise RowError("duplicate id", f"{rec_id} (first on line {first_line[rec_id]})")
         except RowError as exc:
-            outcome = Outcome(line, exc.status, _row_id(module, row), exc.reason, exc.detail)
+            outcome = Outcome(line, exc.status, importer.row_id(row), exc.reason, exc.detail)
             result.outcomes.append(outcome)
             continue
         first_line[rec_id] = line
@@ -110,7 +113,7 @@ def read_file(fmt: str, path: Path, in_kp: InKp) -> ImportResult:
         # taken unless its place says otherwise (_place_all replaces the outcome then)
         result.outcomes.append(Outcome(line, TAKEN, rec_id))
     _place_all(result, unplaced, places)
-    result.release = module.release_of(path, newest)
+    result.release = importer.release_of(path, newest)
     names: Counter[str] = Counter()
     for rec in result.records:
         rec["release"] = result.release
@@ -188,16 +191,11 @@ def _place_all(
         result.records.append(rec)
         result.notices += [Notice(line, rec["id"], kind, text) for kind, text in notices]
     distances = places.distances_km([e.lon for _, e in outside], [e.lat for _, e in outside])
-    for (i, exc), km in zip(outside, distances, strict=True):
+    for (i, refused), km in zip(outside, distances, strict=True):
         away = f"{km:g} km outside KP" if km is not None else "outside KP (distance not measured)"
         old = result.outcomes[i]
-        detail = f"{exc.detail}: {away}"
-        result.outcomes[i] = Outcome(old.line, exc.status, old.id, exc.reason, detail)
-
-
-def _row_id(module: ModuleType, row: dict[str, str]) -> str | None:
-    value = row.get(module.ID_COLUMN, "").strip()
-    return f"{module.ID_PREFIX}-{value}" if value else None
+        detail = f"{refused.detail}: {away}"
+        result.outcomes[i] = Outcome(old.line, refused.status, old.id, refused.reason, detail)
 
 
 def _check(result: ImportResult) -> None:

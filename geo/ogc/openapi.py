@@ -224,28 +224,28 @@ def _downloads(schemas: dict[str, LayerSchema]) -> dict[str, Any]:
 
     A download takes the map's filters and ignores other parameters. The layers other than
     attacks take bbox (and districts and tehsils district); the attack filters given to them
-    are not applied, whatever their value, and the metadata's filters_not_applied says so.
+    are checked as the attacks' are (a malformed value is a 400 on any layer) but not applied,
+    and the metadata's filters_not_applied says so.
     """
+
+    components = _parameters()
+    refs = {"bbox": "bbox", "from": "from", "to": "to", "max_border_km": "maxBorderKm"}
+
+    def param(key: str, not_applied_to: str | None = None) -> dict[str, Any]:
+        if key in refs:
+            if not_applied_to is None:
+                return _ref(refs[key])
+            parameter = dict(components[refs[key]])
+        else:
+            parameter = _query(key, _listed(key), _map_list(key), style="form", explode=False)
+        if not_applied_to is not None:
+            note = f" (checked as on the attacks, but not applied to {not_applied_to})"
+            parameter["description"] = parameter["description"] + note
+        return parameter
 
     def filters(layer: str) -> list[dict[str, Any]]:
         allowed = FILTER_PARAMS if layer == "attacks" else area_filters(layer)
-        out = []
-        for key in FILTER_PARAMS:
-            if key not in allowed:
-                out.append(
-                    _query(
-                        key, f"not applied to {layer} (any value is ignored)", {"type": "string"}
-                    )
-                )
-            elif key == "bbox":
-                out.append(_ref("bbox"))
-            elif key in ("from", "to"):
-                out.append(_ref(key))
-            elif key == "max_border_km":
-                out.append(_ref("maxBorderKm"))
-            else:
-                out.append(_query(key, _listed(key), _map_list(key), style="form", explode=False))
-        return out
+        return [param(key, None if key in allowed else layer) for key in FILTER_PARAMS]
 
     def download(summary: str, media: str, params: list, operation_id: str) -> dict[str, Any]:
         operation = _get("Downloads", summary, None, params, operation_id, media, html=False)

@@ -103,7 +103,8 @@ class FileLayer:
         return orjson.loads(self.feature_bytes(position))
 
     def feature_bytes(self, position: int) -> bytes:
-        if self.raw is None:
+        if self.raw is None or self.offsets is None:  # a small layer: parsed features only
+            assert self.parsed is not None
             return orjson.dumps(self.parsed[position])
         start, end = self.offsets[position]
         return self.raw[start:end]
@@ -125,7 +126,7 @@ class FileLayer:
         return self.numbers[key]
 
     def time_spans(self) -> tuple[np.ndarray, np.ndarray] | None:
-        if self.span_start is None:
+        if self.span_start is None or self.span_end is None:
             return None
         return self.span_start, self.span_end
 
@@ -134,6 +135,7 @@ class FileLayer:
         lookup = self._lookup.get(key)
         if lookup is None:
             lookup = defaultdict(list)
+            pairs: Iterable[tuple[int, str]]
             if key == "id":  # an id's code is its position; aliases find their feature too
                 pairs = ((code, value) for value, code in self.by_id.items())
             else:
@@ -147,7 +149,8 @@ class FileLayer:
     def bounds(self) -> Bounds | None:
         if not len(self.shapes):
             return None
-        return tuple(float(v) for v in shapely.total_bounds(self.shapes))
+        minx, miny, maxx, maxy = (float(v) for v in shapely.total_bounds(self.shapes))
+        return minx, miny, maxx, maxy
 
 
 class Store:
@@ -155,7 +158,7 @@ class Store:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,  # a folder, or (geo.store.postgis) a database URL without its password
         manifest: dict[str, Any],
         layers: dict[str, Layer],
         facts: list[dict[str, Any]] | None = None,
@@ -215,7 +218,7 @@ class Store:
 
     @classmethod
     def _load(cls, path: Path, manifest: dict[str, Any]) -> "Store":
-        layers = {}
+        layers: dict[str, Layer] = {}
         for name, entry in manifest["layers"].items():
             if name not in LAYERS:
                 continue  # a newer store's layer this version does not know: skip, don't guess
@@ -464,7 +467,7 @@ def _date_range(value: str | date | None) -> tuple[int, int]:
         value = value.date()
     if isinstance(value, date):
         return value.toordinal(), value.toordinal()
-    if not PERIOD.match(value or ""):
+    if value is None or not PERIOD.match(value):
         raise InvalidQuery(
             f"date {value!r} is not understood; use YYYY-MM-DD (or YYYY-MM, YYYY for a whole "
             "month or year)"
@@ -477,7 +480,8 @@ def _date_range(value: str | date | None) -> tuple[int, int]:
 
 
 def _time_mask(layer: FileLayer, start: Any, end: Any, selected: np.ndarray) -> np.ndarray:
-    if layer.span_start is None:
+    spans = layer.time_spans()
+    if spans is None:
         raise InvalidQuery(
             f"layer {layer.schema.name!r} has no time; a date filter is allowed only on: "
             + ", ".join(n for n, s in LAYERS.items() if s.time)
@@ -486,7 +490,8 @@ def _time_mask(layer: FileLayer, start: Any, end: Any, selected: np.ndarray) -> 
     hi = _date_range(end)[1] if end is not None else 2**62
     if lo > hi:
         raise InvalidQuery(f"start {start} is after end {end}")
-    return (layer.span_start[selected] <= hi) & (layer.span_end[selected] >= lo)
+    first, last = spans
+    return (first[selected] <= hi) & (last[selected] >= lo)
 
 
 def parse_bbox(bbox: Sequence[float] | str) -> Bounds:

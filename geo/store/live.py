@@ -46,7 +46,7 @@ class LiveStore:
         check_every: float = 1.0,
         warm: Iterable[Callable[[Store], Any]] = (),
         freeze: bool = False,
-        opener: Callable[[Path], Store] | None = None,
+        opener: Callable[[str | Path], Store] | None = None,
         clock: Callable[[], float] = time.monotonic,
         background: bool = True,
     ):

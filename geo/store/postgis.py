@@ -304,7 +304,7 @@ def _load_version(conn, store: Store, schema: str) -> None:
     from psycopg import sql
 
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    layers = {}
+    layers: dict[str, dict[str, Any]] = {}
     for name in store.layer_names:
         layer = store.layer(name)
         by_year = _load_layer(conn, schema, name, layer)
@@ -339,7 +339,7 @@ def _load_layer(conn, schema: str, name: str, layer: Layer) -> "ByYear | None":
     types = {"pos": "integer NOT NULL", "id": "text NOT NULL", "geom": "geometry(Geometry, 4326)"}
     types |= {"x": "float8", "y": "float8", "first_day": "date", "last_day": "date"}
     types |= {k: "float8" for k in cols.numbers} | {"feature_tid": "tid NOT NULL"}
-    columns = [
+    columns: list[Any] = [
         sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types.get(c, "text")))
         for c in cols.names()
     ]
@@ -512,8 +512,9 @@ def _physical_order(layer: Layer, cols: _Columns, by_year: ByYear | None) -> np.
     cells = (1 << 16) - 1
     ix, iy = (np.rint((xy - lo) / np.maximum(hi - lo, 1e-12) * cells).astype(np.uint64)).T
     keys = [_spread_bits(ix) | (_spread_bits(iy) << np.uint64(1))]
-    if by_year is not None:
-        keys.append(by_year.strips(layer.time_spans()))
+    spans = layer.time_spans()
+    if by_year is not None and spans is not None:
+        keys.append(by_year.strips(spans))
     return np.lexsort(keys)  # the last key is the first sorted on
 
 
@@ -857,6 +858,7 @@ class PostGISLayer:
         if not positions:
             return []
         first, last = positions[0], positions[-1]
+        params: list[Any]
         if last - first < 2 * len(positions):
             # Mostly consecutive (a whole layer, a dense selection): one range of the index,
             # read in order, beats a lookup per position.

@@ -17,7 +17,7 @@ from geo.errors import InvalidQuery
 
 # geo.tiles.tiler (numpy, shapely, Pillow, protobuf) is imported only when a tiles command runs, so
 # that adding these subcommands costs every other kpmap command nothing.
-LAYERS = "attacks, districts, durand_line or basemap"
+LAYERS = "attacks, districts, tehsils, durand_line or basemap"  # geo.tiles.TILE_LAYERS (tested)
 FORMATS = "mvt, png, @2x.png"
 
 
@@ -32,12 +32,15 @@ def add_parser(subparsers: Any) -> None:
 
     p = sub.add_parser(
         "seed",
-        help="render a layer's tiles into the disk cache (<layer>/<z>/<x>/<y>.<ext>)",
+        help="render a layer's tiles into the disk cache (<layer>/<z>/<x>/<y>.<ext>, and "
+        "<y>.mvt.gz)",
         description="Renders every tile that touches the layer's bounds at the given zooms, "
         "unfiltered, into the cache folder the web app reads (KPMAP_TILE_CACHE_DIR), where nginx "
-        "or a CDN can serve them. Empty tiles are not written. Tiles already there are kept "
-        "unless --force. Attacks from datasets whose terms allow only aggregates stay clusters "
-        "unless KPMAP_LICENSED_DATASETS names them, as in the web app.",
+        "or a CDN can serve them; each vector tile with its gzip coding beside it "
+        "(<y>.mvt.gz, for nginx's gzip_static). Empty tiles are not written. Tiles already "
+        "there are kept (given a .gz if they lack one) unless --force. Attacks from datasets "
+        "whose terms allow only aggregates stay clusters unless KPMAP_LICENSED_DATASETS names "
+        "them, as in the web app.",
     )
     p.add_argument("layer", help=LAYERS)
     p.add_argument("--zoom", default="0-10", help="zoom or range of zooms (default 0-10)")
@@ -168,7 +171,7 @@ def seed(
         for tile in tiles.tiles_in_bounds(bounds, z):
             for fmt in formats:
                 key = TileKey(layer, *tile, fmt)
-                if not force and cache.on_disk(key):
+                if not force and cache.complete_on_disk(key):
                     counts["kept"] += 1
                 else:
                     data = tiler.tile(layer, tile, fmt)

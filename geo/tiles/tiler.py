@@ -60,7 +60,7 @@ from geo.tiles.canvas import (
     empty_png,
     text_box,
 )
-from geo.tiles.grid import Tile, world_xy
+from geo.tiles.grid import MAX_ZOOM, MIN_ZOOM, Tile, world_xy
 from geo.tiles.labels import Candidate, Label, Town, place_labels, read_towns
 from geo.tiles.layers import (
     BASEMAP_TEHSIL_MINZOOM,
@@ -78,6 +78,9 @@ from geo.tiles.layers import (
 from geo.tiles.mvt import encode_vector_tile
 from geo.tiles.points import CLUSTER_MAXZOOM, MAX_POINTS, AttackIndex, Points, attack_deaths
 from geo.tiles.shapes import FIELDS, POINT_FIELDS, Shapes, label_point, pick, to_world
+
+# The store layers a tile draws as polygons or lines (Tiler._shape_layer).
+SHAPE_LAYERS = ("countries", "districts", "tehsils", "durand_line")
 
 AREA_STYLES = {
     "districts": (1.0, DISTRICT_OUTLINE, 1.0),
@@ -150,6 +153,26 @@ class Tiler:
                 u, v = world_xy([t.lon for t in towns], [t.lat for t in towns])
                 self._towns = (towns, u, v, np.array([t.min_zoom for t in towns], dtype=int))
             return self._towns
+
+    def warm(self) -> "Tiler":
+        """Build now every index a tile reads, so that no request pays for one: the attack
+        index with its clusters at every zoom (and the withheld attacks' clusters above
+        CLUSTER_MAXZOOM), the polygon and line layers, the district labels, the towns and
+        the basemap's label layout at every zoom. About a second per million attacks; a
+        server runs it before it takes requests (app.extensions, LiveStore's warm hooks),
+        in gunicorn's master under --preload, so that every worker forked shares the result.
+        """
+        index = self.attack_index()
+        if index.all.points.withheld.any():
+            for z in range(CLUSTER_MAXZOOM + 1, MAX_ZOOM + 1):
+                index.all.withheld_clusters(z)
+        for name in SHAPE_LAYERS:
+            self._shape_layer(name)
+        self._district_labels()
+        self.towns()
+        for z in range(MIN_ZOOM, MAX_ZOOM + 1):
+            self.label_layout(z)
+        return self
 
     def cache_version(self) -> str:
         """What this store's tiles depend on besides its layers (see geo.tilecache.store_version):
