@@ -1,15 +1,18 @@
 """Benchmark of the PostGIS store (issue 13) on a SYNTHETIC 1,000,000-attack store, side by side
 with tipg over the same tables and with kpmap's own file store.
 
-    python -m benchmarks.bench_postgis [STORE] [--tipg PYTHON]
+    python -m benchmarks.bench_postgis [STORE] [--tipg PYTHON] [--url URL] [--parts items,mvt,...]
 
 Without STORE, builds one with `kpmap synth 1000000` in a temporary folder (about a minute and
 a half; needs KPMAP_MIRROR or a filled fetch cache). Starts a throwaway PostgreSQL + PostGIS
 (tests/pg.py; durable settings: fsync on), publishes the store, and serves it three ways over
 HTTP on 127.0.0.1: kpmap on the files and kpmap on the database (gunicorn, 2 gthread workers
 of 4 threads, as `make run`), and tipg (uvicorn, 2 workers) when PYTHON (a virtualenv's python
-with tipg and uvicorn installed; tipg is not a kpmap dependency) is given. Prints figures;
-asserts nothing.
+with tipg and uvicorn installed; tipg is not a kpmap dependency) is given. The servers take
+turns (rounds of each measurement), so a change in the machine's other load falls on all alike;
+each figure is printed with the load averages. With --url, the store is published at URL
+already: no throwaway server, no publish. --parts picks among items, mvt and download. Prints
+figures; asserts nothing.
 """
 
 import argparse
@@ -118,9 +121,10 @@ def latencies(server: Server, paths: list[str]) -> list[float]:
     return out
 
 
-def throughput(server: Server, paths: list[str]) -> float:
+def throughput(server: Server, paths: list[str], seconds: float) -> tuple[int, float]:
+    """Requests answered by CLIENTS clients in `seconds`, and the seconds it took."""
     done = [0] * CLIENTS
-    stop = time.perf_counter() + THROUGHPUT_SECONDS
+    stop = time.perf_counter() + seconds
 
     def client(k: int) -> None:
         conn = server.conn()
@@ -136,7 +140,12 @@ def throughput(server: Server, paths: list[str]) -> float:
         t.start()
     for t in threads:
         t.join()
-    return sum(done) / (time.perf_counter() - started)
+    return sum(done), time.perf_counter() - started
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 minutes): the figures depend on them."""
+    return "load " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def p95(values: list[float]) -> float:
@@ -157,7 +166,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("store", nargs="?", type=Path)
     parser.add_argument("--tipg", help="python of a virtualenv with tipg and uvicorn")
+    parser.add_argument(
+        "--url",
+        help="a database where STORE is published already: no throwaway server, no publish",
+    )
+    parser.add_argument(
+        "--parts", default="items,mvt,download", help="what to measure (comma-separated)"
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     folder = Path(tempfile.mkdtemp(prefix="bench-postgis-"))
     store_dir = args.store
     if store_dir is None:
@@ -165,6 +182,10 @@ def main() -> None:
         cmd = [sys.executable, "-m", "geo.cli", "synth", "1000000", "--store", str(store_dir)]
         subprocess.run(cmd, check=True)
     version = Store.open(store_dir).version
+    print(f"store {store_dir} version {version}; {load()}")
+    if args.url:
+        serve(args, store_dir, version, args.url, parts)
+        return
     port = free_port()
     settings = {
         "listen_addresses": "'127.0.0.1'",
@@ -177,114 +198,161 @@ def main() -> None:
         "max_wal_size": "8GB",
         "max_connections": "200",
     }
-    servers: list[Server] = []
     with PgServer.start(settings) as pg:
         pg.create_database("bench")
         url = f"postgresql://kpmap@127.0.0.1:{port}/bench"
         published = publish(store_dir, url)
         close_pools()
         attacks = published.counts["attacks"]
-        print(f"publish of {attacks:,} attacks: {published.seconds:.1f} s (validation included)")
+        print(
+            f"publish of {attacks:,} attacks: {published.seconds:.1f} s (store checks included); "
+            + load()
+        )
         started = time.perf_counter()
         publish(store_dir, url)
         again = time.perf_counter() - started
-        print(f"publish of the same version again (made current): {again:.2f} s")
-        gunicorn = [
-            sys.executable, "-m", "gunicorn", "--preload", "--workers", "2",
-            "--worker-class", "gthread", "--threads", "4", "--timeout", "600",
-        ]  # fmt: skip
-        try:
-            for name, store in (("kpmap-files", str(store_dir)), ("kpmap-postgis", url)):
-                port_ = str(free_port())
-                servers.append(
-                    Server(
-                        name,
-                        [*gunicorn, "--bind", f"127.0.0.1:{port_}", "app:create_app()"],
-                        {"PORT": port_, "KPMAP_STORE": store},
-                        "/ogc/collections",
-                    )
-                )
-            if args.tipg:
-                port_ = str(free_port())
-                servers.append(
-                    Server(
-                        "tipg",
-                        [
-                            args.tipg,
-                            "-m",
-                            "uvicorn",
-                            "tipg.main:app",
-                            "--port",
-                            port_,
-                            "--workers",
-                            "2",
-                            "--log-level",
-                            "warning",
-                        ],  # fmt: skip
-                        {
-                            "PORT": port_,
-                            "DATABASE_URL": url,
-                            "TIPG_DB_SCHEMAS": f'["kpmap_{version}"]',
-                            "TIPG_DB_TABLES": f'["kpmap_{version}.attacks"]',
-                        },
-                        "/collections",
-                    )
-                )
-            for server in servers:
-                prefix = (
-                    f"/collections/kpmap_{version}.attacks"
-                    if server.name == "tipg"
-                    else "/ogc/collections/attacks"
-                )
-                latencies(server, items_paths(prefix, 20, seed=99))  # warm up
-                lat = latencies(server, items_paths(prefix, ITEMS, seed=1))
-                rate = throughput(server, items_paths(prefix, 400, seed=2))
-                print(
-                    f"{server.name:14} items (1°×1° bbox, 1 year, limit=1000): p95 "
-                    f"{p95(lat):.0f} ms (median {statistics.median(lat) * 1000:.0f} ms, "
-                    "one client); "
-                    f"{rate:.1f} req/s with {CLIENTS} clients"
-                )
-            for server in servers:
-                conn, lat = server.conn(), []
-                for z, x, y in tiles(seed=3):
-                    if server.name == "tipg":
-                        path = (
-                            f"/collections/kpmap_{version}.attacks/tiles/WebMercatorQuad/"
-                            f"{z}/{x}/{y}"
-                        )
-                    else:
-                        path = f"/tiles/attacks/{z}/{x}/{y}.mvt"
-                    started = time.perf_counter()
-                    get(conn, path)
-                    lat.append(time.perf_counter() - started)
-                print(f"{server.name:14} cold MVT z6-z14: p95 {p95(lat):.0f} ms")
-            for server in servers:
-                if server.name == "tipg":
-                    continue
-                before = server.worker_rss_mb()
-                peak = [before]
-                stop = threading.Event()
+        print(f"publish of the same version again (made current): {again:.2f} s; {load()}")
+        serve(args, store_dir, version, url, parts)
 
-                def sample(server=server, peak=peak, stop=stop) -> None:
-                    while not stop.wait(0.05):
-                        peak[0] = max(peak[0], server.worker_rss_mb())
 
-                sampler = threading.Thread(target=sample)
-                sampler.start()
-                started = time.perf_counter()
-                status, size = get(server.conn(), "/download/attacks.geojson")
-                seconds = time.perf_counter() - started
-                stop.set()
-                sampler.join()
-                print(
-                    f"{server.name:14} full GeoJSON download: {size / 2**20:.0f} MB in "
-                    f"{seconds:.1f} s = {size / 2**20 / seconds:.0f} MB/s; workers' memory "
-                    f"{before:.0f} MB before, peak {peak[0]:.0f} MB"
+def serve(args: argparse.Namespace, store_dir: Path, version: str, url: str, parts: set) -> None:
+    """Serve the store three ways and measure each, taking turns (ROUNDS rounds), so that a
+    change in the machine's other load falls on all of them alike."""
+    gunicorn = [
+        sys.executable, "-m", "gunicorn", "--preload", "--workers", "2",
+        "--worker-class", "gthread", "--threads", "4", "--timeout", "600",
+    ]  # fmt: skip
+    servers: list[Server] = []
+    try:
+        for name, store in (("kpmap-files", str(store_dir)), ("kpmap-postgis", url)):
+            port_ = str(free_port())
+            servers.append(
+                Server(
+                    name,
+                    [*gunicorn, "--bind", f"127.0.0.1:{port_}", "app:create_app()"],
+                    {"PORT": port_, "KPMAP_STORE": store},
+                    "/ogc/collections",
                 )
-        finally:
-            for server in servers:
-                server.stop()
+            )
+        if args.tipg:
+            port_ = str(free_port())
+            servers.append(
+                Server(
+                    "tipg",
+                    [
+                        args.tipg,
+                        "-m",
+                        "uvicorn",
+                        "tipg.main:app",
+                        "--port",
+                        port_,
+                        "--workers",
+                        "2",
+                        "--log-level",
+                        "warning",
+                    ],  # fmt: skip
+                    {
+                        "PORT": port_,
+                        "DATABASE_URL": url,
+                        "TIPG_DB_SCHEMAS": f'["kpmap_{version}"]',
+                        "TIPG_DB_TABLES": f'["kpmap_{version}.attacks"]',
+                    },
+                    "/collections",
+                )
+            )
+        if "items" in parts:
+            measure_items(servers, version)
+        if "mvt" in parts:
+            measure_tiles(servers, version)
+        if "download" in parts:
+            measure_downloads(servers)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+ROUNDS = 3
+
+
+def measure_items(servers: list[Server], version: str) -> None:
+    def prefix(server: Server) -> str:
+        if server.name == "tipg":
+            return f"/collections/kpmap_{version}.attacks"
+        return "/ogc/collections/attacks"
+
+    lat: dict[str, list[float]] = {s.name: [] for s in servers}
+    done: dict[str, list[float]] = {s.name: [0, 0.0] for s in servers}
+    for server in servers:
+        latencies(server, items_paths(prefix(server), 20, seed=99))  # warm up
+    per_round = ITEMS // ROUNDS
+    for r in range(ROUNDS):
+        for server in servers:
+            paths = items_paths(prefix(server), ITEMS, seed=1)[r * per_round : (r + 1) * per_round]
+            lat[server.name] += latencies(server, paths)
+        for server in servers:
+            count, seconds = throughput(
+                server, items_paths(prefix(server), 400, seed=2 + r), THROUGHPUT_SECONDS / ROUNDS
+            )
+            done[server.name][0] += count
+            done[server.name][1] += seconds
+    for server in servers:
+        values = lat[server.name]
+        count, seconds = done[server.name]
+        print(
+            f"{server.name:14} items (1°×1° bbox, 1 year, limit=1000): p95 "
+            f"{p95(values):.0f} ms (median {statistics.median(values) * 1000:.0f} ms, "
+            f"one client); {count / seconds:.1f} req/s with {CLIENTS} clients; {load()}"
+        )
+
+
+def measure_tiles(servers: list[Server], version: str) -> None:
+    def path(server: Server, z: int, x: int, y: int) -> str:
+        if server.name == "tipg":
+            return f"/collections/kpmap_{version}.attacks/tiles/WebMercatorQuad/{z}/{x}/{y}"
+        return f"/tiles/attacks/{z}/{x}/{y}.mvt"
+
+    # Each tile asked once of each server (cold: no cache has it), the servers taking turns.
+    lat: dict[str, dict[int, list[float]]] = {s.name: {} for s in servers}
+    conns = {s.name: s.conn() for s in servers}
+    for z, x, y in tiles(seed=3):
+        for server in servers:
+            started = time.perf_counter()
+            get(conns[server.name], path(server, z, x, y))
+            lat[server.name].setdefault(z, []).append(time.perf_counter() - started)
+    for server in servers:
+        every = [v for values in lat[server.name].values() for v in values]
+        zooms = " ".join(
+            f"z{z} {statistics.median(v) * 1000:.0f}/{p95(v):.0f}"
+            for z, v in sorted(lat[server.name].items())
+        )
+        print(f"{server.name:14} cold MVT z6-z14: p95 {p95(every):.0f} ms; {load()}")
+        print(f"{'':14}   per zoom, median/p95 ms: {zooms}")
+
+
+def measure_downloads(servers: list[Server]) -> None:
+    for server in servers:
+        if server.name == "tipg":
+            continue
+        before = server.worker_rss_mb()
+        peak = [before]
+        stop = threading.Event()
+
+        def sample(server=server, peak=peak, stop=stop) -> None:
+            while not stop.wait(0.05):
+                peak[0] = max(peak[0], server.worker_rss_mb())
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        started = time.perf_counter()
+        status, size = get(server.conn(), "/download/attacks.geojson")
+        seconds = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        print(
+            f"{server.name:14} full GeoJSON download: {size / 2**20:.0f} MB in "
+            f"{seconds:.1f} s = {size / 2**20 / seconds:.0f} MB/s; workers' memory "
+            f"{before:.0f} MB before, peak {peak[0]:.0f} MB; {load()}"
+        )
 
 
 if __name__ == "__main__":

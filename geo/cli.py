@@ -128,7 +128,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         raise InvalidQuery(
             f"{args.url!r} is not a database URL; use postgresql://user:password@host:port/dbname"
         )
-    result = publish(args.store, args.url, keep=args.keep)
+    result = publish(args.store, args.url, keep=args.keep, validate=args.validate)
     counts = ", ".join(f"{n}: {c}" for n, c in result.counts.items())
     if result.loaded:
         print(
@@ -241,7 +241,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "publish",
         help="load a built store into a PostgreSQL/PostGIS database and make it the one served",
-        description="Validates the store, loads it into a schema of its own (COPY, then GiST and "
+        description="Checks the store (its manifest, and every file against the hash its build "
+        "recorded; --validate checks every feature too), loads it into a schema of its own "
+        "(COPY, then GiST and "
         "B-tree indexes) and switches the database's current version to it in the same "
         "transaction: servers reading the database see the old store or the new one, never a "
         "mix, and a publish that fails changes nothing. Publishing a version the database "
@@ -254,6 +256,12 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=2,
         help="versions kept in the database, the current one included (default 2, at least 2)",
+    )
+    p.add_argument(
+        "--validate",
+        action="store_true",
+        help="validate every feature first, as `kpmap validate` does (the build did; a minute "
+        "for a million attacks)",
     )
     p.set_defaults(run=cmd_publish)
 

@@ -27,8 +27,14 @@ from geo.cli import main
 from geo.errors import KpmapError, RowWithheld, StoreNotFound
 from geo.licences import RowPolicy
 from geo.store import FeatureNotFound, Store, current_version, open_store
-from geo.store.postgis import PublishError, publish
-from tests.helpers import PESHAWAR, acled_records, build_with_imports, ucdp_records
+from geo.store.postgis import FIRST_READ, PublishError, publish
+from tests.helpers import (
+    PESHAWAR,
+    acled_records,
+    attack_record,
+    build_with_imports,
+    ucdp_records,
+)
 from tests.pg import PgServer, missing_reason
 
 
@@ -62,14 +68,24 @@ def test_the_server_has_postgis(pg):
 # --- a store with enough attacks to query, published -----------------------------------------
 
 SYNTHETIC = 1200
+LONG_RANGE = attack_record(
+    id="synthetic-long",
+    date="2016-11-20",
+    date_precision="range",
+    date_end="2019-02-03",
+    point=(PESHAWAR[0] + 0.01, PESHAWAR[1]),
+    location='Near "the old fort" \\ Peshawar\tsouth',  # escapes in the JSON: COPY's too
+)
 
 
 @pytest.fixture(scope="module")
 def rich_dir(tmp_path_factory, store) -> Path:
     """The real store plus SYNTHETIC synthetic attacks, an ACLED record (withheld by default)
-    and UCDP's records, one of them linked to the ACLED one (ids that answer for another)."""
+    and UCDP's records, one of them linked to the ACLED one (ids that answer for another), and
+    an attack whose time is a range of years (filed under its first year in the database)."""
     folder = tmp_path_factory.mktemp("pg-rich") / "store"
     synthetic = synthetic_attacks(SYNTHETIC, store.query("districts"), seed=7)
+    synthetic.append(LONG_RANGE)
     build_with_imports(
         folder, tmp_path_factory.mktemp("pg-cache"), synthetic + acled_records(), ucdp_records()
     )
@@ -111,7 +127,8 @@ def test_publish_loads_every_layer_with_its_indexes_and_makes_it_current(db_url,
         }
         kinds = " ".join(indexes)
         assert "USING gist (geom)" in kinds
-        for column in ("pos", "first_day", "last_day", "actor__key", "district__key"):
+        assert "USING gist (by_year)" in kinds  # place and time in one index
+        for column in ("pos", "actor__key", "district__key"):
             assert f"USING btree ({column})" in kinds
         manifest = conn.execute(
             "SELECT manifest FROM kpmap.versions WHERE version = %s", (fs.version,)
@@ -172,6 +189,18 @@ QUERIES = [
     ("attacks", {"max_border_km": 25}),
     ("attacks", {"max_border_km": "0", "actor": "TTP"}),
     ("attacks", {"bbox": (10.0, 10.0, 11.0, 11.0)}),  # nowhere near KP: nothing
+    # place and time together (geo.store.postgis.ByYear): one end of the window, or both
+    ("attacks", {"bbox": (70.0, 33.0, 72.0, 35.0), "start": "2019-06"}),
+    ("attacks", {"bbox": (71.0, 33.5, 72.5, 34.5), "end": "2016-02-29"}),
+    ("attacks", {"bbox": (60.0, 20.0, 71.0, 34.0), "start": "2017", "end": "2019-03"}),
+    ("attacks", {"bbox": (10.0, 10.0, 11.0, 11.0), "start": "2018"}),
+    ("attacks", {"bbox": (71.5, 34.0, 71.7, 34.1), "start": "2018-05-11", "end": "2018-05-11"}),
+    ("attacks", {"bbox": (71.5, 34.0, 71.7, 34.1), "start": "2018-02", "end": "2018-03"}),
+    ("attacks", {"bbox": (71.5, 34.0, 71.7, 34.1), "end": "2016-11-19"}),
+    ("attacks", {"bbox": (71.5, 34.0, 71.7, 34.1), "start": "2019-02-03"}),
+    ("attacks", {"bbox": (71.5, 34.0, 71.7, 34.1), "start": "2019-02-04"}),
+    ("attacks", {"bbox": "69,31,75,37", "start": "2010", "end": "2030"}),
+    ("attacks", {"start": "2018-03", "end": "2018-03", "actor": "TTP"}),
     ("districts", {"bbox": (70.5, 34.0, 72.0, 35.0)}),
     ("districts", {"former_fata": "true", "bbox": (69.0, 31.0, 75.0, 37.0)}),
     ("districts", {"pcode": "pk502"}),
@@ -188,6 +217,15 @@ def test_queries_answer_as_the_file_store_does(fs, db, layer, query):
     found = db.select(layer, **query)
     assert found.tolist() == expected.tolist()
     assert db.query(layer, **query) == fs.query(layer, **query)
+
+
+def test_an_attack_over_years_is_found_in_each_of_them(fs, db):
+    # Filed under its first year (2016) in the database: found from a later year's window too.
+    at = fs.layer("attacks").position("synthetic-long")
+    for window in ({"start": "2017", "end": "2017"}, {"start": "2019-02-03"}, {"end": "2016-11"}):
+        for store in (fs, db):
+            assert at in store.select("attacks", bbox=(71.5, 34.0, 71.7, 34.1), **window)
+    assert at not in db.select("attacks", bbox=(71.5, 34.0, 71.7, 34.1), start="2019-02-04")
 
 
 def test_the_queries_are_not_trivial(fs):
@@ -253,6 +291,31 @@ def test_the_licence_rules_hold_on_the_database(fs, db):
             policy.check(layer, layer.position("acled-T1"), "acled-T1")
     assert answers[0] == answers[1]
     assert answers[0][1] == 1  # the ACLED record (linked with UCDP's) is withheld
+
+
+def test_features_are_found_when_their_table_was_rewritten(pg, rich_dir, fs, caplog):
+    """A page's features are read by where their rows were at publish (feature_tid); a table
+    a DBA rewrote (CLUSTER, VACUUM FULL, pg_repack) has them elsewhere: read by position."""
+    import psycopg
+
+    url = pg.create_database("rewritten")
+    publish(rich_dir, url)
+    table = f"kpmap_{fs.version}.attacks_features"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE INDEX by_hash ON {table} (md5(feature))")
+        conn.execute(f"CLUSTER {table} USING by_hash")
+    db = open_store(url)
+    query = {"bbox": (70.0, 33.0, 72.0, 35.0), "start": "2018", "end": "2018"}
+    for store in (fs, db):
+        layer, positions = store.layer("attacks"), store.select("attacks", **query)
+        # sparse, so read by tid (a dense run is read as a range of positions)
+        assert FIRST_READ > len(positions) > 10
+        assert positions[-1] - positions[0] > 2 * len(positions)
+        features = [layer.feature_bytes(i) for i in positions.tolist()]
+        if store is fs:
+            expected = features
+    assert features == expected
+    assert "feature rows moved" in caplog.text
 
 
 # --- publishing: atomic, repeatable ----------------------------------------------------------

@@ -10,9 +10,10 @@ published version: its manifest, facts and layer facts, and the schema that hold
 and `kpmap.current` (one row: the version served). Each version lives in a schema of its own,
 `kpmap_<version>`, with one table per layer: `pos` (the feature's position, as the file store
 numbers it), `id`, `geom` (SRID 4326, GiST), `x`/`y` for points, each filterable property as its
-text and its canonical form `<name>__key` (B-tree), the numeric properties, `first_day`/
-`last_day` (B-tree) for layers with time, and `feature`, the feature's GeoJSON exactly as the
-file store holds it. `<layer>_ids` maps every id and linked record's id to its position.
+text and its canonical form `<name>__key` (B-tree), the numeric properties, and `first_day`/
+`last_day` for layers with time (B-tree; for points, `by_year` instead: see ByYear). The table
+stays narrow: `<layer>_features` holds each feature's GeoJSON exactly as the file store holds
+it, by position, and `<layer>_ids` maps every id and linked record's id to its position.
 
 A publish is one transaction: the new schema is loaded and `kpmap.current` switched before it
 commits, so a reader sees the old version or the new one, never a mix, and a publish that fails
@@ -20,11 +21,12 @@ leaves the database as it was. A store object is pinned to the version it opened
 name that version's schema); `current_version(url)` tells a server when to open the new one.
 """
 
+import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -46,14 +48,25 @@ from geo.store.files import (
 from geo.store.layer import Bounds, Layer
 from geo.store.schemas import LAYERS, STORE_FORMAT, LayerSchema, validate_store
 
+log = logging.getLogger(__name__)
+
 CONTROL = "kpmap"  # the schema of the control tables
 URL_SCHEMES = ("postgresql://", "postgres://")
 # Features fetched in one round trip when callers walk a selection one position at a time
-# (downloads, OGC pages): one query for 2,000 features costs about what one for a single does.
+# (downloads, OGC pages): FIRST_READ, then three times as many each time the walk goes on, up
+# to READ_AHEAD. An OGC page of 10 then costs one small query, a page of 1,000 three (1,300
+# features), a download ~2,000 features a round trip.
+FIRST_READ = 100
 READ_AHEAD = 2000
 # Layers this small keep their parsed features once read (districts, tehsils, the border).
 SMALL_LAYER = 20_000
 DEFAULT_POOL_SIZE = 10
+# A position and the ctid of its feature's row (tidsend: block, offset), packed.
+TID_ROW = np.dtype([("pos", ">i4"), ("block", ">u4"), ("offset", ">u2")])
+# How a version's tables are laid out (2: `<layer>_features` apart, `by_year`, rows in
+# place-and-time order). A reader opens only its own layout; `publish` loads a version an
+# older kpmap loaded again.
+LAYOUT = 2
 
 
 class PublishError(KpmapError):
@@ -155,10 +168,12 @@ def version_schema(version: str) -> str:
     return f"kpmap_{version}"
 
 
-def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = True) -> Published:
+def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = False) -> Published:
     """Load the built store at `store_dir` into the database at `url` and make it current.
 
-    The store is validated first (geo.store.schemas.validate_store; every problem is listed).
+    The store is checked first (geo.store.schemas.validate_store; every problem is listed):
+    its manifest and every file against the hash its build recorded (the build validated the
+    features it wrote), or, with `validate`, every feature too (a minute for a million).
     A version already in the database is only made current again (a roll-back is a publish of
     the older folder). Of the versions that were current, the `keep` latest are kept (the
     current one included; at least 2, so that servers still reading the one before finish
@@ -166,31 +181,36 @@ def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = Tru
     Raises PublishError; on any error the database is left as it was.
     """
     import psycopg
+    from psycopg import sql
 
     started = time.perf_counter()
     store_dir = Path(store_dir)
     if keep < 2:
         raise PublishError(f"keep={keep}: at least 2 versions are kept (the current and the last)")
-    if validate:
-        problems = validate_store(store_dir)
-        if problems:
-            shown = "\n  ".join(problems[:20])
-            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-            raise PublishError(
-                f"the store at {store_dir} has {len(problems)} problem(s); fix or rebuild it "
-                f"(`kpmap build`) before publishing:\n  {shown}{more}"
-            )
+    problems = validate_store(store_dir, features=validate)
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise PublishError(
+            f"the store at {store_dir} has {len(problems)} problem(s); fix or rebuild it "
+            f"(`kpmap build`) before publishing:\n  {shown}{more}"
+        )
     store = Store.open(store_dir)
     version, schema = store.version, version_schema(store.version)
     try:
         with psycopg.connect(url) as conn:  # one transaction: committed at the end, or nothing
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('kpmap.publish'))")
             _ensure_control(conn)
-            known = conn.execute(
-                f"SELECT 1 FROM {CONTROL}.versions WHERE version = %s", (version,)
+            found = conn.execute(
+                f"SELECT layout FROM {CONTROL}.versions WHERE version = %s", (version,)
             ).fetchone()
+            # A version an older kpmap loaded (another layout) is loaded again, in place.
+            known = found is not None and found[0] == LAYOUT
             counts = {name: len(store.layer(name)) for name in store.layer_names}
             if not known:
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+                )
                 _load_version(conn, store, schema)
             conn.execute(
                 f"INSERT INTO {CONTROL}.current (version) VALUES (%s) ON CONFLICT (singleton) "
@@ -235,6 +255,10 @@ def _ensure_control(conn) -> None:
             version text NOT NULL REFERENCES {CONTROL}.versions,
             switched_at timestamptz NOT NULL DEFAULT now())"""
     )
+    # Versions loaded before `layout` existed have the first layout.
+    conn.execute(
+        f"ALTER TABLE {CONTROL}.versions ADD COLUMN IF NOT EXISTS layout integer NOT NULL DEFAULT 1"
+    )
 
 
 def _prune(conn, keep: int) -> list[str]:
@@ -268,25 +292,33 @@ class _Columns:
         return cls(schema.geometry_types == ("Point",), texts, schema.numbers, bool(schema.time))
 
     def names(self) -> list[str]:
+        """The columns COPY fills (`by_year` is generated from them)."""
         names = ["pos", "id", "geom", *(["x", "y"] if self.point else [])]
         names += [n for k in self.texts for n in (k, f"{k}__key")]
         names += list(self.numbers)
         names += ["first_day", "last_day"] if self.time else []
-        return [*names, "feature"]
+        return [*names, "feature_tid"]
 
 
 def _load_version(conn, store: Store, schema: str) -> None:
     from psycopg import sql
 
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    layers = {}
+    layers: dict[str, dict[str, Any]] = {}
     for name in store.layer_names:
         layer = store.layer(name)
-        _load_layer(conn, schema, name, layer)
+        by_year = _load_layer(conn, schema, name, layer)
         layers[name] = {"count": len(layer), "bounds": layer.bounds}
+        if by_year is not None:
+            layers[name]["by_year"] = by_year.__dict__
     conn.execute(
-        f"INSERT INTO {CONTROL}.versions (version, schema_name, format, manifest, facts, layers) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
+        f"""INSERT INTO {CONTROL}.versions
+              (version, schema_name, format, manifest, facts, layers, layout)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (version) DO UPDATE SET
+              schema_name = excluded.schema_name, format = excluded.format,
+              manifest = excluded.manifest, facts = excluded.facts, layers = excluded.layers,
+              layout = excluded.layout, published_at = now()""",
         (
             store.version,
             schema,
@@ -294,33 +326,45 @@ def _load_version(conn, store: Store, schema: str) -> None:
             orjson.dumps(store.manifest).decode(),
             orjson.dumps(store.facts).decode(),
             orjson.dumps(layers).decode(),
+            LAYOUT,
         ),
     )
 
 
-def _load_layer(conn, schema: str, name: str, layer: Layer) -> None:
+def _load_layer(conn, schema: str, name: str, layer: Layer) -> "ByYear | None":
     from psycopg import sql
 
     cols = _Columns.of(layer.schema)
     table = sql.Identifier(schema, name)
     types = {"pos": "integer NOT NULL", "id": "text NOT NULL", "geom": "geometry(Geometry, 4326)"}
     types |= {"x": "float8", "y": "float8", "first_day": "date", "last_day": "date"}
-    types |= {k: "float8" for k in cols.numbers} | {"feature": "text NOT NULL"}
-    columns = [
+    types |= {k: "float8" for k in cols.numbers} | {"feature_tid": "tid NOT NULL"}
+    columns: list[Any] = [
         sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types.get(c, "text")))
         for c in cols.names()
     ]
+    by_year = ByYear.of(layer) if cols.point and cols.time else None
+    if by_year is not None:
+        columns.append(sql.SQL(f"by_year point GENERATED ALWAYS AS ({by_year.sql()}) STORED"))
+    tids = _load_features(conn, schema, name, layer)
     conn.execute(sql.SQL("CREATE TABLE {} ({})").format(table, sql.SQL(", ").join(columns)))
-    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+    # FREEZE: the rows are written frozen and all-visible (the table is new in this
+    # transaction), so the first readers neither dirty every page setting hint bits nor wait
+    # for a VACUUM, which a transaction cannot run.
+    copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FREEZE)").format(
         table, sql.SQL(", ").join(map(sql.Identifier, cols.names()))
     )
     with conn.cursor().copy(copy) as out:
-        for row in _rows(layer, cols):
+        for row in _rows(layer, cols, tids, by_year):
             out.write_row(row)
-    # Indexes after the rows: one sort each instead of a million insertions.
+    # Indexes after the rows: one sort each instead of a million insertions (GiST indexes of
+    # points are built sorted, packed full).
     indexes = [("pos", "btree", True), ("geom", "gist", False)]
     indexes += [(f"{k}__key", "btree", False) for k in cols.texts]
-    indexes += [("first_day", "btree", False), ("last_day", "btree", False)] if cols.time else []
+    if by_year is not None:  # time goes through by_year, whose index finds a year at once
+        indexes.append(("by_year", "gist", False))
+    elif cols.time:
+        indexes += [("first_day", "btree", False), ("last_day", "btree", False)]
     for column, method, unique in indexes:
         conn.execute(
             sql.SQL("CREATE {} INDEX ON {} USING {} ({})").format(
@@ -332,40 +376,198 @@ def _load_layer(conn, schema: str, name: str, layer: Layer) -> None:
         )
     _load_ids(conn, schema, name, layer)
     conn.execute(sql.SQL("ANALYZE {}").format(table))
+    return by_year
 
 
-def _rows(layer: Layer, cols: _Columns) -> Iterator[tuple]:
-    """The layer's rows for COPY, column by column as lists (zipped at the end), so a million
-    features are walked once per column in C rather than once per value in Python."""
+@dataclass(frozen=True)
+class ByYear:
+    """Place and time in one plane, so that one 2-D index finds a bbox in a time window.
+
+    `by_year` (a PostgreSQL point, GiST-indexed) is each point moved `width` degrees east for
+    every year after `first_year` in which its time lies: the years lie side by side, `width`
+    apart (wider than the layer, so they never overlap), and a bbox in one year is one box of
+    that plane. A point whose time runs from one year into another (a range of days around a
+    new year) lies in a strip of its own after the last year, which every query looks at too.
+    A 1-degree box holds a tenth of a million attacks, a year half of them, both together a
+    hundredth: a 2-D index, or a day index, finds far more rows than the query wants; this
+    one finds those it wants, on a few pages (rows are written strip by strip, each along a
+    Z-order curve: see _physical_order). The days and the bbox themselves are then checked on
+    the rows (x, y, first_day, last_day).
+    """
+
+    x0: float
+    width: float
+    first_year: int
+    last_year: int
+    spanning: bool  # whether any point's time runs across a new year
+
+    @classmethod
+    def of(cls, layer: Layer) -> "ByYear | None":
+        spans = layer.time_spans()
+        if not len(layer) or spans is None:
+            return None
+        xy = layer.points()
+        x0 = float(np.floor(xy[:, 0].min()))
+        width = float(np.floor(xy[:, 0].max()) - x0 + 2)  # >= 1 degree between two years
+        first, last = (_years(days) for days in spans)
+        spanning = bool((first != last).any())
+        return cls(x0, width, int(first.min()), int(first.max()), spanning)
+
+    def strips(self, spans: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Each point's strip: its year's (0 for first_year), or the strip after the last
+        year's for a time across a new year (as `sql` computes it)."""
+        first, last = (_years(days) for days in spans)
+        return np.where(first == last, first - self.first_year, self._across)
+
+    @property
+    def _across(self) -> int:
+        return self.last_year - self.first_year + 1
+
+    def sql(self) -> str:
+        """The generated column's expression (numbers only: nothing to quote)."""
+        year, last = "extract(year FROM first_day)", "extract(year FROM last_day)"
+        strip = f"CASE WHEN {year} = {last} THEN {year} - {self.first_year} ELSE {self._across} END"
+        return f"point(x - {self.x0!r} + {self.width!r} * ({strip})::float8, y)"
+
+    def boxes(self, bbox: Bounds | None, lo: int | None, hi: int | None) -> str:
+        """The boxes of `by_year` (a box[] literal) that hold the points in bbox (None: all)
+        whose time may overlap days lo..hi (ordinals; None for no limit): one per year, and
+        one in the strip of times across a new year."""
+        first = self.first_year if lo is None else date.fromordinal(lo).year
+        last = self.last_year if hi is None else date.fromordinal(hi).year
+        strips = list(
+            range(
+                max(first, self.first_year) - self.first_year,
+                min(last, self.last_year) - self.first_year + 1,
+            )
+        )
+        if self.spanning:
+            strips.append(self._across)
+        # Within the layer's strip of a year; a hair wider than bbox, which the rows' own x
+        # and y then decide exactly (the shift's rounding must not lose a point on an edge).
+        left, bottom, right, top = -0.5, -90.0, self.width - 0.5, 90.0
+        if bbox is not None:
+            left = max(bbox[0] - self.x0, left) - 1e-9
+            right = min(bbox[2] - self.x0, right) + 1e-9
+            bottom, top = bbox[1] - 1e-9, bbox[3] + 1e-9
+        if left > right:
+            return "{}"
+        shifts = [self.width * k for k in strips]
+        return (
+            "{"
+            + ";".join(f"({left + s!r},{bottom!r}),({right + s!r},{top!r})" for s in shifts)
+            + "}"
+        )
+
+
+def _years(days: np.ndarray) -> np.ndarray:
+    """The years of day ordinals (Python's: 1970-01-01 is 719163, numpy's day 0)."""
+    return (days - 719163).astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+
+
+def _rows(
+    layer: Layer, cols: _Columns, tids: np.ndarray, by_year: "ByYear | None"
+) -> Iterator[tuple]:
+    """The layer's rows for COPY, in the order of `_physical_order`: built column by column as
+    arrays (reordered, then zipped), so a million features are walked once per column in C
+    rather than once per value in Python."""
     n = len(layer)
     geometries = shapely.set_srid(layer.geometries(), 4326)
-    columns: list[Iterable[Any]] = [
-        range(n),
-        layer.ids.tolist(),
-        shapely.to_wkb(geometries, hex=True, include_srid=True).tolist(),
+    columns: list[np.ndarray] = [
+        np.arange(n),
+        np.asarray(layer.ids, dtype=object),
+        shapely.to_wkb(geometries, hex=True, include_srid=True),
     ]
     if cols.point:
         xy = layer.points()
-        columns += [xy[:, 0].tolist(), xy[:, 1].tolist()]
+        columns += [xy[:, 0], xy[:, 1]]
     for key in cols.texts:
         codes, values = layer.column(key)
         keys = np.array([_canonical(v) for v in values.tolist()], dtype=object)
-        columns += [values[codes].tolist(), keys[codes].tolist()]
+        columns += [values.astype(object)[codes], keys[codes]]
     for key in cols.numbers:
         number = layer.number(key).astype(object)
         number[np.isnan(layer.number(key))] = None
-        columns.append(number.tolist())
-    spans = layer.time_spans()
-    if cols.time and spans is not None:
+        columns.append(number)
+    spans = layer.time_spans() if cols.time else None
+    if spans is not None:
         for days in spans:
-            columns.append([date.fromordinal(d) for d in days.tolist()])
-    columns.append(_feature_texts(layer))  # a generator: the texts are never all in memory
-    return zip(*columns, strict=True)
+            distinct, codes = np.unique(days, return_inverse=True)
+            columns.append(np.array([date.fromordinal(d) for d in distinct.tolist()])[codes])
+    columns.append(tids)
+    order = _physical_order(layer, cols, by_year)
+    return zip(*(c[order].tolist() for c in columns), strict=True)
 
 
-def _feature_texts(layer: Layer) -> Iterator[str]:
-    for i in range(len(layer)):
-        yield layer.feature_bytes(i).decode()
+def _physical_order(layer: Layer, cols: _Columns, by_year: ByYear | None) -> np.ndarray:
+    """The order rows are written in, so that what a query asks for together lies together:
+    a point layer along a Z-order curve (Morton code) of x, y, with time by its strip of
+    by_year first, so a 1-degree box in one year is a few runs of pages, not a row on every
+    page; other layers (a few hundred features) in position order."""
+    n = len(layer)
+    if not cols.point or n == 0:
+        return np.arange(n)
+    xy = layer.points()
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    cells = (1 << 16) - 1
+    ix, iy = (np.rint((xy - lo) / np.maximum(hi - lo, 1e-12) * cells).astype(np.uint64)).T
+    keys = [_spread_bits(ix) | (_spread_bits(iy) << np.uint64(1))]
+    spans = layer.time_spans()
+    if by_year is not None and spans is not None:
+        keys.append(by_year.strips(spans))
+    return np.lexsort(keys)  # the last key is the first sorted on
+
+
+def _spread_bits(v: np.ndarray) -> np.ndarray:
+    """v's 16 low bits, a zero bit put between each (half of a Morton code)."""
+    v = v & np.uint64(0xFFFF)
+    for shift, mask in ((8, 0x00FF00FF), (4, 0x0F0F0F0F), (2, 0x33333333), (1, 0x55555555)):
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def _load_features(conn, schema: str, name: str, layer: Layer) -> np.ndarray:
+    """`<layer>_features`: each feature's GeoJSON, exactly as the file store holds it, in
+    position order (as a download reads them), apart from the layer's table, which stays
+    narrow (a few hundred bytes a row) so that a query's rows lie on few pages. Returns where
+    each feature's row is (its ctid, as text), for the layer's table to point at it."""
+    from psycopg import sql
+
+    table = sql.Identifier(schema, f"{name}_features")
+    conn.execute(
+        sql.SQL("CREATE TABLE {} (pos integer NOT NULL, feature text NOT NULL)").format(table)
+    )
+    copy = sql.SQL("COPY {} (pos, feature) FROM STDIN WITH (FREEZE)").format(table)
+    with conn.cursor().copy(copy) as out:
+        # COPY's text format written directly (a row a line, tab between the columns), ~5,000
+        # rows a write: the GeoJSON only has its backslashes doubled (its strings hold no raw
+        # tab or line break, but a hand-made store might: those are escaped too).
+        lines: list[bytes] = []
+        for i in range(len(layer)):
+            feature = layer.feature_bytes(i)
+            if b"\\" in feature:
+                feature = feature.replace(b"\\", b"\\\\")
+            if b"\n" in feature or b"\r" in feature or b"\t" in feature:
+                feature = feature.replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+                feature = feature.replace(b"\t", b"\\t")
+            lines.append(b"%d\t%s\n" % (i, feature))
+            if len(lines) == 5000:
+                out.write(b"".join(lines))
+                lines.clear()
+        out.write(b"".join(lines))
+    conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} (pos)").format(table))
+    (data,) = conn.execute(
+        sql.SQL("SELECT string_agg(int4send(pos) || tidsend(ctid), ''::bytea) FROM {}").format(
+            table
+        ),
+        binary=True,
+    ).fetchone()
+    rows = np.frombuffer(data or b"", dtype=TID_ROW)
+    tids = np.empty(len(layer), dtype=object)
+    tids[rows["pos"]] = [
+        f"({b},{o})" for b, o in zip(rows["block"].tolist(), rows["offset"].tolist(), strict=True)
+    ]
+    return tids
 
 
 def _load_ids(conn, schema: str, name: str, layer: Layer) -> None:
@@ -382,7 +584,8 @@ def _load_ids(conn, schema: str, name: str, layer: Layer) -> None:
     by_id = getattr(layer, "by_id", None)
     if by_id is None:  # a layer that keeps no aliases answers to its own ids only
         by_id = dict(zip(layer.ids.tolist(), range(len(layer)), strict=True))
-    with conn.cursor().copy(sql.SQL("COPY {} (id, key, pos) FROM STDIN").format(table)) as out:
+    copy = sql.SQL("COPY {} (id, key, pos) FROM STDIN WITH (FREEZE)").format(table)
+    with conn.cursor().copy(copy) as out:
         for fid, pos in by_id.items():
             out.write_row((fid, fid.strip().casefold(), pos))
     conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} (id)").format(table))
@@ -420,11 +623,17 @@ class PostGISStore(Store):
         with pool(url, pool_size).connection() as conn:
             try:
                 row = conn.execute(
-                    f"""SELECT v.version, v.schema_name, v.manifest, v.facts, v.layers, v.format
+                    f"""SELECT v.version, v.schema_name, v.manifest, v.facts, v.layers, v.format,
+                          v.layout
                         FROM {CONTROL}.current c JOIN {CONTROL}.versions v USING (version)"""
                 ).fetchone()
             except psycopg.errors.UndefinedTable:
                 row = None
+            except psycopg.errors.UndefinedColumn:  # no `layout`: published before it existed
+                row = conn.execute(
+                    f"""SELECT v.version, v.schema_name, v.manifest, v.facts, v.layers, v.format,
+                          1 FROM {CONTROL}.current c JOIN {CONTROL}.versions v USING (version)"""
+                ).fetchone()
         if row is None:
             raise StoreNotFound(
                 f"nothing is published in {redact(url)} (run `kpmap publish --store DIR URL`)"
@@ -433,6 +642,12 @@ class PostGISStore(Store):
             raise StoreNotFound(
                 f"the store in {redact(url)} has format {row[5]!r}, and this kpmap reads "
                 f"{STORE_FORMAT!r}: rebuild it with `kpmap build` and publish it again"
+            )
+        if row[6] != LAYOUT:
+            raise StoreNotFound(
+                f"version {row[0]} in {redact(url)} was published by another kpmap (table "
+                f"layout {row[6]}, this one reads {LAYOUT}): publish it again with this one "
+                "(`kpmap publish`)"
             )
         return cls(url, row[:5], pool_size)
 
@@ -445,7 +660,15 @@ class PostGISLayer:
     """One layer's table (geo.store.layer.Layer): filters run as SQL on its indexes; the whole
     columns that the map's aggregates and tiles read are fetched once, on first use."""
 
-    def __init__(self, url: str, schema: str, layer_schema: LayerSchema, count: int, bounds: Any):
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        layer_schema: LayerSchema,
+        count: int,
+        bounds: Any,
+        by_year: dict[str, Any] | None = None,
+    ):
         from psycopg import sql
 
         self.schema = layer_schema
@@ -453,11 +676,14 @@ class PostGISLayer:
         self._count = count
         self._bounds = tuple(bounds) if bounds else None
         self._cols = _Columns.of(layer_schema)
+        self._by_year = ByYear(**by_year) if by_year else None
         self._table = sql.Identifier(schema, layer_schema.name)
         self._ids_table = sql.Identifier(schema, f"{layer_schema.name}_ids")
+        self._features_table = sql.Identifier(schema, f"{layer_schema.name}_features")
         self._loaded: dict[str, Any] = {}
         self._lock = threading.RLock()  # a load may read another column
         self._ahead = threading.local()
+        self._moved = False  # the features' rows are not where publish left them
 
     def __len__(self) -> int:
         return self._count
@@ -490,16 +716,23 @@ class PostGISLayer:
         from psycopg import sql
 
         where, params = self._where(bbox, start, end, filters)
+        tids = None
         if not where:
             positions = np.arange(self._count)
         else:
-            query = sql.SQL("SELECT string_agg(int4send(pos), ''::bytea) FROM {} WHERE {}").format(
-                self._table, sql.SQL(" AND ").join(where)
-            )
+            # Each position with where its feature is (feature_tid), so that the features of
+            # a page are read straight from their rows, without a lookup in an index each.
+            query = sql.SQL(
+                "SELECT string_agg(int4send(pos) || tidsend(feature_tid), ''::bytea) "
+                "FROM {} WHERE {}"
+            ).format(self._table, sql.SQL(" AND ").join(where))
             (data,) = self._query(query, params)[0]
-            # Sorted here rather than in SQL: numpy sorts a million int32 in a few ms.
-            positions = np.sort(np.frombuffer(data or b"", dtype=">i4")).astype(np.int64)
-        self._ahead.selection = positions
+            # Sorted here rather than in SQL: numpy sorts a million rows in a few ms.
+            rows = np.frombuffer(data or b"", dtype=TID_ROW)
+            unsorted = rows["pos"].astype(np.int64)
+            order = np.argsort(unsorted)
+            positions, tids = unsorted[order], rows[order]
+        self._ahead.selection, self._ahead.tids, self._ahead.end = positions, tids, None
         return positions
 
     def _where(
@@ -510,18 +743,8 @@ class PostGISLayer:
 
         where: list[Any] = []
         params: list[Any] = []
-        if bbox is not None:
-            minx, miny, maxx, maxy = parse_bbox(bbox)
-            envelope = "ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
-            if self._cols.point:
-                # && compares float4 boxes (rounded outwards); x and y make it exact.
-                where.append(
-                    sql.SQL(f"geom && {envelope} AND x BETWEEN %s AND %s AND y BETWEEN %s AND %s")
-                )
-                params += [minx, miny, maxx, maxy, minx, maxx, miny, maxy]
-            else:
-                where.append(sql.SQL(f"ST_Intersects(geom, {envelope})"))
-                params += [minx, miny, maxx, maxy]
+        box = parse_bbox(bbox) if bbox is not None else None
+        lo = hi = None
         if start is not None or end is not None:
             if not self._cols.time:
                 raise InvalidQuery(
@@ -532,12 +755,30 @@ class PostGISLayer:
             hi = _date_range(end)[1] if end is not None else None
             if lo is not None and hi is not None and lo > hi:
                 raise InvalidQuery(f"start {start} is after end {end}")
-            if hi is not None:
-                where.append(sql.SQL("first_day <= %s"))
-                params.append(date.fromordinal(hi))
-            if lo is not None:
-                where.append(sql.SQL("last_day >= %s"))
-                params.append(date.fromordinal(lo))
+        if self._by_year is not None and (lo is not None or hi is not None):
+            # Place and time in one index (see ByYear); the rows' days (below), x and y
+            # decide exactly.
+            where.append(sql.SQL("by_year <@ ANY(%s::box[])"))
+            params.append(self._by_year.boxes(box, lo, hi))
+        if box is not None:
+            minx, miny, maxx, maxy = box
+            # The GiST index compares float4 boxes (rounded outwards); x and y make it exact.
+            exact = "x BETWEEN %s AND %s AND y BETWEEN %s AND %s"
+            if self._by_year is not None and (lo is not None or hi is not None):
+                where.append(sql.SQL(exact))
+                params += [minx, maxx, miny, maxy]
+            elif self._cols.point:
+                where.append(sql.SQL(f"geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) AND {exact}"))
+                params += [minx, miny, maxx, maxy, minx, maxx, miny, maxy]
+            else:
+                where.append(sql.SQL("ST_Intersects(geom, ST_MakeEnvelope(%s, %s, %s, %s, 4326))"))
+                params += [minx, miny, maxx, maxy]
+        if hi is not None:
+            where.append(sql.SQL("first_day <= %s"))
+            params.append(date.fromordinal(hi))
+        if lo is not None:
+            where.append(sql.SQL("last_day >= %s"))
+            params.append(date.fromordinal(lo))
         schema = self.schema
         for key, value in filters.items():
             if key in schema.range_filters:
@@ -588,31 +829,63 @@ class PostGISLayer:
 
     def feature_bytes(self, position: int) -> bytes:
         position = int(position)
-        block = getattr(self._ahead, "block", None)
+        ahead = self._ahead
+        block = getattr(ahead, "block", None)
         if block is not None and position in block:
             return block[position]
-        wanted = [position]
-        # Callers walk a selection a position at a time (downloads, OGC pages): fetch the next
-        # READ_AHEAD positions of the last selection in the same round trip.
-        selection = getattr(self._ahead, "selection", None)
+        wanted, tids = [position], None
+        # Callers walk a selection a position at a time (downloads, OGC pages): fetch the
+        # next positions of the last selection in the same round trip, more as the walk goes on.
+        selection = getattr(ahead, "selection", None)
         if selection is not None and len(selection):
             at = int(np.searchsorted(selection, position))
             if at < len(selection) and selection[at] == position:
-                wanted = selection[at : at + READ_AHEAD].tolist()
-        block = dict(zip(wanted, self._fetch_features(wanted), strict=True))
-        self._ahead.block = block
+                walking = getattr(ahead, "end", None) == at
+                size = min(ahead.size * 3, READ_AHEAD) if walking else FIRST_READ
+                wanted = selection[at : at + size].tolist()
+                ahead.size, ahead.end = size, at + len(wanted)
+                if ahead.tids is not None:
+                    tids = ahead.tids[at : at + size]
+        block = dict(zip(wanted, self._fetch_features(wanted, tids), strict=True))
+        ahead.block = block
         return block[position]
 
-    def _fetch_features(self, positions: Sequence[int]) -> list[bytes]:
+    def _fetch_features(self, positions: Sequence[int], tids: Any = None) -> list[bytes]:
+        """The features at `positions` (ascending), in one query; `tids` (block, offset), when
+        given, say where their rows are."""
         from psycopg import sql
 
+        if not positions:
+            return []
+        first, last = positions[0], positions[-1]
+        params: list[Any]
+        if last - first < 2 * len(positions):
+            # Mostly consecutive (a whole layer, a dense selection): one range of the index,
+            # read in order, beats a lookup per position.
+            where, params = "pos BETWEEN %s AND %s", [first, last]
+        elif tids is not None and not self._moved:
+            # Straight to the rows (a TID scan). Were the table ever rewritten (VACUUM FULL,
+            # CLUSTER), the rows there would hold other positions: checked below.
+            blocks, offsets = tids["block"].tolist(), tids["offset"].tolist()
+            where = "ctid = ANY(%s::tid[])"
+            params = ["{" + ",".join(map('"({},{})"'.format, blocks, offsets)) + "}"]
+        else:
+            # An array's text: a list would be dumped element by element in Python.
+            where, params = "pos = ANY(%s::int4[])", ["{" + ",".join(map(str, positions)) + "}"]
         rows = self._query(
-            sql.SQL("SELECT pos, convert_to(feature, 'UTF8') FROM {} WHERE pos = ANY(%s)").format(
-                self._table
+            sql.SQL("SELECT pos, convert_to(feature, 'UTF8') FROM {} WHERE " + where).format(
+                self._features_table
             ),
-            (list(positions),),
+            params,
         )
-        found = {int(pos): bytes(data) for pos, data in rows}
+        found = {pos: bytes(data) for pos, data in rows}
+        if tids is not None and not self._moved and any(p not in found for p in positions):
+            self._moved = True  # for this store: reopened, it reads them again (as published)
+            log.warning(
+                "%s: feature rows moved (table rewritten?); reading them by position",
+                self._features_table.as_string(),
+            )
+            return self._fetch_features(positions)
         return [found[p] for p in positions]
 
     # -- whole columns, fetched once ----------------------------------------------------

@@ -189,10 +189,13 @@ LAYERS: dict[str, LayerSchema] = {
 }
 
 
-def validate_store(store: Path) -> list[str]:
+def validate_store(store: Path, features: bool = True) -> list[str]:
     """Every problem in the store at `store`: manifest, schema, geometry and RFC 7946 rules.
 
-    Returns an empty list for a good store; never stops at the first problem.
+    Returns an empty list for a good store; never stops at the first problem. Without
+    `features`, only the manifest and every file against its recorded hash (the build
+    validated the features it wrote; a file unchanged since is as valid): seconds, not a
+    minute, for a million attacks.
     """
     problems: list[str] = []
     shown, store = store, Path(store).resolve()  # the folder a store link points to
@@ -213,6 +216,8 @@ def validate_store(store: Path) -> list[str]:
     for name, entry in layers.items():
         if name not in LAYERS:
             problems.append(f"manifest.json: unknown layer {name!r}")
+            continue
+        if not features:
             continue
         layer_problems, count = validate_layer_file(store / entry["file"], LAYERS[name])
         problems += [f"{name}: {p}" for p in layer_problems]
