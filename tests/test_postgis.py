@@ -476,6 +476,42 @@ def test_what_each_backend_serves_is_right(clients, fs, backend):
     assert download["metadata"]["count"] == len(download["features"]) > 100
 
 
+@pytest.mark.parametrize("licensed", ["", "acled,gtd"])
+def test_a_tiles_points_are_read_in_one_query(monkeypatch, db_url, fs, licensed):
+    """A tile's points are read from the database in one query (geo.tiles asks the layer to
+    prefetch them), not one a point, and make the same tile as the files."""
+    from geo import tiles
+    from geo.store import postgis
+    from geo.tiles.grid import Tile
+
+    monkeypatch.setattr(postgis, "SMALL_LAYER", 10)  # the attacks read as a large layer's are
+    db = open_store(db_url)
+    policy = RowPolicy.from_setting(licensed)
+    on_files, on_database = tiles.Tiler(fs, policy), tiles.Tiler(db, policy)
+    on_database.attack_index()
+    layer = db.layer("attacks")
+    queries = []
+    original = layer._query
+    monkeypatch.setattr(layer, "_query", lambda *a: queries.append(a) or original(*a))
+    # The busiest tile at zoom 12, and Peshawar's (the withheld ACLED record: a cluster)
+    xy = fs.layer("attacks").points()
+    cells = [mercantile.tile(lon, lat, 12)[:2] for lon, lat in xy.tolist()]
+    busiest = max(set(cells), key=cells.count)
+    addresses = [
+        Tile(12, *busiest),
+        *(Tile(z, *mercantile.tile(*PESHAWAR, z)[:2]) for z in (12, 14)),
+    ]
+    for tile in addresses:
+        queries.clear()
+        made = on_database.vector_tile("attacks", tile)
+        assert made == on_files.vector_tile("attacks", tile)
+        shown = mapbox_vector_tile.decode(made)["attacks"]["features"]
+        points = [f for f in shown if not f["properties"]["cluster"]]
+        assert len(queries) == (1 if points else 0)
+    busy = on_database.vector_tile("attacks", addresses[0])
+    assert len(mapbox_vector_tile.decode(busy)["attacks"]["features"]) > 3
+
+
 # --- a new version published while serving ---------------------------------------------------
 
 

@@ -277,6 +277,9 @@ class Tiler:
         local = np.column_stack([points.u[idx] * n - x, points.v[idx] * n - y])
         geometries = shapely.points(local) if len(idx) else []
         layer = self.store.layer("attacks")
+        prefetch = getattr(layer, "prefetch", None)  # a database's: one query, not one a point
+        if prefetch is not None:
+            prefetch(points.position[idx])
         features = []
         for geometry, i in zip(geometries, idx.tolist(), strict=True):
             position = int(points.position[i])
