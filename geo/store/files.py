@@ -611,26 +611,33 @@ def parse_bbox(bbox: Sequence[float] | str) -> Bounds:
 
 def _filter_mask(layer: FileLayer, filters: dict[str, Any], selected: np.ndarray) -> np.ndarray:
     """Which of `selected` match every filter; InvalidQuery for a filter the layer lacks."""
-    schema = layer.schema
     mask = np.ones(len(selected), dtype=bool)
     for key, value in filters.items():
-        if key in schema.range_filters:
-            prop, _ = schema.range_filters[key]
-            limit = _parse_number(key, value)
-            mask &= layer.numbers[prop][selected] <= limit
-            continue
-        if key not in schema.filterable:
-            allowed = (*schema.filterable, *schema.range_filters)
-            raise InvalidQuery(
-                f"layer {schema.name!r} cannot be filtered by {key!r}; allowed: "
-                + ", ".join(allowed)
-            )
-        values = value if isinstance(value, list | tuple | set) else [value]
-        is_bool = bool in schema.properties.get(key, ())
-        wanted = {_canonical(_parse_bool(key, v) if is_bool else v) for v in values}
-        codes, _ = layer.column(key)
-        mask &= np.isin(codes[selected], layer.codes_matching(key, wanted))
+        kind, prop, wanted = parse_filter(layer.schema, key, value)
+        if kind == "range":
+            mask &= layer.numbers[prop][selected] <= wanted
+        else:
+            codes, _ = layer.column(prop)
+            mask &= np.isin(codes[selected], layer.codes_matching(prop, wanted))
     return mask
+
+
+def parse_filter(schema: LayerSchema, key: str, value: Any) -> tuple[str, str, Any]:
+    """One property filter checked against the layer's schema, as every backend applies it:
+    ("range", property, the limit) for a range filter (max_border_km <= N), else ("values",
+    property, the set of canonical values wanted; see _canonical). InvalidQuery names the
+    filters the layer takes, or says what a value must be."""
+    if key in schema.range_filters:
+        prop, _ = schema.range_filters[key]
+        return "range", prop, _parse_number(key, value)
+    if key not in schema.filterable:
+        allowed = (*schema.filterable, *schema.range_filters)
+        raise InvalidQuery(
+            f"layer {schema.name!r} cannot be filtered by {key!r}; allowed: " + ", ".join(allowed)
+        )
+    values = value if isinstance(value, list | tuple | set) else [value]
+    is_bool = bool in schema.properties.get(key, ())
+    return "values", key, {_canonical(_parse_bool(key, v) if is_bool else v) for v in values}
 
 
 def _parse_number(key: str, value: Any) -> float:

@@ -41,9 +41,8 @@ from geo.store.files import (
     Store,
     _canonical,
     _date_range,
-    _parse_bool,
-    _parse_number,
     parse_bbox,
+    parse_filter,
 )
 from geo.store.layer import Bounds, Layer
 from geo.store.schemas import LAYERS, STORE_FORMAT, LayerSchema, validate_store
@@ -781,20 +780,12 @@ class PostGISLayer:
             params.append(date.fromordinal(lo))
         schema = self.schema
         for key, value in filters.items():
-            if key in schema.range_filters:
-                prop, _ = schema.range_filters[key]
+            kind, prop, wanted = parse_filter(schema, key, value)
+            if kind == "range":
                 where.append(sql.SQL("{} <= %s").format(sql.Identifier(prop)))
-                params.append(_parse_number(key, value))
+                params.append(wanted)
                 continue
-            if key not in schema.filterable:
-                allowed = (*schema.filterable, *schema.range_filters)
-                raise InvalidQuery(
-                    f"layer {schema.name!r} cannot be filtered by {key!r}; allowed: "
-                    + ", ".join(allowed)
-                )
-            values = value if isinstance(value, list | tuple | set) else [value]
-            is_bool = bool in schema.properties.get(key, ())
-            wanted = sorted({_canonical(_parse_bool(key, v) if is_bool else v) for v in values})
+            wanted = sorted(wanted)
             if key == "id":
                 where.append(
                     sql.SQL("pos IN (SELECT pos FROM {} WHERE key = ANY(%s))").format(
