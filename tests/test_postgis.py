@@ -27,7 +27,7 @@ from geo.cli import main
 from geo.errors import KpmapError, RowWithheld, StoreNotFound
 from geo.licences import RowPolicy
 from geo.store import FeatureNotFound, Store, current_version, open_store
-from geo.store.postgis import FIRST_READ, PublishError, publish
+from geo.store.postgis import FIRST_READ, PublishError, _Stream, publish
 from tests.helpers import (
     PESHAWAR,
     acled_records,
@@ -316,6 +316,76 @@ def test_features_are_found_when_their_table_was_rewritten(pg, rich_dir, fs, cap
             expected = features
     assert features == expected
     assert "feature rows moved" in caplog.text
+
+
+@pytest.fixture
+def streaming(monkeypatch, db_url):
+    """The database store, read as a large layer's features are: a walk past a few blocks
+    streams the rest of its selection (the thresholds made small for the test store)."""
+    from geo.store import postgis
+
+    monkeypatch.setattr(postgis, "SMALL_LAYER", 10)
+    monkeypatch.setattr(postgis, "FIRST_READ", 4)
+    monkeypatch.setattr(postgis, "READ_AHEAD", 40)
+    monkeypatch.setattr(postgis, "STREAM_ROWS", 7)
+    return open_store(db_url)
+
+
+STREAMED = [
+    {},  # the whole layer: a range of positions
+    {"bbox": (70.0, 33.0, 72.0, 35.0)},  # dense, with gaps
+    {"start": "2018", "end": "2019"},  # sparse: a list of positions
+]
+
+
+@pytest.mark.parametrize("query", STREAMED)
+def test_a_download_streams_the_features_the_files_hold(monkeypatch, streaming, fs, query):
+    from geo.export import geojson_chunks
+    from geo.store import postgis
+
+    positions = fs.select("attacks", **query)
+    assert len(positions) > 4 + 12 + 2 * 40  # enough to stream
+    on_files = b"".join(geojson_chunks(fs.layer("attacks"), positions))
+    layer = streaming.layer("attacks")
+    assert streaming.select("attacks", **query).tolist() == positions.tolist()
+    streams = []
+    monkeypatch.setattr(postgis, "_Stream", lambda *a: streams.append(a) or _Stream(*a))
+    assert b"".join(geojson_chunks(layer, positions)) == on_files
+    assert len(streams) == 1  # it did stream, once
+    assert layer._ahead.stream is None  # read to the end: its connection given back
+
+
+def test_a_stream_left_half_read_gives_its_connection_back(streaming, db_url):
+    from geo.store import postgis
+
+    layer = streaming.layer("attacks")
+    stats = postgis.pool(db_url).get_stats
+    for _ in range(3):  # more than the pool holds would show as a wait, then a timeout
+        positions = layer.select()
+        for position in positions[:300].tolist():
+            layer.feature_bytes(position)
+        assert layer._ahead.stream is not None
+    layer.select(bbox=(70, 33, 71, 34))  # a new selection closes the stream
+    assert layer._ahead.stream is None
+    assert stats().get("pool_available", 0) >= 1
+    assert streaming.feature("attacks", "synthetic-0000003")["id"] == "synthetic-0000003"
+
+
+def test_a_stream_that_breaks_is_read_on_by_blocks(streaming, fs, db_url, caplog):
+    import psycopg
+
+    layer = streaming.layer("attacks")
+    positions = layer.select().tolist()
+    got = [layer.feature_bytes(i) for i in positions[:200]]
+    assert layer._ahead.stream is not None  # streaming by now
+    with psycopg.connect(db_url, autocommit=True) as conn:  # as a replica's conflict would
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE '%%attacks_features%%ORDER BY pos%%' AND pid <> pg_backend_pid()"
+        )
+    got += [layer.feature_bytes(i) for i in positions[200:]]
+    assert got == [fs.layer("attacks").feature_bytes(i) for i in positions]
+    assert "read by blocks" in caplog.text
 
 
 # --- publishing: atomic, repeatable ----------------------------------------------------------
