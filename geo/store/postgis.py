@@ -132,24 +132,116 @@ def pool(url: str, size: int = DEFAULT_POOL_SIZE):
     return found
 
 
-def close_pools() -> None:
-    """Close this process's pools (tests, and a clean shutdown)."""
+def close_pools(url: str | None = None) -> None:
+    """Close this process's pools and stop its listeners, or only those of `url` (tests, and
+    a clean shutdown)."""
     with _pools_lock:
-        for key in [k for k in _pools if k[1] == os.getpid()]:
+        for key in [k for k in _listeners if k[1] == os.getpid() and url in (None, k[0])]:
+            _listeners.pop(key).stop()
+        for key in [k for k in _pools if k[1] == os.getpid() and url in (None, k[0])]:
             _pools.pop(key).close()
 
 
 def current_version(url: str) -> str | None:
-    """The version `kpmap.current` names, None when nothing is published: one indexed row, so
-    cheap enough to ask between requests (see geo.store.current_version)."""
+    """The version `kpmap.current` names, None when nothing is published (see
+    geo.store.current_version): what this process's listener last heard (no query at all),
+    or, while it is not listening (starting, reconnecting, on a standby), one indexed row."""
+    listener = _listener(url)
+    if listener.listening.is_set():
+        return listener.version
+    with pool(url).connection() as conn:
+        return _read_current(conn)
+
+
+def _read_current(conn: Any) -> str | None:
     import psycopg
 
-    with pool(url).connection() as conn:
-        try:
-            row = conn.execute(f"SELECT version FROM {CONTROL}.current").fetchone()
-        except psycopg.errors.UndefinedTable:
-            return None
+    try:
+        row = conn.execute(f"SELECT version FROM {CONTROL}.current").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
     return row[0] if row else None
+
+
+# --- noticing a new version ------------------------------------------------------------------
+
+CHANNEL = "kpmap_version"  # publish NOTIFYs it when (and only if) its transaction commits
+LISTENER_NAME = "kpmap-listener"  # its connections' application_name (pg_stat_activity)
+# Seconds between a listener's looks at the version row itself, as well as listening: a
+# connection that died without a word (a network cut) is found out, and what it missed read.
+LISTEN_CHECK = 30.0
+
+_listeners: dict[tuple[str, int], "_Listener"] = {}
+
+
+def _listener(url: str) -> "_Listener":
+    """This process's listener for `url`, started on first use (per process id, as pools)."""
+    key = (url, os.getpid())
+    with _pools_lock:
+        found = _listeners.get(key)
+        if found is None:
+            found = _listeners[key] = _Listener(url)
+    return found
+
+
+class _Listener:
+    """`LISTEN kpmap_version` on a connection of its own, in a daemon thread (a greenlet
+    under gevent): the database's current version, known without asking for it.
+
+    `listening` is set while its `version` can be trusted: after LISTEN and a first read of
+    the row; cleared while the connection is lost (it reconnects, waiting 1 s, then longer,
+    up to 30 s). A standby (a read replica) never hears a NOTIFY, which is not replicated:
+    there the listener stops at once, and callers read the row (one indexed row a check).
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        self.version: str | None = None
+        self.listening = threading.Event()
+        self.standby = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kpmap-listen", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.listening.clear()
+
+    def _run(self) -> None:
+        import psycopg
+
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    self.url, autocommit=True, application_name=LISTENER_NAME
+                ) as conn:
+                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                    if row and row[0]:
+                        self.standby = True
+                        return
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.version = _read_current(conn)  # after LISTEN: nothing falls between
+                    self.listening.set()
+                    delay = 1.0
+                    while not self._stop.is_set():
+                        # Whatever woke it (a NOTIFY, or LISTEN_CHECK seconds), read the row:
+                        # the truth, committed before the notice was sent.
+                        for _ in conn.notifies(timeout=LISTEN_CHECK, stop_after=1):
+                            pass
+                        self.version = _read_current(conn)
+            except Exception as error:  # noqa: BLE001 - a lost connection, a restart: retry
+                if not self._stop.is_set():
+                    log.warning(
+                        "kpmap: not listening to %s for new versions (%s); asking each time "
+                        "until it reconnects",
+                        redact(self.url),
+                        f"{type(error).__name__}: {error}".splitlines()[0],
+                    )
+            finally:
+                self.listening.clear()
+            self._stop.wait(delay)
+            delay = min(delay * 2, 30.0)
 
 
 # --- publish -------------------------------------------------------------------------------
@@ -232,6 +324,10 @@ def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = Fal
         raise PublishError(
             f"publishing {store_dir} to {redact(url)} failed, and nothing was changed: {exc}"
         ) from None
+    # This process knows at once (its listener hears the NOTIFY a moment later).
+    listener = _listeners.get((url, os.getpid()))
+    if listener is not None and listener.listening.is_set():
+        listener.version = version
     return Published(
         version, schema, counts, time.perf_counter() - started, not known, tuple(dropped)
     )
