@@ -51,10 +51,14 @@ def free_port() -> int:
 
 
 def get(conn: http.client.HTTPConnection, path: str) -> tuple[int, int]:
+    """The status and the body's size, the body read into one reused buffer (a download of
+    the whole layer is ~1 GB: the client must cost little beside the server)."""
     conn.request("GET", path, headers={"Accept-Encoding": "identity"})
     response = conn.getresponse()
-    body = response.read()
-    return response.status, len(body)
+    size, buffer = 0, memoryview(bytearray(1 << 20))
+    while read := response.readinto(buffer):
+        size += read
+    return response.status, size
 
 
 class Server:
@@ -330,28 +334,40 @@ def measure_tiles(servers: list[Server], version: str) -> None:
 
 
 def measure_downloads(servers: list[Server]) -> None:
-    for server in servers:
-        if server.name == "tipg":
-            continue
-        before = server.worker_rss_mb()
-        peak = [before]
-        stop = threading.Event()
+    """The whole attacks layer as GeoJSON, ROUNDS times from each server in turn: the median
+    rate, and the workers' memory before the first and at its highest."""
+    rates: dict[str, list[float]] = {}
+    memory: dict[str, list[float]] = {}
+    size = 0
+    for _ in range(ROUNDS):
+        for server in servers:
+            if server.name == "tipg":
+                continue
+            before = server.worker_rss_mb()
+            peak = [before]
+            stop = threading.Event()
 
-        def sample(server=server, peak=peak, stop=stop) -> None:
-            while not stop.wait(0.05):
-                peak[0] = max(peak[0], server.worker_rss_mb())
+            def sample(server=server, peak=peak, stop=stop) -> None:
+                while not stop.wait(0.05):
+                    peak[0] = max(peak[0], server.worker_rss_mb())
 
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        started = time.perf_counter()
-        status, size = get(server.conn(), "/download/attacks.geojson")
-        seconds = time.perf_counter() - started
-        stop.set()
-        sampler.join()
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            started = time.perf_counter()
+            status, size = get(server.conn(), "/download/attacks.geojson")
+            seconds = time.perf_counter() - started
+            stop.set()
+            sampler.join()
+            rates.setdefault(server.name, []).append(size / 2**20 / seconds)
+            seen = memory.setdefault(server.name, [before, before])
+            seen[1] = max(seen[1], peak[0])
+    for name, values in rates.items():
+        before, peak = memory[name]
         print(
-            f"{server.name:14} full GeoJSON download: {size / 2**20:.0f} MB in "
-            f"{seconds:.1f} s = {size / 2**20 / seconds:.0f} MB/s; workers' memory "
-            f"{before:.0f} MB before, peak {peak[0]:.0f} MB; {load()}"
+            f"{name:14} full GeoJSON download ({size / 2**20:.0f} MB): "
+            f"{statistics.median(values):.0f} MB/s (median of {len(values)}: "
+            + ", ".join(f"{v:.0f}" for v in values)
+            + f"); workers' memory {before:.0f} MB before, peak {peak:.0f} MB; {load()}"
         )
 
 

@@ -23,13 +23,59 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from geo.build.pipeline import build_store
 
+    check_publish_url(args.publish)
     started = time.perf_counter()
     manifest = build_store(args.store)
     elapsed = time.perf_counter() - started
     counts = ", ".join(f"{n}: {e['count']}" for n, e in manifest["layers"].items())
     print(f"built {args.store} in {elapsed:.1f} s ({counts})")
     report_not_placed(manifest)
+    return publish_built(args)
+
+
+def check_publish_url(url: str | None) -> None:
+    """A --publish or publish URL that is not a database URL is refused before any work."""
+    from geo.errors import InvalidQuery
+    from geo.store.postgis import is_database_url
+
+    if url is not None and not is_database_url(url):
+        raise InvalidQuery(
+            f"{url!r} is not a database URL; use postgresql://user:password@host:port/dbname"
+        )
+
+
+def publish_built(args: argparse.Namespace) -> int:
+    """After a build or an import that succeeded: publish the store to --publish's database,
+    if given. Exit 1 if that fails (the store is built; the database is as it was)."""
+    from geo.store.postgis import PublishError
+
+    if args.publish is None:
+        return 0
+    try:
+        report_published(args.store, args.publish, keep=2, validate=False)
+    except PublishError as exc:
+        print(
+            f"kpmap {args.command}: the store at {args.store} is built, but {exc}", file=sys.stderr
+        )
+        print(f"  publish it later: kpmap publish --store {args.store} URL", file=sys.stderr)
+        return 1
     return 0
+
+
+def report_published(store: Path, url: str, keep: int, validate: bool) -> None:
+    from geo.store.postgis import publish, redact
+
+    result = publish(store, url, keep=keep, validate=validate)
+    counts = ", ".join(f"{n}: {c}" for n, c in result.counts.items())
+    if result.loaded:
+        print(
+            f"published {store} as version {result.version} ({result.schema}) to "
+            f"{redact(url)} in {result.seconds:.1f} s ({counts}); it is current"
+        )
+    else:
+        print(f"version {result.version} was in {redact(url)} already: made current again")
+    for version in result.dropped:
+        print(f"dropped version {version} (only the {keep} newest are kept)")
 
 
 def report_not_placed(manifest: dict) -> None:
@@ -89,6 +135,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from geo.importers.report import summary, write_csv
     from geo.store import Store
 
+    check_publish_url(args.publish)
     store = Store.open(args.store)
     try:
         result = read_file(args.format, args.file, district_locator(store))
@@ -117,28 +164,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         f"attacks in {args.store}: {before} -> {after} (records of different datasets that "
         "report one event are linked and count once)"
     )
-    return 0
+    return publish_built(args)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from geo.errors import InvalidQuery
-    from geo.store.postgis import is_database_url, publish, redact
-
-    if not is_database_url(args.url):
-        raise InvalidQuery(
-            f"{args.url!r} is not a database URL; use postgresql://user:password@host:port/dbname"
-        )
-    result = publish(args.store, args.url, keep=args.keep, validate=args.validate)
-    counts = ", ".join(f"{n}: {c}" for n, c in result.counts.items())
-    if result.loaded:
-        print(
-            f"published {args.store} as version {result.version} ({result.schema}) to "
-            f"{redact(args.url)} in {result.seconds:.1f} s ({counts}); it is current"
-        )
-    else:
-        print(f"version {result.version} was in {redact(args.url)} already: made current again")
-    for version in result.dropped:
-        print(f"dropped version {version} (only the {args.keep} newest are kept)")
+    check_publish_url(args.url)
+    report_published(args.store, args.url, keep=args.keep, validate=args.validate)
     return 0
 
 
@@ -217,6 +248,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="build the store (atomically replacing the old one)")
     p.add_argument("--store", type=Path, default=paths.store_dir(), help="store folder")
+    add_publish_option(p)
     p.set_defaults(run=cmd_build)
 
     p = sub.add_parser(
@@ -236,6 +268,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report", type=Path, metavar="FILE", help="write every row's outcome to FILE as CSV"
     )
+    add_publish_option(p)
     p.set_defaults(run=cmd_import)
 
     p = sub.add_parser(
@@ -288,6 +321,15 @@ def parser() -> argparse.ArgumentParser:
 
     tiles_cli.add_parser(sub)
     return top
+
+
+def add_publish_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--publish",
+        metavar="URL",
+        help="then publish the store to this PostgreSQL/PostGIS database, as `kpmap publish` "
+        "does (postgresql://...)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

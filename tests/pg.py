@@ -106,6 +106,37 @@ class PgServer:
             raise
         return server
 
+    def start_standby(self) -> "PgServer":
+        """A hot standby of this server (pg_basebackup -R: it streams this server's WAL and
+        answers read-only queries), in a folder of its own: a read replica, as a deployment
+        has one."""
+        folder = Path(tempfile.mkdtemp(prefix="kpmap-pg-"))
+        if self._run_as:
+            os.chown(folder, self._run_as["user"], self._run_as["group"])
+        standby = PgServer(folder, self.bindir, self._run_as)
+        try:
+            standby._run(
+                "pg_basebackup", "-D", standby.data, "-h", self.socket_dir, "-p", self.port,
+                "-U", SUPERUSER, "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",
+            )  # fmt: skip
+            standby.port = self.port  # another socket folder: no clash
+            options = {
+                "listen_addresses": "''",
+                "unix_socket_directories": f"'{folder}'",
+                "port": str(self.port),
+                "hot_standby": "on",
+                "fsync": "off",
+            }
+            flags = " ".join(f"-c {k}={v}" for k, v in options.items())
+            standby._run(
+                "pg_ctl", "start", "-w", "-t", "60", "-D", standby.data, "-l",
+                folder / "server.log", "-o", flags,
+            )  # fmt: skip
+        except BaseException:
+            standby._remove()
+            raise
+        return standby
+
     def _run(self, program: str, *args: Any) -> None:
         done = subprocess.run(
             [self.bindir / program, *map(str, args)],

@@ -27,12 +27,13 @@ from geo.cli import main
 from geo.errors import KpmapError, RowWithheld, StoreNotFound
 from geo.licences import RowPolicy
 from geo.store import FeatureNotFound, Store, current_version, open_store
-from geo.store.postgis import FIRST_READ, PublishError, publish
+from geo.store.postgis import FIRST_READ, PublishError, _Stream, publish
 from tests.helpers import (
     PESHAWAR,
     acled_records,
     attack_record,
     build_with_imports,
+    offline_mirror,
     ucdp_records,
 )
 from tests.pg import PgServer, missing_reason
@@ -318,6 +319,76 @@ def test_features_are_found_when_their_table_was_rewritten(pg, rich_dir, fs, cap
     assert "feature rows moved" in caplog.text
 
 
+@pytest.fixture
+def streaming(monkeypatch, db_url):
+    """The database store, read as a large layer's features are: a walk past a few blocks
+    streams the rest of its selection (the thresholds made small for the test store)."""
+    from geo.store import postgis
+
+    monkeypatch.setattr(postgis, "SMALL_LAYER", 10)
+    monkeypatch.setattr(postgis, "FIRST_READ", 4)
+    monkeypatch.setattr(postgis, "READ_AHEAD", 40)
+    monkeypatch.setattr(postgis, "STREAM_ROWS", 7)
+    return open_store(db_url)
+
+
+STREAMED = [
+    {},  # the whole layer: a range of positions
+    {"bbox": (70.0, 33.0, 72.0, 35.0)},  # dense, with gaps
+    {"start": "2018", "end": "2019"},  # sparse: a list of positions
+]
+
+
+@pytest.mark.parametrize("query", STREAMED)
+def test_a_download_streams_the_features_the_files_hold(monkeypatch, streaming, fs, query):
+    from geo.export import geojson_chunks
+    from geo.store import postgis
+
+    positions = fs.select("attacks", **query)
+    assert len(positions) > 4 + 12 + 2 * 40  # enough to stream
+    on_files = b"".join(geojson_chunks(fs.layer("attacks"), positions))
+    layer = streaming.layer("attacks")
+    assert streaming.select("attacks", **query).tolist() == positions.tolist()
+    streams = []
+    monkeypatch.setattr(postgis, "_Stream", lambda *a: streams.append(a) or _Stream(*a))
+    assert b"".join(geojson_chunks(layer, positions)) == on_files
+    assert len(streams) == 1  # it did stream, once
+    assert layer._ahead.stream is None  # read to the end: its connection given back
+
+
+def test_a_stream_left_half_read_gives_its_connection_back(streaming, db_url):
+    from geo.store import postgis
+
+    layer = streaming.layer("attacks")
+    stats = postgis.pool(db_url).get_stats
+    for _ in range(3):  # more than the pool holds would show as a wait, then a timeout
+        positions = layer.select()
+        for position in positions[:300].tolist():
+            layer.feature_bytes(position)
+        assert layer._ahead.stream is not None
+    layer.select(bbox=(70, 33, 71, 34))  # a new selection closes the stream
+    assert layer._ahead.stream is None
+    assert stats().get("pool_available", 0) >= 1
+    assert streaming.feature("attacks", "synthetic-0000003")["id"] == "synthetic-0000003"
+
+
+def test_a_stream_that_breaks_is_read_on_by_blocks(streaming, fs, db_url, caplog):
+    import psycopg
+
+    layer = streaming.layer("attacks")
+    positions = layer.select().tolist()
+    got = [layer.feature_bytes(i) for i in positions[:200]]
+    assert layer._ahead.stream is not None  # streaming by now
+    with psycopg.connect(db_url, autocommit=True) as conn:  # as a replica's conflict would
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE '%%attacks_features%%ORDER BY pos%%' AND pid <> pg_backend_pid()"
+        )
+    got += [layer.feature_bytes(i) for i in positions[200:]]
+    assert got == [fs.layer("attacks").feature_bytes(i) for i in positions]
+    assert "read by blocks" in caplog.text
+
+
 # --- publishing: atomic, repeatable ----------------------------------------------------------
 
 
@@ -399,6 +470,27 @@ def test_the_publish_command(pg, store_dir, capsys):
     assert f"as version {Store.open(store_dir).version}" in said and "it is current" in said
     assert main(["publish", "--store", str(store_dir), "/not/a/url"]) == 2
     assert "is not a database URL; use postgresql://" in capsys.readouterr().err
+
+
+def test_an_import_publishes_when_asked(pg, store_dir, tmp_path, capsys, monkeypatch):
+    url = pg.create_database("imported")
+    target = tmp_path / "store"
+    shutil.copytree(store_dir, target)
+    monkeypatch.setenv("KPMAP_MIRROR", offline_mirror())
+    fixture = "tests/fixtures/importers/synthetic_GEDEvent_v25_1.csv"
+    assert main(["import", "ucdp", fixture, "--store", str(target), "--publish", url]) == 0
+    assert "it is current" in capsys.readouterr().out
+    assert current_version(url) == Store.open(target).version
+    assert open_store(url).feature("attacks", "ucdp-900103")["properties"]["dataset"] == "ucdp-ged"
+    # what is not a database URL is refused before any work
+    assert main(["build", "--store", str(target), "--publish", "/not/a/url"]) == 2
+    assert "is not a database URL" in capsys.readouterr().err
+    # a database that cannot take it: the store is built all the same, and the exit says so
+    nowhere = pg.url("no_such_database")
+    assert main(["import", "ucdp", fixture, "--store", str(target), "--publish", nowhere]) == 1
+    said = capsys.readouterr().err
+    assert f"the store at {target} is built, but publishing" in said
+    assert "nothing was changed" in said
 
 
 # --- the app serves the same from either backend ---------------------------------------------
@@ -510,6 +602,100 @@ def test_a_tiles_points_are_read_in_one_query(monkeypatch, db_url, fs, licensed)
         assert len(queries) == (1 if points else 0)
     busy = on_database.vector_tile("attacks", addresses[0])
     assert len(mapbox_vector_tile.decode(busy)["attacks"]["features"]) > 3
+
+
+# --- noticing a new version: LISTEN/NOTIFY, or the version row on a replica --------------
+
+
+def _wait(condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _make_current(url: str, version: str, notify: bool = True) -> None:
+    """What another process's publish of an older folder does (a roll-back)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE kpmap.current SET version = %s", (version,))
+        if notify:
+            conn.execute("SELECT pg_notify('kpmap_version', %s)", (version,))
+
+
+@pytest.fixture
+def two_versions(pg, store_dir, rich_dir, request) -> tuple[str, str, str]:
+    from geo.store import postgis
+
+    url = pg.create_database(request.node.name.replace("[", "_").rstrip("]")[:60])
+    first, second = publish(store_dir, url), publish(rich_dir, url)
+    yield url, first.version, second.version
+    postgis.close_pools(url)
+
+
+def test_a_server_hears_of_a_new_version_without_asking(monkeypatch, two_versions):
+    from geo.store import postgis
+
+    url, first, second = two_versions
+    assert current_version(url) == second
+    listener = postgis._listener(url)
+    _wait(listener.listening.is_set)
+
+    def refuse(*args):
+        raise AssertionError("the database was asked")
+
+    monkeypatch.setattr(postgis, "pool", refuse)  # from now on, no query for the version
+    assert current_version(url) == second
+    _make_current(url, first)
+    _wait(lambda: current_version(url) == first)
+
+
+def test_a_listener_that_lost_its_connection_asks_until_it_listens_again(two_versions):
+    import psycopg
+
+    from geo.store import postgis
+
+    url, first, second = two_versions
+    listener = postgis._listener(url)
+    _wait(listener.listening.is_set)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s AND datname = current_database()",
+            (postgis.LISTENER_NAME,),
+        )
+    _wait(lambda: not listener.listening.is_set())
+    _make_current(url, first, notify=False)  # unheard: the row is read meanwhile
+    assert current_version(url) == first
+    _wait(listener.listening.is_set)  # reconnected (after a second)
+    _make_current(url, second)
+    _wait(lambda: current_version(url) == second)
+
+
+def test_a_server_on_a_read_replica_reads_the_version_row(pg, store_dir, rich_dir):
+    """NOTIFY does not reach a standby: there each check reads the (replicated) row. The app
+    machines of a deployment read a replica (docs/store.md)."""
+    from geo.store import postgis
+
+    url = pg.create_database("replicated")
+    first = publish(store_dir, url)
+    standby = pg.start_standby()
+    replica = standby.url("replicated")
+    try:
+        _wait(lambda: current_version(replica) == first.version)
+        _wait(lambda: postgis._listener(replica).standby)
+        store = open_store(replica)
+        assert store.version == first.version
+        assert len(store.select("attacks", bbox=(70, 33, 72, 35), start="2016")) > 0
+        second = publish(rich_dir, url)
+        _wait(lambda: current_version(replica) == second.version)
+        assert open_store(replica).query("attacks", actor="TTP")
+        with pytest.raises(PublishError, match="read-only"):
+            publish(store_dir, replica)
+    finally:
+        postgis.close_pools(replica)
+        standby.stop()
 
 
 # --- a new version published while serving ---------------------------------------------------

@@ -21,12 +21,13 @@ leaves the database as it was. A store object is pinned to the version it opened
 name that version's schema); `current_version(url)` tells a server when to open the new one.
 """
 
+import itertools
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -57,6 +58,9 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 # features), a download ~2,000 features a round trip.
 FIRST_READ = 100
 READ_AHEAD = 2000
+# Past FIRST_READ + 3 FIRST_READ + ... + 2 READ_AHEAD positions, a walk (a download) reads the
+# rest of its selection from one streamed query, STREAM_ROWS rows a chunk.
+STREAM_ROWS = 1000
 # Layers this small keep their parsed features once read (districts, tehsils, the border).
 SMALL_LAYER = 20_000
 DEFAULT_POOL_SIZE = 10
@@ -127,24 +131,116 @@ def pool(url: str, size: int = DEFAULT_POOL_SIZE):
     return found
 
 
-def close_pools() -> None:
-    """Close this process's pools (tests, and a clean shutdown)."""
+def close_pools(url: str | None = None) -> None:
+    """Close this process's pools and stop its listeners, or only those of `url` (tests, and
+    a clean shutdown)."""
     with _pools_lock:
-        for key in [k for k in _pools if k[1] == os.getpid()]:
+        for key in [k for k in _listeners if k[1] == os.getpid() and url in (None, k[0])]:
+            _listeners.pop(key).stop()
+        for key in [k for k in _pools if k[1] == os.getpid() and url in (None, k[0])]:
             _pools.pop(key).close()
 
 
 def current_version(url: str) -> str | None:
-    """The version `kpmap.current` names, None when nothing is published: one indexed row, so
-    cheap enough to ask between requests (see geo.store.current_version)."""
+    """The version `kpmap.current` names, None when nothing is published (see
+    geo.store.current_version): what this process's listener last heard (no query at all),
+    or, while it is not listening (starting, reconnecting, on a standby), one indexed row."""
+    listener = _listener(url)
+    if listener.listening.is_set():
+        return listener.version
+    with pool(url).connection() as conn:
+        return _read_current(conn)
+
+
+def _read_current(conn: Any) -> str | None:
     import psycopg
 
-    with pool(url).connection() as conn:
-        try:
-            row = conn.execute(f"SELECT version FROM {CONTROL}.current").fetchone()
-        except psycopg.errors.UndefinedTable:
-            return None
+    try:
+        row = conn.execute(f"SELECT version FROM {CONTROL}.current").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
     return row[0] if row else None
+
+
+# --- noticing a new version ------------------------------------------------------------------
+
+CHANNEL = "kpmap_version"  # publish NOTIFYs it when (and only if) its transaction commits
+LISTENER_NAME = "kpmap-listener"  # its connections' application_name (pg_stat_activity)
+# Seconds between a listener's looks at the version row itself, as well as listening: a
+# connection that died without a word (a network cut) is found out, and what it missed read.
+LISTEN_CHECK = 30.0
+
+_listeners: dict[tuple[str, int], "_Listener"] = {}
+
+
+def _listener(url: str) -> "_Listener":
+    """This process's listener for `url`, started on first use (per process id, as pools)."""
+    key = (url, os.getpid())
+    with _pools_lock:
+        found = _listeners.get(key)
+        if found is None:
+            found = _listeners[key] = _Listener(url)
+    return found
+
+
+class _Listener:
+    """`LISTEN kpmap_version` on a connection of its own, in a daemon thread (a greenlet
+    under gevent): the database's current version, known without asking for it.
+
+    `listening` is set while its `version` can be trusted: after LISTEN and a first read of
+    the row; cleared while the connection is lost (it reconnects, waiting 1 s, then longer,
+    up to 30 s). A standby (a read replica) never hears a NOTIFY, which is not replicated:
+    there the listener stops at once, and callers read the row (one indexed row a check).
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        self.version: str | None = None
+        self.listening = threading.Event()
+        self.standby = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kpmap-listen", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.listening.clear()
+
+    def _run(self) -> None:
+        import psycopg
+
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    self.url, autocommit=True, application_name=LISTENER_NAME
+                ) as conn:
+                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                    if row and row[0]:
+                        self.standby = True
+                        return
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.version = _read_current(conn)  # after LISTEN: nothing falls between
+                    self.listening.set()
+                    delay = 1.0
+                    while not self._stop.is_set():
+                        # Whatever woke it (a NOTIFY, or LISTEN_CHECK seconds), read the row:
+                        # the truth, committed before the notice was sent.
+                        for _ in conn.notifies(timeout=LISTEN_CHECK, stop_after=1):
+                            pass
+                        self.version = _read_current(conn)
+            except Exception as error:  # noqa: BLE001 - a lost connection, a restart: retry
+                if not self._stop.is_set():
+                    log.warning(
+                        "kpmap: not listening to %s for new versions (%s); asking each time "
+                        "until it reconnects",
+                        redact(self.url),
+                        f"{type(error).__name__}: {error}".splitlines()[0],
+                    )
+            finally:
+                self.listening.clear()
+            self._stop.wait(delay)
+            delay = min(delay * 2, 30.0)
 
 
 # --- publish -------------------------------------------------------------------------------
@@ -227,6 +323,10 @@ def publish(store_dir: str | Path, url: str, keep: int = 2, validate: bool = Fal
         raise PublishError(
             f"publishing {store_dir} to {redact(url)} failed, and nothing was changed: {exc}"
         ) from None
+    # This process knows at once (its listener hears the NOTIFY a moment later).
+    listener = _listeners.get((url, os.getpid()))
+    if listener is not None and listener.listening.is_set():
+        listener.version = version
     return Published(
         version, schema, counts, time.perf_counter() - started, not known, tuple(dropped)
     )
@@ -655,6 +755,42 @@ class PostGISStore(Store):
         return current_version(self.url)
 
 
+class _Stream:
+    """The rest of a selection's features from `at` on, streamed by one query in position
+    order (see PostGISLayer._stream_rows), taken a block at a time."""
+
+    def __init__(self, layer: "PostGISLayer", selection: np.ndarray, at: int):
+        self.selection, self.at = selection, at
+        self.rows, self.exact = layer._stream_rows(selection[at:])
+
+    def take(self, wanted: list[int]) -> dict[int, bytes]:
+        """The features at `wanted`, the next positions of the selection."""
+        if self.exact:  # the stream holds the selection's positions and no others
+            block = dict(itertools.islice(self.rows, len(wanted)))
+            if len(block) == len(wanted) and wanted[-1] in block:
+                self.at += len(wanted)
+                return block
+            raise RuntimeError(f"positions {wanted[0]}-{wanted[-1]} were not streamed")
+        block = {}
+        for pos, data in self.rows:
+            if pos == wanted[len(block)]:
+                block[pos] = data
+                if len(block) == len(wanted):
+                    self.at += len(wanted)
+                    return block
+            elif pos > wanted[len(block)]:
+                raise RuntimeError(f"position {wanted[len(block)]} was not streamed")
+        raise RuntimeError("the stream ended early")
+
+    def close(self) -> None:
+        """Give the connection back: at once when every row was taken (the query ends as
+        usual), else after psycopg cancels the query."""
+        if self.at >= len(self.selection):
+            for _ in self.rows:  # nothing is left but the query's end
+                pass
+        self.rows.close()
+
+
 class PostGISLayer:
     """One layer's table (geo.store.layer.Layer): filters run as SQL on its indexes; the whole
     columns that the map's aggregates and tiles read are fetched once, on first use."""
@@ -731,6 +867,7 @@ class PostGISLayer:
             unsorted = rows["pos"].astype(np.int64)
             order = np.argsort(unsorted)
             positions, tids = unsorted[order], rows[order]
+        self._close_stream()
         self._ahead.selection, self._ahead.tids, self._ahead.end = positions, tids, None
         return positions
 
@@ -819,11 +956,12 @@ class PostGISLayer:
         )
 
     def feature_bytes(self, position: int) -> bytes:
-        position = int(position)
         ahead = self._ahead
-        block = getattr(ahead, "block", None)
-        if block is not None and position in block:
-            return block[position]
+        try:  # the common case, a million times a download: read ahead already
+            return ahead.block[position]
+        except (AttributeError, KeyError):
+            pass
+        position = int(position)
         wanted, tids = [position], None
         # Callers walk a selection a position at a time (downloads, OGC pages): fetch the
         # next positions of the last selection in the same round trip, more as the walk goes on.
@@ -834,12 +972,70 @@ class PostGISLayer:
                 walking = getattr(ahead, "end", None) == at
                 size = min(ahead.size * 3, READ_AHEAD) if walking else FIRST_READ
                 wanted = selection[at : at + size].tolist()
+                streaming = walking and ahead.size == READ_AHEAD
                 ahead.size, ahead.end = size, at + len(wanted)
+                if streaming:  # a download: the rest of the selection in one query
+                    block = self._streamed(selection, at, wanted)
+                    if block is not None:
+                        ahead.block = block
+                        return block[position]
                 if ahead.tids is not None:
                     tids = ahead.tids[at : at + size]
         block = dict(zip(wanted, self._fetch_features(wanted, tids), strict=True))
         ahead.block = block
         return block[position]
+
+    def _streamed(self, selection: np.ndarray, at: int, wanted: list[int]) -> dict | None:
+        """The features at `wanted` (selection[at:], the next of a walk) from this thread's
+        stream of the selection's features, started if need be; None if it failed (the
+        caller reads them the usual way)."""
+        stream = getattr(self._ahead, "stream", None)
+        if stream is None or stream.selection is not selection or stream.at != at:
+            self._close_stream()
+            stream = self._ahead.stream = _Stream(self, selection, at)
+        try:
+            block = stream.take(wanted)
+        except Exception as error:  # noqa: BLE001 - a replica's conflict, a lost connection
+            log.warning("streaming %s stopped (%s): read by blocks", self.schema.name, error)
+            self._close_stream()
+            return None
+        if stream.at >= len(selection):  # read to the end: the connection goes back now
+            self._close_stream()
+        return block
+
+    def _close_stream(self) -> None:
+        stream = getattr(self._ahead, "stream", None)
+        if stream is not None:
+            self._ahead.stream = None
+            stream.close()
+
+    def _stream_rows(self, rest: np.ndarray) -> tuple[Generator[tuple[int, bytes]], bool]:
+        """(position, feature) of each position of `rest` (ascending), from one query whose
+        rows the server sends as fast as the connection takes them (the client library
+        keeps a chunk at a time): memory stays flat, and the database reads the next rows
+        while the caller sends the last ones on. Holds a connection of the pool until it is
+        read to the end or closed. Also says whether the rows are exactly `rest`'s (else they
+        are the range from its first to its last position, gaps and all)."""
+        first, last = int(rest[0]), int(rest[-1])
+        params: list[Any]
+        if last - first < 2 * len(rest):
+            where, params = "pos BETWEEN %s AND %s", [first, last]
+        else:
+            where = "pos = ANY(%s::int4[])"
+            params = ["{" + ",".join(map(str, rest.tolist())) + "}"]
+        exact = where.startswith("pos =") or last - first + 1 == len(rest)
+        return self._stream_query(where, params), exact
+
+    def _stream_query(self, where: str, params: list[Any]) -> Generator[tuple[int, bytes]]:
+        from psycopg import pq, sql
+
+        query = sql.SQL(
+            "SELECT pos, convert_to(feature, 'UTF8') FROM {} WHERE " + where + " ORDER BY pos"
+        ).format(self._features_table)
+        # Rows a chunk at a time where the client library can (libpq 17+), else one by one.
+        size = STREAM_ROWS if pq.version() >= 170000 else 1
+        with pool(self._url).connection() as conn:
+            yield from conn.cursor(binary=True).stream(query, params, size=size)
 
     def prefetch(self, positions: np.ndarray) -> None:
         """Read the features at `positions` (any order; negative ones are skipped) in one
