@@ -35,6 +35,7 @@ from geo.build.tehsils import build_tehsils
 from geo.citations import cite, read_citations
 from geo.crs import geodesic_length_km
 from geo.districts import read_district_table
+from geo.downloads import prepare as prepare_downloads
 from geo.errors import BuildError
 from geo.geonames import ATTRIBUTION as GEONAMES_ATTRIBUTION
 from geo.licences import dataset_source, read_datasets
@@ -314,6 +315,7 @@ def build_store(
         gc.disable()
         try:
             manifest = _build_into(work, sources, files, imported, replaced)
+            manifest = prepare_downloads(work, manifest)
             swap.commit(work, store)
         finally:
             if collecting:
