@@ -39,13 +39,13 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from app import http
 from app.extensions import download_folder, get_policy, get_renders, get_store, resources
-from geo.downloads import Body, Prepared, csv_credits, geopackage_parts, metadata
+from geo.downloads import Body, Prepared, csv_credits, geopackage_parts, metadata, selection
 from geo.errors import LayerNotFound
 from geo.export import csv_chunks, geojson_chunks, geojson_file, geojson_head, write_geopackage
 from geo.fsutil import atomic_path
 from geo.licences import Withheld
 from geo.ogc import params
-from geo.ogc.items import layer_name, selection
+from geo.ogc.items import layer_name
 from geo.query import FILTER_PARAMS, area_filters, filter_notes, parse_filters
 from geo.renders import render_key
 from geo.store import Store

@@ -33,6 +33,7 @@ import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,6 @@ from geo.export import (
     write_geopackage,
 )
 from geo.licences import RowPolicy, Withheld, setting_from_env
-from geo.ogc import documents
-from geo.ogc.items import attribution, selection, sources
 from geo.query import describe_filters
 from geo.store import integrity, is_database_url, swap
 from geo.store.files import Store, manifest_version, read_manifest
@@ -90,7 +89,7 @@ def metadata(
         "count": len(positions),
         "filters": describe_filters(kwargs),
         "store_built_at": store.manifest.get("built_at"),
-        "generated_at": documents.timestamp(),
+        "generated_at": generated_at(),
         "sources": found,
         "licences": sorted({s["licence"] for s in found}),
         "attribution": attribution(found),
@@ -103,6 +102,40 @@ def metadata(
     if "district" not in skipped and notes:
         result["filter_notes"] = notes
     return result
+
+
+def selection(
+    store: Store, policy: RowPolicy, name: str, kwargs: dict[str, Any]
+) -> tuple[np.ndarray, Withheld | None]:
+    """The positions a download or the API may hand out, and what the licences withheld (None
+    for the layers that hold no dataset's rows: the others count attacks, they hold none)."""
+    positions = store.select(name, **kwargs)
+    if name != "attacks":
+        return positions, None
+    return policy.split(store.layer(name), positions)
+
+
+def sources(
+    store: Store, policy: RowPolicy, name: str, positions: np.ndarray | None = None
+) -> list[dict]:
+    """The layer's sources from the manifest; for attacks, only the datasets the rows at
+    `positions` come from (a dataset whose rows were all withheld is named in `withheld`)."""
+    found = store.manifest["layers"][name].get("sources", [])
+    if name != "attacks" or positions is None:
+        return found
+    present = set(policy.present(store.layer(name), positions))
+    return [s for s in found if "dataset" not in s or s["dataset"] in present]
+
+
+def attribution(found: list[dict[str, Any]]) -> str:
+    """The attribution of some sources (as `sources` gives them), one line."""
+    return "; ".join(s["attribution"] for s in found)
+
+
+def generated_at() -> str:
+    """Now, as a download's `generated_at`: RFC 3339 to the second, UTC, always 20 characters
+    (a range of a fresh write continues an earlier one: see app/downloads.py)."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def geopackage_parts(

@@ -6,10 +6,15 @@ features at a time into bytes, so memory stays flat whatever the store's size:
     positions = store.select("attacks", bbox=(70, 33, 72, 35))
     for chunk in geojson_chunks(store.layer("attacks"), positions, metadata={...}):
         out.write(chunk)
+
+GeoJSON is never re-encoded: a layer that keeps its file's bytes gives its features as
+stretches of them (`geojson_file`, geo.stretches). CSV and GeoPackage take the features apart a
+column at a time (`Columns`): each cell is made by its column's kind, not by a call per cell.
 """
 
 import csv
 import json
+import operator
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,28 +154,40 @@ class CsvWriter:
 @dataclass
 class Columns:
     """Features of a layer taken apart: ids, point coordinates (of a point layer) and each
-    property's values, by column, as parsed."""
+    property's values, by column: as parsed, or (`json`) with every value of a list or object
+    property (sources, parties, ...) that is not null as its JSON text."""
 
     ids: list[Any]
     points: list[Any]
     properties: dict[str, list[Any]]
+    json: bool = False
 
     @classmethod
-    def of(cls, layer: Layer, positions: np.ndarray) -> "Columns":
-        """The features at `positions`, parsed CHUNK_FEATURES at a time (each parsed batch dies
-        at once: the columns hold only their values, which the garbage collector never scans
-        when they are strings and numbers)."""
+    def of(cls, layer: Layer, positions: np.ndarray, json: bool = False) -> "Columns":
+        """The features at `positions`, parsed CHUNK_FEATURES at a time. With `json`, the
+        columns hold only strings and numbers, which the cyclic garbage collector never scans,
+        however many rows they hold; parsed values are containers it scans again and again."""
         names = list(layer.schema.properties)
+        schema = layer.schema.properties
+        nested = {n for n, types in schema.items() if list in types or dict in types}
         point = layer.schema.geometry_types == ("Point",)
-        found = cls([], [], {name: [] for name in names})
+        found = cls([], [], {name: [] for name in names}, json)
+        every = operator.itemgetter(*names)
+        texts = _JsonTexts()
         for start in range(0, len(positions), CHUNK_FEATURES):
             features = _features(layer, positions[start : start + CHUNK_FEATURES])
             found.ids.extend([f["id"] for f in features])
             if point:
                 found.points.extend([f["geometry"]["coordinates"] for f in features])
             props = [f["properties"] for f in features]
-            for name in names:
-                found.properties[name].extend([p.get(name) for p in props])
+            try:  # every property there (as the build writes them): one C call per feature
+                columns = list(zip(*map(every, props), strict=True)) if props else []
+            except KeyError:
+                columns = [[p.get(name) for p in props] for name in names]
+            for name, values in zip(names, columns, strict=False):
+                if json and name in nested:
+                    values = texts.of(values)
+                found.properties[name].extend(values)
         return found
 
     def take(self, keep: np.ndarray) -> "Columns":
@@ -183,7 +200,43 @@ class Columns:
             return [values[i] for i in chosen]
 
         points = pick(self.points) if self.points else []
-        return Columns(pick(self.ids), points, {k: pick(v) for k, v in self.properties.items()})
+        properties = {k: pick(v) for k, v in self.properties.items()}
+        return Columns(pick(self.ids), points, properties, self.json)
+
+    def json_texts(self, name: str) -> list[Any]:
+        """A list or object property's values as JSON text (None for null)."""
+        values = self.properties[name]
+        return values if self.json else _JsonTexts().of(values)
+
+
+class _JsonTexts:
+    """`_json_text` of many values, each distinct value encoded once (many features share their
+    empty lists, their flags, a dataset's citation): told apart by orjson's bytes of it."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._known: dict[bytes, str] = {}
+
+    def of(self, values: Iterable[Any]) -> list[Any]:
+        known, dumps = self._known, orjson.dumps
+        out = []
+        for v in values:
+            if v is None:
+                out.append(None)
+                continue
+            try:
+                key = dumps(v)
+            except TypeError:  # beyond what orjson writes (an integer past 64 bits)
+                out.append(_json_text(v))
+                continue
+            text = known.get(key)
+            if text is None:
+                text = _json_text(v)
+                if len(known) < self.LIMIT:
+                    known[key] = text
+            out.append(text)
+        return out
 
 
 def _features(layer: Layer, positions: np.ndarray) -> list[dict[str, Any]]:
@@ -199,13 +252,25 @@ def _features(layer: Layer, positions: np.ndarray) -> list[dict[str, Any]]:
 _NUMBERS = {int, float, type(None)}
 _TEXTS = {str, type(None)}
 _BOOLEANS = {bool, type(None)}
+_NESTED = {list, dict, type(None)}
 
 
 def _csv_cells(column: str, values: list[Any]) -> list[Any]:
     """`_cell` of every value of one column (csv writes None as an empty cell, as `_cell`
     gives it), decided once by the types the column holds; `sources` flattened first."""
-    if column == "sources":
-        return [neutralise(flatten_sources(v or [])) for v in values]
+    if column == "sources":  # a citation is often that of many rows: each flattened once
+        cells: dict[bytes, str] = {}
+        out = []
+        for v in values:
+            try:
+                key = orjson.dumps(v)
+            except TypeError:  # beyond what orjson writes (an integer past 64 bits)
+                out.append(neutralise(flatten_sources(v or [])))
+                continue
+            if key not in cells:
+                cells[key] = neutralise(flatten_sources(v or []))
+            out.append(cells[key])
+        return out
     kinds = set(map(type, values))
     if kinds <= _NUMBERS:
         return values
@@ -213,6 +278,8 @@ def _csv_cells(column: str, values: list[Any]) -> list[Any]:
         return [v if v is None or not v.startswith(FORMULA_STARTS) else "'" + v for v in values]
     if kinds <= _BOOLEANS:
         return [None if v is None else ("true" if v else "false") for v in values]
+    if kinds <= _NESTED:  # JSON text never starts like a formula: `_cell` would keep it as is
+        return _JsonTexts().of(values)
     return [_cell(v) for v in values]
 
 
@@ -276,7 +343,7 @@ _JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def _json_text(value: Any) -> str:
-    """A list or object as JSON text, as json.dumps(value, ensure_ascii=False) writes it."""
+    """A value as JSON text, as json.dumps(value, ensure_ascii=False) writes it."""
     if not value and type(value) is list:
         return "[]"
     return _JSON.encode(value)
@@ -299,7 +366,8 @@ def write_geopackage(
     for layer, positions, metadata in parts:
         for start in range(0, max(len(positions), 1), GPKG_BATCH):
             batch = positions[start : start + GPKG_BATCH]
-            append_geopackage(path, layer, batch, Columns.of(layer, batch), metadata, start == 0)
+            found = Columns.of(layer, batch, json=True)
+            append_geopackage(path, layer, batch, found, metadata, start == 0)
 
 
 def append_geopackage(
@@ -332,10 +400,8 @@ def _frame(layer: Layer, positions: np.ndarray, found: Columns) -> gpd.GeoDataFr
     lists and objects as JSON text."""
     data = {}
     for name, types in layer.schema.properties.items():
-        values = found.properties[name]
-        if list in types or dict in types:
-            values = [None if v is None else _json_text(v) for v in values]
-        data[name] = _column(values, types)
+        nested = list in types or dict in types
+        data[name] = _column(found.json_texts(name) if nested else found.properties[name], types)
     geometry = gpd.GeoSeries(layer.geometries()[positions], crs="OGC:CRS84")
     return gpd.GeoDataFrame(data, geometry=geometry, crs="OGC:CRS84")
 

@@ -252,3 +252,100 @@ def test_the_build_takes_the_licence_setting_of_its_environment(monkeypatch, lic
     manifest = json.loads((copy / "manifest.json").read_text())
     assert downloads.prepare(copy, manifest)["downloads"]["gpkg"]["withholds"] == ["acled", "gtd"]
     Store.open(copy)  # the rewritten manifest records every file as it now is
+
+
+# --- the CSV made a column at a time is the CSV made a cell at a time ---------------------------
+
+
+def reference_csv(features: list[dict], credits: dict[str, str]) -> bytes:
+    """The CSV as geo.export wrote it before it worked by columns: row by row, cell by cell."""
+    from geo.export import csv_columns, flatten_sources, neutralise
+    from geo.store.schemas import LAYERS
+
+    def cell(value):
+        if type(value) is str:
+            return neutralise(value)
+        if value is None:
+            return ""
+        if type(value) is bool:
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return value
+        if isinstance(value, list | dict):
+            value = json.dumps(value, ensure_ascii=False)
+        return neutralise(str(value))
+
+    columns = csv_columns(LAYERS["attacks"])
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([*columns, "attribution"])
+    for feature in features:
+        props = feature["properties"]
+        row = [cell(feature["id"]), *feature["geometry"]["coordinates"][:2]]
+        for column in columns[3:]:
+            value = props.get(column)
+            row.append(cell(flatten_sources(value or []) if column == "sources" else value))
+        origins = str(props.get("origins") or "").split(",")
+        row.append(cell("; ".join(credits[o] for o in origins if o in credits)))
+        writer.writerow(row)
+    return out.getvalue().encode("utf-8")
+
+
+class Crafted:
+    """A layer of hand-made attacks (the Layer protocol's feature_bytes is all CSV needs)."""
+
+    def __init__(self, features):
+        from geo.store.schemas import LAYERS
+
+        self.schema = LAYERS["attacks"]
+        self.features = features
+
+    def feature_bytes(self, i):
+        return orjson.dumps(self.features[i])
+
+
+HOSTILE = [
+    '=HYPERLINK("http://evil","x")',
+    "+1",
+    "-2",
+    "@SUM(A1)",
+    "\tTAB",
+    "\rCR",
+    'say "hi", then\nleave',
+    "Peshawar – پشاور",
+    "",
+    "plain",
+]
+
+
+def test_the_csv_by_columns_is_the_csv_by_cells():
+    from geo.export import csv_chunks
+    from geo.store.schemas import LAYERS
+
+    rng = np.random.default_rng(15)
+    values = [*HOSTILE, None, True, False, 0, -1, 2.5, 1e-05, 12345678901234567890,
+              [], ["=x", 1], {"side_a": 3, "note": "@y"}, [{"id": "-z"}]]  # fmt: skip
+    features = []
+    for i in range(400):
+        properties = {}
+        for name in LAYERS["attacks"].properties:
+            if name == "sources":  # a list of citations, or nothing
+                properties[name] = [
+                    {"publication": str(rng.choice(HOSTILE)), "title": "t", "date": "", "url": ""}
+                ] * int(rng.integers(0, 3))
+            elif rng.random() < 0.7:  # most columns hold one kind of value, some mix them
+                properties[name] = values[(i * 7 + len(name)) % len(values)]
+            else:
+                properties[name] = values[int(rng.integers(0, len(values)))]
+        properties["origins"] = str(rng.choice(["ucdp", "acled,ucdp", "", "authored"]))
+        features.append(
+            {
+                "type": "Feature",
+                "id": str(rng.choice(HOSTILE)) + str(i),
+                "geometry": {"type": "Point", "coordinates": [float(rng.normal(71, 1)), 34.5]},
+                "properties": properties,
+            }
+        )
+    credits = {"ucdp": "=UCDP, CC BY 4.0", "acled": "ACLED; accessed 2025"}
+    written = b"".join(csv_chunks(Crafted(features), np.arange(len(features)), credits))
+    assert written == reference_csv(features, credits)
