@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 from flask import Blueprint, Response, current_app, request
@@ -285,8 +285,9 @@ def _gzip_wanted() -> bool:
 
 def _send_file(body: Stretches, mimetype: str, etag: str, filename: str) -> Response:
     """Bytes the server holds, as a file: Content-Length, and byte ranges (app.http)."""
+    file = cast(BinaryIO, body)  # a read-only file, as app.http takes one
     return http.respond_file(
-        body, len(body), mimetype, etag=etag, weak=True, vary=VARY, filename=filename
+        file, len(body), mimetype, etag=etag, weak=True, vary=VARY, filename=filename
     )
 
 

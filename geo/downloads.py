@@ -178,7 +178,9 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     store = Store.open(folder)
     policy = _build_policy()
     prepared: dict[str, Any] = {"format": FORMAT, "geojson": {}, "csv": {}}
-    selections = [(name, {}, []) for name in store.layer_names]
+    selections: list[tuple[str, dict[str, Any], list[str]]] = [
+        (name, {}, []) for name in store.layer_names
+    ]
     parts = geopackage_parts(store, policy, selections)
     # Compressing (zlib lets go of the GIL) runs on the other cores meanwhile: each body in a
     # thread of `bodies`, cutting it into pieces that the threads of `pool` compress, one core
@@ -327,8 +329,9 @@ class Rows:
 
     def file(self, positions: np.ndarray) -> Stretches:
         """The CSV of the rows at `positions`: the header and stretches of the file."""
-        starts, ends = runs(self.buffer, self.offsets, positions)  # type: ignore[misc]
-        return Stretches(self.buffer[: self.header], self.buffer, starts, ends)
+        found = runs(self.buffer, self.offsets, positions)  # rows need no separator: never None
+        assert found is not None
+        return Stretches(self.buffer[: self.header], self.buffer, *found)
 
 
 @dataclass(frozen=True)

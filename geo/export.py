@@ -15,7 +15,7 @@ column at a time (`Columns`): each cell is made by its column's kind, not by a c
 import csv
 import json
 import operator
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,14 +180,14 @@ class Columns:
             if point:
                 found.points.extend([f["geometry"]["coordinates"] for f in features])
             props = [f["properties"] for f in features]
+            columns: list[Sequence[Any]]
             try:  # every property there (as the build writes them): one C call per feature
                 columns = list(zip(*map(every, props), strict=True)) if props else []
             except KeyError:
                 columns = [[p.get(name) for p in props] for name in names]
             for name, values in zip(names, columns, strict=False):
-                if json and name in nested:
-                    values = texts.of(values)
-                found.properties[name].extend(values)
+                encode = json and name in nested
+                found.properties[name].extend(texts.of(values) if encode else values)
         return found
 
     def take(self, keep: np.ndarray) -> "Columns":
@@ -220,7 +220,7 @@ class _JsonTexts:
 
     def of(self, values: Iterable[Any]) -> list[Any]:
         known, dumps = self._known, orjson.dumps
-        out = []
+        out: list[str | None] = []
         for v in values:
             if v is None:
                 out.append(None)
