@@ -77,12 +77,12 @@ def download_geojson(layer: str) -> Response:
     data = store.layer(name)
     filename = _filename(store, name, "geojson")
     head = geojson_head(members)
+    prepared = _prepared(store)
+    whole = prepared.geojson.get(name) if prepared and len(positions) == len(data) else None
+    if whole is not None and _gzip_wanted():
+        return _send_gzip(head, whole, params.GEOJSON, etag, filename)
     body = geojson_file(data, positions, head)
     if body is not None:
-        prepared = _prepared(store)
-        whole = prepared.geojson.get(name) if prepared and len(positions) == len(data) else None
-        if whole is not None and _gzip_wanted():
-            return _send_gzip(head, whole, params.GEOJSON, etag, filename)
         return _send_file(body, params.GEOJSON, etag, filename)
 
     def chunks() -> Iterable[bytes]:

@@ -15,6 +15,7 @@ column at a time (`Columns`): each cell is made by its column's kind, not by a c
 import csv
 import json
 import operator
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,10 +80,26 @@ def geojson_file(layer: Layer, positions: np.ndarray, head: bytes) -> Stretches 
     the layer does not keep its file's bytes (small layers, a database's)."""
     if not isinstance(layer, FileLayer) or layer.raw is None or layer.offsets is None:
         return None
-    found = runs(layer.raw, layer.offsets, positions, separator=b",")
+    if len(positions) == len(layer):  # the whole layer: its one stretch, found once
+        found = _whole_layer(layer.raw, layer.offsets)
+    else:
+        found = runs(layer.raw, layer.offsets, positions, separator=b",")
     if found is None:  # not a file the build wrote, one comma between features
         return None
     return Stretches(head, layer.raw, *found, tail=GEOJSON_TAIL)
+
+
+# A whole layer's stretch, by its offsets array (held as long as that array lives): checking a
+# million separators takes ~30 ms, asked again by every download of the whole layer.
+_WHOLE: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+
+def _whole_layer(raw: bytes, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    key = id(offsets)
+    if key not in _WHOLE:
+        _WHOLE[key] = runs(raw, offsets, np.arange(len(offsets)), separator=b",")
+        weakref.finalize(offsets, _WHOLE.pop, key, None)
+    return _WHOLE[key]
 
 
 def csv_columns(schema: LayerSchema) -> list[str]:
