@@ -49,7 +49,8 @@ STORE_INPUTS := $(wildcard data/*.toml data/*.csv data/events/*.csv) \
 	$(wildcard geo/build/*.py geo/importers/*.py geo/store/*.py) \
 	geo/border.py geo/citations.py geo/crs.py geo/dates.py geo/districts.py geo/errors.py \
 	geo/fsutil.py \
-	geo/geojson.py geo/geonames.py geo/licences.py geo/paths.py geo/vocab.py
+	geo/geojson.py geo/geonames.py geo/licences.py geo/paths.py geo/vocab.py \
+	geo/downloads.py geo/export.py geo/query.py geo/stretches.py
 
 $(STORE_MANIFEST): $(STAMP) $(STORE_INPUTS)
 	$(BIN)/kpmap build

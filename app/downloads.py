@@ -1,17 +1,26 @@
-"""Downloads (/download/...): thin views over geo.export. Each view parses its filters, answers 304
-to a client that holds the same representation, selects what the licences let leave the
-server, and streams it (app.http adds the ETag, Cache-Control, compression and CORS).
+"""Downloads (/download/...): thin views over geo.export and geo.downloads. Each view parses its
+filters, answers 304 to a client that holds the same representation, selects what the licences
+let leave the server, and sends it (app.http adds the ETag, Cache-Control, compression and CORS).
 
-Byte ranges (resuming a long download): a request with `Range` is answered from a file, so the
-bytes it continues are the bytes it began with. The GeoPackage is a file anyway. A whole
-layer's GeoJSON or CSV is written whole into DOWNLOAD_CACHE_DIR the first time a range of it is
-asked for, and kept there like the whole-store GeoPackage; a filtered one is written to a
-temporary file for that request. Without `Range`, GeoJSON and CSV stream as they are made
-(gzip when the client takes it), so the first byte leaves at once. A CSV's bytes depend only on
-the store and the filters; a GeoJSON's differ between writes only in `generated_at`, a
-fixed-width time near the start, so a range of a fresh write still continues an earlier one.
-When the disk is full, a cache is skipped (the answer streams unranged, or the GeoPackage is
-written to the temporary folder), and 503 says so only when no file can be written at all.
+What the build prepared is sent as it is (geo.downloads: the whole-store GeoPackage, the
+attacks CSV, the whole attacks layer's features and CSV rows compressed once). The attacks
+GeoJSON and CSV of any selection are stretches of bytes the server already holds (the layer
+file's, kept in memory; the prepared CSV's, mapped), read as one file (geo.stretches): sent at
+the speed of the connection, with their length, and answering byte ranges (resuming a long
+download) without writing anything. A gzip download of a whole layer with nothing withheld is
+its metadata compressed now and the prepared body as it is; any other is compressed as it is
+sent (gzip level 1, app.http).
+
+Without prepared files (a store built by an older kpmap, or in PostGIS) and for the small
+layers, downloads are written as they are sent, as before: GeoJSON and CSV stream, and a
+request with `Range` is answered from a file, so the bytes it continues are the bytes it began
+with: a whole layer's is written into DOWNLOAD_CACHE_DIR the first time a range of it is asked
+for and kept there, a filtered one to a temporary file for that request; a GeoPackage is
+rendered once per store version, licences and filters and kept (geo.renders). A GeoJSON's bytes
+differ between writes only in `generated_at`, a fixed-width time near the start, so a range of
+a fresh write still continues an earlier one. When the disk is full, a cache is skipped (the
+answer streams unranged, or the GeoPackage is written to the temporary folder), and 503 says so
+only when no file can be written at all.
 """
 
 import errno
@@ -21,25 +30,26 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import numpy as np
-import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import ServiceUnavailable
 
 from app import http
-from app.extensions import download_folder, get_policy, get_renders, get_store
+from app.extensions import download_folder, get_policy, get_renders, get_store, resources
+from geo.downloads import Body, Prepared, csv_credits, geopackage_parts, metadata, selection
 from geo.errors import LayerNotFound
-from geo.export import csv_chunks, geojson_chunks, write_geopackage
+from geo.export import csv_chunks, geojson_chunks, geojson_file, geojson_head, write_geopackage
 from geo.fsutil import atomic_path
 from geo.licences import Withheld
-from geo.ogc import documents, params
-from geo.ogc.items import attribution, layer_name, selection, sources
-from geo.query import FILTER_PARAMS, area_filters, describe_filters, filter_notes, parse_filters
+from geo.ogc import params
+from geo.ogc.items import layer_name
+from geo.query import FILTER_PARAMS, area_filters, filter_notes, parse_filters
 from geo.renders import render_key
 from geo.store import Store
+from geo.stretches import Stretches, compress_head, gzip_chunks, gzip_length
 
 bp = Blueprint("downloads", __name__)
 log = logging.getLogger(__name__)
@@ -61,15 +71,26 @@ def download_geojson(layer: str) -> Response:
     etag = http.data_etag("geojson")
     if http.not_modified(etag):
         return http.not_modified_response(etag, weak=True, vary=VARY)
+    policy = get_policy()
+    positions, withheld = selection(store, policy, name, kwargs)
+    members = {"metadata": _metadata(store, name, kwargs, skipped, positions, withheld)}
+    data = store.layer(name)
+    filename = _filename(store, name, "geojson")
+    head = geojson_head(members)
+    prepared = _prepared(store)
+    whole = prepared.geojson.get(name) if prepared and len(positions) == len(data) else None
+    if whole is not None and _gzip_wanted():
+        return _send_gzip(head, whole, params.GEOJSON, etag, filename)
+    body = geojson_file(data, positions, head)
+    if body is not None:
+        return _send_file(body, params.GEOJSON, etag, filename)
 
     def chunks() -> Iterable[bytes]:
-        positions, withheld = selection(store, get_policy(), name, kwargs)
-        metadata = _metadata(store, name, kwargs, skipped, positions, withheld)
-        return geojson_chunks(store.layer(name), positions, {"metadata": metadata})
+        return geojson_chunks(data, positions, members)
 
-    filename = _filename(store, name, "geojson")
-    whole = not (kwargs or skipped)
-    return _send(chunks, params.GEOJSON, etag, filename, kept_as=f"kpmap-{name}" if whole else "")
+    whole_layer = not (kwargs or skipped)
+    kept_as = f"kpmap-{name}" if whole_layer else ""
+    return _send(chunks, params.GEOJSON, etag, filename, kept_as=kept_as)
 
 
 @bp.get("/download/<layer>.csv")
@@ -87,17 +108,28 @@ def download_csv(layer: str) -> Response:
         return http.not_modified_response(etag, weak=True, vary=VARY)
     policy = get_policy()
     positions, withheld = selection(store, policy, name, kwargs)
-    # Each row carries its dataset's attribution, so that a row copied out of the file still
-    # credits its source; what was withheld is said in the headers (a CSV has no metadata).
-    credits = {
-        s["dataset"]: s["attribution"] for s in sources(store, policy, name) if "dataset" in s
-    }
-
-    def chunks() -> Iterable[bytes]:
-        return csv_chunks(store.layer(name), positions, attribution=credits)
-
+    data = store.layer(name)
     filename = _filename(store, name, "csv")
-    response = _send(chunks, "text/csv", etag, filename, kept_as="" if kwargs else "kpmap-attacks")
+    prepared = _prepared(store)
+    rows = prepared.csv.get(name) if prepared else None
+    if rows is not None:
+        # Each row carries its dataset's attribution (the prepared file's last column).
+        if len(positions) == len(data) and _gzip_wanted():
+            header = rows.buffer[: rows.header]
+            response = _send_gzip(header, rows.body, "text/csv", etag, filename)
+        else:
+            response = _send_file(rows.file(positions), "text/csv", etag, filename)
+    else:
+        # Each row carries its dataset's attribution, so that a row copied out of the file
+        # still credits its source; what was withheld is said in the headers (a CSV has no
+        # metadata).
+        credits = csv_credits(store, policy, name)
+
+        def chunks() -> Iterable[bytes]:
+            return csv_chunks(data, positions, attribution=credits)
+
+        kept_as = "" if kwargs else "kpmap-attacks"
+        response = _send(chunks, "text/csv", etag, filename, kept_as=kept_as)
     response.headers["Kpmap-Withheld"] = str(withheld.count if withheld else 0)
     if withheld and withheld.count:
         reason = withheld.notice(policy.datasets)["reason"]
@@ -120,8 +152,14 @@ def download_geopackage() -> Response:
     if http.not_modified(etag):
         return http.not_modified_response(etag, weak=True, vary=VARY)
     filename = _filename(store, "kpmap", "gpkg")
+    notes = filter_notes(request.args)
+    prepared = _prepared(store)
+    if prepared and not notes and not any(kwargs or skipped for _, kwargs, skipped in selections):
+        whole = prepared.geopackage(store, get_policy())
+        if whole is not None:  # written by the build: never on a request
+            return _send_file(whole, GPKG, etag, filename)
     # Everything the file's bytes depend on besides the store (whose version names the file).
-    key = render_key("gpkg", GPKG_FORMAT, get_policy().key, selections, filter_notes(request.args))
+    key = render_key("gpkg", GPKG_FORMAT, get_policy().key, selections, notes)
     renders = get_renders()
     if request.method == "HEAD":
         kept = renders.peek(store.version, key, ".gpkg")
@@ -230,16 +268,43 @@ def _send_temporary(
 
 
 def _write_geopackage(store: Store, selections: list, path: Path) -> None:
-    parts = []
-    policy = get_policy()
-    for name, kwargs, skipped in selections:
-        positions, withheld = selection(store, policy, name, kwargs)
-        metadata = _metadata(store, name, kwargs, skipped, positions, withheld)
-        # "kpmap_" and not "kpmap:": GDAL reads a ":" in a metadata key as the end of the key,
-        # which made every item one key "kpmap" and QGIS showed only one of them.
-        flat = {f"kpmap_{k}": orjson.dumps(v).decode() for k, v in metadata.items()}
-        parts.append((store.layer(name), positions, flat))
+    parts = geopackage_parts(store, get_policy(), selections, filter_notes(request.args))
     write_geopackage(path, parts)
+
+
+def _prepared(store: Store) -> Prepared | None:
+    """The downloads the build prepared for this store version, opened once per process."""
+    return resources().live.derived("prepared-downloads", store, Prepared.open)
+
+
+def _gzip_wanted() -> bool:
+    """Whether a whole download goes out gzip-compressed: no range asked (ranges are of the
+    identity bytes), and gzip the coding the client takes (app.http's rule for streams)."""
+    return not http.wants_range() and http.negotiate(http.STREAM_CODINGS) == "gzip"
+
+
+def _send_file(body: Stretches, mimetype: str, etag: str, filename: str) -> Response:
+    """Bytes the server holds, as a file: Content-Length, and byte ranges (app.http)."""
+    file = cast(BinaryIO, body)  # a read-only file, as app.http takes one
+    return http.respond_file(
+        file, len(body), mimetype, etag=etag, weak=True, vary=VARY, filename=filename
+    )
+
+
+def _send_gzip(head: bytes, body: Body, mimetype: str, etag: str, filename: str) -> Response:
+    """A whole download gzip-compressed: `head` compressed now, the prepared body as it is."""
+    compressed = compress_head(head)
+    response = http.respond(
+        gzip_chunks(head, compressed, body.deflate, body.crc32, body.bytes),
+        mimetype,
+        etag=etag,
+        weak=True,
+        vary=VARY,
+        filename=filename,
+        length=gzip_length(compressed, len(body.deflate)),
+    )
+    response.headers["Content-Encoding"] = "gzip"  # app.http leaves a coded answer as it is
+    return response
 
 
 def _kept(prefix: str, etag: str, ext: str, write: Callable[[Path], None]) -> Path | None:
@@ -296,28 +361,8 @@ def _metadata(
     positions: np.ndarray,
     withheld: Withheld | None = None,
 ) -> dict[str, Any]:
-    entry = store.manifest["layers"][name]
-    policy = get_policy()
-    found = sources(store, policy, name, positions)
-    metadata = {
-        "title": entry.get("title", name),
-        "layer": name,
-        "count": len(positions),
-        "filters": describe_filters(kwargs),
-        "store_built_at": store.manifest.get("built_at"),
-        "generated_at": documents.timestamp(),
-        "sources": found,
-        "licences": sorted({s["licence"] for s in found}),
-        "attribution": attribution(found),
-        "crs": "WGS 84 longitude/latitude (RFC 7946)",
-    }
-    if withheld is not None:
-        metadata["withheld"] = withheld.notice(policy.datasets)
-    if skipped:
-        metadata["filters_not_applied"] = skipped
-    if "district" not in skipped and (notes := filter_notes(request.args)):
-        metadata["filter_notes"] = notes
-    return metadata
+    notes = filter_notes(request.args)
+    return metadata(store, get_policy(), name, kwargs, skipped, positions, withheld, notes)
 
 
 def _filename(store: Store, name: str, extension: str) -> str:

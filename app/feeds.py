@@ -1,20 +1,36 @@
 """The small feeds the map page's script reads (/api/map/...): the matching attacks as columns,
-grid clusters and heat cells for one view, one attack's record for its popup, simplified
-district and tehsil outlines, and the border bands. They live under /api so that their errors
-are JSON (app/errors.py).
+grid clusters and heat cells for one view, one attack's record for its popup, district and
+tehsil outlines and the Durand Line simplified for the zoom they are seen at, and the border
+bands. They live under /api so that their errors are JSON (app/errors.py).
 """
 
 import orjson
 from flask import Blueprint, Response, request
 
 from app import http
-from app.extensions import get_policy, get_store
+from app.extensions import KEY, get_policy, get_store
 from app.maps import parse_zoom
 from geo import aggregate
 from geo.errors import InvalidQuery
 from geo.query import parse_bbox_text, parse_filters
+from geo.store import Store
 
 bp = Blueprint("feeds", __name__)
+
+
+@bp.record_once
+def _warm(state) -> None:
+    """Simplify the first view's outlines and border as each store is opened, before it is
+    served (the first store before gunicorn forks the workers, which then share them), so no
+    page waits for them."""
+    live = state.app.extensions[KEY].live
+
+    def warm(store: Store) -> None:
+        aggregate.map_outlines(store, "districts")
+        aggregate.map_border(store)
+
+    warm(live.current())
+    live.warm.append(warm)
 
 
 @bp.get("/api/map/attacks.json")
@@ -79,9 +95,22 @@ def attack_feature(attack_id: str) -> Response:
 
 @bp.get("/api/map/<any(districts, tehsils):layer>.geojson")
 def map_outlines(layer: str) -> Response:
-    """Districts or tehsils with simplified outlines and every property, for the choropleths
-    (aggregate.map_outlines)."""
-    return _json(aggregate.map_outlines(get_store(), layer), mimetype="application/geo+json")
+    """Districts or tehsils with simplified outlines and every property, for the choropleths;
+    `z`, a zoom, for outlines finer than a pixel at it (aggregate.map_outlines)."""
+    body = aggregate.map_outlines(get_store(), layer, _zoom())
+    return _json(body, mimetype="application/geo+json")
+
+
+@bp.get("/api/map/durand_line.geojson")
+def map_border() -> Response:
+    """The Durand Line with every property, simplified below a pixel at the first view's zoom,
+    or at `z` (every vertex when zoomed in far: aggregate.map_border)."""
+    return _json(aggregate.map_border(get_store(), _zoom()), mimetype="application/geo+json")
+
+
+def _zoom() -> int | None:
+    text = request.args.get("z", "")
+    return parse_zoom("z", text) if text else None
 
 
 @bp.get("/api/map/border-bands.geojson")

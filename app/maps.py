@@ -3,7 +3,9 @@ and the folium element's kpmap_layers.html).
 
 The page is a Folium (Leaflet) map whose big layers load by URL from the service, so the HTML
 stays small whatever the store's size: districts, tehsils (only once their layer is shown) and
-the Durand Line from the downloads (`/download/<layer>.geojson`), the matching attacks from
+the Durand Line simplified below a pixel for the zoom they are seen at (`/api/map/<layer>.geojson`,
+finer ones asked for as the reader zooms in: aggregate.map_outlines, map_border), the matching
+attacks from
 `/api/map/attacks.json` (columns, a few bytes per attack) or, past CLIENT_LIMIT, gridded per
 view from `/api/map/clusters.json`, one attack's whole record for its popup from
 `/api/map/attacks/<id>.json`, and the border bands from `/api/map/border-bands.geojson`.
@@ -13,6 +15,9 @@ data is set there as text, never as HTML. The feeds are app/feeds.py.
 
 import functools
 import html
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -27,7 +32,7 @@ from folium.plugins import HeatMap, MarkerCluster
 
 from app import http
 from app.assets import versioned
-from app.extensions import get_policy, get_store
+from app.extensions import get_policy, get_store, resources
 from geo import aggregate, settings
 from geo.errors import InvalidQuery
 from geo.licences import RowPolicy, Withheld
@@ -120,7 +125,8 @@ class Urls:
     embed: str = "/embed"
     districts: str = "/api/map/districts.geojson"
     tehsils: str = "/api/map/tehsils.geojson"
-    durand_line: str = "/download/durand_line.geojson"
+    border: str = "/api/map/durand_line.geojson"
+    durand_line: str = "/download/durand_line.geojson"  # every vertex, as a download
     attacks: str = "/api/map/attacks.json"
     clusters: str = "/api/map/clusters.json"
     attack: str = "/api/map/attacks/"
@@ -295,11 +301,19 @@ def build_map(
         "districtNames": district_names,
         "query": filter_query(filters),
         "view": {"layers": list(view.layers), "metric": view.metric},
+        # Zooms from which the page asks for finer outlines and border (aggregate.map_outlines
+        # and map_border), each simplified below a pixel at its zoom.
+        "detail": {
+            "firstZoom": aggregate.FIRST_ZOOM,
+            "outlineMaxZoom": aggregate.OUTLINE_MAX_ZOOM,
+            "borderFullZoom": aggregate.BORDER_FULL_ZOOM,
+        },
         "urls": {
             "page": urls.page,
             "embed": urls.embed,
             "districts": urls.districts,
             "tehsils": urls.tehsils,
+            "border": urls.border,
             "durand_line": urls.durand_line,
             "attacks": urls.attacks,
             "clusters": urls.clusters,
@@ -347,13 +361,21 @@ def build_map(
 
 
 def _preloads(urls: Urls, config: dict[str, Any], view: MapView) -> list[str]:
-    """The feeds the page's script fetches as soon as it runs (the same URLs, exactly)."""
-    wanted = [urls.districts, urls.durand_line]
+    """The feeds the page's script fetches as soon as it runs (the same URLs, exactly: for a
+    view with a zoom, the outlines and border of that zoom, as the script asks for them)."""
+    wanted = [detailed(urls.districts, view.zoom, "outlines"), detailed(urls.border, view.zoom)]
     if "tehsils" in view.layers:
-        wanted.append(urls.tehsils)
+        wanted.append(detailed(urls.tehsils, view.zoom, "outlines"))
     if config["count"] <= config["clientLimit"] and not config["aggregateOnly"]:
         wanted.append(urls.attacks + ("?" + config["query"] if config["query"] else ""))
     return wanted
+
+
+def detailed(url: str, zoom: int | None, kind: str = "border") -> str:
+    """The URL of the outlines or the border the page asks for at `zoom`, as map.js's
+    detailedUrl makes it (aggregate.detail_zoom)."""
+    found = aggregate.detail_zoom(zoom, kind)
+    return url if found is None else f"{url}?z={found}"
 
 
 def _centre(store: Store) -> list[float]:
@@ -554,19 +576,34 @@ def embed() -> Response:
 
 def _page(template: str, embed: bool) -> Response:
     store = get_store()
+    online = current_app.config.get("ONLINE_BASEMAP", "")
+    policy = get_policy()
+    # The same request on the same store version is the same page: rendered once (folium is
+    # the slowest step of a page) and kept among the PAGES most recently asked for.
+    key = (template, request.script_root, request.full_path, policy.key)
+    pages = resources().live.derived("map-pages", store, lambda s: _Pages())
+    body = pages.get(key, lambda: _render_page(store, policy, template, embed, online))
+    response = Response(body, mimetype="text/html")
+    if online:
+        response.headers["Content-Security-Policy"] = http.content_security_policy(
+            img_hosts=[_origin(online_provider(online).build_url())],
+            frame_ancestors="*" if embed else "'self'",
+        )
+    return response
+
+
+def _render_page(store: Store, policy: RowPolicy, template: str, embed: bool, online: str) -> str:
     filters = parse_filters(request.args)
     view = parse_view(request.args, embed=embed)
-    online = current_app.config.get("ONLINE_BASEMAP", "")
     urls = _urls()
     limit = int(current_app.config["MAP_CLIENT_LIMIT"])
-    policy = get_policy()
     m = build_map(
         store, filters, view, urls=urls, online_basemap=online, client_limit=limit, policy=policy
     )
     root = cast(Figure, m.get_root())
     root.render()  # collects every element's script and style links into the header
     summary = summarise(store, filters, policy)
-    body = render_template(
+    return render_template(
         template,
         header=root.header.render(),
         body=root.html.render(),
@@ -583,13 +620,31 @@ def _page(template: str, embed: bool) -> Response:
         urls=urls,
         downloads=_downloads(filters),
     )
-    response = Response(body, mimetype="text/html")
-    if online:
-        response.headers["Content-Security-Policy"] = http.content_security_policy(
-            img_hosts=[_origin(online_provider(online).build_url())],
-            frame_ancestors="*" if embed else "'self'",
-        )
-    return response
+
+
+# Rendered pages kept per store version.
+PAGES = 64
+
+
+class _Pages:
+    """The most recently asked-for PAGES rendered pages of one store version (thread-safe; a
+    page asked for twice at once is rendered twice, and kept once)."""
+
+    def __init__(self) -> None:
+        self._pages: OrderedDict[tuple, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, render: Callable[[], str]) -> str:
+        with self._lock:
+            if key in self._pages:
+                self._pages.move_to_end(key)
+                return self._pages[key]
+        body = render()
+        with self._lock:
+            self._pages[key] = body
+            while len(self._pages) > PAGES:
+                self._pages.popitem(last=False)
+        return body
 
 
 def _urls() -> Urls:
@@ -600,6 +655,7 @@ def _urls() -> Urls:
         embed=url_for("maps.embed"),
         districts=url_for("feeds.map_outlines", layer="districts"),
         tehsils=url_for("feeds.map_outlines", layer="tehsils"),
+        border=url_for("feeds.map_border"),
         durand_line=f"{root}/download/durand_line.geojson",
         attacks=url_for("feeds.attacks_feed"),
         clusters=url_for("feeds.clusters_feed"),

@@ -7,6 +7,7 @@ KPMAP_MIRROR or a filled fetch cache). Prints figures; asserts nothing. Targets:
 bbox, a datetime interval and limit=1000 answer in p95 <= 100 ms (server side, warm: timed
 around the Flask test client, no network); the full attacks GeoJSON download streams at
 >= 50 MB/s with flat memory (peak resident memory while streaming, over the level before it).
+benchmarks/bench_downloads.py measures the downloads over HTTP, beside nginx (issue 15).
 """
 
 import os
@@ -137,7 +138,7 @@ def main() -> None:
         bench_download(
             client,
             "/download/attacks.geojson",
-            "same, gzip (level 1)",
+            "same, gzip (the build's prepared body behind a fresh head)",
             {"Accept-Encoding": "gzip"},
             unpacked=size,
         )

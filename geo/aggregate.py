@@ -24,6 +24,7 @@ from shapely.geometry import shape
 
 from geo import border
 from geo.crs import EARTH_RADIUS, web_mercator
+from geo.geojson import COORDINATE_DECIMALS
 from geo.geojson import feature as geojson_feature
 from geo.store import Store
 
@@ -73,9 +74,17 @@ class AttackTable:
 _tables: "weakref.WeakKeyDictionary[Store, AttackTable]" = weakref.WeakKeyDictionary()
 _reading: "weakref.WeakKeyDictionary[Store, threading.Lock]" = weakref.WeakKeyDictionary()
 _bands: "weakref.WeakKeyDictionary[Store, dict]" = weakref.WeakKeyDictionary()
-_outlines: "weakref.WeakKeyDictionary[Store, dict[str, bytes]]" = weakref.WeakKeyDictionary()
-# ~200 m: a province-wide choropleth needs outlines, not survey detail (a tenth of the bytes).
-OUTLINE_TOLERANCE_DEG = 0.002
+_outlines: "weakref.WeakKeyDictionary[Store, dict[tuple, bytes]]" = weakref.WeakKeyDictionary()
+# The map's outlines and border come simplified below a pixel for the zoom they are seen at: the
+# first, province-wide view (FIRST_ZOOM or less) loads them without a zoom; closer, the page asks
+# for its zoom's. Outlines past OUTLINE_MAX_ZOOM are that zoom's (a few hundred KB, within 2 px
+# up to 13); the border from BORDER_FULL_ZOOM on has every vertex (the download's detail).
+FIRST_ZOOM = 7
+OUTLINE_MAX_ZOOM = 11
+BORDER_FULL_ZOOM = 14
+# Web Mercator stretches latitude by 1 / cos(latitude): up to 1.25 at KP's and the border's
+# northern end (37 N), so a tolerance in degrees covers 1.25 times more pixels north-south.
+MAX_STRETCH = 1.25
 _lock = threading.Lock()
 
 
@@ -334,22 +343,82 @@ def district_only(
     return found
 
 
-def map_outlines(store: Store, layer: str) -> bytes:
+def map_outlines(store: Store, layer: str, zoom: int | None = None) -> bytes:
     """The districts or tehsils for the map's choropleths: every property, with the polygons
     simplified together (shapely.coverage_simplify keeps shared edges shared, so no gaps or
-    overlaps appear) to OUTLINE_TOLERANCE_DEG. At full detail the two layers are 4.4 MB; the
-    downloads and the tiles keep full detail. GeoJSON bytes, computed once per store."""
+    overlaps appear) below a pixel at `zoom` (FIRST_ZOOM without one, OUTLINE_MAX_ZOOM at most;
+    see `zoom_tolerance`). At full detail the two layers are 4.4 MB; the downloads and the tiles
+    keep full detail. GeoJSON bytes, computed once per store and zoom."""
+    zoom = FIRST_ZOOM if zoom is None else max(FIRST_ZOOM, min(zoom, OUTLINE_MAX_ZOOM))
+    key = (layer, zoom)
     with _lock:
         cached = _outlines.setdefault(store, {})
-        if layer not in cached:
+        if key not in cached:
             source = store.layer(layer)
-            simplified = shapely.coverage_simplify(source.geometries(), OUTLINE_TOLERANCE_DEG)
-            features = []
-            for i, geometry in enumerate(simplified):
-                feature = source.feature_at(i)
-                features.append(geojson_feature(feature["id"], geometry, feature["properties"]))
-            cached[layer] = orjson.dumps({"type": "FeatureCollection", "features": features})
-        return cached[layer]
+            tolerance = zoom_tolerance(zoom)
+            simplified = shapely.coverage_simplify(source.geometries(), tolerance)
+            cached[key] = _collection(source, _on_grid(simplified, tolerance))
+        return cached[key]
+
+
+def map_border(store: Store, zoom: int | None = None) -> bytes:
+    """The Durand Line for the map, every property kept: below a pixel at `zoom` (FIRST_ZOOM
+    without one), and every vertex from BORDER_FULL_ZOOM on. Each stretch is simplified alone,
+    its ends kept, so the stretches still meet. GeoJSON bytes, computed once per store and
+    zoom."""
+    zoom = FIRST_ZOOM if zoom is None else max(FIRST_ZOOM, min(zoom, BORDER_FULL_ZOOM))
+    key = ("durand_line", zoom)
+    with _lock:
+        cached = _outlines.setdefault(store, {})
+        if key not in cached:
+            source = store.layer("durand_line")
+            lines = source.geometries()
+            if zoom < BORDER_FULL_ZOOM:
+                tolerance = zoom_tolerance(zoom)
+                lines = _on_grid(shapely.simplify(lines, tolerance), tolerance)
+            cached[key] = _collection(source, lines)
+        return cached[key]
+
+
+def detail_zoom(zoom: int | float | None, kind: str) -> int | None:
+    """The zoom whose outlines (kind "outlines") or border ("border") a map seen at `zoom`
+    asks for; None for the first view's (FIRST_ZOOM or less). The page's script (map.js,
+    detailedUrl) decides alike.
+
+    >>> [detail_zoom(z, "outlines") for z in (None, 5, 7, 8, 11, 16)]
+    [None, None, None, 8, 11, 11]
+    >>> [detail_zoom(z, "border") for z in (7, 8, 13.5, 18)]
+    [None, 8, 14, 14]
+    """
+    if zoom is None or math.ceil(zoom) <= FIRST_ZOOM:
+        return None
+    return min(math.ceil(zoom), OUTLINE_MAX_ZOOM if kind == "outlines" else BORDER_FULL_ZOOM)
+
+
+def zoom_tolerance(zoom: int) -> float:
+    """Degrees that stay below half a pixel at `zoom` anywhere up to 37 N (Web Mercator's
+    256-pixel tiles: 360 / 256 / 2**zoom degrees of longitude per pixel).
+
+    >>> round(zoom_tolerance(7), 5), round(zoom_tolerance(14), 6)
+    (0.00439, 3.4e-05)
+    """
+    return 0.5 * 360 / (256 * 2**zoom) / MAX_STRETCH
+
+
+def _on_grid(geometries: np.ndarray, tolerance: float) -> np.ndarray:
+    """Coordinates rounded to the decimals a tolerance needs (an error of at most a quarter of
+    it): 3 decimals at 0.004 degrees rather than 6, half the bytes. Shared vertices of
+    neighbours round alike, so shared edges stay shared."""
+    decimals = min(COORDINATE_DECIMALS, math.ceil(-math.log10(tolerance / 2)))
+    return shapely.transform(geometries, lambda xy: np.round(xy, decimals))
+
+
+def _collection(source: Any, geometries: np.ndarray) -> bytes:
+    features = []
+    for i, geometry in enumerate(geometries):
+        feature = source.feature_at(i)
+        features.append(geojson_feature(feature["id"], geometry, feature["properties"]))
+    return orjson.dumps({"type": "FeatureCollection", "features": features})
 
 
 def border_bands(store: Store, distances: tuple[int, ...] = BAND_KM) -> dict[str, Any]:

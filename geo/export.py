@@ -6,12 +6,18 @@ features at a time into bytes, so memory stays flat whatever the store's size:
     positions = store.select("attacks", bbox=(70, 33, 72, 35))
     for chunk in geojson_chunks(store.layer("attacks"), positions, metadata={...}):
         out.write(chunk)
+
+GeoJSON is never re-encoded: a layer that keeps its file's bytes gives its features as
+stretches of them (`geojson_file`, geo.stretches). CSV and GeoPackage take the features apart a
+column at a time (`Columns`): each cell is made by its column's kind, not by a call per cell.
 """
 
 import csv
-import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import operator
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,9 @@ import pandas as pd
 import pyogrio
 
 from geo.store import Layer
+from geo.store.files import FileLayer
 from geo.store.schemas import LayerSchema
+from geo.stretches import Stretches, runs
 
 # Features per chunk: ~1-2 MB of GeoJSON, large enough that per-chunk costs vanish.
 CHUNK_FEATURES = 2000
@@ -40,15 +48,58 @@ def geojson_chunks(
 
     `members` are written before "features" (e.g. a `metadata` foreign member, or the OGC API's
     numberMatched and links), so a client can read them before the features arrive. Features
-    are copied as the store holds them, without being parsed and re-encoded.
+    are copied as the store holds them, without being parsed and re-encoded; from a layer that
+    keeps its file's bytes, as stretches of them (see `geojson_file`).
     """
-    head = orjson.dumps({"type": "FeatureCollection", **(members or {})})
-    yield head[:-1] + b',"features":['
+    head = geojson_head(members)
+    body = geojson_file(layer, positions, head)
+    if body is not None:
+        yield from body.chunks()
+        return
+    yield head
     for start in range(0, len(positions), CHUNK_FEATURES):
         batch = positions[start : start + CHUNK_FEATURES].tolist()
-        body = b",".join([layer.feature_bytes(i) for i in batch])
-        yield b"," + body if start else body
-    yield b"]}"
+        features = b",".join([layer.feature_bytes(i) for i in batch])
+        yield b"," + features if start else features
+    yield GEOJSON_TAIL
+
+
+GEOJSON_TAIL = b"]}"
+
+
+def geojson_head(members: dict[str, Any] | None = None) -> bytes:
+    """The bytes of a FeatureCollection before its first feature."""
+    head = orjson.dumps({"type": "FeatureCollection", **(members or {})})
+    return head[:-1] + b',"features":['
+
+
+def geojson_file(layer: Layer, positions: np.ndarray, head: bytes) -> Stretches | None:
+    """The FeatureCollection `geojson_chunks` writes, as a file-like object of known length
+    that reads stretches of the layer file's bytes (geo.stretches): a whole layer is the head,
+    one stretch and the tail; each feature withheld or filtered out splits a stretch. None when
+    the layer does not keep its file's bytes (small layers, a database's)."""
+    if not isinstance(layer, FileLayer) or layer.raw is None or layer.offsets is None:
+        return None
+    if len(positions) == len(layer):  # the whole layer: its one stretch, found once
+        found = _whole_layer(layer.raw, layer.offsets)
+    else:
+        found = runs(layer.raw, layer.offsets, positions, separator=b",")
+    if found is None:  # not a file the build wrote, one comma between features
+        return None
+    return Stretches(head, layer.raw, *found, tail=GEOJSON_TAIL)
+
+
+# A whole layer's stretch, by its offsets array (held as long as that array lives): checking a
+# million separators takes ~30 ms, asked again by every download of the whole layer.
+_WHOLE: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+
+def _whole_layer(raw: bytes, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    key = id(offsets)
+    if key not in _WHOLE:
+        _WHOLE[key] = runs(raw, offsets, np.arange(len(offsets)), separator=b",")
+        weakref.finalize(offsets, _WHOLE.pop, key, None)
+    return _WHOLE[key]
 
 
 def csv_columns(schema: LayerSchema) -> list[str]:
@@ -72,25 +123,196 @@ def csv_chunks(
     With `attribution` (dataset key -> the credit its terms require), a last column
     `attribution` gives each row the credit of every dataset its `origins` name.
     """
-    columns = csv_columns(layer.schema)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(columns if attribution is None else [*columns, "attribution"])
+    writer = CsvWriter(layer.schema, attribution)
+    yield writer.header.encode("utf-8")
     for start in range(0, len(positions), CHUNK_FEATURES):
-        # Parsed one by one: each feature's objects die at once, where a parsed batch would
-        # survive into older GC generations and make the collector scan the whole store.
-        for i in positions[start : start + CHUNK_FEATURES].tolist():
-            feature = orjson.loads(layer.feature_bytes(i))
-            row = _csv_row(feature, columns)
-            if attribution is not None:
-                origins = str(feature["properties"].get("origins") or "").split(",")
-                row.append(_cell("; ".join(attribution[o] for o in origins if o in attribution)))
-            writer.writerow(row)
-        yield buffer.getvalue().encode("utf-8")
-        buffer.seek(0)
-        buffer.truncate()
-    if buffer.tell():  # no features: the header alone
-        yield buffer.getvalue().encode("utf-8")
+        lines = writer.lines(Columns.of(layer, positions[start : start + CHUNK_FEATURES]))
+        yield "".join(lines).encode("utf-8")
+
+
+class CsvWriter:
+    """The CSV of `csv_chunks`: its header line, and the lines of the rows of some `Columns`
+    (CRLF included), made a column at a time by the types each holds (`_csv_cells`): the same
+    text as `_cell` gives each cell, without a call per cell."""
+
+    def __init__(self, schema: LayerSchema, attribution: Mapping[str, str] | None = None):
+        self.columns = csv_columns(schema)
+        self.attribution = attribution
+        self._out = _Lines()
+        self._writer = csv.writer(self._out, lineterminator="\r\n")
+        self._writer.writerow(
+            self.columns if attribution is None else [*self.columns, "attribution"]
+        )
+        (self.header,) = self._out.taken()
+        self._credits: dict[Any, str] = {}
+
+    def lines(self, found: "Columns") -> list[str]:
+        cells = [
+            _csv_cells("id", found.ids),
+            [p[0] for p in found.points],
+            [p[1] for p in found.points],
+        ]
+        cells += [_csv_cells(c, found.properties[c]) for c in self.columns[3:]]
+        if self.attribution is not None:
+            origins = found.properties.get("origins") or [None] * len(found.ids)
+            cells.append([self._credit(o) for o in origins])
+        self._writer.writerows(zip(*cells, strict=True))
+        return self._out.taken()
+
+    def _credit(self, origins: Any) -> str:
+        """The credits of every dataset a row's `origins` name, as one neutralised cell."""
+        if origins not in self._credits:
+            credits = self.attribution or {}
+            keys = str(origins or "").split(",")
+            self._credits[origins] = _cell("; ".join(credits[k] for k in keys if k in credits))
+        return self._credits[origins]
+
+
+@dataclass
+class Columns:
+    """Features of a layer taken apart: ids, point coordinates (of a point layer) and each
+    property's values, by column: as parsed, or (`json`) with every value of a list or object
+    property (sources, parties, ...) that is not null as its JSON text."""
+
+    ids: list[Any]
+    points: list[Any]
+    properties: dict[str, list[Any]]
+    json: bool = False
+
+    @classmethod
+    def of(cls, layer: Layer, positions: np.ndarray, json: bool = False) -> "Columns":
+        """The features at `positions`, parsed CHUNK_FEATURES at a time. With `json`, the
+        columns hold only strings and numbers, which the cyclic garbage collector never scans,
+        however many rows they hold; parsed values are containers it scans again and again."""
+        names = list(layer.schema.properties)
+        schema = layer.schema.properties
+        nested = {n for n, types in schema.items() if list in types or dict in types}
+        point = layer.schema.geometry_types == ("Point",)
+        found = cls([], [], {name: [] for name in names}, json)
+        every = operator.itemgetter(*names)
+        texts = _JsonTexts()
+        for start in range(0, len(positions), CHUNK_FEATURES):
+            features = _features(layer, positions[start : start + CHUNK_FEATURES])
+            found.ids.extend([f["id"] for f in features])
+            if point:
+                found.points.extend([f["geometry"]["coordinates"] for f in features])
+            props = [f["properties"] for f in features]
+            columns: list[Sequence[Any]]
+            try:  # every property there (as the build writes them): one C call per feature
+                columns = list(zip(*map(every, props), strict=True)) if props else []
+            except KeyError:
+                columns = [[p.get(name) for p in props] for name in names]
+            for name, values in zip(names, columns, strict=False):
+                encode = json and name in nested
+                found.properties[name].extend(texts.of(values) if encode else values)
+        return found
+
+    def take(self, keep: np.ndarray) -> "Columns":
+        """The rows where `keep` (booleans, one per row) is true."""
+        if keep.all():
+            return self
+        chosen = np.flatnonzero(keep).tolist()
+
+        def pick(values: list[Any]) -> list[Any]:
+            return [values[i] for i in chosen]
+
+        points = pick(self.points) if self.points else []
+        properties = {k: pick(v) for k, v in self.properties.items()}
+        return Columns(pick(self.ids), points, properties, self.json)
+
+    def json_texts(self, name: str) -> list[Any]:
+        """A list or object property's values as JSON text (None for null)."""
+        values = self.properties[name]
+        return values if self.json else _JsonTexts().of(values)
+
+
+class _JsonTexts:
+    """`_json_text` of many values, each distinct value encoded once (many features share their
+    empty lists, their flags, a dataset's citation): told apart by orjson's bytes of it."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._known: dict[bytes, str] = {}
+
+    def of(self, values: Iterable[Any]) -> list[Any]:
+        known, dumps = self._known, orjson.dumps
+        out: list[str | None] = []
+        for v in values:
+            if v is None:
+                out.append(None)
+                continue
+            try:
+                key = dumps(v)
+            except TypeError:  # beyond what orjson writes (an integer past 64 bits)
+                out.append(_json_text(v))
+                continue
+            text = known.get(key)
+            if text is None:
+                text = _json_text(v)
+                if len(known) < self.LIMIT:
+                    known[key] = text
+            out.append(text)
+        return out
+
+
+def _features(layer: Layer, positions: np.ndarray) -> list[dict[str, Any]]:
+    """The features at `positions`, parsed: a layer file's stretches in one call, other layers'
+    features one by one (as the Layer protocol gives their bytes)."""
+    if isinstance(layer, FileLayer) and layer.raw is not None and layer.offsets is not None:
+        found = runs(layer.raw, layer.offsets, positions, separator=b",")
+        if found is not None:
+            return orjson.loads(Stretches(b"[", layer.raw, *found, tail=b"]").readall())
+    return [orjson.loads(layer.feature_bytes(i)) for i in positions.tolist()]
+
+
+_NUMBERS = {int, float, type(None)}
+_TEXTS = {str, type(None)}
+_BOOLEANS = {bool, type(None)}
+_NESTED = {list, dict, type(None)}
+
+
+def _csv_cells(column: str, values: list[Any]) -> list[Any]:
+    """`_cell` of every value of one column (csv writes None as an empty cell, as `_cell`
+    gives it), decided once by the types the column holds; `sources` flattened first."""
+    if column == "sources":  # a citation is often that of many rows: each flattened once
+        cells: dict[bytes, str] = {}
+        out = []
+        for v in values:
+            try:
+                key = orjson.dumps(v)
+            except TypeError:  # beyond what orjson writes (an integer past 64 bits)
+                out.append(neutralise(flatten_sources(v or [])))
+                continue
+            if key not in cells:
+                cells[key] = neutralise(flatten_sources(v or []))
+            out.append(cells[key])
+        return out
+    kinds = set(map(type, values))
+    if kinds <= _NUMBERS:
+        return values
+    if kinds <= _TEXTS:
+        return [v if v is None or not v.startswith(FORMULA_STARTS) else "'" + v for v in values]
+    if kinds <= _BOOLEANS:
+        return [None if v is None else ("true" if v else "false") for v in values]
+    if kinds <= _NESTED:  # JSON text never starts like a formula: `_cell` would keep it as is
+        return _JsonTexts().of(values)
+    return [_cell(v) for v in values]
+
+
+class _Lines:
+    """A file for csv.writer that keeps the lines written to it (it writes each row at once)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.lines.append(text)
+        return len(text)
+
+    def taken(self) -> list[str]:
+        lines, self.lines = self.lines, []
+        return lines
 
 
 def neutralise(text: str) -> str:
@@ -118,17 +340,6 @@ def flatten_sources(sources: Iterable[dict[str, Any]]) -> str:
     return " | ".join(parts)
 
 
-def _csv_row(feature: dict[str, Any], columns: list[str]) -> list[Any]:
-    """The cells of one feature's row: id, longitude, latitude, then `columns[3:]` (properties)."""
-    props = feature["properties"]
-    lon, lat = feature["geometry"]["coordinates"][:2]
-    row = [_cell(feature["id"]), lon, lat]
-    for column in columns[3:]:
-        value = props.get(column)
-        row.append(_cell(flatten_sources(value or []) if column == "sources" else value))
-    return row
-
-
 def _cell(value: Any) -> Any:
     kind = type(value)
     if kind is str:  # most cells: decided first, a million rows are written at a time
@@ -140,8 +351,19 @@ def _cell(value: Any) -> Any:
     if isinstance(value, int | float):
         return value
     if isinstance(value, list | dict):
-        value = json.dumps(value, ensure_ascii=False)
+        value = _json_text(value)
     return neutralise(str(value))
+
+
+# json.dumps(value, ensure_ascii=False), without making an encoder for every value.
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
+def _json_text(value: Any) -> str:
+    """A value as JSON text, as json.dumps(value, ensure_ascii=False) writes it."""
+    if not value and type(value) is list:
+        return "[]"
+    return _JSON.encode(value)
 
 
 # --- GeoPackage ------------------------------------------------------------------------------
@@ -159,41 +381,44 @@ def write_geopackage(
     `metadata` goes to the table's GDAL metadata (shown by QGIS under the layer's properties).
     """
     for layer, positions, metadata in parts:
-        schema = layer.schema
-        multi = any(t.startswith("Multi") for t in schema.geometry_types)
-        geometry_type = schema.geometry_types[-1] if multi else schema.geometry_types[0]
         for start in range(0, max(len(positions), 1), GPKG_BATCH):
             batch = positions[start : start + GPKG_BATCH]
-            pyogrio.write_dataframe(
-                _frame(layer, batch),
-                path,
-                layer=schema.name,
-                driver="GPKG",
-                geometry_type=geometry_type,
-                promote_to_multi=multi,
-                append=start > 0,
-                layer_metadata=metadata if start == 0 else None,
-            )
+            found = Columns.of(layer, batch, json=True)
+            append_geopackage(path, layer, batch, found, metadata, start == 0)
 
 
-def _frame(layer: Layer, positions: np.ndarray) -> gpd.GeoDataFrame:
-    """The features at `positions` as a GeoDataFrame with one typed column per property.
-
-    Each feature is parsed and taken apart at once, lists and objects turned into JSON text:
-    the columns then hold only strings and numbers, which the cyclic garbage collector never
-    scans, instead of 50,000 parsed features that it would scan again and again.
-    """
+def append_geopackage(
+    path: Path,
+    layer: Layer,
+    positions: np.ndarray,
+    found: Columns,
+    metadata: dict[str, str],
+    first: bool,
+) -> None:
+    """Add the features at `positions` (taken apart: `found`) to the layer's table in the
+    GeoPackage at `path`; the `first` call makes the table and gives it its metadata."""
     schema = layer.schema
-    nested = [p for p, types in schema.properties.items() if list in types or dict in types]
-    columns: dict[str, list[Any]] = {p: [] for p in schema.properties}
-    for i in positions.tolist():
-        properties = orjson.loads(layer.feature_bytes(i))["properties"]
-        for prop in nested:
-            value = properties.get(prop)
-            properties[prop] = None if value is None else json.dumps(value, ensure_ascii=False)
-        for prop, values in columns.items():
-            values.append(properties.get(prop))
-    data = {p: _column(columns[p], types) for p, types in schema.properties.items()}
+    multi = any(t.startswith("Multi") for t in schema.geometry_types)
+    geometry_type = schema.geometry_types[-1] if multi else schema.geometry_types[0]
+    pyogrio.write_dataframe(
+        _frame(layer, positions, found),
+        path,
+        layer=schema.name,
+        driver="GPKG",
+        geometry_type=geometry_type,
+        promote_to_multi=multi,
+        append=not first,
+        layer_metadata=metadata if first else None,
+    )
+
+
+def _frame(layer: Layer, positions: np.ndarray, found: Columns) -> gpd.GeoDataFrame:
+    """The features at `positions` as a GeoDataFrame with one typed column per property,
+    lists and objects as JSON text."""
+    data = {}
+    for name, types in layer.schema.properties.items():
+        nested = list in types or dict in types
+        data[name] = _column(found.json_texts(name) if nested else found.properties[name], types)
     geometry = gpd.GeoSeries(layer.geometries()[positions], crs="OGC:CRS84")
     return gpd.GeoDataFrame(data, geometry=geometry, crs="OGC:CRS84")
 

@@ -266,8 +266,9 @@ def gpkg_app(store_dir, folder, monkeypatch, **config):
 def test_a_geopackage_is_written_once_per_store_and_filters(store_dir, tmp_path, monkeypatch):
     app, written = gpkg_app(store_dir, tmp_path, monkeypatch)
     client = app.test_client()
-    first = client.get("/download/kpmap.gpkg").get_data()
-    again = client.get("/download/kpmap.gpkg").get_data()
+    # (the whole store's is the build's: tests/test_prepared_downloads.py)
+    first = client.get("/download/kpmap.gpkg?from=2000").get_data()
+    again = client.get("/download/kpmap.gpkg?from=2000").get_data()
     assert len(written) == 1 and first == again
     (kept,) = tmp_path.glob("*.gpkg")
     assert kept.read_bytes() == first and kept.name.startswith(app.extensions[KEY].live.version)
@@ -312,7 +313,7 @@ def test_head_never_writes_a_geopackage(store_dir, tmp_path, monkeypatch):
 def test_past_max_renders_a_geopackage_is_a_503_with_retry_after(store_dir, tmp_path, monkeypatch):
     app, written = gpkg_app(store_dir, tmp_path, monkeypatch, MAX_RENDERS=1)
     client = app.test_client()
-    kept = client.get("/download/kpmap.gpkg").get_data()
+    kept = client.get("/download/kpmap.gpkg?from=2000").get_data()
     renders = app.extensions[KEY].renders
     with renders._slot("elsewhere"):  # another worker's render holds the only slot
         busy = client.get("/download/kpmap.gpkg?actor=TTP")
@@ -320,7 +321,8 @@ def test_past_max_renders_a_geopackage_is_a_503_with_retry_after(store_dir, tmp_
         assert int(busy.headers["Retry-After"]) >= 5
         assert "MAX_RENDERS" in busy.json["description"]
         assert busy.headers["Access-Control-Allow-Origin"] == "*"
-        assert client.get("/download/kpmap.gpkg").get_data() == kept  # kept: still sent
+        assert client.get("/download/kpmap.gpkg?from=2000").get_data() == kept  # still sent
+        assert client.get("/download/kpmap.gpkg").status_code == 200  # the build's
     rendered = client.get("/download/kpmap.gpkg?actor=TTP")
     assert rendered.status_code == 200 and rendered.get_data().startswith(b"SQLite format 3")
     assert len(written) == 2
@@ -341,7 +343,7 @@ def test_the_default_download_cache_is_private_and_must_be_ours(store_dir, tmp_p
     folder = tmp_path / "kpmap-downloads-x"
     monkeypatch.setattr(extensions, "DEFAULT_DOWNLOAD_CACHE", folder)
     client = create_app({"STORE": str(store_dir), "DOWNLOAD_CACHE_DIR": ""}).test_client()
-    client.get("/download/kpmap.gpkg").close()
+    client.get("/download/kpmap.gpkg?from=2000").close()
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     assert len(list(folder.glob("*.gpkg"))) == 1
     for kept in folder.glob("*.gpkg"):
@@ -349,7 +351,7 @@ def test_the_default_download_cache_is_private_and_must_be_ours(store_dir, tmp_p
     # the folder now seems another user's: it is not used, and the download still works
     monkeypatch.setattr(extensions.os, "getuid", lambda: folder.stat().st_uid + 1)
     client = create_app({"STORE": str(store_dir), "DOWNLOAD_CACHE_DIR": ""}).test_client()
-    response = client.get("/download/kpmap.gpkg")
+    response = client.get("/download/kpmap.gpkg?from=2000")
     assert response.status_code == 200 and response.data.startswith(b"SQLite format 3")
     response.close()
     assert not list(folder.glob("*.gpkg"))

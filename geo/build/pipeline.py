@@ -38,6 +38,7 @@ from geo.build.tehsils import build_tehsils
 from geo.citations import cite, read_citations
 from geo.crs import geodesic_length_km
 from geo.districts import read_district_table
+from geo.downloads import prepare as prepare_downloads
 from geo.errors import BuildError
 from geo.geonames import ATTRIBUTION as GEONAMES_ATTRIBUTION
 from geo.licences import dataset_source, read_datasets
@@ -291,14 +292,6 @@ def annotate_areas(
         feat["properties"]["facts"] = [f for f in facts if f["scope"] == feat["id"]]
 
 
-# Called once every layer file is written into the work folder, before the manifest records every
-# file's sha256: each hook gets the work folder and the layers' manifest entries, and may write
-# more files there (a whole-store GeoPackage, pre-compressed downloads, ...), which are then
-# hashed into the manifest and checked at open like the rest. A hook that raises fails the build
-# (the previous store stays as it was).
-AFTER_LAYERS: list[Callable[[Path, dict[str, dict[str, Any]]], None]] = []
-
-
 def build_store(
     store: Path | None = None,
     cache: Path | None = None,
@@ -341,6 +334,7 @@ def build_store(
         gc.disable()
         try:
             manifest = _build_into(work, sources, files, imported, replaced)
+            manifest = prepare_downloads(work, manifest)
             swap.commit(work, store)
         finally:
             if collecting:
@@ -449,8 +443,6 @@ def _build_into(
     sliver_feature = geojson.feature("kp-border-sliver", sliver, rule)
     geojson.write_feature_collection(work / SLIVER_FILE, [sliver_feature])
     _write_json(work / LINKS_FILE, {"rule": LINK_RULE, "links": ctx.links})
-    for hook in AFTER_LAYERS:
-        hook(work, layers)
     swap.crash_point("written")
     known = {entry["file"]: entry["sha256"] for entry in layers.values()}
     if imported_sha256 is not None:

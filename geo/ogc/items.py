@@ -7,8 +7,9 @@ and the API's base URL; it gets back an `Answer` (body and media type) and does 
     query = items_query(store, "attacks", [("limit", "10")], preferred=None)
     answer = items(store, policy, query, "https://kpmap.example.org/ogc")
 
-The helpers that the downloads share (`selection`, `sources`, `attribution`, `layer_name`)
-live here too: what leaves the server is decided the same way everywhere.
+What leaves the server is decided the same way everywhere: the API and the downloads share
+`selection`, `sources` and `attribution` (geo.downloads, which the build uses too) and
+`layer_name` (here).
 """
 
 from collections.abc import Iterable, Iterator, Mapping
@@ -18,9 +19,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from geo.downloads import attribution, selection, sources
 from geo.errors import InvalidQuery, LayerNotFound
 from geo.export import geojson_chunks
-from geo.licences import RowPolicy, Withheld
+from geo.licences import RowPolicy
 from geo.ogc import documents, params
 from geo.ogc.html import render_html
 from geo.ogc.openapi import openapi_document
@@ -92,33 +94,6 @@ def layer_name(store: Store, name: str) -> str:
             f"no layer {shown(name)}; the layers are: {', '.join(store.layer_names)}"
         )
     return name
-
-
-def selection(
-    store: Store, policy: RowPolicy, name: str, kwargs: dict[str, Any]
-) -> tuple[np.ndarray, Withheld | None]:
-    """The positions a download or the API may hand out, and what the licences withheld (None
-    for the layers that hold no dataset's rows: the others count attacks, they hold none)."""
-    positions = store.select(name, **kwargs)
-    if name != "attacks":
-        return positions, None
-    return policy.split(store.layer(name), positions)
-
-
-def sources(
-    store: Store, policy: RowPolicy, name: str, positions: np.ndarray | None = None
-) -> list[dict]:
-    """The layer's sources from the manifest; for attacks, only the datasets the rows at
-    `positions` come from (a dataset whose rows were all withheld is named in `withheld`)."""
-    found = store.manifest["layers"][name].get("sources", [])
-    if name != "attacks" or positions is None:
-        return found
-    present = set(policy.present(store.layer(name), positions))
-    return [s for s in found if "dataset" not in s or s["dataset"] in present]
-
-
-def attribution(found: list[dict[str, Any]]) -> str:
-    return "; ".join(s["attribution"] for s in found)
 
 
 def withheld_notice(store: Store, policy: RowPolicy, name: str) -> dict[str, Any] | None:

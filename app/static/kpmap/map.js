@@ -151,6 +151,34 @@
 
     addLegend(map);
 
+    /* Outlines and the border come simplified below a pixel for the zoom they are seen at
+       (app/maps.py, detailed): the first view's, then finer ones as the reader zooms in. */
+    function detailedUrl(url, zoom, kind) { // as aggregate.detail_zoom decides
+      var d = config.detail;
+      zoom = Math.ceil(zoom);
+      if (zoom <= d.firstZoom) return url;
+      return url + "?z=" + Math.min(zoom, kind === "outlines" ? d.outlineMaxZoom : d.borderFullZoom);
+    }
+    // The function that draws the layer at url for the map's zoom (a promise of it), called
+    // again by every zoom that needs another, while `shown()` (when given) says it is on the map.
+    function followZoom(url, kind, draw, shown) {
+      var drawn = null;
+      function sync() {
+        var wanted = detailedUrl(url, map.getZoom(), kind);
+        if (wanted === drawn || (shown && !shown())) return Promise.resolve();
+        drawn = wanted;
+        return getJSON(wanted).then(function (geojson) {
+          if (wanted === drawn) draw(geojson); // not when a later zoom asked for another meanwhile
+        }, function (error) {
+          if (wanted === drawn) drawn = null; // asked for again at the next zoom or toggle
+          throw error;
+        });
+      }
+      map.on("zoomend", function () { sync().catch(showError); });
+      return sync;
+    }
+
+
     /* Tehsils and the border bands get panes of their own beneath the overlay pane, so that
        districts' edges, the border and the attacks stay above them however late they load, and
        the bands never catch a click meant for a tehsil. */
@@ -205,29 +233,32 @@
         el("div", { class: "kpmap-popup-source", text: "Boundary: " + (p.source || "") }),
       ]);
     }
-    var districtLayer = null;
-    var districtsDrawn = getJSON(config.urls.districts).then(function (geojson) {
-      var layer = districtLayer = L.geoJSON(geojson, {
-        style: districtStyle,
-        onEachFeature: function (feature, shape) {
-          districtShapes[feature.id] = shape;
-          shape.bindPopup(function () { return districtPopup(feature); }, { maxWidth: 360 });
-          shape.bindTooltip(function () {
-            return el("span", { text: feature.properties.name + ": " + n(metricValue(config.totals[feature.id])) +
-              " " + config.metricLabel });
-          }, { sticky: true });
-          shape.on("mouseover", function () {
-            shape.setStyle({ weight: 3, color: "#222" });
-            shape.bringToFront();
-            layers.border.bringToFront(); // the border stays above any district edge
-          });
-          shape.on("mouseout", function () { layer.resetStyle(shape); });
-        },
-      });
-      layer.addTo(layers.districts);
-      stats.districts = layer.getLayers().length;
-      stats.ms.districts = Math.round(performance.now());
+    var districtLayer = L.geoJSON(null, {
+      style: districtStyle,
+      onEachFeature: function (feature, shape) {
+        districtShapes[feature.id] = shape;
+        shape.bindPopup(function () { return districtPopup(feature); }, { maxWidth: 360 });
+        shape.bindTooltip(function () {
+          return el("span", { text: feature.properties.name + ": " + n(metricValue(config.totals[feature.id])) +
+            " " + config.metricLabel });
+        }, { sticky: true });
+        shape.on("mouseover", function () {
+          shape.setStyle({ weight: 3, color: "#222" });
+          shape.bringToFront();
+          layers.border.bringToFront(); // the border stays above any district edge
+        });
+        shape.on("mouseout", function () { districtLayer.resetStyle(shape); });
+      },
     });
+    var districtsDrawn = followZoom(config.urls.districts, "outlines", function (geojson) {
+      Object.keys(districtShapes).forEach(function (id) { delete districtShapes[id]; });
+      districtLayer.clearLayers();
+      districtLayer.addData(geojson);
+      if (!layers.districts.hasLayer(districtLayer)) districtLayer.addTo(layers.districts);
+      layers.border.bringToFront && layers.border.bringToFront();
+      stats.districts = districtLayer.getLayers().length;
+      stats.ms.districts = stats.ms.districts || Math.round(performance.now());
+    })();
 
     /* Tehsils: the same choropleth per tehsil (classes of their own), loaded when first shown.
        An attack known only to its district is in no tehsil's count; the popup says how many
@@ -259,33 +290,28 @@
         el("div", { class: "kpmap-popup-source", text: "Boundary: " + (p.source || "") }),
       ]);
     }
-    var tehsilsLoading = null;
-    function loadTehsils() {
-      if (tehsilsLoading) return;
-      tehsilsLoading = getJSON(config.urls.tehsils).then(function (geojson) {
-        var layer = L.geoJSON(geojson, {
-          pane: "kpmapTehsils",
-          style: tehsilStyle,
-          onEachFeature: function (feature, shape) {
-            shape.bindPopup(function () { return tehsilPopup(feature); }, { maxWidth: 360 });
-            shape.bindTooltip(function () {
-              return el("span", { text: feature.properties.name + " (" + districtName(feature.properties.district) +
-                "): " + n(metricValue(config.tehsilTotals[feature.id])) + " " + config.metricLabel });
-            }, { sticky: true });
-            shape.on("mouseover", function () { shape.setStyle({ weight: 2.5, color: "#222" }); shape.bringToFront(); });
-            shape.on("mouseout", function () { layer.resetStyle(shape); });
-          },
-        });
-        layer.addTo(layers.tehsils);
-        stats.tehsils = layer.getLayers().length;
-      }).catch(function (error) {
-        tehsilsLoading = null; // asked for again when the layer is next switched on
-        showError(error);
-      });
-    }
+    var tehsilLayer = L.geoJSON(null, {
+      pane: "kpmapTehsils",
+      style: tehsilStyle,
+      onEachFeature: function (feature, shape) {
+        shape.bindPopup(function () { return tehsilPopup(feature); }, { maxWidth: 360 });
+        shape.bindTooltip(function () {
+          return el("span", { text: feature.properties.name + " (" + districtName(feature.properties.district) +
+            "): " + n(metricValue(config.tehsilTotals[feature.id])) + " " + config.metricLabel });
+        }, { sticky: true });
+        shape.on("mouseover", function () { shape.setStyle({ weight: 2.5, color: "#222" }); shape.bringToFront(); });
+        shape.on("mouseout", function () { tehsilLayer.resetStyle(shape); });
+      },
+    });
+    var syncTehsils = followZoom(config.urls.tehsils, "outlines", function (geojson) {
+      tehsilLayer.clearLayers();
+      tehsilLayer.addData(geojson);
+      if (!layers.tehsils.hasLayer(tehsilLayer)) tehsilLayer.addTo(layers.tehsils);
+      stats.tehsils = tehsilLayer.getLayers().length;
+    }, tehsilsShown);
     function tehsilsToggled() {
       var shown = tehsilsShown();
-      if (shown) loadTehsils();
+      if (shown) syncTehsils().catch(showError); // loaded when first shown, then at each zoom
       if (districtLayer) districtLayer.eachLayer(function (shape) { districtLayer.resetStyle(shape); });
       // district-only outlines keep their dashed edge but lose their fill, which would catch
       // every click meant for the tehsils beneath
@@ -294,7 +320,7 @@
       if (legend) legend.hidden = !shown;
     }
     layers.tehsils.on("add remove", tehsilsToggled);
-    if (tehsilsShown()) loadTehsils();
+    if (tehsilsShown()) syncTehsils().catch(showError);
 
     /* The Durand Line: a cased, dashed line unlike any district edge; the KP stretch bolder. */
     function borderPopup(feature) {
@@ -317,26 +343,32 @@
         el("div", { class: "kpmap-popup-source", text: "Line: " + (p.source || "") }),
       ]);
     }
-    var borderDrawn = getJSON(config.urls.durand_line).then(function (geojson) {
-      function isKP(feature) { return feature.properties.province === "Khyber Pakhtunkhwa"; }
-      var casing = L.geoJSON(geojson, { interactive: false, style: function (f) {
-        return { color: "#ffffff", weight: isKP(f) ? 8 : 6, opacity: 0.9 };
-      } });
-      var line = L.geoJSON(geojson, {
-        style: function (f) {
-          return { color: "#6a0dad", weight: isKP(f) ? 4 : 2.5, opacity: 1, dashArray: isKP(f) ? "12 4 2 4" : "6 5",
-            lineCap: "butt" };
-        },
-        onEachFeature: function (feature, shape) {
-          shape.bindPopup(function () { return borderPopup(feature); }, { maxWidth: 380 });
-          shape.bindTooltip(function () { return el("span", { text: feature.properties.name }); }, { sticky: true });
-        },
-      });
-      casing.addTo(layers.border);
-      line.addTo(layers.border);
-      stats.border = line.getLayers().length;
-      stats.ms.border = Math.round(performance.now());
+    function isKP(feature) { return feature.properties.province === "Khyber Pakhtunkhwa"; }
+    var casing = L.geoJSON(null, { interactive: false, style: function (f) {
+      return { color: "#ffffff", weight: isKP(f) ? 8 : 6, opacity: 0.9 };
+    } });
+    var line = L.geoJSON(null, {
+      style: function (f) {
+        return { color: "#6a0dad", weight: isKP(f) ? 4 : 2.5, opacity: 1, dashArray: isKP(f) ? "12 4 2 4" : "6 5",
+          lineCap: "butt" };
+      },
+      onEachFeature: function (feature, shape) {
+        shape.bindPopup(function () { return borderPopup(feature); }, { maxWidth: 380 });
+        shape.bindTooltip(function () { return el("span", { text: feature.properties.name }); }, { sticky: true });
+      },
     });
+    var borderDrawn = followZoom(config.urls.border, "border", function (geojson) {
+      casing.clearLayers();
+      casing.addData(geojson);
+      line.clearLayers();
+      line.addData(geojson);
+      if (!layers.border.hasLayer(line)) {
+        casing.addTo(layers.border);
+        line.addTo(layers.border);
+      }
+      stats.border = line.getLayers().length;
+      stats.ms.border = stats.ms.border || Math.round(performance.now());
+    })();
 
     /* Bands along the border, loaded when first shown. */
     var bandsLoaded = false;

@@ -1,0 +1,393 @@
+"""What a download says about itself, and the downloads every store build prepares once.
+
+`metadata` is the `metadata` member of a GeoJSON download and each GeoPackage table's metadata:
+the filters, the count, the sources, licences and attribution of the rows it holds, and what the
+licences withheld. `geopackage_parts` is what `geo.export.write_geopackage` writes for a
+selection of every layer. The web app (app/downloads.py) and the build use the same two, so a
+download the build prepared is the download the app would have written.
+
+Prepared downloads. `kpmap build` (and import and synth, all through
+geo.build.pipeline.build_store) calls `prepare(folder, manifest)` once the store's files and
+manifest are written, before the store is moved into place. It writes into the store's version
+folder, beside the layers:
+
+- `kpmap.gpkg`: the whole-store GeoPackage, under the licence setting of the build's
+  environment (KPMAP_LICENSED_DATASETS: give the build the server's);
+- `attacks.csv` and `attacks.csv-rows.npy`: the whole attacks CSV and each row's byte range in
+  it, so that the CSV of any selection is stretches of it (geo.stretches), never written row by
+  row on a request;
+- `attacks.geojson.deflate` and `attacks.csv.deflate`: the whole layer's GeoJSON features and
+  its CSV rows, compressed once (raw deflate, level PREPARED_LEVEL): a gzip download of the
+  whole layer sends them as they are, behind its head (the metadata) compressed per request.
+
+Each file's sha256 joins the manifest's `files` (Store.open and `kpmap validate` check them as
+they check the layers), and the manifest's `downloads` says what each holds. `Prepared.open`
+finds them again for the store a server serves; a store without them (built by an older kpmap,
+or published to PostGIS) is served as before, each download written when it is asked for.
+"""
+
+import json
+import mmap
+import os
+import sys
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from geo.export import (
+    GPKG_BATCH,
+    Columns,
+    CsvWriter,
+    append_geopackage,
+    geojson_file,
+    write_geopackage,
+)
+from geo.licences import RowPolicy, Withheld, setting_from_env
+from geo.query import describe_filters
+from geo.store import integrity, is_database_url, swap
+from geo.store.files import Store, manifest_version, read_manifest
+from geo.store.layer import Layer
+from geo.stretches import Stretches, compress_piece, runs
+
+# The manifest's `downloads` describes prepared files of this layout.
+FORMAT = 1
+GEOPACKAGE = "kpmap.gpkg"
+# Layers whose GeoJSON and CSV are prepared: the one large enough for it to matter.
+LAYERS = ("attacks",)
+# zlib's level for the bodies compressed once: the default, a quarter fewer bytes than the level
+# 1 a stream is compressed at as it is sent; compressed on the cores the build leaves idle.
+PREPARED_LEVEL = 6
+PIECE_BYTES = 16 << 20
+PIECES_AHEAD = 4
+
+
+def metadata(
+    store: Store,
+    policy: RowPolicy,
+    name: str,
+    kwargs: dict[str, Any],
+    skipped: list[str],
+    positions: np.ndarray,
+    withheld: Withheld | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
+    """A download's `metadata`: title, layer, count, the filters applied (`kwargs`) and those not
+    applied to this layer (`skipped`), when the store was built and this was written, the
+    sources of the rows at `positions` with their licences and attribution, the CRS, and (for
+    attacks) what the licences withheld; `notes` say which polygons a district filter chose."""
+    entry = store.manifest["layers"][name]
+    found = sources(store, policy, name, positions)
+    result = {
+        "title": entry.get("title", name),
+        "layer": name,
+        "count": len(positions),
+        "filters": describe_filters(kwargs),
+        "store_built_at": store.manifest.get("built_at"),
+        "generated_at": generated_at(),
+        "sources": found,
+        "licences": sorted({s["licence"] for s in found}),
+        "attribution": attribution(found),
+        "crs": "WGS 84 longitude/latitude (RFC 7946)",
+    }
+    if withheld is not None:
+        result["withheld"] = withheld.notice(policy.datasets)
+    if skipped:
+        result["filters_not_applied"] = skipped
+    if "district" not in skipped and notes:
+        result["filter_notes"] = notes
+    return result
+
+
+def selection(
+    store: Store, policy: RowPolicy, name: str, kwargs: dict[str, Any]
+) -> tuple[np.ndarray, Withheld | None]:
+    """The positions a download or the API may hand out, and what the licences withheld (None
+    for the layers that hold no dataset's rows: the others count attacks, they hold none)."""
+    positions = store.select(name, **kwargs)
+    if name != "attacks":
+        return positions, None
+    return policy.split(store.layer(name), positions)
+
+
+def sources(
+    store: Store, policy: RowPolicy, name: str, positions: np.ndarray | None = None
+) -> list[dict]:
+    """The layer's sources from the manifest; for attacks, only the datasets the rows at
+    `positions` come from (a dataset whose rows were all withheld is named in `withheld`)."""
+    found = store.manifest["layers"][name].get("sources", [])
+    if name != "attacks" or positions is None:
+        return found
+    present = set(policy.present(store.layer(name), positions))
+    return [s for s in found if "dataset" not in s or s["dataset"] in present]
+
+
+def attribution(found: list[dict[str, Any]]) -> str:
+    """The attribution of some sources (as `sources` gives them), one line."""
+    return "; ".join(s["attribution"] for s in found)
+
+
+def generated_at() -> str:
+    """Now, as a download's `generated_at`: RFC 3339 to the second, UTC, always 20 characters
+    (a range of a fresh write continues an earlier one: see app/downloads.py)."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def geopackage_parts(
+    store: Store, policy: RowPolicy, selections: list, notes: list[str] | None = None
+) -> list[tuple[Layer, np.ndarray, dict[str, str]]]:
+    """(layer, positions, table metadata) of each (name, kwargs, skipped) in `selections`, as
+    geo.export.write_geopackage takes them."""
+    parts = []
+    for name, kwargs, skipped in selections:
+        positions, withheld = selection(store, policy, name, kwargs)
+        found = metadata(store, policy, name, kwargs, skipped, positions, withheld, notes)
+        # "kpmap_" and not "kpmap:": GDAL reads a ":" in a metadata key as the end of the key,
+        # which made every item one key "kpmap" and QGIS showed only one of them.
+        flat = {f"kpmap_{k}": orjson.dumps(v).decode() for k, v in found.items()}
+        parts.append((store.layer(name), positions, flat))
+    return parts
+
+
+def csv_credits(store: Store, policy: RowPolicy, name: str) -> dict[str, str]:
+    """Dataset key -> the credit its terms require, for the CSV's `attribution` column (the
+    manifest's, whatever the licences withhold: a row's credit depends on its dataset alone)."""
+    return {s["dataset"]: s["attribution"] for s in sources(store, policy, name) if "dataset" in s}
+
+
+def withholds(store: Store, policy: RowPolicy) -> list[str]:
+    """The datasets of the store whose rows `policy` leaves out of the downloads: two policies
+    with the same list withhold the same rows and say the same of them."""
+    if "attacks" not in store.layer_names:
+        return []
+    present = policy.present(store.layer("attacks"))
+    return sorted(set(present) & policy.restricted)
+
+
+# --- written by the build ---------------------------------------------------------------------
+
+
+def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the prepared downloads of the store in `folder` (complete, manifest included) and
+    return its manifest with them added to `files` and `downloads` (manifest.json rewritten)."""
+    store = Store.open(folder)
+    policy = _build_policy()
+    prepared: dict[str, Any] = {"format": FORMAT, "geojson": {}, "csv": {}}
+    selections: list[tuple[str, dict[str, Any], list[str]]] = [
+        (name, {}, []) for name in store.layer_names
+    ]
+    parts = geopackage_parts(store, policy, selections)
+    # Compressing (zlib lets go of the GIL) runs on the other cores meanwhile: each body in a
+    # thread of `bodies`, cutting it into pieces that the threads of `pool` compress, one core
+    # left to the pass that writes the CSV and the GeoPackage.
+    cores = max(1, (os.cpu_count() or 1) - 1)
+    with ThreadPoolExecutor(cores) as pool, ThreadPoolExecutor(2) as bodies:
+        compressing = []
+        for layer, positions, table in parts:
+            name = layer.schema.name
+            whole = geojson_file(layer, np.arange(len(layer)), b"")
+            if name not in LAYERS or whole is None:
+                write_geopackage(folder / GEOPACKAGE, [(layer, positions, table)])
+                continue
+            deflated = folder / f"{name}.geojson.deflate"
+            compressing.append(("geojson", name, bodies.submit(_deflate, pool, whole, deflated)))
+            # One pass over the layer for its CSV (every row) and its table (what the
+            # licences let out), each feature parsed once.
+            prepared["csv"][name], body = _write_csv_and_table(
+                store, policy, layer, positions, table, folder
+            )
+            deflated = folder / f"{name}.csv.deflate"
+            compressing.append(("csv", name, bodies.submit(_deflate, pool, body, deflated)))
+        for kind, name, future in compressing:
+            prepared[kind].setdefault(name, {}).update(future.result())
+    prepared["gpkg"] = {"file": GEOPACKAGE, "withholds": withholds(store, policy)}
+    written = [GEOPACKAGE]
+    for kind in ("geojson", "csv"):
+        for entry in prepared[kind].values():
+            written += [entry[k] for k in ("file", "rows", "deflate") if k in entry]
+    files = dict(integrity.recorded(manifest))
+    for name in written:
+        files[name] = integrity.file_record(folder / name)
+    manifest = {**manifest, "downloads": prepared, "files": dict(sorted(files.items()))}
+    # As the build writes it (geo.build.pipeline._write_json).
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    (folder / integrity.MANIFEST).write_text(text, encoding="utf-8")
+    return manifest
+
+
+def _build_policy() -> RowPolicy:
+    """The licence setting the server will have, read from the build's environment."""
+    try:
+        return RowPolicy.from_setting(setting_from_env())
+    except ValueError as error:
+        print(
+            f"kpmap: {error}; the prepared GeoPackage withholds every restricted dataset",
+            file=sys.stderr,
+        )
+        return RowPolicy.from_setting("")
+
+
+def _deflate(pool: ThreadPoolExecutor, body: Stretches, path: Path) -> dict[str, Any]:
+    """`body` compressed once into `path` (raw deflate), in pieces compressed by the pool's
+    threads whose streams concatenate into one (geo.stretches.compress_piece); with its CRC-32
+    and length."""
+    count = max(1, -(-len(body) // PIECE_BYTES))
+    crc = 0
+    with open(path, "wb") as out:
+        for start in range(0, count, PIECES_AHEAD):  # a few pieces in memory at once
+            pieces = [
+                _read_at(body, i * PIECE_BYTES, PIECE_BYTES)
+                for i in range(start, min(start + PIECES_AHEAD, count))
+            ]
+            jobs = [
+                pool.submit(compress_piece, data, PREPARED_LEVEL, start + k == count - 1)
+                for k, data in enumerate(pieces)
+            ]
+            for data, job in zip(pieces, jobs, strict=True):
+                crc = zlib.crc32(data, crc)
+                out.write(job.result())
+    return {"deflate": path.name, "crc32": crc, "bytes": len(body)}
+
+
+def _read_at(body: Stretches, start: int, size: int) -> bytes:
+    body.seek(start)
+    parts = []
+    while size > 0 and (data := body.read(size)):
+        parts.append(data)
+        size -= len(data)
+    return b"".join(parts)
+
+
+def _write_csv_and_table(
+    store: Store,
+    policy: RowPolicy,
+    layer: Layer,
+    positions: np.ndarray,
+    table: dict[str, str],
+    folder: Path,
+) -> tuple[dict[str, Any], Stretches]:
+    """The whole CSV of `layer` and each row's byte range, and its table of the GeoPackage
+    (the rows at `positions`), from one pass over the layer; the CSV's entry and its rows (the
+    body to compress)."""
+    name = layer.schema.name
+    path, rows = folder / f"{name}.csv", folder / f"{name}.csv-rows.npy"
+    offsets = np.zeros((len(layer), 2), dtype=np.int64)
+    keep = np.zeros(len(layer), dtype=bool)
+    keep[positions] = True
+    writer = CsvWriter(layer.schema, csv_credits(store, policy, name))
+    header = writer.header.encode("utf-8")
+    at = len(header)
+    with open(path, "wb") as out:
+        out.write(header)
+        for start in range(0, max(len(layer), 1), GPKG_BATCH):
+            batch = np.arange(start, min(start + GPKG_BATCH, len(layer)))
+            found = Columns.of(layer, batch)
+            lines = [line.encode("utf-8") for line in writer.lines(found)]
+            if lines:
+                lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+                offsets[batch, 1] = at + np.cumsum(lengths)
+                offsets[batch, 0] = offsets[batch, 1] - lengths
+                at = int(offsets[batch[-1], 1])
+                out.write(b"".join(lines))
+            kept = keep[batch]
+            if start == 0 or kept.any():
+                table_rows = batch[kept]
+                append_geopackage(
+                    folder / GEOPACKAGE, layer, table_rows, found.take(kept), table, start == 0
+                )
+    np.save(rows, offsets)
+    body = Stretches(b"", _map(path), np.array([len(header)]), np.array([at]))
+    return {"file": path.name, "rows": rows.name, "header": len(header)}, body
+
+
+# --- read by the app ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Body:
+    """A prepared body: its raw deflate stream (mapped), and its uncompressed CRC-32 and length."""
+
+    deflate: Any
+    crc32: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A layer's prepared CSV: the whole file (mapped), its header's length, each row's byte
+    range, and its rows compressed."""
+
+    buffer: Any
+    header: int
+    offsets: np.ndarray
+    body: Body
+
+    def file(self, positions: np.ndarray) -> Stretches:
+        """The CSV of the rows at `positions`: the header and stretches of the file."""
+        found = runs(self.buffer, self.offsets, positions)  # rows need no separator: never None
+        assert found is not None
+        return Stretches(self.buffer[: self.header], self.buffer, *found)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The prepared downloads of one store version, opened (mapped) once per process."""
+
+    geojson: dict[str, Body] = field(default_factory=dict)
+    csv: dict[str, Rows] = field(default_factory=dict)
+    gpkg: Any = None
+    gpkg_withholds: tuple[str, ...] = ()
+
+    @classmethod
+    def open(cls, store: Store) -> "Prepared | None":
+        """The prepared downloads of `store`, or None when it has none (an older build, a store
+        in PostGIS) or its folder now holds another version (a newer build replaced it)."""
+        entry = store.manifest.get("downloads")
+        if not isinstance(entry, dict) or entry.get("format") != FORMAT:
+            return None
+        if is_database_url(str(store.path)):
+            return None
+        try:
+            root = swap.resolve(Path(store.path))
+            if manifest_version(read_manifest(root)) != store.version:
+                return None
+            geojson = {
+                name: Body(_map(root / e["deflate"]), int(e["crc32"]), int(e["bytes"]))
+                for name, e in entry.get("geojson", {}).items()
+            }
+            rows = {}
+            for name, e in entry.get("csv", {}).items():
+                body = Body(_map(root / e["deflate"]), int(e["crc32"]), int(e["bytes"]))
+                offsets = np.load(root / e["rows"], allow_pickle=False)
+                rows[name] = Rows(_map(root / e["file"]), int(e["header"]), offsets, body)
+            gpkg = entry.get("gpkg") or {}
+            return cls(
+                geojson=geojson,
+                csv=rows,
+                gpkg=_map(root / gpkg["file"]) if gpkg.get("file") else None,
+                gpkg_withholds=tuple(gpkg.get("withholds", ())),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # whatever is wrong, the downloads are still written on request
+
+    def geopackage(self, store: Store, policy: RowPolicy) -> Stretches | None:
+        """The whole-store GeoPackage, if it was prepared under licences that withhold what
+        `policy` withholds; else None."""
+        if self.gpkg is None or list(self.gpkg_withholds) != withholds(store, policy):
+            return None
+        return Stretches(b"", self.gpkg, np.array([0]), np.array([len(self.gpkg)]))
+
+
+def _map(path: Path) -> Any:
+    """A file's bytes, mapped read-only (shared by every process that maps it); an empty
+    file's are b"" (an empty file cannot be mapped). The mapping outlives the file's name."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if not size:
+            return b""
+        return mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
