@@ -29,9 +29,12 @@ or published to PostGIS) is served as before, each download written when it is a
 import json
 import mmap
 import os
+import subprocess
 import sys
+import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,14 +43,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from geo.export import (
-    GPKG_BATCH,
-    Columns,
-    CsvWriter,
-    append_geopackage,
-    geojson_file,
-    write_geopackage,
-)
+from geo.errors import BuildError
+from geo.export import Columns, CsvWriter, geojson_file, write_geopackage
 from geo.licences import RowPolicy, Withheld, setting_from_env
 from geo.query import describe_filters
 from geo.store import integrity, is_database_url, swap
@@ -64,6 +61,11 @@ LAYERS = ("attacks",)
 # 1 a stream is compressed at as it is sent; compressed on the cores the build leaves idle.
 PREPARED_LEVEL = 6
 PIECE_BYTES = 16 << 20
+# Rows of the CSV made at once: bounds the columns held in memory while writing.
+CSV_BATCH = 50_000
+# From this many features in LAYERS the GeoPackage is written by a process of its own, beside the
+# CSV; below it a process would cost more to start than it saves.
+SEPARATE_GEOPACKAGE_FROM = 50_000
 PIECES_AHEAD = 4
 
 
@@ -178,33 +180,39 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     store = Store.open(folder)
     policy = _build_policy()
     prepared: dict[str, Any] = {"format": FORMAT, "geojson": {}, "csv": {}}
-    selections: list[tuple[str, dict[str, Any], list[str]]] = [
-        (name, {}, []) for name in store.layer_names
-    ]
-    parts = geopackage_parts(store, policy, selections)
-    # Compressing (zlib lets go of the GIL) runs on the other cores meanwhile: each body in a
-    # thread of `bodies`, cutting it into pieces that the threads of `pool` compress, one core
-    # left to the pass that writes the CSV and the GeoPackage.
-    cores = max(1, (os.cpu_count() or 1) - 1)
-    with ThreadPoolExecutor(cores) as pool, ThreadPoolExecutor(2) as bodies:
+    big = sum(len(store.layer(name)) for name in LAYERS if name in store.layer_names)
+    with ExitStack() as stack:
+        geopackage = None
+        if big >= SEPARATE_GEOPACKAGE_FROM:
+            # GDAL and SQLite hold the GIL through much of their work: a thread would take
+            # turns with the CSV's, a process of its own writes beside it on another core. A
+            # fresh interpreter, not multiprocessing's spawn, which would run the caller's
+            # script again.
+            geopackage = stack.enter_context(_GeoPackageProcess(folder))
+        else:
+            write_store_geopackage(folder, store, policy)
+        # Compressing (zlib lets go of the GIL) runs on the other cores meanwhile: each body in
+        # a thread of `bodies`, cutting it into pieces that the threads of `pool` compress.
+        cores = max(1, (os.cpu_count() or 1) - 1)
+        pool = stack.enter_context(ThreadPoolExecutor(cores))
+        bodies = stack.enter_context(ThreadPoolExecutor(2))
         compressing = []
-        for layer, positions, table in parts:
-            name = layer.schema.name
+        for name in LAYERS:
+            if name not in store.layer_names:
+                continue
+            layer = store.layer(name)
             whole = geojson_file(layer, np.arange(len(layer)), b"")
-            if name not in LAYERS or whole is None:
-                write_geopackage(folder / GEOPACKAGE, [(layer, positions, table)])
+            if whole is None:
                 continue
             deflated = folder / f"{name}.geojson.deflate"
             compressing.append(("geojson", name, bodies.submit(_deflate, pool, whole, deflated)))
-            # One pass over the layer for its CSV (every row) and its table (what the
-            # licences let out), each feature parsed once.
-            prepared["csv"][name], body = _write_csv_and_table(
-                store, policy, layer, positions, table, folder
-            )
+            prepared["csv"][name], body = _write_csv(store, policy, layer, folder)
             deflated = folder / f"{name}.csv.deflate"
             compressing.append(("csv", name, bodies.submit(_deflate, pool, body, deflated)))
         for kind, name, future in compressing:
             prepared[kind].setdefault(name, {}).update(future.result())
+        if geopackage is not None:
+            geopackage.wait()
     prepared["gpkg"] = {"file": GEOPACKAGE, "withholds": withholds(store, policy)}
     written = [GEOPACKAGE]
     for kind in ("geojson", "csv"):
@@ -218,6 +226,54 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     (folder / integrity.MANIFEST).write_text(text, encoding="utf-8")
     return manifest
+
+
+class _GeoPackageProcess:
+    """write_store_geopackage(folder) in a process of its own (the environment's licence
+    setting with it); `wait` raises BuildError if it failed. Leaving the context without
+    waiting (the build failed) stops it."""
+
+    CODE = (
+        "import sys; from pathlib import Path; from geo.downloads import write_store_geopackage; "
+        "write_store_geopackage(Path(sys.argv[1]))"
+    )
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __enter__(self) -> "_GeoPackageProcess":
+        self.errors = tempfile.TemporaryFile()
+        command = [sys.executable, "-c", self.CODE, str(self.folder)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.errors)
+        return self
+
+    def wait(self) -> None:
+        if self.process.wait():
+            self.errors.seek(0)
+            said = self.errors.read().decode("utf-8", "replace").strip().splitlines()
+            raise BuildError(
+                f"writing {GEOPACKAGE} failed (exit {self.process.returncode}): "
+                + (said[-1] if said else "no message")
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.errors.close()
+
+
+def write_store_geopackage(
+    folder: Path, store: Store | None = None, policy: RowPolicy | None = None
+) -> None:
+    """The whole-store GeoPackage of the store in `folder`, as the app would write it for a
+    download of every layer under `policy` (the build's licence setting unless given)."""
+    store = store or Store.open(folder)
+    policy = policy or _build_policy()
+    selections: list[tuple[str, dict[str, Any], list[str]]] = [
+        (name, {}, []) for name in store.layer_names
+    ]
+    write_geopackage(folder / GEOPACKAGE, geopackage_parts(store, policy, selections))
 
 
 def _build_policy() -> RowPolicy:
@@ -263,43 +319,27 @@ def _read_at(body: Stretches, start: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _write_csv_and_table(
-    store: Store,
-    policy: RowPolicy,
-    layer: Layer,
-    positions: np.ndarray,
-    table: dict[str, str],
-    folder: Path,
+def _write_csv(
+    store: Store, policy: RowPolicy, layer: Layer, folder: Path
 ) -> tuple[dict[str, Any], Stretches]:
-    """The whole CSV of `layer` and each row's byte range, and its table of the GeoPackage
-    (the rows at `positions`), from one pass over the layer; the CSV's entry and its rows (the
-    body to compress)."""
+    """The whole CSV of `layer` (every row: a download of fewer rows is stretches of it) and
+    each row's byte range; the CSV's entry and its rows (the body to compress)."""
     name = layer.schema.name
     path, rows = folder / f"{name}.csv", folder / f"{name}.csv-rows.npy"
     offsets = np.zeros((len(layer), 2), dtype=np.int64)
-    keep = np.zeros(len(layer), dtype=bool)
-    keep[positions] = True
     writer = CsvWriter(layer.schema, csv_credits(store, policy, name))
     header = writer.header.encode("utf-8")
     at = len(header)
     with open(path, "wb") as out:
         out.write(header)
-        for start in range(0, max(len(layer), 1), GPKG_BATCH):
-            batch = np.arange(start, min(start + GPKG_BATCH, len(layer)))
-            found = Columns.of(layer, batch)
-            lines = [line.encode("utf-8") for line in writer.lines(found)]
-            if lines:
-                lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
-                offsets[batch, 1] = at + np.cumsum(lengths)
-                offsets[batch, 0] = offsets[batch, 1] - lengths
-                at = int(offsets[batch[-1], 1])
-                out.write(b"".join(lines))
-            kept = keep[batch]
-            if start == 0 or kept.any():
-                table_rows = batch[kept]
-                append_geopackage(
-                    folder / GEOPACKAGE, layer, table_rows, found.take(kept), table, start == 0
-                )
+        for start in range(0, len(layer), CSV_BATCH):
+            batch = np.arange(start, min(start + CSV_BATCH, len(layer)))
+            lines = [line.encode("utf-8") for line in writer.lines(Columns.of(layer, batch))]
+            lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+            offsets[batch, 1] = at + np.cumsum(lengths)
+            offsets[batch, 0] = offsets[batch, 1] - lengths
+            at = int(offsets[batch[-1], 1])
+            out.write(b"".join(lines))
     np.save(rows, offsets)
     body = Stretches(b"", _map(path), np.array([len(header)]), np.array([at]))
     return {"file": path.name, "rows": rows.name, "header": len(header)}, body

@@ -384,10 +384,10 @@ def write_geopackage(
         for start in range(0, max(len(positions), 1), GPKG_BATCH):
             batch = positions[start : start + GPKG_BATCH]
             found = Columns.of(layer, batch, json=True)
-            append_geopackage(path, layer, batch, found, metadata, start == 0)
+            _append_geopackage(path, layer, batch, found, metadata, start == 0)
 
 
-def append_geopackage(
+def _append_geopackage(
     path: Path,
     layer: Layer,
     positions: np.ndarray,

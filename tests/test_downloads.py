@@ -17,7 +17,7 @@ import pytest
 
 from app import create_app
 from geo import downloads
-from geo.errors import StoreCorrupt
+from geo.errors import BuildError, StoreCorrupt
 from geo.export import csv_chunks, geojson_chunks, geojson_head
 from geo.store import Store
 from tests.test_licences import RESTRICTED_IDS, build_licence_store
@@ -252,6 +252,42 @@ def test_the_build_takes_the_licence_setting_of_its_environment(monkeypatch, lic
     manifest = json.loads((copy / "manifest.json").read_text())
     assert downloads.prepare(copy, manifest)["downloads"]["gpkg"]["withholds"] == ["acled", "gtd"]
     Store.open(copy)  # the rewritten manifest records every file as it now is
+
+
+def test_a_large_stores_geopackage_written_by_a_process_of_its_own_is_the_same(
+    monkeypatch, licence_dir, tmp_path
+):
+    copy = tmp_path / "store"
+    shutil.copytree(licence_dir.resolve(), copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    monkeypatch.setattr(downloads, "SEPARATE_GEOPACKAGE_FROM", 0)
+    monkeypatch.setenv("KPMAP_LICENSED_DATASETS", "acled,gtd")  # the child reads it too
+    downloads.prepare(copy, manifest)
+    inline = licence_dir / "kpmap.gpkg"  # the build's, written in its own process
+    for layer in ("districts", "tehsils", "durand_line", "attacks", "countries"):
+        a = pyogrio.read_dataframe(copy / "kpmap.gpkg", layer=layer)
+        b = pyogrio.read_dataframe(inline, layer=layer)
+        if layer != "attacks":
+            assert a.equals(b), layer
+    ids = set(pyogrio.read_dataframe(copy / "kpmap.gpkg", layer="attacks")["id"])
+    inline_ids = set(pyogrio.read_dataframe(inline, layer="attacks")["id"])
+    assert ids == inline_ids | RESTRICTED_IDS and not inline_ids & RESTRICTED_IDS
+    Store.open(copy)  # recorded in the manifest like the rest
+
+
+def test_a_geopackage_process_that_fails_fails_the_preparation_and_says_why(
+    monkeypatch, store_dir, tmp_path
+):
+    copy = tmp_path / "store"
+    shutil.copytree(store_dir.resolve(), copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    monkeypatch.setattr(downloads, "SEPARATE_GEOPACKAGE_FROM", 0)
+    del manifest["files"]["kpmap.gpkg"]  # as the build has it before preparing
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (copy / "kpmap.gpkg").unlink()
+    (copy / "kpmap.gpkg").mkdir()  # nothing can be written there
+    with pytest.raises(BuildError, match="writing kpmap.gpkg failed"):
+        downloads.prepare(copy, manifest)
 
 
 # --- the CSV made a column at a time is the CSV made a cell at a time ---------------------------
