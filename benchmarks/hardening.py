@@ -62,7 +62,8 @@ def fuzz(url: str, args, env: dict[str, str]) -> None:
     with tempfile.TemporaryDirectory(prefix="kpmap-hardening-") as folder:
         counts = Path(folder) / "statuses.json"
         command = [
-            str(schemathesis), "run", url,
+            str(schemathesis), "--config-file", str(ROOT / "benchmarks" / "schemathesis.toml"),
+            "run", url,
             "--checks", "all",
             "--phases", "examples,coverage,fuzzing,stateful",
             "--max-examples", str(args.examples),
