@@ -65,7 +65,7 @@ def _valid_as_sent(definition: dict, value) -> bool:
     """Whether a query value, as it goes on the wire, is one its parameter's schema admits."""
     import jsonschema_rs
 
-    if value == {} or value is None:
+    if value is None or value == {} or value == []:
         return True  # not sent
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return False  # a list is sent repeated, an object as its items: not judged here

@@ -45,12 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiles", type=int, default=0, help="clients rendering uncached tiles")
     parser.add_argument("--timeout", type=float, default=30, help="seconds before /ogc fails")
     parser.add_argument("--gunicorn", help="gunicorn options instead of the Makefile's")
+    parser.add_argument(
+        "--server", help="another server's command instead, {port} for its port (a comparison)"
+    )
     args = parser.parse_args(argv)
     readers = args.n if args.readers is None else args.readers
     slowloris = args.n if args.slowloris is None else args.slowloris
 
     port = free_port()
     command = server_command(port, args.gunicorn)
+    if args.server:
+        command = shlex.split(args.server.format(port=port))
     env = dict(os.environ)
     if args.store:
         env["KPMAP_STORE"] = str(Path(args.store).resolve())
