@@ -72,7 +72,8 @@ def _valid_as_sent(definition: dict, value) -> bool:
     schema = definition.get("schema", {})
     text = str(value)
     if schema.get("type") == "array" and definition.get("explode") is False:
-        typed = [_as_typed(item, schema.get("items", {})) for item in text.split(",")]
+        items = text.split(",") if text else []  # "bbox=" is the empty list
+        typed = [_as_typed(item, schema.get("items", {})) for item in items]
         return jsonschema_rs.validator_for(schema).is_valid(typed)
     candidates = [text, *([_as_typed(text, {"type": "number"})] if text else [])]
     validator = jsonschema_rs.validator_for(schema)
