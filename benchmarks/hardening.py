@@ -32,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=200, help="slow readers, and as many slowloris")
     parser.add_argument("--skip-slow-clients", action="store_true")
     args = parser.parse_args(argv)
-    env = dict(os.environ)
-    if args.store:
-        env["KPMAP_STORE"] = str(Path(args.store).resolve())
+    env = slow_clients.server_env(args.store)
 
     port = slow_clients.free_port()
     command = slow_clients.server_command(port, None)

@@ -49,9 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=60, help="seconds before a request fails")
     args = parser.parse_args(argv)
-    env = dict(os.environ)
-    if args.store:
-        env["KPMAP_STORE"] = str(Path(args.store).resolve())
+    env = slow_clients.server_env(args.store)
     port = slow_clients.free_port()
     command = slow_clients.server_command(port, None)
     print("server:", " ".join(command))

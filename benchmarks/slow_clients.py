@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     command = server_command(port, args.gunicorn)
     if args.server:
         command = shlex.split(args.server.format(port=port))
-    env = dict(os.environ)
-    if args.store:
-        env["KPMAP_STORE"] = str(Path(args.store).resolve())
+    env = server_env(args.store)
     print(f"server: {shlex.join(command)}")
     server = subprocess.Popen(
         command, cwd=ROOT, env=env, start_new_session=True, stderr=subprocess.DEVNULL
@@ -100,6 +98,14 @@ def server_command(port: int, options: str | None) -> list[str]:
         app = command[-1]
         command = [command[0], *shlex.split(options), "--bind", f"127.0.0.1:{port}", app]
     return command
+
+
+def server_env(store: str | None) -> dict[str, str]:
+    """This process's environment, with KPMAP_STORE naming `store` when one is given."""
+    env = dict(os.environ)
+    if store:
+        env["KPMAP_STORE"] = str(Path(store).resolve())
+    return env
 
 
 def free_port() -> int:

@@ -13,7 +13,15 @@ import pytest
 
 from geo.build.pipeline import build_store
 from geo.store import Store
-from tests.helpers import acled_records, build_with_imports, offline_mirror, ucdp_records
+from tests.helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    acled_records,
+    browser_missing,
+    build_with_imports,
+    offline_mirror,
+    ucdp_records,
+)
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +74,20 @@ def linked_store_dir(tmp_path_factory: pytest.TempPathFactory, build_cache: Path
     store = tmp_path_factory.mktemp("linked") / "store"
     build_with_imports(store, build_cache, acled_records(), ucdp_records())
     return store
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's, driven by playwright). A missing browser fails the tests in
+    CI (.ci/run installs it) and skips them elsewhere."""
+    missing = browser_missing()
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(missing, pytrace=False)
+        pytest.skip(missing)
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

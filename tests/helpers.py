@@ -3,7 +3,9 @@
 Every record made here is SYNTHETIC: a stand-in with the real schema, never a real event.
 """
 
+import argparse
 import csv
+import threading
 from pathlib import Path
 
 import pytest
@@ -271,3 +273,56 @@ def build_licence_store(tmp_path_factory: pytest.TempPathFactory, store: Store) 
         added=[stand_in(template, *row) for row in STAND_INS],
     )
     return folder
+
+
+# --- the browser tests (tests/test_browser.py, tests/test_map_detail.py) --------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-gpu",
+]
+READY = "() => window.kpmapReady === true"
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here (None when they can)."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing: pip install -e '.[test]'"
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing: apt-get install -y chromium"
+    return None
+
+
+class Server:
+    """A WSGI app on 127.0.0.1 in a thread; `url` is its base URL."""
+
+    def __init__(self, wsgi_app):
+        from werkzeug.serving import make_server
+
+        self._server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+        self.host = f"127.0.0.1:{self._server.server_port}"
+        self.url = f"http://{self.host}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+
+
+def run_cli(argv: list[str]) -> int:
+    """`kpmap tiles ...` in this process."""
+    from geo.tiles import cli as tiles_cli
+
+    top = argparse.ArgumentParser(prog="kpmap")
+    sub = top.add_subparsers(dest="command", required=True)
+    tiles_cli.add_parser(sub)
+    args = top.parse_args(argv)
+    return args.run(args)

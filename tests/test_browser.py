@@ -9,7 +9,6 @@ tests/artifacts/.
 """
 
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,54 +22,22 @@ from tests.helpers import (
     CLASH_AT,
     HOSTILE_AT,
     PAYLOAD,
+    READY,
     RESTRICTED_IDS,
+    Server,
+    browser_missing,
     build_hostile_store,
     build_licence_store,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-READY = "() => window.kpmapReady === true"
 
 
-def _missing(reason: str):
-    # CI installs Chromium (.ci/run): there a missing browser is a failure, elsewhere a skip.
+# CI installs Chromium (.ci/run): there a missing browser is a failure, elsewhere a skip.
+if (missing := browser_missing()) is not None:
     if os.environ.get("CI"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-
-try:
-    from playwright import sync_api
-except ImportError:
-    _missing("the playwright package is missing: pip install -e '.[test]'")
-if not Path(CHROMIUM).exists():
-    _missing(f"{CHROMIUM} is missing: apt-get install -y chromium")
-
-
-class Server:
-    """A WSGI app on 127.0.0.1 in a thread; `url` is its base URL."""
-
-    def __init__(self, wsgi_app):
-        from werkzeug.serving import make_server
-
-        self._server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-        self.host = f"127.0.0.1:{self._server.server_port}"
-        self.url = f"http://{self.host}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._thread.join()
+        pytest.fail(missing, pytrace=False)
+    pytest.skip(missing, allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +45,6 @@ def server(store_dir) -> Iterator[Server]:
     running = Server(create_app({"STORE": str(store_dir)}))
     yield running
     running.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 class Watched:

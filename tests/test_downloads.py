@@ -20,7 +20,7 @@ from geo import downloads
 from geo.errors import BuildError, StoreCorrupt
 from geo.export import csv_chunks, geojson_chunks, geojson_head
 from geo.store import Store
-from tests.test_licences import RESTRICTED_IDS, build_licence_store
+from tests.helpers import RESTRICTED_IDS, build_licence_store
 
 PREPARED = (
     "kpmap.gpkg",

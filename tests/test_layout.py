@@ -118,3 +118,22 @@ def test_the_makefile_rebuilds_the_store_when_code_that_writes_it_changes():
     assert missing == []
     servers = [m for m in MODULES if m.startswith(("geo.tiles", "geo.ogc", "app"))]
     assert not [m for m in servers if listed(MODULES[m])]
+
+
+def test_tests_share_code_through_helpers_not_through_each_other():
+    """A test module imports tests.helpers (and fixtures come from conftest.py), never another
+    test module or conftest: importing one runs its module-level checks and collects its tests
+    twice."""
+    wrong = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                last = name.split(".")[-1]
+                if name.startswith("tests.") and (last.startswith("test_") or last == "conftest"):
+                    wrong.append(f"{path.name} imports {name}")
+    assert not wrong, wrong

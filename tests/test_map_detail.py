@@ -14,7 +14,7 @@ from shapely.geometry import shape
 from app import create_app
 from geo import aggregate
 from geo.build.districts import shared_border_problems
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, READY, Server
+from tests.helpers import READY, Server
 
 ROUNDING = 0.5e-3  # the first view's coordinates have 3 decimals
 
@@ -156,13 +156,3 @@ def test_zooming_in_asks_for_a_finer_border_and_outlines(browser, detail_server)
     paths = page.locator(".leaflet-overlay-pane svg path").count()
     assert paths < 35 + 2 * 3 + 50
     page.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright import sync_api
-
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()

@@ -6,7 +6,6 @@ Tiles are decoded, never compared with stored bytes: MVT with mapbox_vector_tile
 Pillow. A module-scoped store with 5,000 synthetic attacks exercises the clusters.
 """
 
-import argparse
 import gzip
 import io
 import json
@@ -32,7 +31,7 @@ from geo.tiles.layers import BASEMAP_TEHSIL_MINZOOM, MVT_BUFFER, TILES_VERSION
 from geo.tiles.pmtiles import export_pmtiles
 from geo.tiles.points import GRID_BITS, attack_deaths
 from geo.tiles.tiler import Tiler
-from tests.helpers import offline_mirror
+from tests.helpers import offline_mirror, run_cli
 
 SYNTHETIC = 5000
 
@@ -598,16 +597,6 @@ def test_pmtiles_round_trip(store, tiler, tmp_path):
 
 
 # -- the CLI ------------------------------------------------------------------------------------
-
-
-def run_cli(argv: list[str]) -> int:
-    from geo.tiles import cli as tiles_cli
-
-    top = argparse.ArgumentParser(prog="kpmap")
-    sub = top.add_subparsers(dest="command", required=True)
-    tiles_cli.add_parser(sub)
-    args = top.parse_args(argv)
-    return args.run(args)
 
 
 def test_seed_renders_into_the_disk_cache(store_dir, tmp_path, capsys):

@@ -21,7 +21,7 @@ from app.extensions import get_tiler
 from geo.tiles import cache as tile_cache
 from geo.tiles.cache import CODINGS, MIN_CODED_BYTES, TileCache, TileKey
 from geo.tiles.tiler import SHAPE_LAYERS, Tiler
-from tests.test_tiles import run_cli
+from tests.helpers import run_cli
 
 if sys.version_info >= (3, 14):
     from compression import zstd
