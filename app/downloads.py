@@ -48,7 +48,7 @@ from geo.ogc import params
 from geo.ogc.items import layer_name
 from geo.query import FILTER_PARAMS, area_filters, filter_notes, parse_filters
 from geo.renders import render_key
-from geo.store import Store
+from geo.store import Store, is_database_url
 from geo.stretches import Stretches, compress_head, gzip_chunks, gzip_length
 
 bp = Blueprint("downloads", __name__)
@@ -90,7 +90,7 @@ def download_geojson(layer: str) -> Response:
 
     whole_layer = not (kwargs or skipped)
     kept_as = f"kpmap-{name}" if whole_layer else ""
-    return _send(chunks, params.GEOJSON, etag, filename, kept_as=kept_as)
+    return _send(chunks, params.GEOJSON, etag, filename, kept_as=kept_as, keep=_in_database(store))
 
 
 @bp.get("/download/<layer>.csv")
@@ -129,7 +129,8 @@ def download_csv(layer: str) -> Response:
             return csv_chunks(data, positions, attribution=credits)
 
         kept_as = "" if kwargs else "kpmap-attacks"
-        response = _send(chunks, "text/csv", etag, filename, kept_as=kept_as)
+        keep = _in_database(store)
+        response = _send(chunks, "text/csv", etag, filename, kept_as=kept_as, keep=keep)
     response.headers["Kpmap-Withheld"] = str(withheld.count if withheld else 0)
     if withheld and withheld.count:
         reason = withheld.notice(policy.datasets)["reason"]
@@ -200,10 +201,28 @@ def download_geopackage() -> Response:
 
 
 def _send(
-    chunks: Callable[[], Iterable[bytes]], mimetype: str, etag: str, filename: str, kept_as: str
+    chunks: Callable[[], Iterable[bytes]],
+    mimetype: str,
+    etag: str,
+    filename: str,
+    kept_as: str,
+    keep: bool = False,
 ) -> Response:
     """A generated download: streamed, or with `Range` from a file (kept in the download cache
-    under the name `kept_as` when it is the whole layer, else temporary)."""
+    under the name `kept_as` when it is the whole layer, else temporary). With `keep`, a whole
+    layer is kept and sent from the file even without `Range`: a store in a database is then
+    read once per version and machine for it, not once per download: the first is streamed as
+    it is read and written into the download folder meanwhile (`_teed`), the later ones are
+    sent from the file."""
+    stream = None
+    if keep and kept_as and not http.wants_range():
+        folder = download_folder(current_app)
+        if folder is not None:
+            whole = folder / f"{kept_as}-{etag}.{filename.rsplit('.', 1)[1]}"
+            response = _send_path(whole, mimetype, etag, filename) if whole.exists() else None
+            if response is not None:
+                return response
+            stream = _teed(chunks, whole)
     if http.wants_range():
 
         def write(path: Path) -> None:
@@ -218,7 +237,8 @@ def _send(
         if response is not None:
             return response
         # no disk to write it on: the whole answer, streamed, is still right (RFC 9110 14.2)
-    response = http.respond(chunks(), mimetype, etag=etag, weak=True, vary=VARY, filename=filename)
+    stream = chunks() if stream is None else stream
+    response = http.respond(stream, mimetype, etag=etag, weak=True, vary=VARY, filename=filename)
     response.headers["Accept-Ranges"] = "bytes"
     return response
 
@@ -270,6 +290,10 @@ def _send_temporary(
 def _write_geopackage(store: Store, selections: list, path: Path) -> None:
     parts = geopackage_parts(store, get_policy(), selections, filter_notes(request.args))
     write_geopackage(path, parts)
+
+
+def _in_database(store: Store) -> bool:
+    return is_database_url(str(store.path))
 
 
 def _prepared(store: Store) -> Prepared | None:
@@ -325,10 +349,44 @@ def _kept(prefix: str, etag: str, ext: str, write: Callable[[Path], None]) -> Pa
         level = logging.WARNING if exc.errno in (errno.ENOSPC, errno.EDQUOT) else logging.ERROR
         log.log(level, "could not keep %s in %s: %s", kept.name, folder, exc)
         return None
-    # Files of earlier builds are not asked for again: keep only the newest few.
-    for old in sorted(folder.glob(f"{prefix}-*.{ext}"), key=_mtime)[:-KEPT_FILES]:
-        old.unlink(missing_ok=True)
+    _prune(kept)
     return kept
+
+
+def _prune(kept: Path) -> None:
+    """Files of earlier builds are not asked for again: keep only the newest few like `kept`."""
+    prefix = kept.name.rsplit("-", 1)[0]
+    for old in sorted(kept.parent.glob(f"{prefix}-*{kept.suffix}"), key=_mtime)[:-KEPT_FILES]:
+        old.unlink(missing_ok=True)
+
+
+def _teed(chunks: Callable[[], Iterable[bytes]], kept: Path) -> Iterable[bytes]:
+    """The chunks as they are sent, written into a temporary file beside `kept` meanwhile and
+    moved to `kept` once all were sent; a send cut short (or a full disk) keeps nothing."""
+    try:
+        out = tempfile.NamedTemporaryFile(dir=kept.parent, prefix=f".{kept.name}.", delete=False)
+    except OSError as exc:
+        log.warning("could not keep %s: %s", kept.name, exc)
+        yield from chunks()
+        return
+    writing, complete = True, False
+    try:
+        for chunk in chunks():
+            if writing:
+                try:
+                    out.write(chunk)
+                except OSError as exc:  # a full disk: the download goes on, not kept
+                    log.warning("could not keep %s: %s", kept.name, exc)
+                    writing = False
+            yield chunk
+        complete = True
+    finally:
+        out.close()
+        if writing and complete:
+            os.replace(out.name, kept)
+            _prune(kept)
+        else:
+            os.unlink(out.name)
 
 
 def _mtime(path: Path) -> float:

@@ -549,6 +549,32 @@ def test_the_app_serves_the_same_from_both_backends(clients, url):
     assert on_database == on_files
 
 
+@pytest.mark.parametrize("path", ["/download/attacks.geojson", "/download/attacks.csv"])
+def test_a_whole_layer_is_read_from_the_database_once_per_version(
+    db_url, clients, tmp_path, monkeypatch, path
+):
+    from app import downloads as views
+
+    client = create_app(
+        {"STORE": db_url, "TESTING": True, "DOWNLOAD_CACHE_DIR": str(tmp_path)}
+    ).test_client()
+    with client.get(path) as first:  # streamed from the database, kept meanwhile
+        assert first.status_code == 200 and "Content-Length" not in first.headers
+        body = first.get_data()
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("kpmap-attacks-")]) == 1
+    with client.get(path, headers={"Range": "bytes=0-0"}) as cut:  # kept, not written again
+        assert cut.status_code == 206
+    # The next downloads are sent from the kept file, the database not read for them.
+    monkeypatch.setattr(views, "geojson_chunks", None)
+    monkeypatch.setattr(views, "csv_chunks", None)
+    with client.get(path) as again:
+        assert again.headers["Content-Length"] == str(len(body))
+        assert again.get_data() == body
+        assert _comparable(again)[1:] == _comparable(clients["files"].get(path))[1:]
+    with client.get(path, headers={"Range": "bytes=10-19"}) as part:
+        assert part.status_code == 206 and part.get_data() == body[10:20]
+
+
 @pytest.mark.parametrize("backend", ["files", "postgis"])
 def test_what_each_backend_serves_is_right(clients, fs, backend):
     client = clients[backend]
