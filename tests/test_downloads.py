@@ -235,12 +235,17 @@ def test_a_licensed_server_writes_its_own_geopackage(licence_dir, tmp_path, monk
     assert RESTRICTED_IDS <= rows and whole.headers["Kpmap-Withheld"] == "0"
 
 
+def _copied(store_dir: Path, tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of a built store to prepare again, and its manifest."""
+    copy = tmp_path / "store"
+    shutil.copytree(store_dir.resolve(), copy)
+    return copy, json.loads((copy / "manifest.json").read_text())
+
+
 def test_the_build_takes_the_licence_setting_of_its_environment(monkeypatch, licence_dir, tmp_path):
     from app import downloads as views
 
-    copy = tmp_path / "store"
-    shutil.copytree(licence_dir.resolve(), copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
+    copy, manifest = _copied(licence_dir, tmp_path)
     monkeypatch.setenv("KPMAP_LICENSED_DATASETS", "acled,gtd")
     assert downloads.prepare(copy, manifest)["downloads"]["gpkg"]["withholds"] == []
     written = []
@@ -257,9 +262,7 @@ def test_the_build_takes_the_licence_setting_of_its_environment(monkeypatch, lic
 def test_a_large_stores_geopackage_written_by_a_process_of_its_own_is_the_same(
     monkeypatch, licence_dir, tmp_path
 ):
-    copy = tmp_path / "store"
-    shutil.copytree(licence_dir.resolve(), copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
+    copy, manifest = _copied(licence_dir, tmp_path)
     monkeypatch.setattr(downloads, "SEPARATE_GEOPACKAGE_FROM", 0)
     monkeypatch.setenv("KPMAP_LICENSED_DATASETS", "acled,gtd")  # the child reads it too
     downloads.prepare(copy, manifest)
@@ -278,9 +281,7 @@ def test_a_large_stores_geopackage_written_by_a_process_of_its_own_is_the_same(
 def test_a_geopackage_process_that_fails_fails_the_preparation_and_says_why(
     monkeypatch, store_dir, tmp_path
 ):
-    copy = tmp_path / "store"
-    shutil.copytree(store_dir.resolve(), copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
+    copy, manifest = _copied(store_dir, tmp_path)
     monkeypatch.setattr(downloads, "SEPARATE_GEOPACKAGE_FROM", 0)
     del manifest["files"]["kpmap.gpkg"]  # as the build has it before preparing
     (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
