@@ -630,6 +630,41 @@ def test_a_tiles_points_are_read_in_one_query(monkeypatch, db_url, fs, licensed)
     assert len(mapbox_vector_tile.decode(busy)["attacks"]["features"]) > 3
 
 
+@pytest.mark.parametrize("licensed", ["", "acled,gtd"])
+@pytest.mark.parametrize("offset", [0, 30])
+def test_an_items_page_is_read_in_one_query_after_its_selection(
+    monkeypatch, db_url, fs, licensed, offset
+):
+    """An OGC items page costs two queries, whatever its size: the selection, then the page's
+    features straight from their rows (geo.ogc.items asks the layer to prefetch them), not a
+    walk that reads ahead a block at a time; and it says what the files say."""
+    from geo.ogc import items as core
+    from geo.store import postgis
+
+    monkeypatch.setattr(postgis, "SMALL_LAYER", 10)  # the attacks read as a large layer's are
+    monkeypatch.setattr(postgis, "FIRST_READ", 4)  # a walk would read 4, 12, 36, ...
+    db = open_store(db_url)
+    policy = RowPolicy.from_setting(licensed)
+    layer = db.layer("attacks")
+    queries = []
+    original = layer._query
+    monkeypatch.setattr(layer, "_query", lambda *a: queries.append(a) or original(*a))
+    pairs = [("bbox", "70,33,72,35"), ("datetime", "2016-01-01/2019-12-31")]
+    pairs += [("limit", "60"), ("offset", str(offset))]
+    policy.present(layer)  # the datasets' column, read once a version
+    queries.clear()
+    answers = []
+    for store in (fs, db):
+        query = core.items_query(store, "attacks", pairs, None)
+        doc = orjson.loads(core.items(store, policy, query, "http://x/ogc").body)
+        doc.pop("timeStamp")
+        answers.append(doc)
+    assert answers[0] == answers[1]
+    assert answers[1]["numberReturned"] == 60
+    assert len(queries) == 2
+    assert "ctid" in queries[1][0].as_string()  # by where the rows are, not by position
+
+
 # --- noticing a new version: LISTEN/NOTIFY, or the version row on a replica --------------
 
 

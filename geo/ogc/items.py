@@ -193,6 +193,9 @@ def items(store: Store, policy: RowPolicy, query: ItemsQuery, base: str) -> Answ
         ),
     }
     layer = store.layer(name)
+    prefetch = getattr(layer, "prefetch", None)  # a database's: the page in one query
+    if prefetch is not None:
+        prefetch(page)
     if "district" in (*layer.schema.filterable, *layer.schema.range_filters):
         if notes := filter_notes(args):
             members["notes"] = notes  # a successor or former district: which polygons it selected

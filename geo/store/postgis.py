@@ -53,9 +53,9 @@ log = logging.getLogger(__name__)
 CONTROL = "kpmap"  # the schema of the control tables
 URL_SCHEMES = ("postgresql://", "postgres://")
 # Features fetched in one round trip when callers walk a selection one position at a time
-# (downloads, OGC pages): FIRST_READ, then three times as many each time the walk goes on, up
-# to READ_AHEAD. An OGC page of 10 then costs one small query, a page of 1,000 three (1,300
-# features), a download ~2,000 features a round trip.
+# (downloads): FIRST_READ, then three times as many each time the walk goes on, up to
+# READ_AHEAD, ~2,000 features a round trip. (An OGC page, whose positions are known, is read
+# in one query by `prefetch`, whatever its size.)
 FIRST_READ = 100
 READ_AHEAD = 2000
 # Past FIRST_READ + 3 FIRST_READ + ... + 2 READ_AHEAD positions, a walk (a download) reads the
@@ -1040,11 +1040,26 @@ class PostGISLayer:
     def prefetch(self, positions: np.ndarray) -> None:
         """Read the features at `positions` (any order; negative ones are skipped) in one
         query, for the feature_at and feature_bytes calls that follow in this thread: a tile's
-        points (geo.tiles), which would otherwise cost a round trip each."""
+        points (geo.tiles), which would otherwise cost a round trip each, or an OGC page
+        (geo.ogc.items), which would be read a growing block at a time."""
         if self._count <= SMALL_LAYER:
             return  # feature_at has them all already
-        wanted = np.unique(positions[positions >= 0]).tolist()
-        self._ahead.block = dict(zip(wanted, self._fetch_features(wanted), strict=True))
+        wanted = np.unique(positions[positions >= 0])
+        tids = self._selected_tids(wanted)
+        found = self._fetch_features(wanted.tolist(), tids)
+        self._ahead.block = dict(zip(wanted.tolist(), found, strict=True))
+
+    def _selected_tids(self, wanted: np.ndarray) -> np.ndarray | None:
+        """Where the rows of `wanted` (ascending) are, if this thread's last selection holds
+        them all (an OGC page of it): read straight from the rows, not looked up by position."""
+        selection = getattr(self._ahead, "selection", None)
+        tids = getattr(self._ahead, "tids", None)
+        if selection is None or tids is None or not len(wanted):
+            return None
+        at = np.searchsorted(selection, wanted)
+        if at[-1] >= len(selection) or not np.array_equal(selection[at], wanted):
+            return None
+        return tids[at]
 
     def _fetch_features(self, positions: Sequence[int], tids: Any = None) -> list[bytes]:
         """The features at `positions` (ascending), in one query; `tids` (block, offset), when
