@@ -33,18 +33,27 @@ import subprocess
 import sys
 import tempfile
 import zlib
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
+import pyarrow as pa
 
 from geo.errors import BuildError
-from geo.export import Columns, CsvWriter, geojson_file, write_geopackage
+from geo.export import (
+    Columns,
+    CsvWriter,
+    geojson_file,
+    geopackage_batches,
+    geopackage_rows,
+    write_geopackage_table,
+)
 from geo.licences import RowPolicy, Withheld, setting_from_env
 from geo.query import describe_filters
 from geo.store import integrity, is_database_url, swap
@@ -185,9 +194,10 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         geopackage = None
         if big >= SEPARATE_GEOPACKAGE_FROM:
             # GDAL and SQLite hold the GIL through much of their work: a thread would take
-            # turns with the CSV's, a process of its own writes beside it on another core. A
-            # fresh interpreter, not multiprocessing's spawn, which would run the caller's
-            # script again.
+            # turns with the CSV's, a process of its own writes beside it on another core, fed
+            # the rows of LAYERS as this process takes them apart for the CSV (each feature is
+            # parsed once). A fresh interpreter, not multiprocessing's spawn, which would run
+            # the caller's script again.
             geopackage = stack.enter_context(_GeoPackageProcess(folder))
         else:
             write_store_geopackage(folder, store, policy)
@@ -206,13 +216,14 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                 continue
             deflated = folder / f"{name}.geojson.deflate"
             compressing.append(("geojson", name, bodies.submit(_deflate, pool, whole, deflated)))
-            prepared["csv"][name], body = _write_csv(store, policy, layer, folder)
+            rows = geopackage.feeder(layer, policy) if geopackage else None
+            prepared["csv"][name], body = _write_csv(store, policy, layer, folder, rows)
             deflated = folder / f"{name}.csv.deflate"
             compressing.append(("csv", name, bodies.submit(_deflate, pool, body, deflated)))
-        for kind, name, future in compressing:
-            prepared[kind].setdefault(name, {}).update(future.result())
         if geopackage is not None:
             geopackage.wait()
+        for kind, name, future in compressing:
+            prepared[kind].setdefault(name, {}).update(future.result())
     prepared["gpkg"] = {"file": GEOPACKAGE, "withholds": withholds(store, policy)}
     written = [GEOPACKAGE]
     for kind in ("geojson", "csv"):
@@ -230,12 +241,12 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 class _GeoPackageProcess:
     """write_store_geopackage(folder) in a process of its own (the environment's licence
-    setting with it); `wait` raises BuildError if it failed. Leaving the context without
-    waiting (the build failed) stops it."""
+    setting with it), fed the rows of LAYERS on its standard input (`feeder`); `wait` raises
+    BuildError if it failed. Leaving the context without waiting (the build failed) stops it."""
 
     CODE = (
         "import sys; from pathlib import Path; from geo.downloads import write_store_geopackage; "
-        "write_store_geopackage(Path(sys.argv[1]))"
+        "write_store_geopackage(Path(sys.argv[1]), fed=sys.stdin.buffer)"
     )
 
     def __init__(self, folder: Path):
@@ -244,10 +255,22 @@ class _GeoPackageProcess:
     def __enter__(self) -> "_GeoPackageProcess":
         self.errors = tempfile.TemporaryFile()
         command = [sys.executable, "-c", self.CODE, str(self.folder)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.errors)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.errors
+        )
         return self
 
+    def feeder(self, layer: Layer, policy: RowPolicy) -> "_Feeder":
+        """What takes the rows of `layer` the GeoPackage holds (those `policy` hands out), a
+        batch of features at a time, and sends them to the process; fed in LAYERS' order."""
+        return _Feeder(self, layer, policy)
+
     def wait(self) -> None:
+        if self.process.stdin and not self.process.stdin.closed:
+            try:
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass  # it stopped early: its exit code and message say why
         if self.process.wait():
             self.errors.seek(0)
             said = self.errors.read().decode("utf-8", "replace").strip().splitlines()
@@ -263,17 +286,62 @@ class _GeoPackageProcess:
         self.errors.close()
 
 
+class _Feeder:
+    """Sends one layer's GeoPackage rows to a _GeoPackageProcess as an Arrow IPC stream: a
+    call per batch of features taken apart (`Columns`), then `close`."""
+
+    def __init__(self, process: _GeoPackageProcess, layer: Layer, policy: RowPolicy):
+        self.process = process
+        self.layer = layer
+        self.withheld = policy.withheld_mask(layer)
+        self.stream: pa.ipc.RecordBatchStreamWriter | None = None
+
+    def __call__(self, positions: np.ndarray, found: Columns) -> None:
+        if self.withheld is not None:
+            keep = ~self.withheld[positions]
+            positions, found = positions[keep], found.take(keep)
+        batch = geopackage_rows(self.layer, positions, found)
+        try:
+            if self.stream is None:
+                self.stream = pa.ipc.new_stream(self.process.process.stdin, batch.schema)
+            self.stream.write_batch(batch)
+        except (BrokenPipeError, OSError):
+            self.process.wait()  # raises BuildError with the process's message
+            raise
+
+    def close(self) -> None:
+        """The end of the layer's rows (the stream's end, an empty one if no row was sent)."""
+        if self.stream is None:
+            self(np.zeros(0, dtype=np.int64), Columns.of(self.layer, np.zeros(0, dtype=np.int64)))
+        assert self.stream is not None
+        self.stream.close()
+
+
 def write_store_geopackage(
-    folder: Path, store: Store | None = None, policy: RowPolicy | None = None
+    folder: Path,
+    store: Store | None = None,
+    policy: RowPolicy | None = None,
+    fed: BinaryIO | None = None,
 ) -> None:
     """The whole-store GeoPackage of the store in `folder`, as the app would write it for a
-    download of every layer under `policy` (the build's licence setting unless given)."""
+    download of every layer under `policy` (the build's licence setting unless given). With
+    `fed`, the rows of LAYERS are read from it, an Arrow IPC stream per layer in LAYERS' order
+    (see _Feeder), not taken apart here; each must hold as many rows as `policy` hands out."""
     store = store or Store.open(folder)
     policy = policy or _build_policy()
     selections: list[tuple[str, dict[str, Any], list[str]]] = [
         (name, {}, []) for name in store.layer_names
     ]
-    write_geopackage(folder / GEOPACKAGE, geopackage_parts(store, policy, selections))
+    path = folder / GEOPACKAGE
+    for layer, positions, metadata in geopackage_parts(store, policy, selections):
+        name = layer.schema.name
+        if fed is None or name not in LAYERS:
+            batches: Iterable[pa.RecordBatch] = geopackage_batches(layer, positions)
+        else:
+            batches = pa.ipc.open_stream(fed)
+        written = write_geopackage_table(path, layer.schema, batches, metadata)
+        if written != len(positions):
+            raise BuildError(f"{GEOPACKAGE}: {name} was fed {written} rows, not {len(positions)}")
 
 
 def _build_policy() -> RowPolicy:
@@ -320,12 +388,13 @@ def _read_at(body: Stretches, start: int, size: int) -> bytes:
 
 
 def _write_csv(
-    store: Store, policy: RowPolicy, layer: Layer, folder: Path
+    store: Store, policy: RowPolicy, layer: Layer, folder: Path, rows: "_Feeder | None" = None
 ) -> tuple[dict[str, Any], Stretches]:
     """The whole CSV of `layer` (every row: a download of fewer rows is stretches of it) and
-    each row's byte range; the CSV's entry and its rows (the body to compress)."""
+    each row's byte range; the CSV's entry and its rows (the body to compress). Each batch of
+    features taken apart is given to `rows` too (the GeoPackage's), then `rows` is closed."""
     name = layer.schema.name
-    path, rows = folder / f"{name}.csv", folder / f"{name}.csv-rows.npy"
+    path = folder / f"{name}.csv"
     offsets = np.zeros((len(layer), 2), dtype=np.int64)
     writer = CsvWriter(layer.schema, csv_credits(store, policy, name))
     header = writer.header.encode("utf-8")
@@ -334,15 +403,20 @@ def _write_csv(
         out.write(header)
         for start in range(0, len(layer), CSV_BATCH):
             batch = np.arange(start, min(start + CSV_BATCH, len(layer)))
-            lines = [line.encode("utf-8") for line in writer.lines(Columns.of(layer, batch))]
+            found = Columns.of(layer, batch)
+            lines = [line.encode("utf-8") for line in writer.lines(found)]
+            if rows is not None:
+                rows(batch, found)
             lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
             offsets[batch, 1] = at + np.cumsum(lengths)
             offsets[batch, 0] = offsets[batch, 1] - lengths
             at = int(offsets[batch[-1], 1])
             out.write(b"".join(lines))
-    np.save(rows, offsets)
+    if rows is not None:
+        rows.close()
+    np.save(folder / f"{name}.csv-rows.npy", offsets)
     body = Stretches(b"", _map(path), np.array([len(header)]), np.array([at]))
-    return {"file": path.name, "rows": rows.name, "header": len(header)}, body
+    return {"file": path.name, "rows": f"{name}.csv-rows.npy", "header": len(header)}, body
 
 
 # --- read by the app ----------------------------------------------------------------------------
