@@ -27,14 +27,14 @@ or published to PostGIS) is served as before, each download written when it is a
 """
 
 import json
-import mmap
 import os
 import subprocess
 import sys
 import tempfile
 import zlib
+from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,7 +59,7 @@ from geo.query import describe_filters
 from geo.store import integrity, is_database_url, swap
 from geo.store.files import Store, manifest_version, read_manifest
 from geo.store.layer import Layer
-from geo.stretches import Stretches, compress_piece, runs
+from geo.stretches import Stretches, compress_piece, mapped, runs
 
 # The manifest's `downloads` describes prepared files of this layout.
 FORMAT = 1
@@ -201,11 +201,12 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             geopackage = stack.enter_context(_GeoPackageProcess(folder))
         else:
             write_store_geopackage(folder, store, policy)
-        # Compressing (ISA-L lets go of the GIL) runs on the other cores meanwhile: each body in
-        # a thread of `bodies`, cutting it into pieces that the threads of `pool` compress.
+        # Compressing (ISA-L lets go of the GIL) runs on the other cores meanwhile: the GeoJSON
+        # read in a thread of its own, the CSV as it is written, both cut into pieces that the
+        # threads of `pool` compress.
         cores = max(1, (os.cpu_count() or 1) - 1)
         pool = stack.enter_context(ThreadPoolExecutor(cores))
-        bodies = stack.enter_context(ThreadPoolExecutor(2))
+        bodies = stack.enter_context(ThreadPoolExecutor(1))
         compressing = []
         for name in LAYERS:
             if name not in store.layer_names:
@@ -217,9 +218,7 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             deflated = folder / f"{name}.geojson.deflate"
             compressing.append(("geojson", name, bodies.submit(_deflate, pool, whole, deflated)))
             rows = geopackage.feeder(layer, policy) if geopackage else None
-            prepared["csv"][name], body = _write_csv(store, policy, layer, folder, rows)
-            deflated = folder / f"{name}.csv.deflate"
-            compressing.append(("csv", name, bodies.submit(_deflate, pool, body, deflated)))
+            prepared["csv"][name] = _write_csv(store, policy, layer, folder, pool, rows)
         if geopackage is not None:
             geopackage.wait()
         for kind, name, future in compressing:
@@ -356,50 +355,75 @@ def _build_policy() -> RowPolicy:
         return RowPolicy.from_setting("")
 
 
+class _Deflater:
+    """A body given in parts (`add`), compressed once into `path` (raw deflate): cut into
+    PIECE_BYTES pieces that the pool's threads compress into streams that concatenate into one
+    (geo.stretches.compress_piece), at most PIECES_AHEAD of them in memory at once. `finish`
+    gives its entry: the file, the body's CRC-32 and length."""
+
+    def __init__(self, pool: ThreadPoolExecutor, path: Path):
+        self.pool, self.path = pool, path
+        self.out = open(path, "wb")  # closed by finish, or when the context ends
+        self.pending = bytearray()
+        self.jobs: deque[Future[bytes]] = deque()
+        self.crc = self.size = 0
+
+    def __enter__(self) -> "_Deflater":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.out.close()
+
+    def add(self, data: bytes) -> None:
+        self.pending += data
+        while len(self.pending) >= PIECE_BYTES:
+            self._submit(bytes(self.pending[:PIECE_BYTES]), last=False)
+            del self.pending[:PIECE_BYTES]
+
+    def finish(self) -> dict[str, Any]:
+        self._submit(bytes(self.pending), last=True)
+        while self.jobs:
+            self.out.write(self.jobs.popleft().result())
+        self.out.close()
+        return {"deflate": self.path.name, "crc32": self.crc, "bytes": self.size}
+
+    def _submit(self, piece: bytes, last: bool) -> None:
+        self.crc = zlib.crc32(piece, self.crc)
+        self.size += len(piece)
+        self.jobs.append(self.pool.submit(compress_piece, piece, PREPARED_LEVEL, last))
+        while len(self.jobs) > PIECES_AHEAD:
+            self.out.write(self.jobs.popleft().result())
+
+
 def _deflate(pool: ThreadPoolExecutor, body: Stretches, path: Path) -> dict[str, Any]:
-    """`body` compressed once into `path` (raw deflate), in pieces compressed by the pool's
-    threads whose streams concatenate into one (geo.stretches.compress_piece); with its CRC-32
-    and length."""
-    count = max(1, -(-len(body) // PIECE_BYTES))
-    crc = 0
-    with open(path, "wb") as out:
-        for start in range(0, count, PIECES_AHEAD):  # a few pieces in memory at once
-            pieces = [
-                _read_at(body, i * PIECE_BYTES, PIECE_BYTES)
-                for i in range(start, min(start + PIECES_AHEAD, count))
-            ]
-            jobs = [
-                pool.submit(compress_piece, data, PREPARED_LEVEL, start + k == count - 1)
-                for k, data in enumerate(pieces)
-            ]
-            for data, job in zip(pieces, jobs, strict=True):
-                crc = zlib.crc32(data, crc)
-                out.write(job.result())
-    return {"deflate": path.name, "crc32": crc, "bytes": len(body)}
-
-
-def _read_at(body: Stretches, start: int, size: int) -> bytes:
-    body.seek(start)
-    parts = []
-    while size > 0 and (data := body.read(size)):
-        parts.append(data)
-        size -= len(data)
-    return b"".join(parts)
+    """`body` compressed once into `path` (see _Deflater); its entry."""
+    with _Deflater(pool, path) as deflater:
+        body.seek(0)
+        while data := body.read(PIECE_BYTES):
+            deflater.add(data)
+        return deflater.finish()
 
 
 def _write_csv(
-    store: Store, policy: RowPolicy, layer: Layer, folder: Path, rows: "_Feeder | None" = None
-) -> tuple[dict[str, Any], Stretches]:
-    """The whole CSV of `layer` (every row: a download of fewer rows is stretches of it) and
-    each row's byte range; the CSV's entry and its rows (the body to compress). Each batch of
-    features taken apart is given to `rows` too (the GeoPackage's), then `rows` is closed."""
+    store: Store,
+    policy: RowPolicy,
+    layer: Layer,
+    folder: Path,
+    pool: ThreadPoolExecutor,
+    rows: "_Feeder | None" = None,
+) -> dict[str, Any]:
+    """The whole CSV of `layer` (every row: a download of fewer rows is stretches of it), each
+    row's byte range, and its rows compressed as they are written (the pool's threads); the
+    CSV's entry. Each batch of features taken apart is given to `rows` too (the GeoPackage's),
+    then `rows` is closed."""
     name = layer.schema.name
     path = folder / f"{name}.csv"
     offsets = np.zeros((len(layer), 2), dtype=np.int64)
     writer = CsvWriter(layer.schema, csv_credits(store, policy, name))
     header = writer.header.encode("utf-8")
     at = len(header)
-    with open(path, "wb") as out:
+    deflated = folder / f"{name}.csv.deflate"
+    with open(path, "wb") as out, _Deflater(pool, deflated) as deflater:
         out.write(header)
         for start in range(0, len(layer), CSV_BATCH):
             batch = np.arange(start, min(start + CSV_BATCH, len(layer)))
@@ -411,12 +435,15 @@ def _write_csv(
             offsets[batch, 1] = at + np.cumsum(lengths)
             offsets[batch, 0] = offsets[batch, 1] - lengths
             at = int(offsets[batch[-1], 1])
-            out.write(b"".join(lines))
+            text = b"".join(lines)
+            out.write(text)
+            deflater.add(text)
+        compressed = deflater.finish()
     if rows is not None:
         rows.close()
     np.save(folder / f"{name}.csv-rows.npy", offsets)
-    body = Stretches(b"", _map(path), np.array([len(header)]), np.array([at]))
-    return {"file": path.name, "rows": f"{name}.csv-rows.npy", "header": len(header)}, body
+    entry = {"file": path.name, "rows": f"{name}.csv-rows.npy", "header": len(header)}
+    return entry | compressed
 
 
 # --- read by the app ----------------------------------------------------------------------------
@@ -471,19 +498,19 @@ class Prepared:
             if manifest_version(read_manifest(root)) != store.version:
                 return None
             geojson = {
-                name: Body(_map(root / e["deflate"]), int(e["crc32"]), int(e["bytes"]))
+                name: Body(mapped(root / e["deflate"]), int(e["crc32"]), int(e["bytes"]))
                 for name, e in entry.get("geojson", {}).items()
             }
             rows = {}
             for name, e in entry.get("csv", {}).items():
-                body = Body(_map(root / e["deflate"]), int(e["crc32"]), int(e["bytes"]))
+                body = Body(mapped(root / e["deflate"]), int(e["crc32"]), int(e["bytes"]))
                 offsets = np.load(root / e["rows"], allow_pickle=False)
-                rows[name] = Rows(_map(root / e["file"]), int(e["header"]), offsets, body)
+                rows[name] = Rows(mapped(root / e["file"]), int(e["header"]), offsets, body)
             gpkg = entry.get("gpkg") or {}
             return cls(
                 geojson=geojson,
                 csv=rows,
-                gpkg=_map(root / gpkg["file"]) if gpkg.get("file") else None,
+                gpkg=mapped(root / gpkg["file"]) if gpkg.get("file") else None,
                 gpkg_withholds=tuple(gpkg.get("withholds", ())),
             )
         except (OSError, ValueError, KeyError, TypeError):
@@ -495,13 +522,3 @@ class Prepared:
         if self.gpkg is None or list(self.gpkg_withholds) != withholds(store, policy):
             return None
         return Stretches(b"", self.gpkg, np.array([0]), np.array([len(self.gpkg)]))
-
-
-def _map(path: Path) -> Any:
-    """A file's bytes, mapped read-only (shared by every process that maps it); an empty
-    file's are b"" (an empty file cannot be mapped). The mapping outlives the file's name."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if not size:
-            return b""
-        return mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)

@@ -17,8 +17,9 @@ import itertools
 import json
 import operator
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,10 @@ class CsvWriter:
             [p[0] for p in found.points],
             [p[1] for p in found.points],
         ]
-        cells += [_csv_cells(c, found.properties[c]) for c in self.columns[3:]]
+        cells += [
+            _csv_cells(c, found.properties[c], partial(found.json_texts, c))
+            for c in self.columns[3:]
+        ]
         if self.attribution is not None:
             origins = found.properties.get("origins") or [None] * len(found.ids)
             cells.append([self._credit(o) for o in origins])
@@ -180,6 +184,8 @@ class Columns:
     points: list[Any]
     properties: dict[str, list[Any]]
     json: bool = False
+    # json_texts already made: the CSV and the GeoPackage of one batch encode each column once.
+    _texts: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, layer: Layer, positions: np.ndarray, json: bool = False) -> "Columns":
@@ -224,8 +230,11 @@ class Columns:
 
     def json_texts(self, name: str) -> list[Any]:
         """A list or object property's values as JSON text (None for null)."""
-        values = self.properties[name]
-        return values if self.json else _JsonTexts().of(values)
+        if self.json:
+            return self.properties[name]
+        if name not in self._texts:
+            self._texts[name] = _JsonTexts().of(self.properties[name])
+        return self._texts[name]
 
 
 class _JsonTexts:
@@ -274,9 +283,12 @@ _BOOLEANS = {bool, type(None)}
 _NESTED = {list, dict, type(None)}
 
 
-def _csv_cells(column: str, values: list[Any]) -> list[Any]:
+def _csv_cells(
+    column: str, values: list[Any], texts: Callable[[], list[Any]] | None = None
+) -> list[Any]:
     """`_cell` of every value of one column (csv writes None as an empty cell, as `_cell`
-    gives it), decided once by the types the column holds; `sources` flattened first."""
+    gives it), decided once by the types the column holds; `sources` flattened first. `texts`
+    gives the column's JSON texts when they are made already (Columns.json_texts)."""
     if column == "sources":  # a citation is often that of many rows: each flattened once
         cells: dict[bytes, str] = {}
         out = []
@@ -298,7 +310,7 @@ def _csv_cells(column: str, values: list[Any]) -> list[Any]:
     if kinds <= _BOOLEANS:
         return [None if v is None else ("true" if v else "false") for v in values]
     if kinds <= _NESTED:  # JSON text never starts like a formula: `_cell` would keep it as is
-        return _JsonTexts().of(values)
+        return texts() if texts is not None else _JsonTexts().of(values)
     return [_cell(v) for v in values]
 
 

@@ -18,8 +18,11 @@ whole is computed from the two parts' CRCs (`crc32_combine`), so the body is nev
 """
 
 import io
+import mmap
+import os
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -255,3 +258,14 @@ def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
         if not length2:
             break
     return crc1 ^ crc2
+
+
+def mapped(path: Path) -> Any:
+    """A file's bytes, mapped read-only: shared by every process that maps it, read from disk
+    only where they are read, and given back to the page cache under memory pressure. An empty
+    file's are b"" (an empty file cannot be mapped). The mapping outlives the file's name."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if not size:
+            return b""
+        return mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
