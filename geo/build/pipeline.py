@@ -334,6 +334,7 @@ def build_store(
         gc.disable()
         try:
             manifest = _build_into(work, sources, files, imported, replaced)
+            del imported, replaced  # a million records: not held while the downloads are made
             manifest = prepare_downloads(work, manifest)
             swap.commit(work, store)
         finally:

@@ -29,6 +29,7 @@ from geo.geojson import read_json, to_shape
 from geo.store import integrity, swap
 from geo.store.layer import Bounds, Layer
 from geo.store.schemas import LAYERS, STORE_FORMAT, LayerSchema
+from geo.stretches import mapped
 
 
 class FeatureNotFound(LayerNotFound):
@@ -65,7 +66,7 @@ class FileLayer:
     span_start: np.ndarray | None = None
     span_end: np.ndarray | None = None
     parsed: list[dict[str, Any]] | None = None
-    raw: bytes | None = None
+    raw: Any = None  # the layer file's bytes (mapped), for an indexed layer
     offsets: np.ndarray | None = None
     xy: np.ndarray | None = None
     # Per filterable property: canonical value -> codes, made on the property's first filter.
@@ -514,7 +515,10 @@ def _load_indexed_layer(
         arrays = {k: npz[k] for k in npz.files}
     if str(arrays.pop("sha256")) != entry["sha256"]:
         raise StoreNotFound(f"{index} does not belong to {layer_file} (rebuild the store)")
-    raw = layer_file.read_bytes()
+    # Mapped, not read: the features' bytes stay in the page cache, shared by every worker and
+    # process that opens the store, and a process that never reads them (the build's GeoPackage
+    # writer) never holds them.
+    raw = mapped(layer_file)
     return _layer(schema, shapely.points(arrays["xy"]), arrays, raw=raw, offsets=arrays["offsets"])
 
 
