@@ -39,7 +39,7 @@ from pathlib import Path
 
 from geo import paths
 from geo.build.pipeline import build_store
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, READY
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, READY
 
 NGINX = "/usr/sbin/nginx"
 
