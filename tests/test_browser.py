@@ -8,6 +8,7 @@ as text, and the embed page works inside an iframe of another origin. Screenshot
 tests/artifacts/.
 """
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,6 +232,8 @@ def test_district_popup_gives_pcode_frontier_region_and_successors(watched, serv
     text = popup.inner_text()
     assert popup.locator("h3").inner_text() == props["name"]
     assert props["pcode"] in text and props["frontier_region"] in text
+    # figures with thousands separators, as toLocaleString("en") writes them (map.js's n)
+    assert f"{math.floor(props['area_km2'] + 0.5):,} km²" in text
     links = popup.locator(".kpmap-popup-successors a").evaluate_all("a => a.map(l => l.href)")
     for successor in props["successors"]:
         assert successor["name"] in text and successor["citation"]["publication"] in text
