@@ -97,6 +97,9 @@ def test_the_page_preloads_what_its_script_asks_for_first(client, url, expected)
     html = client.get(url).data.decode()
     preloads = re.findall(r"""<link rel="preload" href="([^"]+)\"""", html)
     assert preloads[: len(expected)] == expected
+    # and the page's head hands the same to its script before the map is made (fetchEarly)
+    early = re.search(r"<script>kpmap\.fetchEarly\((\[.*?\])\);</script>", html)
+    assert early is not None and orjson.loads(early.group(1)) == preloads
 
 
 def test_a_page_is_rendered_once_per_store_version_and_request(store_dir, monkeypatch):

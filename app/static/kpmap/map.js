@@ -111,8 +111,25 @@
     return [Date.UTC(y, m, 1) / DAY_MS, Date.UTC(y, m + 1, 1) / DAY_MS - 1];
   }
 
-  // A plain fetch (no custom headers), so that the page's <link rel="preload"> answers it.
+  // The feeds the first view draws, asked for by the page's head (fetchEarly, app/maps.py) as
+  // soon as this script has loaded rather than once the map is made: their answers then arrive
+  // before the basemap tiles' and are parsed while the page loads. Each is handed out once.
+  var early = {};
+  function fetchEarly(urls) {
+    urls.forEach(function (url) {
+      early[url] = fetchJSON(url);
+      early[url].catch(function () { /* reported by whoever asks for it */ });
+    });
+  }
+
   function getJSON(url) {
+    var asked = early[url];
+    delete early[url];
+    return asked || fetchJSON(url);
+  }
+
+  // A plain fetch (no custom headers), so that the page's <link rel="preload"> answers it.
+  function fetchJSON(url) {
     return fetch(url).then(function (response) {
       if (!response.ok) {
         return response.text().then(function (body) {
@@ -808,5 +825,5 @@
   }
   document.addEventListener("DOMContentLoaded", setUpPage);
 
-  window.kpmap = { start: start };
+  window.kpmap = { start: start, fetchEarly: fetchEarly };
 })();
