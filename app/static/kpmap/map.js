@@ -1,6 +1,7 @@
 /*
- * kpmap's web map: loads the layers by URL from the service and draws them into the Leaflet
- * layers that folium created (app/maps.py, build_map).
+ * kpmap's web map: loads the layers by URL from the service (the first view's from the page
+ * itself, which carries them by URL: carried) and draws them into the Leaflet layers that folium
+ * created (app/maps.py, build_map).
  *
  * Safety: every text that comes from data is put into the page with textContent (the el()
  * helper), never as HTML; a source's URL becomes a link only when it is http(s).
@@ -122,7 +123,22 @@
     });
   }
 
+  // The first view's outlines and border come in the page itself (app/maps.py, _carried), as
+  // JSON in a <script data-kpmap-feed="url"> element: drawn as soon as the map is made, without
+  // waiting for a request. Each is handed out once; asked for again, it is fetched.
+  function carried(url) {
+    var found = null;
+    Array.prototype.forEach.call(document.querySelectorAll("script[data-kpmap-feed]"), function (element) {
+      if (!found && element.getAttribute("data-kpmap-feed") === url) found = element;
+    });
+    if (!found) return null;
+    found.remove();
+    return JSON.parse(found.textContent);
+  }
+
   function getJSON(url) {
+    var inPage = carried(url);
+    if (inPage) return Promise.resolve(inPage);
     var asked = early[url];
     delete early[url];
     return asked || fetchJSON(url);
