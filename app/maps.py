@@ -10,7 +10,7 @@ attacks from
 view from `/api/map/clusters.json`, one attack's whole record for its popup from
 `/api/map/attacks/<id>.json`, and the border bands from `/api/map/border-bands.geojson`.
 app/static/kpmap/map.js draws them into the layers that `build_map` creates; every text from
-data is set there as text, never as HTML. The feeds are app/feeds.py. The first view's outlines
+data is set there as text, never as HTML. The feeds are app/feeds.py. The first view's districts
 and border, and its attacks when they are few (CARRIED_ATTACKS), come in the page itself as the
 same feeds' JSON, by URL (`_carried`): the script draws them as soon as the map is made.
 """
@@ -364,7 +364,7 @@ def build_map(
         config=config,
         legend=legend,
         carried=_carried(store, urls, view, filters, policy, config),
-        preload=_preloads(urls, config),
+        preload=_preloads(urls, view, config),
     ).add_to(m)
     return m
 
@@ -389,34 +389,33 @@ def _carried(
     config: dict[str, Any],
 ) -> dict[str, bytes]:
     """The feeds the page carries itself, by the URL its script would ask for them at (for a
-    view with a zoom, the outlines and border of that zoom): the outlines and the border, whose
+    view with a zoom, the outlines and border of that zoom): the districts and the border, whose
     size does not grow with the store, and the matching attacks when they are few
     (CARRIED_ATTACKS). Drawn as soon as the map is made, they wait neither for a request nor
     for the tasks that read its answer, which the basemap tiles' answers share."""
-    outlines = aggregate.detail_zoom(view.zoom, "outlines")
     found = {
         detailed(urls.districts, view.zoom, "outlines"): aggregate.map_outlines(
-            store, "districts", outlines
+            store, "districts", aggregate.detail_zoom(view.zoom, "outlines")
         ),
         detailed(urls.border, view.zoom): aggregate.map_border(
             store, aggregate.detail_zoom(view.zoom, "border")
         ),
     }
-    if "tehsils" in view.layers:
-        found[detailed(urls.tehsils, view.zoom, "outlines")] = aggregate.map_outlines(
-            store, "tehsils", outlines
-        )
     if _client_side(config) and config["count"] <= CARRIED_ATTACKS:
         found[_attacks_url(urls, config)] = attacks_body(store, filters, policy)
     return found
 
 
-def _preloads(urls: Urls, config: dict[str, Any]) -> list[str]:
-    """The feeds the page's script fetches as soon as it runs that the page does not carry:
-    the matching attacks, when the browser clusters more than CARRIED_ATTACKS."""
+def _preloads(urls: Urls, view: MapView, config: dict[str, Any]) -> list[str]:
+    """The feeds the page's script fetches as soon as it runs that the page does not carry: the
+    tehsils when they are shown (twice the districts' bytes, and no part of what the page
+    waits for), and the matching attacks when the browser clusters more than CARRIED_ATTACKS."""
+    wanted = []
+    if "tehsils" in view.layers:
+        wanted.append(detailed(urls.tehsils, view.zoom, "outlines"))
     if _client_side(config) and config["count"] > CARRIED_ATTACKS:
-        return [_attacks_url(urls, config)]
-    return []
+        wanted.append(_attacks_url(urls, config))
+    return wanted
 
 
 def _client_side(config: dict[str, Any]) -> bool:

@@ -23,6 +23,7 @@ from tests.helpers import (
     PAYLOAD,
     build_hostile_store,
     carried_feeds,
+    preloaded_feeds,
     without_carried_feeds,
 )
 
@@ -190,7 +191,7 @@ def test_tehsils_layer_is_off_by_default_and_on_by_the_layers_parameter(client):
     assert "Tehsils: people killed (best estimate) per tehsil" in shown
     assert '"layers": ["districts", "tehsils"]' in shown
     assert '<div id="kpmap-legend-tehsils">' in shown
-    assert "/api/map/tehsils.geojson" in carried_feeds(shown)
+    assert "/api/map/tehsils.geojson" in preloaded_feeds(shown)
     assert "layers=districts%2Ctehsils" in shown  # kept in the share link
 
 

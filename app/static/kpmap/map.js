@@ -123,9 +123,10 @@
     });
   }
 
-  // The first view's outlines and border come in the page itself (app/maps.py, _carried), as
-  // JSON in a <script data-kpmap-feed="url"> element: drawn as soon as the map is made, without
-  // waiting for a request. Each is handed out once; asked for again, it is fetched.
+  // The first view's districts and border, and its attacks when few, come in the page itself
+  // (app/maps.py, _carried), as JSON in a <script data-kpmap-feed="url"> element: drawn as soon
+  // as the map is made, without waiting for a request. Each is handed out once; asked for
+  // again (back at this zoom), it is fetched.
   function carried(url) {
     var found = null;
     Array.prototype.forEach.call(document.querySelectorAll("script[data-kpmap-feed]"), function (element) {
