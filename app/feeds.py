@@ -9,7 +9,7 @@ from flask import Blueprint, Response, request
 
 from app import http
 from app.extensions import KEY, get_policy, get_store
-from app.maps import parse_zoom
+from app.maps import attacks_body, parse_zoom
 from geo import aggregate
 from geo.errors import InvalidQuery
 from geo.query import parse_bbox_text, parse_filters
@@ -35,15 +35,8 @@ def _warm(state) -> None:
 
 @bp.get("/api/map/attacks.json")
 def attacks_feed() -> Response:
-    """The attacks that match the filters, as columns (see aggregate.compact_attacks)."""
-    store = get_store()
-    rows = aggregate.select(store, parse_filters(request.args))
-    # Point by point, this feed would hand out rows: those the licences withhold are left out
-    # (the page draws them through clusters.json instead) and only counted.
-    rows, withheld = get_policy().split(store.layer("attacks"), rows)
-    data = aggregate.compact_attacks(aggregate.attack_table(store), rows)
-    data["withheld"] = withheld.count
-    return _json(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
+    """The attacks that match the filters, as columns (maps.attacks_body)."""
+    return _json(attacks_body(get_store(), parse_filters(request.args), get_policy()))
 
 
 @bp.get("/api/map/clusters.json")

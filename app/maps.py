@@ -10,7 +10,9 @@ attacks from
 view from `/api/map/clusters.json`, one attack's whole record for its popup from
 `/api/map/attacks/<id>.json`, and the border bands from `/api/map/border-bands.geojson`.
 app/static/kpmap/map.js draws them into the layers that `build_map` creates; every text from
-data is set there as text, never as HTML. The feeds are app/feeds.py.
+data is set there as text, never as HTML. The feeds are app/feeds.py. The first view's districts
+and border, and its attacks when they are few (CARRIED_ATTACKS), come in the page itself as the
+same feeds' JSON, by URL (`_carried`): the script draws them as soon as the map is made.
 """
 
 import functools
@@ -25,10 +27,12 @@ from urllib.parse import urlencode, urlsplit
 
 import folium
 import jinja2
+import orjson
 from branca.element import Figure
 from flask import Blueprint, Response, current_app, render_template, request, url_for
 from folium.elements import JSCSSMixin
 from folium.plugins import HeatMap, MarkerCluster
+from markupsafe import Markup
 
 from app import http
 from app.assets import versioned
@@ -99,6 +103,9 @@ CREDITS = {
 # (Leaflet.markercluster takes ~1 s per 5,000 on a slow machine); beyond it the server grids them
 # for each view. The MAP_CLIENT_LIMIT setting (KPMAP_MAP_CLIENT_LIMIT) overrides it.
 CLIENT_LIMIT = settings.default("MAP_CLIENT_LIMIT")
+# Up to this many matching attacks come in the page itself (about 100 bytes each), more are
+# fetched (/api/map/attacks.json): the page stays small however many the store holds.
+CARRIED_ATTACKS = 500
 # Publications named in the attribution line before "and N more" (the legend lists them all).
 MAX_CREDITED = 6
 MAX_ZOOM = 18
@@ -220,11 +227,12 @@ def build_map(
 ) -> folium.Map:
     """The Folium map for these filters (store.query keyword arguments) and this view.
 
-    Nothing from the store's big layers is written into the map: the page's script loads them by
-    URL. The map carries the counts and colour classes it needs to draw the legend. Up to
-    `client_limit` matching attacks are clustered in the browser; more are gridded by the server
-    for each view (/api/map/clusters.json), and so are they whenever any of them come from a
-    dataset whose terms allow only aggregates (`policy`, geo.licences; default: no licences):
+    Nothing from the store's big layers is written into the map's script: the page's script
+    loads them by URL, the first view's from the page itself (`_carried`). The map carries the
+    counts and colour classes it needs to draw the legend. Up to `client_limit` matching attacks
+    are clustered in the browser; more are gridded by the server for each view
+    (/api/map/clusters.json), and so are they whenever any of them come from a dataset whose
+    terms allow only aggregates (`policy`, geo.licences; default: no licences):
     the browser then never holds such an attack's point, id or record.
     """
     urls = urls or Urls()
@@ -355,20 +363,69 @@ def build_map(
         },
         config=config,
         legend=legend,
-        preload=_preloads(urls, config, view),
+        carried=_carried(store, urls, view, filters, policy, config),
+        preload=_preloads(urls, view, config),
     ).add_to(m)
     return m
 
 
-def _preloads(urls: Urls, config: dict[str, Any], view: MapView) -> list[str]:
-    """The feeds the page's script fetches as soon as it runs (the same URLs, exactly: for a
-    view with a zoom, the outlines and border of that zoom, as the script asks for them)."""
-    wanted = [detailed(urls.districts, view.zoom, "outlines"), detailed(urls.border, view.zoom)]
+def attacks_body(store: Store, filters: dict[str, Any], policy: RowPolicy) -> bytes:
+    """The attacks that match the filters as columns (aggregate.compact_attacks), the body of
+    /api/map/attacks.json. Point by point, this feed would hand out rows: those the licences
+    withhold are left out (the page draws them through clusters.json instead) and counted."""
+    rows = aggregate.select(store, filters)
+    rows, withheld = policy.split(store.layer("attacks"), rows)
+    data = aggregate.compact_attacks(aggregate.attack_table(store), rows)
+    data["withheld"] = withheld.count
+    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _carried(
+    store: Store,
+    urls: Urls,
+    view: MapView,
+    filters: dict[str, Any],
+    policy: RowPolicy,
+    config: dict[str, Any],
+) -> dict[str, bytes]:
+    """The feeds the page carries itself, by the URL its script would ask for them at (for a
+    view with a zoom, the outlines and border of that zoom): the districts and the border, whose
+    size does not grow with the store, and the matching attacks when they are few
+    (CARRIED_ATTACKS). Drawn as soon as the map is made, they wait neither for a request nor
+    for the tasks that read its answer, which the basemap tiles' answers share."""
+    found = {
+        detailed(urls.districts, view.zoom, "outlines"): aggregate.map_outlines(
+            store, "districts", aggregate.detail_zoom(view.zoom, "outlines")
+        ),
+        detailed(urls.border, view.zoom): aggregate.map_border(
+            store, aggregate.detail_zoom(view.zoom, "border")
+        ),
+    }
+    if _client_side(config) and config["count"] <= CARRIED_ATTACKS:
+        found[_attacks_url(urls, config)] = attacks_body(store, filters, policy)
+    return found
+
+
+def _preloads(urls: Urls, view: MapView, config: dict[str, Any]) -> list[str]:
+    """The feeds the page's script fetches as soon as it runs that the page does not carry: the
+    tehsils when they are shown (twice the districts' bytes, and no part of what the page
+    waits for), and the matching attacks when the browser clusters more than CARRIED_ATTACKS."""
+    wanted = []
     if "tehsils" in view.layers:
         wanted.append(detailed(urls.tehsils, view.zoom, "outlines"))
-    if config["count"] <= config["clientLimit"] and not config["aggregateOnly"]:
-        wanted.append(urls.attacks + ("?" + config["query"] if config["query"] else ""))
+    if _client_side(config) and config["count"] > CARRIED_ATTACKS:
+        wanted.append(_attacks_url(urls, config))
     return wanted
+
+
+def _client_side(config: dict[str, Any]) -> bool:
+    """Whether the page clusters the matching attacks itself (from attacks.json), as map.js
+    decides; otherwise the server grids them for each view."""
+    return config["count"] <= config["clientLimit"] and not config["aggregateOnly"]
+
+
+def _attacks_url(urls: Urls, config: dict[str, Any]) -> str:
+    return urls.attacks + ("?" + config["query"] if config["query"] else "")
 
 
 def detailed(url: str, zoom: int | None, kind: str = "border") -> str:
@@ -546,9 +603,22 @@ class KpmapLayers(JSCSSMixin):
 
     _template = _ENV.get_template("kpmap_layers.html")
 
-    def __init__(self, static: str, layers: dict, config: dict, legend: dict, preload: list[str]):
+    def __init__(
+        self,
+        static: str,
+        layers: dict,
+        config: dict,
+        legend: dict,
+        carried: dict[str, bytes],
+        preload: list[str],
+    ):
         super().__init__()
         self._name = "KpmapLayers"
+        # JSON in a <script> element: "<" only occurs in its strings, where \u003c means the
+        # same, so no "</script>" or "<!--" in the data can end the element early.
+        self.carried = {
+            url: Markup(body.decode().replace("<", "\\u003c")) for url, body in carried.items()
+        }
         self.preload = preload
         self.layers = layers
         self.config = config

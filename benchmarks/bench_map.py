@@ -11,9 +11,11 @@ The browser figures are read in the page with the app under gunicorn as `make ru
 (gunicorn_conf.py; --gunicorn changes it), each load in a fresh browser context (nothing
 cached): "all layers drawn" is performance.now() when the last layer is drawn (window.kpmapReady,
 milliseconds since navigation started), "with the basemap" the later of that and the page's load
-event (which waits for every basemap tile the first view shows), and "bytes" everything the
-page fetched as it came over the wire (compressed bodies and headers). "first" is the first load
-of a URL after the server started, "warm" the loads after it.
+event (which waits for every basemap tile the first view shows), "first contentful paint" the
+first frame the page shows, as presented (layers drawn before it are on screen with it, those
+drawn after it a frame after they are drawn), and "bytes" everything the page fetched as it
+came over the wire (compressed bodies and headers). "first" is the first load of a URL after
+the server started, "warm" the loads after it.
 
 The baseline, in the same browser and run: plain folium (folium.Map fitted to the same view,
 over the same basemap tiles from the app), its CDN files (Leaflet, jQuery, Bootstrap, Font
@@ -39,7 +41,7 @@ from pathlib import Path
 
 from geo import paths
 from geo.build.pipeline import build_store
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, READY
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, READY
 
 NGINX = "/usr/sbin/nginx"
 
@@ -142,12 +144,14 @@ def browser_figures(
                 print(f"  {path}: {stats['count']:,} attacks ({mode})")
                 print("    " + summary(found, "all layers drawn", "ready"))
                 print("    " + summary(found, "with the basemap", "drawn"))
+                print("    " + summary(found, "first contentful paint", "paint"))
                 print("    " + summary(found, "bytes", "bytes", unit="KB"))
                 if found[-1].get("interaction"):
                     print(found[-1]["interaction"])
             if baseline:
                 print(f"  plain folium, its CDN files local ({plain.server}):")
                 print("    " + summary(baseline, "drawn (load event)", "drawn"))
+                print("    " + summary(baseline, "first contentful paint", "paint"))
                 print("    " + summary(baseline, "bytes", "bytes", unit="KB"))
             browser.close()
     finally:
@@ -169,6 +173,11 @@ def load_page(browser, url: str, interact: bool, kpmap: bool = True) -> dict:
     page.wait_for_load_state("networkidle")
     found: dict = {}
     loaded = page.evaluate("() => performance.getEntriesByType('navigation')[0].loadEventEnd")
+    # the first frame on screen: the layers drawn before it are in it, those drawn after it
+    # come a frame after they are drawn
+    found["paint"] = page.evaluate(
+        "() => (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime"
+    )
     if kpmap:
         found["stats"] = page.evaluate("() => window.kpmapStats")
         found["ready"] = found["stats"]["ms"]["ready"]

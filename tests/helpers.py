@@ -5,8 +5,11 @@ Every record made here is SYNTHETIC: a stand-in with the real schema, never a re
 
 import argparse
 import csv
+import json
+import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -273,6 +276,29 @@ def build_licence_store(tmp_path_factory: pytest.TempPathFactory, store: Store) 
         added=[stand_in(template, *row) for row in STAND_INS],
     )
     return folder
+
+
+# --- the map page (tests/test_maps.py, tests/test_map_detail.py, tests/test_licences.py) -------
+
+
+CARRIED = r'<script type="application/json" data-kpmap-feed="([^"]+)">(.*?)</script>'
+
+
+def carried_feeds(html: str) -> dict[str, Any]:
+    """The feeds a map page carries (<script type="application/json" data-kpmap-feed="url">),
+    by URL, parsed as the page's script parses them."""
+    found = re.findall(CARRIED, html, re.S)
+    return {url: json.loads(body) for url, body in found}
+
+
+def without_carried_feeds(html: str) -> str:
+    """A map page without the feeds it carries: the markup and scripts around the data."""
+    return re.sub(CARRIED, "", html, flags=re.S)
+
+
+def preloaded_feeds(html: str) -> list[str]:
+    """The feeds a map page preloads (<link rel="preload">)."""
+    return re.findall(r"""<link rel="preload" href="([^"]+)\"""", html)
 
 
 # --- the browser tests (tests/test_browser.py, tests/test_map_detail.py) --------------------------

@@ -8,6 +8,7 @@ as text, and the embed page works inside an iframe of another origin. Screenshot
 tests/artifacts/.
 """
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,28 @@ def test_map_page_draws_its_layers_from_the_app_alone(watched, server, store):
     watched.assert_clean()
 
 
+def test_attacks_the_page_does_not_carry_are_fetched_once_from_its_head(
+    browser, store_dir, store, monkeypatch
+):
+    """More matching attacks than the page carries: its head preloads their feed and hands it
+    to the script (fetchEarly), which draws them from that one request."""
+    from app import maps
+
+    monkeypatch.setattr(maps, "CARRIED_ATTACKS", 0)
+    server = Server(create_app({"STORE": str(store_dir)}))
+    watched = Watched(browser, {server.host})
+    try:
+        stats = watched.open(server.url + "/").stats()
+        vague = sum(1 for f in store.query("attacks") if f["properties"]["geo_precision"] == 3)
+        assert stats["markers"] == len(store.query("attacks")) - vague
+        feeds = [u for u in watched.requests if "/api/map/attacks.json" in u]
+        assert feeds == [server.url + "/api/map/attacks.json"]
+        watched.assert_clean()
+    finally:
+        watched.close()
+        server.close()
+
+
 def test_changing_a_filter_changes_what_is_drawn_and_the_count(watched, server, store):
     page = watched.open(server.url + "/").page
     before = watched.stats()
@@ -231,6 +254,8 @@ def test_district_popup_gives_pcode_frontier_region_and_successors(watched, serv
     text = popup.inner_text()
     assert popup.locator("h3").inner_text() == props["name"]
     assert props["pcode"] in text and props["frontier_region"] in text
+    # figures with thousands separators, as toLocaleString("en") writes them (map.js's n)
+    assert f"{math.floor(props['area_km2'] + 0.5):,} km²" in text
     links = popup.locator(".kpmap-popup-successors a").evaluate_all("a => a.map(l => l.href)")
     for successor in props["successors"]:
         assert successor["name"] in text and successor["citation"]["publication"] in text

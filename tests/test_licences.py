@@ -36,6 +36,8 @@ from tests.helpers import (
     STAND_INS,
     UCDP_RELEASE,
     build_licence_store,
+    carried_feeds,
+    preloaded_feeds,
 )
 
 
@@ -388,7 +390,9 @@ def test_the_page_counts_restricted_rows_clusters_them_and_credits_them(restrict
     datasets = page[page.index('id="kpmap-datasets"') :]
     assert "Selected and changed by kpmap" in datasets and "Sundberg" in datasets
     assert read_datasets()["acled"].terms_url in datasets
-    assert 'href="/api/map/attacks.json' not in page  # nothing preloads the point feed
+    # the page neither carries nor preloads the point feed
+    assert not [url for url in carried_feeds(page) if url.startswith("/api/map/attacks.json")]
+    assert not [url for url in preloaded_feeds(page) if url.startswith("/api/map/attacks.json")]
 
 
 def test_the_licensed_page_needs_no_note(licensed):

@@ -14,7 +14,7 @@ from shapely.geometry import shape
 from app import create_app
 from geo import aggregate
 from geo.build.districts import shared_border_problems
-from tests.helpers import READY, Server
+from tests.helpers import READY, Server, carried_feeds, preloaded_feeds
 
 ROUNDING = 0.5e-3  # the first view's coordinates have 3 decimals
 
@@ -78,25 +78,59 @@ def test_detail_zoom_and_the_scripts_choice_agree():
 
 
 @pytest.mark.parametrize(
-    ("url", "expected"),
+    ("url", "expected", "fetched"),
     [
-        ("/", ["/api/map/districts.geojson", "/api/map/durand_line.geojson"]),
-        ("/?zoom=5", ["/api/map/districts.geojson", "/api/map/durand_line.geojson"]),
-        ("/?zoom=9", ["/api/map/districts.geojson?z=9", "/api/map/durand_line.geojson?z=9"]),
+        ("/", ["/api/map/districts.geojson", "/api/map/durand_line.geojson"], []),
+        ("/?zoom=5", ["/api/map/districts.geojson", "/api/map/durand_line.geojson"], []),
+        ("/?zoom=9", ["/api/map/districts.geojson?z=9", "/api/map/durand_line.geojson?z=9"], []),
         (
             "/?zoom=16&layers=districts,tehsils",
-            [
-                "/api/map/districts.geojson?z=11",
-                "/api/map/durand_line.geojson?z=14",
-                "/api/map/tehsils.geojson?z=11",
-            ],
+            ["/api/map/districts.geojson?z=11", "/api/map/durand_line.geojson?z=14"],
+            ["/api/map/tehsils.geojson?z=11"],
         ),
     ],
 )
-def test_the_page_preloads_what_its_script_asks_for_first(client, url, expected):
+def test_the_page_carries_what_its_script_asks_for_first(client, url, expected, fetched):
+    """The first view's districts, border and (few) attacks come in the page, by the URLs the
+    script asks for them at, and are what those URLs answer; the tehsils, when shown, are
+    preloaded and handed to the script from the page's head (fetchEarly)."""
     html = client.get(url).data.decode()
-    preloads = re.findall(r"""<link rel="preload" href="([^"]+)\"""", html)
-    assert preloads[: len(expected)] == expected
+    carried = carried_feeds(html)
+    assert list(carried) == [*expected, "/api/map/attacks.json"]
+    for feed, data in carried.items():
+        assert data == orjson.loads(client.get(feed).data), feed
+    assert preloaded_feeds(html) == fetched
+    early = re.search(r"<script>kpmap\.fetchEarly\((\[.*?\])\);</script>", html)
+    assert (orjson.loads(early.group(1)) if early else []) == fetched
+
+
+def test_more_attacks_than_the_page_carries_are_preloaded_and_fetched_early(store_dir, monkeypatch):
+    from app import maps
+
+    monkeypatch.setattr(maps, "CARRIED_ATTACKS", 0)
+    html = create_app({"STORE": str(store_dir)}).test_client().get("/?from=2020").data.decode()
+    assert "/api/map/attacks.json?from=2020" not in carried_feeds(html)
+    assert preloaded_feeds(html) == ["/api/map/attacks.json?from=2020"]
+    # the page's head hands the same to its script before the map is made (fetchEarly)
+    early = re.search(r"<script>kpmap\.fetchEarly\((\[.*?\])\);</script>", html)
+    assert early is not None and orjson.loads(early.group(1)) == preloaded_feeds(html)
+
+
+def test_no_text_in_carried_data_can_end_its_script_element():
+    from app.maps import KpmapLayers
+
+    hostile = {"name": "</script><script>alert(1)</script><!--"}
+    element = KpmapLayers(
+        static="/static",
+        layers={},
+        config={},
+        legend={},
+        carried={"/api/map/x.json": orjson.dumps(hostile)},
+        preload=[],
+    )
+    head = str(element._template.module.header(element, {}))  # the element's part of <head>
+    assert "<script>alert(1)" not in head and "<!--" not in head
+    assert carried_feeds(head) == {"/api/map/x.json": hostile}
 
 
 def test_a_page_is_rendered_once_per_store_version_and_request(store_dir, monkeypatch):
@@ -135,8 +169,9 @@ def test_zooming_in_asks_for_a_finer_border_and_outlines(browser, detail_server)
     page.on("request", lambda request: asked.append(request.url))
     page.goto(detail_server.url + "/")
     page.wait_for_function(READY, timeout=60_000)
-    first = [u for u in asked if "/api/map/durand_line.geojson" in u]
-    assert first == [detail_server.url + "/api/map/durand_line.geojson"]
+    # the first view's border and outlines come in the page: no request for them
+    assert not [u for u in asked if "/api/map/durand_line.geojson" in u]
+    assert not [u for u in asked if "/api/map/districts.geojson" in u]
     page.evaluate(
         """() => new Promise(done => {
             const m = Object.values(window).find(v => v instanceof L.Map);

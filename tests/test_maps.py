@@ -22,6 +22,9 @@ from tests.helpers import (
     ESCAPED,
     PAYLOAD,
     build_hostile_store,
+    carried_feeds,
+    preloaded_feeds,
+    without_carried_feeds,
 )
 
 
@@ -46,7 +49,8 @@ def rendered(m) -> str:
 
 @pytest.mark.parametrize("url", ["/", "/embed"])
 def test_pages_link_only_local_assets(client, url):
-    html = page(client, url)
+    carried = carried_feeds(page(client, url))
+    html = without_carried_feeds(page(client, url))  # the data's own source URLs aside
     assert not re.search(r"https?://", html), re.search(r".{60}https?://.{60}", html)
     assert not re.search(r"""(src|href)\s*=\s*["']?//""", html)
     assert "url(//" not in html
@@ -54,10 +58,9 @@ def test_pages_link_only_local_assets(client, url):
     styles = re.findall(r"""<link rel="stylesheet" href="([^"]+)\"""", html)
     assert scripts and styles, "the page links no script or stylesheet"
     assert all(link.startswith("/static/") for link in scripts + styles), scripts + styles
-    preloads = re.findall(r"""<link rel="preload" href="([^"]+)\"""", html)
-    assert "/api/map/districts.geojson" in preloads  # the app's own feeds, fetched early
+    assert "/api/map/districts.geojson" in carried  # the app's own feeds, in the page
     # the tehsils are off by default: they are not asked for until they are switched on
-    assert "/api/map/tehsils.geojson" not in preloads
+    assert "/api/map/tehsils.geojson" not in carried
 
 
 def test_every_linked_asset_is_installed_and_served(client):
@@ -120,8 +123,15 @@ def test_build_map_loads_its_layers_by_url(store):
         "/tiles/basemap/{z}/{x}/{y}.png",
     ):
         assert url in html, url
-    # no feature is pasted into the page: districts' and the border's coordinates stay out
-    assert '"coordinates"' not in html
+    # no feature is pasted into the page's script or markup: the page carries the first
+    # view's feeds only as data its script takes by URL (as it would fetch them)
+    carried = carried_feeds(html)
+    assert set(carried) == {
+        "/api/map/districts.geojson",
+        "/api/map/durand_line.geojson",
+        "/api/map/attacks.json",
+    }
+    assert '"coordinates"' not in without_carried_feeds(html)
     assert "L.markerClusterGroup" in html and "L.heatLayer" in html
     assert "L.control.layers" in html and "L.control.scale" in html
 
@@ -181,8 +191,7 @@ def test_tehsils_layer_is_off_by_default_and_on_by_the_layers_parameter(client):
     assert "Tehsils: people killed (best estimate) per tehsil" in shown
     assert '"layers": ["districts", "tehsils"]' in shown
     assert '<div id="kpmap-legend-tehsils">' in shown
-    preloads = re.findall(r"""<link rel="preload" href="([^"]+)\"""", shown)
-    assert "/api/map/tehsils.geojson" in preloads
+    assert "/api/map/tehsils.geojson" in preloaded_feeds(shown)
     assert "layers=districts%2Ctehsils" in shown  # kept in the share link
 
 

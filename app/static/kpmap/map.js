@@ -1,6 +1,7 @@
 /*
- * kpmap's web map: loads the layers by URL from the service and draws them into the Leaflet
- * layers that folium created (app/maps.py, build_map).
+ * kpmap's web map: loads the layers by URL from the service (the first view's from the page
+ * itself, which carries them by URL: carried) and draws them into the Leaflet layers that folium
+ * created (app/maps.py, build_map).
  *
  * Safety: every text that comes from data is put into the page with textContent (the el()
  * helper), never as HTML; a source's URL becomes a link only when it is http(s).
@@ -54,8 +55,17 @@
     }));
   }
 
+  // A number as toLocaleString("en") writes it ("12,345", "1,234.568": at most three decimals),
+  // without it: its first call in a page loads the locale data, ~30 ms before the map is drawn
+  // on a slow machine.
   function n(value) {
-    return value === null || value === undefined ? "not reported" : Number(value).toLocaleString("en");
+    if (value === null || value === undefined) return "not reported";
+    var number = Number(value);
+    if (!isFinite(number)) return String(number);
+    var rounded = Math.round(Math.abs(number) * 1000) / 1000;
+    var parts = String(rounded).split(".");
+    var text = parts[0].replace(/\B(?=(\d{3})+$)/g, ",") + (parts[1] ? "." + parts[1] : "");
+    return (number < 0 && rounded ? "-" : "") + text;
   }
 
   function range(low, best, high) {
@@ -102,8 +112,41 @@
     return [Date.UTC(y, m, 1) / DAY_MS, Date.UTC(y, m + 1, 1) / DAY_MS - 1];
   }
 
-  // A plain fetch (no custom headers), so that the page's <link rel="preload"> answers it.
+  // The feeds the first view draws, asked for by the page's head (fetchEarly, app/maps.py) as
+  // soon as this script has loaded rather than once the map is made: their answers then arrive
+  // before the basemap tiles' and are parsed while the page loads. Each is handed out once.
+  var early = {};
+  function fetchEarly(urls) {
+    urls.forEach(function (url) {
+      early[url] = fetchJSON(url);
+      early[url].catch(function () { /* reported by whoever asks for it */ });
+    });
+  }
+
+  // The first view's districts and border, and its attacks when few, come in the page itself
+  // (app/maps.py, _carried), as JSON in a <script data-kpmap-feed="url"> element: drawn as soon
+  // as the map is made, without waiting for a request. Each is handed out once; asked for
+  // again (back at this zoom), it is fetched.
+  function carried(url) {
+    var found = null;
+    Array.prototype.forEach.call(document.querySelectorAll("script[data-kpmap-feed]"), function (element) {
+      if (!found && element.getAttribute("data-kpmap-feed") === url) found = element;
+    });
+    if (!found) return null;
+    found.remove();
+    return JSON.parse(found.textContent);
+  }
+
   function getJSON(url) {
+    var inPage = carried(url);
+    if (inPage) return Promise.resolve(inPage);
+    var asked = early[url];
+    delete early[url];
+    return asked || fetchJSON(url);
+  }
+
+  // A plain fetch (no custom headers), so that the page's <link rel="preload"> answers it.
+  function fetchJSON(url) {
     return fetch(url).then(function (response) {
       if (!response.ok) {
         return response.text().then(function (body) {
@@ -587,7 +630,7 @@
       }
       function cellIcon(count) {
         var size = count < 100 ? "small" : count < 1000 ? "medium" : "large";
-        return L.divIcon({ html: "<div><span>" + Number(count).toLocaleString("en") + "</span></div>",
+        return L.divIcon({ html: "<div><span>" + n(count) + "</span></div>",
           className: "marker-cluster marker-cluster-" + size, iconSize: L.point(40, 40) });
       }
       function draw(answer) {
@@ -799,5 +842,5 @@
   }
   document.addEventListener("DOMContentLoaded", setUpPage);
 
-  window.kpmap = { start: start };
+  window.kpmap = { start: start, fetchEarly: fetchEarly };
 })();
