@@ -304,7 +304,7 @@ class _Feeder:
             if self.stream is None:
                 self.stream = pa.ipc.new_stream(self.process.process.stdin, batch.schema)
             self.stream.write_batch(batch)
-        except (BrokenPipeError, OSError):
+        except OSError:  # a broken pipe: the process stopped
             self.process.wait()  # raises BuildError with the process's message
             raise
 

@@ -385,8 +385,11 @@ def _json_text(value: Any) -> str:
 # The CRS of every table, as pyogrio's write_dataframe gave it (WKT1, since OGC:CRS84 has no EPSG
 # code), so the tables are what they were before they were written from Arrow.
 GEOPACKAGE_CRS = pyproj.CRS("OGC:CRS84").to_wkt("WKT1_GDAL")
-_PROMOTE = {"Point": shapely.multipoints, "LineString": shapely.multilinestrings,
-            "Polygon": shapely.multipolygons}  # fmt: skip
+_PROMOTE = {
+    "Point": shapely.multipoints,
+    "LineString": shapely.multilinestrings,
+    "Polygon": shapely.multipolygons,
+}
 
 
 def write_geopackage(
