@@ -137,13 +137,14 @@ def measure(command: list[str]) -> dict:
     )
     result = json.loads(out.stdout)
     if result["code"]:
-        raise RuntimeError(f"{' '.join(command)} failed: {result['err']}")
+        raise RuntimeError(f"{' '.join(command)} failed (exit {result['code']}): {result['err']}")
     return result
 
 
 def kpmap(*args: str) -> list[str]:
-    """The `kpmap` command as a user runs it, of this checkout (python -m geo.cli)."""
-    return [sys.executable, "-m", "geo.cli", *args]
+    """The `kpmap` command as a user runs it, of this checkout (python -m geo.cli), with
+    faulthandler on: a crash in a C extension prints the Python stack it happened under."""
+    return [sys.executable, "-X", "faulthandler", "-m", "geo.cli", *args]
 
 
 def bench_build(store: Path, attacks: int = 1_000_000) -> None:
