@@ -125,7 +125,7 @@ usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
                   "peak_bytes": peak[0], "peak_anon_bytes": peak[1],
                   "largest_process_bytes": usage.ru_maxrss * 1024,
-                  "code": child.returncode, "out": out[-2000:], "err": err[-2000:]}))
+                  "code": child.returncode, "out": out[-2000:], "err": err[-20000:]}))
 """
 
 

@@ -3,6 +3,7 @@ within given distances of it. geo.build.durand_line derives the line itself."""
 
 import math
 import os
+import queue
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,8 +38,15 @@ class BorderIndex:
         self._scale = math.cos(math.radians(border.centroid.y))
         scaled = np.stack([self._starts, self._ends], axis=1) * [self._scale, 1.0]
         self._tree = shapely.STRtree(shapely.linestrings(scaled))
-        self._scaled = shapely.transform(border, lambda xy: xy * [self._scale, 1.0])
-        shapely.prepare(self._scaled)
+        # A prepared copy of the scaled line for each thread of distance_km: GEOS builds a
+        # prepared geometry's index lazily, at its first use, and two threads doing so at once
+        # corrupt memory (libgeos/geos#825; it crashed one 1M build in seven). A thread takes a
+        # copy of its own from the queue for each chunk and gives it back.
+        self._copies: queue.SimpleQueue[shapely.Geometry] = queue.SimpleQueue()
+        for _ in range(CPUS):
+            scaled_line = shapely.transform(border, lambda xy: xy * [self._scale, 1.0])
+            shapely.prepare(scaled_line)
+            self._copies.put(scaled_line)
 
     def distance_km(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Geodesic distance in km from each (lon, lat) to the nearest point of the border."""
@@ -51,7 +59,11 @@ class BorderIndex:
         nearest = np.empty((len(points), 2))
 
         def query(chunk: np.ndarray) -> None:
-            lines = shapely.shortest_line(self._scaled, points[chunk])
+            line = self._copies.get()  # never waits: as many copies as threads
+            try:
+                lines = shapely.shortest_line(line, points[chunk])
+            finally:
+                self._copies.put(line)
             nearest[chunk] = shapely.get_coordinates(lines)[0::2]
 
         chunks = np.array_split(
@@ -80,19 +92,13 @@ class BorderIndex:
     def _nearest_segments(self, points: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """The index of the segment nearest each point (in the scaled plane).
 
-        Points are queried in grid order (neighbours share the tree's paths: ~15% faster) and in
-        chunks on every core (GEOS releases the GIL): a million points in seconds, not ~7 s.
+        Points are queried in grid order (neighbours share the tree's paths: ~15% faster), in
+        one thread: GEOS's tree is not to be queried from several at once (see __init__).
         """
         order = np.lexsort((np.floor(lon / NEAREST_CELL_DEG), np.floor(lat / NEAREST_CELL_DEG)))
         segment = np.empty(len(points), dtype=np.intp)
-
-        def query(chunk: np.ndarray) -> None:
-            found, nearest = self._tree.query_nearest(points[chunk], all_matches=False)
-            segment[chunk[found]] = nearest
-
-        chunks = np.array_split(order, max(1, min(len(order) // 10_000, 4 * CPUS)))
-        with ThreadPoolExecutor(CPUS) as pool:
-            list(pool.map(query, chunks))
+        found, nearest = self._tree.query_nearest(points[order], all_matches=False)
+        segment[order[found]] = nearest
         return segment
 
 
