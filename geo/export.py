@@ -435,7 +435,7 @@ def write_geopackage_table(
             count += batch.num_rows
             yield batch
 
-    multi = any(t.startswith("Multi") for t in schema.geometry_types)
+    multi = _multi(schema)
     pyogrio.write_arrow(
         pa.RecordBatchReader.from_batches(first.schema, counted()),
         path,
@@ -460,10 +460,16 @@ def geopackage_rows(layer: Layer, positions: np.ndarray, found: Columns) -> pa.R
         values = found.json_texts(name) if nested else found.properties[name]
         columns[name] = pa.array(values, type=_arrow_type(types))
     geometries = layer.geometries()[positions]
-    if any(t.startswith("Multi") for t in layer.schema.geometry_types):
+    if _multi(layer.schema):
         geometries = _promoted(geometries)
     columns["geometry"] = pa.array(shapely.to_wkb(geometries), type=pa.binary())
     return pa.record_batch(columns)
+
+
+def _multi(schema: LayerSchema) -> bool:
+    """Whether the layer may hold multi-part geometries: its table is then Multi* throughout
+    (a GeoPackage table has one geometry type), its single parts promoted."""
+    return any(t.startswith("Multi") for t in schema.geometry_types)
 
 
 def _arrow_type(types: tuple[type, ...]) -> pa.DataType:
