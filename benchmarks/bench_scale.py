@@ -88,20 +88,25 @@ def load() -> str:
 
 # Runs a command as its only child and reports the child's wall time, CPU time and peak memory:
 # the most that the command and every process it started held at once (the build writes its
-# GeoPackage in a process of its own), sampled every 0.2 s from /proc: resident pages in all,
-# and of those the anonymous ones (not pages of files mapped, which the kernel can take back);
-# and the largest single process's peak (getrusage of the children).
+# downloads with processes of their own), sampled every 0.2 s from /proc:
+# - proportional (Pss): each page counted once, a page two processes share (a file both map)
+#   split between them: what the machine gives the build in all;
+# - resident pages summed over the processes (a shared page once per process: an upper bound),
+#   and of those the anonymous ones (not pages of files mapped, which the kernel can take back);
+# - the largest single process's peak (getrusage of the children).
 MEASURE = """
 import json, os, resource, subprocess, sys, threading, time
 
-def tree_rss(pid):  # resident bytes of pid and its descendants: in all, and anonymous
-    total, anon, todo = 0, 0, [pid]
+def tree_rss(pid):  # bytes of pid and its descendants: proportional, resident, anonymous
+    pss, total, anon, todo = 0, 0, 0, [pid]
     while todo:
         p = todo.pop()
         try:
             with open(f"/proc/{p}/status") as f:
                 kb = dict(line.split(":", 1) for line in f if line.startswith("Rss"))
             kb = {k: int(v.split()[0]) for k, v in kb.items()}
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                pss += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
             total += kb["RssAnon"] + kb["RssFile"] + kb["RssShmem"]
             anon += kb["RssAnon"]
             for t in os.listdir(f"/proc/{p}/task"):
@@ -109,11 +114,11 @@ def tree_rss(pid):  # resident bytes of pid and its descendants: in all, and ano
                     todo += [int(c) for c in f.read().split()]
         except (OSError, ValueError, KeyError):
             pass
-    return total * 1024, anon * 1024
+    return pss * 1024, total * 1024, anon * 1024
 
 started = time.perf_counter()
 child = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-peak = [0, 0]
+peak = [0, 0, 0]
 def sample():
     while child.poll() is None:
         peak[:] = [max(a, b) for a, b in zip(peak, tree_rss(child.pid))]
@@ -123,7 +128,7 @@ out, err = child.communicate()
 wall = time.perf_counter() - started
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-                  "peak_bytes": peak[0], "peak_anon_bytes": peak[1],
+                  "peak_pss_bytes": peak[0], "peak_bytes": peak[1], "peak_anon_bytes": peak[2],
                   "largest_process_bytes": usage.ru_maxrss * 1024,
                   "code": child.returncode, "out": out[-2000:], "err": err[-20000:]}))
 """
@@ -170,7 +175,9 @@ def bench_build(store: Path, attacks: int = 1_000_000) -> None:
         print(
             f"kpmap build of the {attacks:,}-attack store, round {round_}: "
             f"{result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU, "
-            f"peak {result['peak_bytes'] / 2**30:.2f} GiB resident in all its processes at once, "
+            f"peak {result['peak_pss_bytes'] / 2**30:.2f} GiB in all its processes at once "
+            f"(proportional: a shared page once), "
+            f"{result['peak_bytes'] / 2**30:.2f} GiB resident summed over them, "
             f"{result['peak_anon_bytes'] / 2**30:.2f} GiB of it anonymous "
             f"(largest process {result['largest_process_bytes'] / 2**30:.2f} GiB) "
             f"({before} before, {load()} after)"

@@ -28,6 +28,7 @@ or published to PostGIS) is served as before, each download written when it is a
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -35,11 +36,11 @@ import zlib
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, Self
 
 import numpy as np
 import orjson
@@ -186,7 +187,8 @@ def withholds(store: Store, policy: RowPolicy) -> list[str]:
 def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Write the prepared downloads of the store in `folder` (complete, manifest included) and
     return its manifest with them added to `files` and `downloads` (manifest.json rewritten)."""
-    store = Store.open(folder)
+    # Just written and hashed by the build; whole layers are copied out, nothing looked up.
+    store = Store.open(folder, ready=False, verify=False)
     policy = _build_policy()
     prepared: dict[str, Any] = {"format": FORMAT, "geojson": {}, "csv": {}}
     big = sum(len(store.layer(name)) for name in LAYERS if name in store.layer_names)
@@ -238,33 +240,24 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-class _GeoPackageProcess:
-    """write_store_geopackage(folder) in a process of its own (the environment's licence
-    setting with it), fed the rows of LAYERS on its standard input (`feeder`); `wait` raises
-    BuildError if it failed. Leaving the context without waiting (the build failed) stops it."""
+class _Process:
+    """A helper of `prepare` in a process of its own (the environment's licence setting with
+    it): a fresh interpreter running `code` with `args`, not multiprocessing's spawn, which would
+    run the caller's script again. `wait` raises BuildError with its last message if it failed;
+    leaving the context without waiting (the build failed) stops it."""
 
-    CODE = (
-        "import sys; from pathlib import Path; from geo.downloads import write_store_geopackage; "
-        "write_store_geopackage(Path(sys.argv[1]), fed=sys.stdin.buffer)"
-    )
+    def __init__(self, code: str, *args: str, stdout: int | None = subprocess.DEVNULL):
+        self.command = [sys.executable, "-c", code, *args]
+        self.stdout = stdout
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    def __enter__(self) -> "_GeoPackageProcess":
+    def __enter__(self) -> Self:
         self.errors = tempfile.TemporaryFile()
-        command = [sys.executable, "-c", self.CODE, str(self.folder)]
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.errors
+            self.command, stdin=subprocess.PIPE, stdout=self.stdout, stderr=self.errors
         )
         return self
 
-    def feeder(self, layer: Layer, policy: RowPolicy) -> "_Feeder":
-        """What takes the rows of `layer` the GeoPackage holds (those `policy` hands out), a
-        batch of features at a time, and sends them to the process; fed in LAYERS' order."""
-        return _Feeder(self, layer, policy)
-
-    def wait(self) -> None:
+    def wait(self, what: str) -> None:
         if self.process.stdin and not self.process.stdin.closed:
             try:
                 self.process.stdin.close()
@@ -274,7 +267,7 @@ class _GeoPackageProcess:
             self.errors.seek(0)
             said = self.errors.read().decode("utf-8", "replace").strip().splitlines()
             raise BuildError(
-                f"writing {GEOPACKAGE} failed (exit {self.process.returncode}): "
+                f"{what} failed (exit {self.process.returncode}): "
                 + (said[-1] if said else "no message")
             )
 
@@ -282,7 +275,63 @@ class _GeoPackageProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                with suppress(OSError):  # a broken pipe: the process is gone already
+                    pipe.close()
         self.errors.close()
+
+
+class _GeoPackageProcess(_Process):
+    """write_store_geopackage(folder) in a process of its own, fed the rows of LAYERS on its
+    standard input (`feeder`)."""
+
+    CODE = (
+        "import sys; from pathlib import Path; from geo.downloads import write_store_geopackage; "
+        "write_store_geopackage(Path(sys.argv[1]), fed=sys.stdin.buffer)"
+    )
+
+    def __init__(self, folder: Path):
+        super().__init__(self.CODE, str(folder))
+
+    def feeder(self, layer: Layer, policy: RowPolicy) -> "_Feeder":
+        """What takes the rows of `layer` the GeoPackage holds (those `policy` hands out), a
+        batch of features at a time, and sends them to the process; fed in LAYERS' order."""
+        return _Feeder(self, layer, policy)
+
+    def wait(self, what: str = f"writing {GEOPACKAGE}") -> None:
+        super().wait(what)
+
+
+class _CsvProcess(_Process):
+    """`csv_batches` of every other batch of a layer (the odd ones), in a process of its own:
+    the CSV's text and the GeoPackage's rows of those batches, made on another core while
+    `_write_csv` makes the even ones, and read (`next`) in order."""
+
+    CODE = (
+        "import sys; from pathlib import Path; from geo.downloads import csv_batches; "
+        "csv_batches(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == 'gpkg', "
+        "sys.stdout.buffer)"
+    )
+
+    def __init__(self, folder: Path, name: str, batch: int, geopackage: bool):
+        super().__init__(
+            self.CODE,
+            str(folder),
+            name,
+            str(batch),
+            "gpkg" if geopackage else "csv",
+            stdout=subprocess.PIPE,
+        )
+
+    def next(self) -> "_CsvBatch":
+        """The next batch's frame (see csv_batches); BuildError if the process stopped."""
+        assert self.process.stdout is not None
+        frame = _CsvBatch.read(self.process.stdout)
+        if frame is None:
+            self.wait("making the CSV")
+            raise BuildError("making the CSV failed: its process stopped early (exit 0)")
+        return frame
 
 
 class _Feeder:
@@ -296,10 +345,10 @@ class _Feeder:
         self.stream: pa.ipc.RecordBatchStreamWriter | None = None
 
     def __call__(self, positions: np.ndarray, found: Columns) -> None:
-        if self.withheld is not None:
-            keep = ~self.withheld[positions]
-            positions, found = positions[keep], found.take(keep)
-        batch = geopackage_rows(self.layer, positions, found)
+        self.send(_handed_out(self.layer, self.withheld, positions, found))
+
+    def send(self, batch: pa.RecordBatch) -> None:
+        """Send rows already taken apart (those `policy` hands out)."""
         try:
             if self.stream is None:
                 self.stream = pa.ipc.new_stream(self.process.process.stdin, batch.schema)
@@ -316,6 +365,17 @@ class _Feeder:
         self.stream.close()
 
 
+def _handed_out(
+    layer: Layer, withheld: np.ndarray | None, positions: np.ndarray, found: Columns
+) -> pa.RecordBatch:
+    """The GeoPackage rows of the features at `positions` (taken apart: `found`) but those
+    `withheld` (a mask over the layer, or None)."""
+    if withheld is not None:
+        keep = ~withheld[positions]
+        positions, found = positions[keep], found.take(keep)
+    return geopackage_rows(layer, positions, found)
+
+
 def write_store_geopackage(
     folder: Path,
     store: Store | None = None,
@@ -326,7 +386,7 @@ def write_store_geopackage(
     download of every layer under `policy` (the build's licence setting unless given). With
     `fed`, the rows of LAYERS are read from it, an Arrow IPC stream per layer in LAYERS' order
     (see _Feeder), not taken apart here; each must hold as many rows as `policy` hands out."""
-    store = store or Store.open(folder)
+    store = store or Store.open(folder, ready=False, verify=False)  # as `prepare` opens it
     policy = policy or _build_policy()
     selections: list[tuple[str, dict[str, Any], list[str]]] = [
         (name, {}, []) for name in store.layer_names
@@ -415,7 +475,7 @@ def _write_csv(
     """The whole CSV of `layer` (every row: a download of fewer rows is stretches of it), each
     row's byte range, and its rows compressed as they are written (the pool's threads); the
     CSV's entry. Each batch of features taken apart is given to `rows` too (the GeoPackage's),
-    then `rows` is closed."""
+    then `rows` is closed. A large layer's odd batches are made by a _CsvProcess meanwhile."""
     name = layer.schema.name
     path = folder / f"{name}.csv"
     offsets = np.zeros((len(layer), 2), dtype=np.int64)
@@ -423,27 +483,105 @@ def _write_csv(
     header = writer.header.encode("utf-8")
     at = len(header)
     deflated = folder / f"{name}.csv.deflate"
-    with open(path, "wb") as out, _Deflater(pool, deflated) as deflater:
+    with ExitStack() as stack:
+        out = stack.enter_context(open(path, "wb"))
+        deflater = stack.enter_context(_Deflater(pool, deflated))
+        helper = None
+        if len(layer) >= SEPARATE_GEOPACKAGE_FROM and len(layer) > CSV_BATCH:
+            process = _CsvProcess(folder, name, CSV_BATCH, rows is not None)
+            helper = stack.enter_context(process)
         out.write(header)
-        for start in range(0, len(layer), CSV_BATCH):
+        for k, start in enumerate(range(0, len(layer), CSV_BATCH)):
             batch = np.arange(start, min(start + CSV_BATCH, len(layer)))
-            found = Columns.of(layer, batch)
-            lines = [line.encode("utf-8") for line in writer.lines(found)]
-            if rows is not None:
-                rows(batch, found)
-            lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
-            offsets[batch, 1] = at + np.cumsum(lengths)
-            offsets[batch, 0] = offsets[batch, 1] - lengths
+            if helper is not None and k % 2:
+                made = helper.next()
+                if rows is not None:
+                    rows.send(made.geopackage_rows())
+            else:
+                found = Columns.of(layer, batch)
+                made = _CsvBatch.of(writer, found)
+                if rows is not None:
+                    rows(batch, found)
+            if len(made.lengths) != len(batch):
+                raise BuildError(f"{name}.csv: {len(made.lengths)} rows made of {len(batch)}")
+            offsets[batch, 1] = at + np.cumsum(made.lengths)
+            offsets[batch, 0] = offsets[batch, 1] - made.lengths
             at = int(offsets[batch[-1], 1])
-            text = b"".join(lines)
-            out.write(text)
-            deflater.add(text)
+            out.write(made.text)
+            deflater.add(made.text)
         compressed = deflater.finish()
+        if helper is not None:
+            helper.wait("making the CSV")
     if rows is not None:
         rows.close()
     np.save(folder / f"{name}.csv-rows.npy", offsets)
     entry = {"file": path.name, "rows": f"{name}.csv-rows.npy", "header": len(header)}
     return entry | compressed
+
+
+@dataclass
+class _CsvBatch:
+    """A batch of a layer's CSV: its rows' text, each row's length in bytes, and (when the
+    GeoPackage is written too) its GeoPackage rows as an Arrow IPC stream."""
+
+    text: bytes
+    lengths: np.ndarray
+    arrow: bytes = b""
+
+    FRAME = struct.Struct("<QQQ")  # the lengths of text, lengths (rows) and arrow
+
+    @classmethod
+    def of(cls, writer: CsvWriter, found: Columns) -> "_CsvBatch":
+        lines = [line.encode("utf-8") for line in writer.lines(found)]
+        lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+        return cls(b"".join(lines), lengths)
+
+    def write(self, out: BinaryIO) -> None:
+        out.write(self.FRAME.pack(len(self.text), len(self.lengths), len(self.arrow)))
+        out.write(self.text)
+        out.write(self.lengths.astype("<i8").tobytes())
+        out.write(self.arrow)
+
+    @classmethod
+    def read(cls, source: IO[bytes]) -> "_CsvBatch | None":
+        """The next frame `write` wrote, or None at the end of `source`."""
+        head = source.read(cls.FRAME.size)
+        if len(head) < cls.FRAME.size:
+            return None
+        text_bytes, rows, arrow_bytes = cls.FRAME.unpack(head)
+        text = source.read(text_bytes)
+        lengths = np.frombuffer(source.read(rows * 8), dtype="<i8").astype(np.int64)
+        arrow = source.read(arrow_bytes)
+        if len(text) < text_bytes or len(lengths) < rows or len(arrow) < arrow_bytes:
+            return None
+        return cls(text, lengths, arrow)
+
+    def geopackage_rows(self) -> pa.RecordBatch:
+        return pa.ipc.open_stream(self.arrow).read_next_batch()
+
+
+def csv_batches(folder: Path, name: str, batch: int, geopackage: bool, out: BinaryIO) -> None:
+    """The odd batches (of `batch` features) of the CSV `_write_csv` makes of the layer `name`
+    of the store in `folder`, written to `out` as frames (_CsvBatch), in order: what a
+    _CsvProcess runs. With `geopackage`, each frame holds the batch's GeoPackage rows too,
+    those the build's licence setting hands out."""
+    store = Store.open(folder, ready=False, verify=False)
+    policy = _build_policy()
+    layer = store.layer(name)
+    writer = CsvWriter(layer.schema, csv_credits(store, policy, name))
+    withheld = policy.withheld_mask(layer) if geopackage else None
+    for start in range(batch, len(layer), 2 * batch):
+        positions = np.arange(start, min(start + batch, len(layer)))
+        found = Columns.of(layer, positions)
+        made = _CsvBatch.of(writer, found)
+        if geopackage:
+            rows = _handed_out(layer, withheld, positions, found)
+            stream = pa.BufferOutputStream()
+            with pa.ipc.new_stream(stream, rows.schema) as ipc:
+                ipc.write_batch(rows)
+            made.arrow = stream.getvalue().to_pybytes()
+        made.write(out)
+    out.flush()
 
 
 # --- read by the app ----------------------------------------------------------------------------

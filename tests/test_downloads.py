@@ -298,6 +298,35 @@ def test_a_geopackage_fed_other_rows_than_the_licences_hand_out_is_refused(licen
         downloads.write_store_geopackage(copy, store, policy, fed=stream)
 
 
+def test_a_large_layers_csv_made_in_two_processes_is_the_csv_made_in_one(
+    monkeypatch, licence_dir, tmp_path
+):
+    copy, manifest = _copied(licence_dir, tmp_path)
+    monkeypatch.setattr(downloads, "SEPARATE_GEOPACKAGE_FROM", 0)
+    monkeypatch.setattr(downloads, "CSV_BATCH", 2)  # odd batches made by the _CsvProcess
+    made = []
+    real = downloads._CsvProcess.next
+    monkeypatch.setattr(downloads._CsvProcess, "next", lambda self: made.append(1) or real(self))
+    downloads.prepare(copy, manifest)
+    batches = -(-len(Store.open(copy).layer("attacks")) // 2)
+    assert made and len(made) == batches // 2  # every other batch of two
+    for name in ("attacks.csv", "attacks.csv.deflate"):
+        assert (copy / name).read_bytes() == (licence_dir / name).read_bytes(), name
+    rows = np.load(copy / "attacks.csv-rows.npy")
+    assert np.array_equal(rows, np.load(licence_dir / "attacks.csv-rows.npy"))
+
+
+def test_a_csv_process_that_fails_fails_the_preparation_and_says_why(
+    monkeypatch, store_dir, tmp_path
+):
+    copy, manifest = _copied(store_dir, tmp_path)
+    monkeypatch.setattr(downloads, "SEPARATE_GEOPACKAGE_FROM", 0)
+    monkeypatch.setattr(downloads, "CSV_BATCH", 2)
+    monkeypatch.setattr(downloads._CsvProcess, "CODE", "import sys; sys.exit('no room left')")
+    with pytest.raises(BuildError, match="making the CSV failed .exit 1.: no room left"):
+        downloads.prepare(copy, manifest)
+
+
 def test_a_geopackage_process_that_fails_fails_the_preparation_and_says_why(
     monkeypatch, store_dir, tmp_path
 ):

@@ -183,6 +183,20 @@ def test_the_saved_index_answers_like_the_parsed_file(store_dir, store, tmp_path
         assert parsed.query("attacks", **kwargs) == store.query("attacks", **kwargs)
 
 
+def test_a_store_opened_to_copy_rows_out_makes_its_lookups_on_first_use(store_dir, store):
+    lean = Store.open(store_dir, ready=False, verify=False)
+    layer = lean.layer("attacks")
+    assert layer._shapes is None and layer._tree is None and layer._by_id is None
+    assert lean.query("attacks") == store.query("attacks")  # a whole layer needs none of them
+    assert layer._tree is None and layer._by_id is None
+    known = str(store.layer("attacks").ids[3])
+    for kwargs in ({"bbox": (70, 32.5, 71, 33.5)}, {"id": [known, "nonesuch"]}):
+        found = lean.query("attacks", **kwargs)
+        assert found and found == store.query("attacks", **kwargs)
+    assert layer._tree is not None and layer._by_id is not None
+    assert store.layer("attacks")._tree is not None  # a server's store has them made at open
+
+
 def test_an_index_from_another_build_is_refused(store_dir, tmp_path):
     import shutil
 
@@ -244,7 +258,12 @@ def test_a_linked_records_id_answers_for_its_attack_from_the_index_and_the_file(
     plain = tmp_path / "plain"
     shutil.copytree(linked_store_dir, plain)
     (plain / "attacks.index.npz").unlink()
-    for store in (Store.open(linked_store_dir), Store.open(plain)):
+    stores = (
+        Store.open(linked_store_dir),
+        Store.open(plain),
+        Store.open(linked_store_dir, ready=False, verify=False),  # its id lookup made when asked
+    )
+    for store in stores:
         attack = store.feature("attacks", "ucdp-t1")
         assert attack == store.feature("attacks", "acled-T1")
         assert attack["id"] == "acled-T1"

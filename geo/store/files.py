@@ -50,12 +50,7 @@ class FileLayer:
     """
 
     schema: LayerSchema
-    shapes: np.ndarray
-    tree: shapely.STRtree
     ids: np.ndarray
-    # Feature id -> position; also every alias (the id of a record linked into a feature) -> the
-    # feature's position, so that every linked record's id answers.
-    by_id: dict[str, int]
     # Each filterable property as codes into its distinct values (as text: see _text), e.g.
     # actor: codes [0, 1, 0, ...] into values ["TTP", "ISKP"]; "id" uses `ids` instead.
     codes: dict[str, np.ndarray]
@@ -69,11 +64,51 @@ class FileLayer:
     raw: Any = None  # the layer file's bytes (mapped), for an indexed layer
     offsets: np.ndarray | None = None
     xy: np.ndarray | None = None
+    # (alias ids, their rows): the ids of records linked into a feature (see `by_id`).
+    aliases: tuple[np.ndarray, np.ndarray] | None = None
     # Per filterable property: canonical value -> codes, made on the property's first filter.
     _lookup: dict[str, dict[str, list[int]]] = field(default_factory=dict, repr=False)
+    # The geometries (of a point layer: made from `xy`), their tree and `by_id`: made when the
+    # layer is opened (`ready`), or on first use in a process that only copies rows out.
+    _shapes: np.ndarray | None = field(default=None, repr=False)
+    _tree: shapely.STRtree | None = field(default=None, repr=False)
+    _by_id: dict[str, int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def ready(self) -> "FileLayer":
+        """Make the geometries, their tree and the id lookup now (a server's worker must not
+        make them on a request)."""
+        self.tree  # noqa: B018  # made with the geometries it needs
+        self.by_id  # noqa: B018
+        return self
+
+    @property
+    def shapes(self) -> np.ndarray:
+        if self._shapes is None:
+            assert self.xy is not None, "a layer without xy is given its shapes"
+            self._shapes = shapely.points(self.xy)
+        return self._shapes
+
+    @property
+    def tree(self) -> shapely.STRtree:
+        if self._tree is None:
+            self._tree = shapely.STRtree(self.shapes)
+        return self._tree
+
+    @property
+    def by_id(self) -> dict[str, int]:
+        """Feature id -> position; also every alias (the id of a record linked into a feature)
+        -> the feature's position, so that every linked record's id answers."""
+        if self._by_id is None:
+            by_id = dict(zip(self.ids.tolist(), range(len(self.ids)), strict=True))
+            if self.aliases is not None:
+                alias_ids, alias_rows = self.aliases
+                for alias, row in zip(alias_ids.tolist(), alias_rows.tolist(), strict=True):
+                    by_id.setdefault(alias, row)  # a feature's own id wins over another's alias
+            self._by_id = by_id
+        return self._by_id
 
     def select(
         self,
@@ -173,19 +208,24 @@ class Store:
         self.facts = facts or []
 
     @classmethod
-    def open(cls, path: str | Path) -> "Store":
+    def open(cls, path: str | Path, *, ready: bool = True, verify: bool = True) -> "Store":
         """Load every layer listed in the store's manifest.json and index it.
 
         Every file is checked against the manifest's sha256 meanwhile (geo.store.integrity):
         a damaged one raises StoreCorrupt, whose one line names it and what to run. `path` may
         be the link the build keeps (geo.store.swap): the folder it points to is read, and
         `store.path` stays `path`, where current_version looks for a newer build.
+
+        The build, which has just written and hashed the files, opens its work folder to copy
+        its rows out (geo.downloads.prepare) with `verify=False` (not hashed again) and
+        `ready=False`: a large layer's geometries, tree and id lookup (three quarters of a
+        million attacks' memory) are made on first use (FileLayer.ready), not at open.
         """
         path = Path(path)
         for attempt in (1, 2):
             root = swap.resolve(path)
             try:
-                return cls._open(path, root)
+                return cls._open(path, root, ready, verify)
             except FileNotFoundError:
                 # A build moved the link and removed this version between our reads: once more.
                 if attempt == 2 or swap.resolve(path) == root:
@@ -193,19 +233,23 @@ class Store:
         raise AssertionError("unreachable")
 
     @classmethod
-    def _open(cls, path: Path, root: Path) -> "Store":
+    def _open(cls, path: Path, root: Path, ready: bool, verify: bool) -> "Store":
         manifest = read_manifest(root, path)
-        check = integrity.Verification(root, manifest, path)
+        check = integrity.Verification(root, manifest, path) if verify else None
         # Loading creates millions of objects and frees none: without the cyclic collector
         # rescanning them all along, a million attacks load several times faster.
         collecting = gc.isenabled()
         gc.disable()
         try:
             store = cls._load(root, manifest)
+            for layer in store._layers.values():
+                if ready and isinstance(layer, FileLayer):
+                    layer.ready()
         except (StoreNotFound, FileNotFoundError):
             raise
         except Exception as exc:
-            check.result()  # a damaged file explains it best
+            if check is not None:
+                check.result()  # a damaged file explains it best
             raise StoreCorrupt(
                 f"the store at {path} cannot be read ({type(exc).__name__}: {exc}); "
                 f"{integrity.remedy('', path)}"
@@ -213,7 +257,8 @@ class Store:
         finally:
             if collecting:
                 gc.enable()
-        check.result()
+        if check is not None:
+            check.result()
         store.path = path
         return store
 
@@ -501,11 +546,10 @@ def _period_days(text: np.ndarray, last_day: bool) -> np.ndarray:
 
 def _index_layer(schema: LayerSchema, features: list[dict[str, Any]]) -> FileLayer:
     arrays = index_arrays(schema, features)
-    if "xy" in arrays:
-        geometries = shapely.points(arrays["xy"])
-    else:
-        geometries = np.array([to_shape(f["geometry"]) for f in features], dtype=object)
-    return _layer(schema, geometries, arrays, parsed=features)
+    shapes = None
+    if "xy" not in arrays:
+        shapes = np.array([to_shape(f["geometry"]) for f in features], dtype=object)
+    return _layer(schema, arrays, parsed=features, _shapes=shapes).ready()
 
 
 def _load_indexed_layer(
@@ -519,29 +563,21 @@ def _load_indexed_layer(
     # process that opens the store, and a process that never reads them (the build's GeoPackage
     # writer) never holds them.
     raw = mapped(layer_file)
-    return _layer(schema, shapely.points(arrays["xy"]), arrays, raw=raw, offsets=arrays["offsets"])
+    return _layer(schema, arrays, raw=raw, offsets=arrays["offsets"])
 
 
-def _layer(
-    schema: LayerSchema, geometries: np.ndarray, arrays: dict[str, np.ndarray], **kw
-) -> FileLayer:
-    ids = arrays["ids"]
-
+def _layer(schema: LayerSchema, arrays: dict[str, np.ndarray], **kw: Any) -> FileLayer:
     def prefixed(prefix: str) -> dict[str, np.ndarray]:
         return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
 
-    by_id = dict(zip(ids.tolist(), range(len(ids)), strict=True))
+    aliases = None
     if "alias_ids" in arrays:
-        aliases = zip(arrays["alias_ids"].tolist(), arrays["alias_rows"].tolist(), strict=True)
-        for alias, row in aliases:
-            by_id.setdefault(alias, row)  # a feature's own id wins over another's alias
+        aliases = (arrays["alias_ids"], arrays["alias_rows"])
     return FileLayer(
         schema=schema,
-        shapes=geometries,
         xy=arrays.get("xy"),
-        tree=shapely.STRtree(geometries),
-        ids=ids,
-        by_id=by_id,
+        ids=arrays["ids"],
+        aliases=aliases,
         codes=prefixed("codes:"),
         values=prefixed("values:"),
         numbers=prefixed("number:"),
