@@ -12,6 +12,7 @@ import json
 import sys
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib.metadata import version
 from itertools import islice
@@ -268,11 +269,12 @@ def build_attacks_layer(ctx: BuildContext) -> attacks.AttackLayer:
     return attacks.AttackLayer(records, entries, BorderIndex(ctx.border), former_fata)
 
 
+ATTACKS_LAYER = "attacks"  # built from the imported records, once the others are built
 LAYER_BUILDERS: dict[str, LayerBuilder] = {
     "districts": build_districts_layer,
     "tehsils": build_tehsils_layer,
     "durand_line": build_durand_line_layer,
-    "attacks": build_attacks_layer,
+    ATTACKS_LAYER: build_attacks_layer,
     "countries": build_countries_layer,
 }
 
@@ -324,9 +326,14 @@ def build_store(
                 "imported records may be missing from the store: import them again, or remove it",
                 file=sys.stderr,
             )
-        imported, replaced = combine_records(
-            read_imported_records(store), Records.from_dicts(map(attacks.upgrade, added or ()))
-        )
+        with ThreadPoolExecutor(1) as early:
+            # The boundaries, the border and the countries need no imported record: made in a
+            # thread while the records are read (GEOS, GDAL and PROJ let go of the GIL).
+            geography = early.submit(_build_geography, sources, files)
+            imported, replaced = combine_records(
+                read_imported_records(store), Records.from_dicts(map(attacks.upgrade, added or ()))
+            )
+            ctx, built = geography.result()
         work = swap.new_work(store)
         # A build allocates millions of small dicts and frees almost none: the cyclic garbage
         # collector would rescan them again and again (a third of a 1M-attack build). Reference
@@ -334,7 +341,7 @@ def build_store(
         collecting = gc.isenabled()
         gc.disable()
         try:
-            manifest = _build_into(work, sources, files, imported, replaced)
+            manifest = _build_into(work, ctx, built, imported, replaced)
             del imported, replaced  # a million records: not held while the downloads are made
             _return_freed_memory()
             manifest = prepare_downloads(work, manifest)
@@ -400,18 +407,32 @@ def combine_records(kept: Records, added: Records) -> tuple[Records, list[dict[s
     return kept.take(order), replaced
 
 
+def _build_geography(
+    sources: dict[str, Source], files: dict[str, Path]
+) -> tuple[BuildContext, dict[str, Any]]:
+    """The build's context, and every layer but the attacks built (by name)."""
+    ctx = BuildContext(sources, files, None)
+    built = {name: b(ctx) for name, b in LAYER_BUILDERS.items() if name != ATTACKS_LAYER}
+    return ctx, built
+
+
 def _build_into(
     work: Path,
-    sources: dict[str, Source],
-    files: dict[str, Path],
+    ctx: BuildContext,
+    geography: dict[str, Any],
     imported: Records,
     replaced: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    """The store in `work`, from the context and the layers of _build_geography and the
+    imported records; its manifest."""
     imported_count = len(imported)
-    ctx = BuildContext(sources, files, imported)
+    ctx.imported = imported
     ctx.replaced = replaced
     del imported  # the context holds the records: one reference, freed once they are written
-    built = {name: builder(ctx) for name, builder in LAYER_BUILDERS.items()}
+    built = {
+        name: geography[name] if name in geography else builder(ctx)
+        for name, builder in LAYER_BUILDERS.items()
+    }
     facts = read_facts(citations=ctx.citations)
     built_at = datetime.now(UTC).isoformat(timespec="seconds")
     # The attacks first, a chunk at a time, checked as they are written (a million features are
@@ -419,12 +440,15 @@ def _build_into(
     # to the districts and tehsils. The other layers are small, and checked before written.
     attack_layer = built.get("attacks", [])
     path = work / "attacks.geojson"
-    if isinstance(attack_layer, attacks.AttackLayer):
-        written = attack_layer.write(path)
-    else:  # a list of features (a builder of the tests')
-        written = attacks.write_features(path, attack_layer)
+    with ThreadPoolExecutor(1) as beside:
+        # imported.jsonl meanwhile: writing and hashing it let go of the GIL
+        kept = beside.submit(_write_lines, work / IMPORTED_FILE, ctx.imported_lines())
+        if isinstance(attack_layer, attacks.AttackLayer):
+            written = attack_layer.write(path)
+        else:  # a list of features (a builder of the tests')
+            written = attacks.write_features(path, attack_layer)
+        imported_sha256 = kept.result()
     built["attacks"] = attack_layer = None  # the records' lines are freed with it
-    imported_sha256 = _write_lines(work / IMPORTED_FILE, ctx.imported_lines())
     ctx.records = ctx.imported = None
     annotate_areas(built, written.totals, facts)
     problems = []
@@ -471,7 +495,7 @@ def _build_into(
                     "licence": s.licence,
                     "attribution": s.attribution,
                 }
-                for name, s in sources.items()
+                for name, s in ctx.sources.items()
             },
             "authored": {str(p.relative_to(paths.ROOT)): file_sha256(p) for p in authored_inputs()},
             "imported_records": imported_count,
