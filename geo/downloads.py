@@ -26,6 +26,7 @@ finds them again for the store a server serves; a store without them (built by a
 or published to PostGIS) is served as before, each download written when it is asked for.
 """
 
+import io
 import json
 import os
 import struct
@@ -40,7 +41,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Self
+from typing import IO, Any, BinaryIO, Self, TextIO
 
 import numpy as np
 import orjson
@@ -53,11 +54,12 @@ from geo.export import (
     geojson_file,
     geopackage_batches,
     geopackage_rows,
+    point_rows,
     write_geopackage_table,
 )
 from geo.licences import RowPolicy, Withheld, setting_from_env
 from geo.query import describe_filters
-from geo.store import integrity, is_database_url, swap
+from geo.store import integrity, is_database_url, schemas, swap
 from geo.store.files import Store, manifest_version, read_manifest
 from geo.store.layer import Layer
 from geo.stretches import Stretches, compress_piece, mapped, runs
@@ -184,9 +186,12 @@ def withholds(store: Store, policy: RowPolicy) -> list[str]:
 # --- written by the build ---------------------------------------------------------------------
 
 
-def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def prepare(
+    folder: Path, manifest: dict[str, Any], early: "EarlyCsv | None" = None
+) -> dict[str, Any]:
     """Write the prepared downloads of the store in `folder` (complete, manifest included) and
-    return its manifest with them added to `files` and `downloads` (manifest.json rewritten)."""
+    return its manifest with them added to `files` and `downloads` (manifest.json rewritten).
+    `early`: the CSV's odd batches begun while the build wrote the layer."""
     # Just written and hashed by the build; whole layers are copied out, nothing looked up.
     store = Store.open(folder, ready=False, verify=False)
     policy = _build_policy()
@@ -220,7 +225,7 @@ def prepare(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             deflated = folder / f"{name}.geojson.deflate"
             compressing.append(("geojson", name, bodies.submit(_deflate, pool, whole, deflated)))
             rows = geopackage.feeder(layer, policy) if geopackage else None
-            prepared["csv"][name] = _write_csv(store, policy, layer, folder, pool, rows)
+            prepared["csv"][name] = _write_csv(store, policy, layer, folder, pool, rows, early)
         if geopackage is not None:
             geopackage.wait()
         for kind, name, future in compressing:
@@ -246,14 +251,28 @@ class _Process:
     run the caller's script again. `wait` raises BuildError with its last message if it failed;
     leaving the context without waiting (the build failed) stops it."""
 
-    def __init__(self, code: str, *args: str, stdout: int | None = subprocess.DEVNULL):
-        self.command = [sys.executable, "-c", code, *args]
+    def __init__(
+        self,
+        code: str,
+        *args: str,
+        stdout: int | None = subprocess.DEVNULL,
+        pass_fds: tuple[int, ...] = (),
+    ):
+        # Without the cyclic garbage collector, as the build runs: a helper parses millions of
+        # features, and the collector would rescan them again and again (2.5x the time of a
+        # batch); reference counting frees them all.
+        self.command = [sys.executable, "-c", "import gc; gc.disable(); " + code, *args]
         self.stdout = stdout
+        self.pass_fds = pass_fds
 
     def __enter__(self) -> Self:
         self.errors = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            self.command, stdin=subprocess.PIPE, stdout=self.stdout, stderr=self.errors
+            self.command,
+            stdin=subprocess.PIPE,
+            stdout=self.stdout,
+            stderr=self.errors,
+            pass_fds=self.pass_fds,
         )
         return self
 
@@ -306,7 +325,7 @@ class _GeoPackageProcess(_Process):
 class _CsvProcess(_Process):
     """`csv_batches` of every other batch of a layer (the odd ones), in a process of its own:
     the CSV's text and the GeoPackage's rows of those batches, made on another core while
-    `_write_csv` makes the even ones, and read (`next`) in order."""
+    `_write_csv` makes the even ones, and read (`next`) in order. See also EarlyCsv."""
 
     CODE = (
         "import sys; from pathlib import Path; from geo.downloads import csv_batches; "
@@ -324,6 +343,11 @@ class _CsvProcess(_Process):
             stdout=subprocess.PIPE,
         )
 
+    @staticmethod
+    def takes(k: int) -> bool:
+        """Does it make batch k?"""
+        return k % 2 == 1
+
     def next(self) -> "_CsvBatch":
         """The next batch's frame (see csv_batches); BuildError if the process stopped."""
         assert self.process.stdout is not None
@@ -332,6 +356,123 @@ class _CsvProcess(_Process):
             self.wait("making the CSV")
             raise BuildError("making the CSV failed: its process stopped early (exit 0)")
         return frame
+
+
+class EarlyCsv(_Process):
+    """What a _CsvProcess does, begun while the build writes the layer, on the core the writing
+    leaves idle: the CSV text and GeoPackage rows of most of the layer's chunks (`takes`), each
+    made as soon
+    as the build has written it (`written`, then `done`), kept in a file beside the build's
+    work folder and read by `prepare` (`next`) in order.
+
+    The CSV's credits are not in the manifest yet: the build gives them as it will record them
+    (geo.build.attacks.AttackLayer.releases). `prepare` uses what this made only if they are
+    the manifest's, and otherwise makes the whole CSV itself (`fits`)."""
+
+    CODE = (
+        "import sys; from pathlib import Path; from geo.downloads import early_csv_batches; "
+        "early_csv_batches(Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), "
+        "sys.stdin.buffer, sys.stdout)"
+    )
+    CHUNK = struct.Struct("<QQQ")  # a chunk written: its first byte, its end, its features
+
+    def __init__(self, folder: Path, name: str, credits: dict[str, str]):
+        self.name, self.credits = name, credits
+        self.frames = tempfile.TemporaryFile(dir=folder.parent)  # the store's disk, not /tmp
+        self.bounds: list[tuple[int, int]] = []  # each chunk's first feature and end
+        self._read = 0
+        layer_file = folder / f"{name}.geojson"
+        fd = str(self.frames.fileno())
+        args = (str(layer_file), name, json.dumps(credits), fd)
+        super().__init__(self.CODE, *args, stdout=subprocess.PIPE, pass_fds=(int(fd),))
+
+    def written(self, offsets: np.ndarray) -> None:
+        """A chunk of features written (their byte ranges in the layer file), to read now."""
+        if not len(offsets):
+            return
+        first = self.bounds[-1][1] if self.bounds else 0
+        self.bounds.append((first, first + len(offsets)))
+        message = self.CHUNK.pack(int(offsets[0, 0]), int(offsets[-1, 1]), len(offsets))
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(message)
+            self.process.stdin.flush()
+        except OSError:  # a broken pipe: the process stopped
+            self.wait("making the CSV")
+            raise
+
+    def done(self) -> None:
+        """Every chunk is written."""
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass  # it stopped early: `next` says why
+
+    @staticmethod
+    def takes(k: int) -> bool:
+        """Does it make chunk k? Two of every three: it has the core the build's writing
+        leaves idle, and `prepare` has the GeoPackage's process beside it."""
+        return k % 3 != 0
+
+    def fits(self, name: str, credits: dict[str, str], rows: int) -> bool:
+        """Did this make the CSV of this layer as the manifest has it?"""
+        count = self.bounds[-1][1] if self.bounds else 0
+        return (name, credits, rows) == (self.name, self.credits, count)
+
+    def next(self) -> "_CsvBatch":
+        """The next frame it made (see early_csv_batches); BuildError if none came."""
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            self.wait("making the CSV")
+            raise BuildError("making the CSV failed: its process stopped early (exit 0)")
+        size = int(line)
+        frame = _CsvBatch.read(io.BytesIO(os.pread(self.frames.fileno(), size, self._read)))
+        self._read += size
+        if frame is None:
+            raise BuildError("making the CSV failed: a batch was cut short")
+        return frame
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        self.frames.close()
+
+
+def early_csv_batches(
+    layer_file: Path, name: str, credits: str, frames: int, chunks: BinaryIO, said: TextIO
+) -> None:
+    """What EarlyCsv runs: for every chunk of the layer file it is told of (`chunks`), the
+    frame (_CsvBatch, with its GeoPackage rows, every one of them) of each it takes written to
+    the file descriptor `frames` and its length in bytes said (a line to `said`) once it can be
+    read."""
+    schema = schemas.LAYERS[name]
+    writer = CsvWriter(schema, json.loads(credits))
+    with open(layer_file, "rb") as source, os.fdopen(frames, "wb") as out:
+        k = 0
+        while head := chunks.read(EarlyCsv.CHUNK.size):
+            start, end, count = EarlyCsv.CHUNK.unpack(head)
+            if EarlyCsv.takes(k):
+                # the features of a chunk are separated by commas (geo.geojson)
+                features = orjson.loads(b"[" + os.pread(source.fileno(), end - start, start) + b"]")
+                if len(features) != count:
+                    raise BuildError(f"{layer_file}: {len(features)} features read of {count}")
+                found = Columns.parsed(schema, [features])
+                made = _CsvBatch.of(writer, found)
+                made.arrow = _ipc(point_rows(schema, found))
+                data = made.frame()
+                out.write(data)
+                out.flush()
+                print(len(data), file=said, flush=True)
+            k += 1
+
+
+def _ipc(batch: pa.RecordBatch) -> bytes:
+    """`batch` as an Arrow IPC stream of its own."""
+    stream = pa.BufferOutputStream()
+    with pa.ipc.new_stream(stream, batch.schema) as ipc:
+        ipc.write_batch(batch)
+    return stream.getvalue().to_pybytes()
 
 
 class _Feeder:
@@ -346,6 +487,13 @@ class _Feeder:
 
     def __call__(self, positions: np.ndarray, found: Columns) -> None:
         self.send(_handed_out(self.layer, self.withheld, positions, found))
+
+    def relay(self, positions: np.ndarray, batch: pa.RecordBatch) -> None:
+        """Send the rows `policy` hands out of `batch`, made elsewhere: the rows of the
+        features at `positions`, every one."""
+        if self.withheld is not None:
+            batch = batch.filter(pa.array(~self.withheld[positions]))
+        self.send(batch)
 
     def send(self, batch: pa.RecordBatch) -> None:
         """Send rows already taken apart (those `policy` hands out)."""
@@ -471,32 +619,37 @@ def _write_csv(
     folder: Path,
     pool: ThreadPoolExecutor,
     rows: "_Feeder | None" = None,
+    early: EarlyCsv | None = None,
 ) -> dict[str, Any]:
     """The whole CSV of `layer` (every row: a download of fewer rows is stretches of it), each
     row's byte range, and its rows compressed as they are written (the pool's threads); the
     CSV's entry. Each batch of features taken apart is given to `rows` too (the GeoPackage's),
-    then `rows` is closed. A large layer's odd batches are made by a _CsvProcess meanwhile."""
+    then `rows` is closed. A large layer's odd batches are made by another process: `early`,
+    if it made them of this layer as it is, else a _CsvProcess made meanwhile."""
     name = layer.schema.name
     path = folder / f"{name}.csv"
     offsets = np.zeros((len(layer), 2), dtype=np.int64)
-    writer = CsvWriter(layer.schema, csv_credits(store, policy, name))
+    credits = csv_credits(store, policy, name)
+    writer = CsvWriter(layer.schema, credits)
     header = writer.header.encode("utf-8")
     at = len(header)
     deflated = folder / f"{name}.csv.deflate"
     with ExitStack() as stack:
         out = stack.enter_context(open(path, "wb"))
         deflater = stack.enter_context(_Deflater(pool, deflated))
-        helper = None
-        if len(layer) >= SEPARATE_GEOPACKAGE_FROM and len(layer) > CSV_BATCH:
-            process = _CsvProcess(folder, name, CSV_BATCH, rows is not None)
-            helper = stack.enter_context(process)
+        helper: EarlyCsv | _CsvProcess | None = None
+        bounds = [(s, min(s + CSV_BATCH, len(layer))) for s in range(0, len(layer), CSV_BATCH)]
+        if early is not None and early.fits(name, credits, len(layer)):
+            helper, bounds = early, early.bounds
+        elif len(layer) >= SEPARATE_GEOPACKAGE_FROM and len(bounds) > 1:
+            helper = stack.enter_context(_CsvProcess(folder, name, CSV_BATCH, rows is not None))
         out.write(header)
-        for k, start in enumerate(range(0, len(layer), CSV_BATCH)):
-            batch = np.arange(start, min(start + CSV_BATCH, len(layer)))
-            if helper is not None and k % 2:
+        for k, (start, stop) in enumerate(bounds):
+            batch = np.arange(start, stop)
+            if helper is not None and helper.takes(k):
                 made = helper.next()
                 if rows is not None:
-                    rows.send(made.geopackage_rows())
+                    rows.relay(batch, made.geopackage_rows())
             else:
                 found = Columns.of(layer, batch)
                 made = _CsvBatch.of(writer, found)
@@ -504,6 +657,8 @@ def _write_csv(
                     rows(batch, found)
             if len(made.lengths) != len(batch):
                 raise BuildError(f"{name}.csv: {len(made.lengths)} rows made of {len(batch)}")
+            if not len(batch):
+                continue
             offsets[batch, 1] = at + np.cumsum(made.lengths)
             offsets[batch, 0] = offsets[batch, 1] - made.lengths
             at = int(offsets[batch[-1], 1])
@@ -536,11 +691,10 @@ class _CsvBatch:
         lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
         return cls(b"".join(lines), lengths)
 
-    def write(self, out: BinaryIO) -> None:
-        out.write(self.FRAME.pack(len(self.text), len(self.lengths), len(self.arrow)))
-        out.write(self.text)
-        out.write(self.lengths.astype("<i8").tobytes())
-        out.write(self.arrow)
+    def frame(self) -> bytes:
+        """The batch as `read` reads it."""
+        head = self.FRAME.pack(len(self.text), len(self.lengths), len(self.arrow))
+        return b"".join((head, self.text, self.lengths.astype("<i8").tobytes(), self.arrow))
 
     @classmethod
     def read(cls, source: IO[bytes]) -> "_CsvBatch | None":
@@ -564,23 +718,19 @@ def csv_batches(folder: Path, name: str, batch: int, geopackage: bool, out: Bina
     """The odd batches (of `batch` features) of the CSV `_write_csv` makes of the layer `name`
     of the store in `folder`, written to `out` as frames (_CsvBatch), in order: what a
     _CsvProcess runs. With `geopackage`, each frame holds the batch's GeoPackage rows too,
-    those the build's licence setting hands out."""
+    every one (`_write_csv` leaves out those the licences withhold)."""
     store = Store.open(folder, ready=False, verify=False)
-    policy = _build_policy()
     layer = store.layer(name)
-    writer = CsvWriter(layer.schema, csv_credits(store, policy, name))
-    withheld = policy.withheld_mask(layer) if geopackage else None
-    for start in range(batch, len(layer), 2 * batch):
+    writer = CsvWriter(layer.schema, csv_credits(store, _build_policy(), name))
+    for k, start in enumerate(range(0, len(layer), batch)):
+        if not _CsvProcess.takes(k):
+            continue
         positions = np.arange(start, min(start + batch, len(layer)))
         found = Columns.of(layer, positions)
         made = _CsvBatch.of(writer, found)
         if geopackage:
-            rows = _handed_out(layer, withheld, positions, found)
-            stream = pa.BufferOutputStream()
-            with pa.ipc.new_stream(stream, rows.schema) as ipc:
-                ipc.write_batch(rows)
-            made.arrow = stream.getvalue().to_pybytes()
-        made.write(out)
+            made.arrow = _ipc(geopackage_rows(layer, positions, found))
+        out.write(made.frame())
     out.flush()
 
 

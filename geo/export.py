@@ -192,15 +192,25 @@ class Columns:
         """The features at `positions`, parsed CHUNK_FEATURES at a time. With `json`, the
         columns hold only strings and numbers, which the cyclic garbage collector never scans,
         however many rows they hold; parsed values are containers it scans again and again."""
-        names = list(layer.schema.properties)
-        schema = layer.schema.properties
+        chunks = (
+            _features(layer, positions[start : start + CHUNK_FEATURES])
+            for start in range(0, len(positions), CHUNK_FEATURES)
+        )
+        return cls.parsed(layer.schema, chunks, json)
+
+    @classmethod
+    def parsed(
+        cls, layer: LayerSchema, chunks: Iterable[list[dict[str, Any]]], json: bool = False
+    ) -> "Columns":
+        """`of` features already parsed (given in chunks), of a layer of schema `layer`."""
+        names = list(layer.properties)
+        schema = layer.properties
         nested = {n for n, types in schema.items() if list in types or dict in types}
-        point = layer.schema.geometry_types == ("Point",)
+        point = layer.geometry_types == ("Point",)
         found = cls([], [], {name: [] for name in names}, json)
         every = operator.itemgetter(*names)
         texts = _JsonTexts()
-        for start in range(0, len(positions), CHUNK_FEATURES):
-            features = _features(layer, positions[start : start + CHUNK_FEATURES])
+        for features in chunks:
             found.ids.extend([f["id"] for f in features])
             if point:
                 found.points.extend([f["geometry"]["coordinates"] for f in features])
@@ -454,13 +464,25 @@ def geopackage_rows(layer: Layer, positions: np.ndarray, found: Columns) -> pa.R
     GeoPackage table: one typed column per property (nullable booleans and integers stay
     booleans and integers; lists and objects become JSON text) and the geometry as WKB, single
     parts made multi in a layer that may hold both."""
+    if layer.schema.geometry_types == ("Point",):
+        return point_rows(layer.schema, found)
+    return _table_rows(layer.schema, found, layer.geometries()[positions])
+
+
+def point_rows(schema: LayerSchema, found: Columns) -> pa.RecordBatch:
+    """geopackage_rows of a point layer's features, their points as `found` holds them (the
+    coordinates parsed: a layer's index holds the same)."""
+    xy = np.array([(p[0], p[1]) for p in found.points], dtype=float).reshape(-1, 2)
+    return _table_rows(schema, found, shapely.points(xy))
+
+
+def _table_rows(schema: LayerSchema, found: Columns, geometries: np.ndarray) -> pa.RecordBatch:
     columns = {}
-    for name, types in layer.schema.properties.items():
+    for name, types in schema.properties.items():
         nested = list in types or dict in types
         values = found.json_texts(name) if nested else found.properties[name]
         columns[name] = pa.array(values, type=_arrow_type(types))
-    geometries = layer.geometries()[positions]
-    if _multi(layer.schema):
+    if _multi(schema):
         geometries = _promoted(geometries)
     columns["geometry"] = pa.array(shapely.to_wkb(geometries), type=pa.binary())
     return pa.record_batch(columns)

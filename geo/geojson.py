@@ -103,6 +103,12 @@ class FeatureCollectionWriter:
         self._put((b"," if self._count else b"") + b",".join(encoded))
         self._count += len(encoded)
 
+    def flushed(self) -> np.ndarray:
+        """The byte ranges of the features last written, once another process can read them
+        from the file."""
+        self._file.flush()
+        return self._offsets[-1] if self._offsets else np.zeros((0, 2), dtype=np.int64)
+
     def __exit__(self, kind: Any, *_: Any) -> None:
         try:
             if kind is None:

@@ -316,6 +316,68 @@ def test_a_large_layers_csv_made_in_two_processes_is_the_csv_made_in_one(
     assert np.array_equal(rows, np.load(licence_dir / "attacks.csv-rows.npy"))
 
 
+def _rebuilt_with_early_csv(monkeypatch, licence_dir: Path, tmp_path: Path) -> tuple[Path, list]:
+    """The licence store rebuilt as a large one: its CSV begun as its attacks are written, a
+    chunk of three at a time; and a list of the frames the build took from that."""
+    from geo.build import attacks
+    from geo.build.pipeline import build_store
+    from tests.helpers import offline_mirror
+
+    copy, _ = _copied(licence_dir, tmp_path)
+    monkeypatch.setattr(downloads, "SEPARATE_GEOPACKAGE_FROM", 0)
+    monkeypatch.setattr(attacks, "CHUNK", 3)
+    taken = []
+    real = downloads.EarlyCsv.next
+    monkeypatch.setattr(downloads.EarlyCsv, "next", lambda self: taken.append(1) or real(self))
+    build_store(copy, cache=tmp_path / "cache", mirror=offline_mirror())
+    return copy.resolve(), taken
+
+
+def _assert_prepared_alike(store: Path, tmp_path: Path, monkeypatch) -> None:
+    """The store's prepared downloads are those `prepare` writes alone, in one process."""
+    alone, manifest = _copied(store, tmp_path / "alone")
+    monkeypatch.setattr(downloads, "SEPARATE_GEOPACKAGE_FROM", 10**9)
+    downloads.prepare(alone, manifest)
+    for name in ("attacks.csv", "attacks.csv.deflate", "attacks.geojson.deflate"):
+        assert (store / name).read_bytes() == (alone / name).read_bytes(), name
+    rows = np.load(store / "attacks.csv-rows.npy")
+    assert np.array_equal(rows, np.load(alone / "attacks.csv-rows.npy"))
+    for layer in ("districts", "attacks", "countries"):
+        a = pyogrio.read_dataframe(store / "kpmap.gpkg", layer=layer)
+        assert a.equals(pyogrio.read_dataframe(alone / "kpmap.gpkg", layer=layer)), layer
+
+
+def test_a_large_layers_csv_begun_as_it_is_written_is_the_csv_made_after(
+    monkeypatch, licence_dir, tmp_path
+):
+    store, taken = _rebuilt_with_early_csv(monkeypatch, licence_dir, tmp_path)
+    chunks = -(-len(Store.open(store).layer("attacks")) // 3)
+    assert taken and len(taken) == sum(downloads.EarlyCsv.takes(k) for k in range(chunks))
+    _assert_prepared_alike(store, tmp_path, monkeypatch)
+
+
+def test_a_csv_begun_with_other_credits_than_the_manifests_is_not_used(
+    monkeypatch, licence_dir, tmp_path
+):
+    from geo.build import attacks
+
+    # credits foreseen wrong: every dataset's access date the build day, none its release
+    monkeypatch.setattr(attacks.AttackLayer, "releases", lambda self: {"acled": {""}})
+    store, taken = _rebuilt_with_early_csv(monkeypatch, licence_dir, tmp_path)
+    assert not taken
+    _assert_prepared_alike(store, tmp_path, monkeypatch)
+
+
+def test_a_csv_begun_by_a_process_that_fails_fails_the_build_and_changes_nothing(
+    monkeypatch, licence_dir, tmp_path
+):
+    monkeypatch.setattr(downloads.EarlyCsv, "CODE", "import sys; sys.exit('no room left')")
+    before = (licence_dir / "manifest.json").read_bytes()
+    with pytest.raises(BuildError, match="making the CSV failed .exit 1.: no room left"):
+        _rebuilt_with_early_csv(monkeypatch, licence_dir, tmp_path)
+    assert (tmp_path / "store" / "manifest.json").read_bytes() == before
+
+
 def test_a_csv_process_that_fails_fails_the_preparation_and_says_why(
     monkeypatch, store_dir, tmp_path
 ):

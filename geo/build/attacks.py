@@ -7,7 +7,7 @@ and sums them per district.
 """
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -287,9 +287,12 @@ class AttackLayer:
     def __len__(self) -> int:
         return len(self.attacks)
 
-    def write(self, path: Path) -> "WrittenAttacks":
+    def write(
+        self, path: Path, on_chunk: Callable[[np.ndarray], None] | None = None
+    ) -> "WrittenAttacks":
         """Write the layer's GeoJSON file and its index (geo.store.files.index_file) beside it,
-        checking every feature; what was gathered (problems, totals, manifest figures)."""
+        checking every feature; what was gathered (problems, totals, manifest figures).
+        `on_chunk` is given each chunk's byte ranges in the file once they can be read there."""
         schema = LAYERS["attacks"]
         written = WrittenAttacks(path)
         index = IndexBuilder(schema)
@@ -299,8 +302,22 @@ class AttackLayer:
         with FeatureCollectionWriter(path) as writer:
             for start in range(0, len(self.attacks), CHUNK):
                 self._write_chunk(start, writer, index, written)
+                if on_chunk is not None:
+                    on_chunk(writer.flushed())
         written.finish(writer, index)
         return written
+
+    def releases(self) -> dict[str, set[str]]:
+        """The releases of the records the attacks hold, by origin, from the records' columns:
+        what writing the layer gathers (WrittenAttacks.releases), known before."""
+        records = self.records
+        found: dict[str, set[str]] = {}
+        for attack in self.attacks:
+            if isinstance(attack, int):
+                found.setdefault(records.origins[attack], set()).add(records.releases[attack])
+            else:
+                _add_releases([{"properties": attack}], found)
+        return found
 
     def _write_chunk(
         self,

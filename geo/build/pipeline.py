@@ -13,6 +13,7 @@ import sys
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from importlib.metadata import version
 from itertools import islice
@@ -25,7 +26,7 @@ import orjson
 import pyogrio
 import shapely
 
-from geo import geojson, paths
+from geo import downloads, geojson, paths
 from geo.border import BorderIndex
 from geo.build import attacks, durand_line
 from geo.build.authored import read_events, read_facts
@@ -40,6 +41,7 @@ from geo.build.tehsils import build_tehsils
 from geo.citations import cite, read_citations
 from geo.crs import geodesic_length_km
 from geo.districts import read_district_table
+from geo.downloads import EarlyCsv
 from geo.downloads import prepare as prepare_downloads
 from geo.errors import BuildError
 from geo.geonames import ATTRIBUTION as GEONAMES_ATTRIBUTION
@@ -341,10 +343,11 @@ def build_store(
         collecting = gc.isenabled()
         gc.disable()
         try:
-            manifest = _build_into(work, ctx, built, imported, replaced)
-            del imported, replaced  # a million records: not held while the downloads are made
-            _return_freed_memory()
-            manifest = prepare_downloads(work, manifest)
+            with ExitStack() as helpers:
+                manifest, early = _build_into(work, ctx, built, imported, replaced, helpers)
+                del imported, replaced  # a million records: not held while downloads are made
+                _return_freed_memory()
+                manifest = prepare_downloads(work, manifest, early)
             swap.commit(work, store)
         finally:
             if collecting:
@@ -422,9 +425,11 @@ def _build_into(
     geography: dict[str, Any],
     imported: Records,
     replaced: list[dict[str, Any]],
-) -> dict[str, Any]:
+    helpers: ExitStack,
+) -> tuple[dict[str, Any], EarlyCsv | None]:
     """The store in `work`, from the context and the layers of _build_geography and the
-    imported records; its manifest."""
+    imported records: its manifest, and the downloads' CSV begun as the attacks were written
+    (a process that `helpers` stops)."""
     imported_count = len(imported)
     ctx.imported = imported
     ctx.replaced = replaced
@@ -443,8 +448,12 @@ def _build_into(
     with ThreadPoolExecutor(1) as beside:
         # imported.jsonl meanwhile: writing and hashing it let go of the GIL
         kept = beside.submit(_write_lines, work / IMPORTED_FILE, ctx.imported_lines())
+        early = None
         if isinstance(attack_layer, attacks.AttackLayer):
-            written = attack_layer.write(path)
+            early = _early_csv(work, attack_layer, built_at, helpers)
+            written = attack_layer.write(path, early.written if early else None)
+            if early is not None:
+                early.done()
         else:  # a list of features (a builder of the tests')
             written = attacks.write_features(path, attack_layer)
         imported_sha256 = kept.result()
@@ -517,7 +526,19 @@ def _build_into(
     }
     _write_json(work / "manifest.json", manifest)
     swap.crash_point("complete")
-    return manifest
+    return manifest, early
+
+
+def _early_csv(
+    work: Path, layer: attacks.AttackLayer, built_at: str, helpers: ExitStack
+) -> EarlyCsv | None:
+    """For a large layer, its downloads' CSV begun as it is written (geo.downloads.EarlyCsv),
+    with the credits the manifest will give its datasets."""
+    if len(layer) < downloads.SEPARATE_GEOPACKAGE_FROM:
+        return None
+    found = dataset_sources(layer.releases(), built_at[:10])
+    credits = {s["dataset"]: s["attribution"] for s in found}
+    return helpers.enter_context(EarlyCsv(work, ATTACKS_LAYER, credits))
 
 
 def _save_index(
