@@ -226,18 +226,23 @@ def prepare(
             compressing.append(("geojson", name, bodies.submit(_deflate, pool, whole, deflated)))
             rows = geopackage.feeder(layer, policy) if geopackage else None
             prepared["csv"][name] = _write_csv(store, policy, layer, folder, pool, rows, early)
-        if geopackage is not None:
-            geopackage.wait()
         for kind, name, future in compressing:
             prepared[kind].setdefault(name, {}).update(future.result())
+        written = [
+            entry[k]
+            for kind in ("geojson", "csv")
+            for entry in prepared[kind].values()
+            for k in ("file", "rows", "deflate")
+            if k in entry
+        ]
+        # hashed while the GeoPackage is being finished
+        hashing = {name: pool.submit(integrity.file_record, folder / name) for name in written}
+        if geopackage is not None:
+            geopackage.wait()
+        files = dict(integrity.recorded(manifest))
+        files |= {name: job.result() for name, job in hashing.items()}
+    files[GEOPACKAGE] = integrity.file_record(folder / GEOPACKAGE)
     prepared["gpkg"] = {"file": GEOPACKAGE, "withholds": withholds(store, policy)}
-    written = [GEOPACKAGE]
-    for kind in ("geojson", "csv"):
-        for entry in prepared[kind].values():
-            written += [entry[k] for k in ("file", "rows", "deflate") if k in entry]
-    files = dict(integrity.recorded(manifest))
-    for name in written:
-        files[name] = integrity.file_record(folder / name)
     manifest = {**manifest, "downloads": prepared, "files": dict(sorted(files.items()))}
     # As the build writes it (geo.build.pipeline._write_json).
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"

@@ -8,6 +8,7 @@ and sums them per district.
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -299,9 +300,15 @@ class AttackLayer:
         missing = set(index.keys) - set(ROW_KEYS)
         if missing:
             raise AssertionError(f"ROW_KEYS lacks {missing}")
-        with FeatureCollectionWriter(path) as writer:
-            for start in range(0, len(self.attacks), CHUNK):
-                self._write_chunk(start, writer, index, written)
+        starts = range(0, len(self.attacks), CHUNK)
+        with FeatureCollectionWriter(path) as writer, ThreadPoolExecutor(1) as ahead:
+            # Each chunk's distances to the border are measured while the one before is written
+            # (GEOS and PROJ let go of the GIL).
+            measured = {start: ahead.submit(self._measure, start) for start in starts[:1]}
+            for k, start in enumerate(starts):
+                if k + 1 < len(starts):
+                    measured[starts[k + 1]] = ahead.submit(self._measure, starts[k + 1])
+                self._write_chunk(start, measured.pop(start).result(), writer, index, written)
                 if on_chunk is not None:
                     on_chunk(writer.flushed())
         written.finish(writer, index)
@@ -319,13 +326,9 @@ class AttackLayer:
                 _add_releases([{"properties": attack}], found)
         return found
 
-    def _write_chunk(
-        self,
-        start: int,
-        writer: FeatureCollectionWriter,
-        index: IndexBuilder,
-        written: "WrittenAttacks",
-    ) -> None:
+    def _measure(self, start: int) -> tuple[list[float], list[float], list[float]]:
+        """The longitudes, latitudes and distances to the border (km, to 0.1) of the chunk of
+        attacks from `start`."""
         records = self.records
         attacks = self.attacks[start : start + CHUNK]
         lon = np.fromiter(
@@ -339,7 +342,19 @@ class AttackLayer:
             count=len(attacks),
         )
         distances = np.round(self.border.distance_km(lon, lat), 1).tolist()
-        lon, lat = lon.tolist(), lat.tolist()
+        return lon.tolist(), lat.tolist(), distances
+
+    def _write_chunk(
+        self,
+        start: int,
+        measured: tuple[list[float], list[float], list[float]],
+        writer: FeatureCollectionWriter,
+        index: IndexBuilder,
+        written: "WrittenAttacks",
+    ) -> None:
+        records = self.records
+        attacks = self.attacks[start : start + CHUNK]
+        lon, lat, distances = measured
         xs = [round(x, 6) for x in lon]
         ys = [round(y, 6) for y in lat]
         encoded, rows, ids = [], [], []

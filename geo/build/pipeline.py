@@ -328,21 +328,20 @@ def build_store(
                 "imported records may be missing from the store: import them again, or remove it",
                 file=sys.stderr,
             )
-        with ThreadPoolExecutor(1) as early:
-            # The boundaries, the border and the countries need no imported record: made in a
-            # thread while the records are read (GEOS, GDAL and PROJ let go of the GIL).
-            geography = early.submit(_build_geography, sources, files)
-            imported, replaced = combine_records(
-                read_imported_records(store), Records.from_dicts(map(attacks.upgrade, added or ()))
-            )
-            ctx, built = geography.result()
         work = swap.new_work(store)
-        # A build allocates millions of small dicts and frees almost none: the cyclic garbage
+        # A build allocates millions of small objects and frees almost none: the cyclic garbage
         # collector would rescan them again and again (a third of a 1M-attack build). Reference
         # counting still frees everything; the collector runs again once the build is over.
         collecting = gc.isenabled()
         gc.disable()
         try:
+            with ThreadPoolExecutor(1) as beside:
+                # The boundaries, the border and the countries need no imported record: made in
+                # a thread while the records are read (GEOS, GDAL and PROJ let go of the GIL).
+                geography = beside.submit(_build_geography, sources, files)
+                added_records = Records.from_dicts(map(attacks.upgrade, added or ()))
+                imported, replaced = combine_records(read_imported_records(store), added_records)
+                ctx, built = geography.result()
             with ExitStack() as helpers:
                 manifest, early = _build_into(work, ctx, built, imported, replaced, helpers)
                 del imported, replaced  # a million records: not held while downloads are made
