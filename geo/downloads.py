@@ -35,7 +35,7 @@ import sys
 import tempfile
 import zlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
@@ -49,9 +49,9 @@ import pyarrow as pa
 
 from geo.errors import BuildError
 from geo.export import (
+    GEOJSON_TAIL,
     Columns,
     CsvWriter,
-    geojson_file,
     geopackage_batches,
     geopackage_rows,
     point_rows,
@@ -60,8 +60,9 @@ from geo.export import (
 from geo.licences import RowPolicy, Withheld, setting_from_env
 from geo.query import describe_filters
 from geo.store import integrity, is_database_url, schemas, swap
-from geo.store.files import Store, manifest_version, read_manifest
+from geo.store.files import FileLayer, Store, manifest_version, read_manifest
 from geo.store.layer import Layer
+from geo.store.schemas import LayerSchema
 from geo.stretches import Stretches, compress_piece, mapped, runs
 
 # The manifest's `downloads` describes prepared files of this layout.
@@ -219,13 +220,19 @@ def prepare(
             if name not in store.layer_names:
                 continue
             layer = store.layer(name)
-            whole = geojson_file(layer, np.arange(len(layer)), b"")
-            if whole is None:
-                continue
+            if not isinstance(layer, FileLayer) or layer.offsets is None or not len(layer):
+                continue  # a layer not kept as a file's bytes: written when asked for
+            # Read from the file in one pass, not through the layer's mapping: its pages stay
+            # the page cache's, not this process's memory.
+            source = stack.enter_context(open(folder / f"{name}.geojson", "rb")).fileno()
+            features = _FileFeatures(source, layer.offsets)
             deflated = folder / f"{name}.geojson.deflate"
-            compressing.append(("geojson", name, bodies.submit(_deflate, pool, whole, deflated)))
+            whole = bodies.submit(_deflate, pool, features.whole(), deflated)
+            compressing.append(("geojson", name, whole))
             rows = geopackage.feeder(layer, policy) if geopackage else None
-            prepared["csv"][name] = _write_csv(store, policy, layer, folder, pool, rows, early)
+            prepared["csv"][name] = _write_csv(
+                store, policy, layer, features, folder, pool, rows, early
+            )
         for kind, name, future in compressing:
             prepared[kind].setdefault(name, {}).update(future.result())
         written = [
@@ -458,11 +465,7 @@ def early_csv_batches(
         while head := chunks.read(EarlyCsv.CHUNK.size):
             start, end, count = EarlyCsv.CHUNK.unpack(head)
             if EarlyCsv.takes(k):
-                # the features of a chunk are separated by commas (geo.geojson)
-                features = orjson.loads(b"[" + os.pread(source.fileno(), end - start, start) + b"]")
-                if len(features) != count:
-                    raise BuildError(f"{layer_file}: {len(features)} features read of {count}")
-                found = Columns.parsed(schema, [features])
+                found = _read_columns(source.fileno(), schema, start, end, count)
                 made = _CsvBatch.of(writer, found)
                 made.arrow = _ipc(point_rows(schema, found))
                 data = made.frame()
@@ -608,19 +611,52 @@ class _Deflater:
             self.out.write(self.jobs.popleft().result())
 
 
-def _deflate(pool: ThreadPoolExecutor, body: Stretches, path: Path) -> dict[str, Any]:
-    """`body` compressed once into `path` (see _Deflater); its entry."""
+def _deflate(pool: ThreadPoolExecutor, body: Iterable[bytes], path: Path) -> dict[str, Any]:
+    """`body` (its parts) compressed once into `path` (see _Deflater); its entry."""
     with _Deflater(pool, path) as deflater:
-        body.seek(0)
-        while data := body.read(PIECE_BYTES):
+        for data in body:
             deflater.add(data)
         return deflater.finish()
+
+
+class _FileFeatures:
+    """The features of a layer file the build wrote (open as `source`), read in one pass:
+    `offsets` holds each one's byte range, and one comma lies between two (geo.geojson)."""
+
+    def __init__(self, source: int, offsets: np.ndarray):
+        if len(offsets) > 1 and not (offsets[1:, 0] == offsets[:-1, 1] + 1).all():
+            raise BuildError("the layer file's features are not one after another")
+        self.source, self.offsets = source, offsets
+
+    def whole(self) -> Iterator[bytes]:
+        """What a download of every feature sends after its head (geo.export.geojson_file):
+        the features and the FeatureCollection's end, in pieces."""
+        start, end = int(self.offsets[0, 0]), int(self.offsets[-1, 1])
+        for at in range(start, end, PIECE_BYTES):
+            yield os.pread(self.source, min(PIECE_BYTES, end - at), at)
+        yield GEOJSON_TAIL
+
+    def parsed(self, schema: LayerSchema, start: int, stop: int) -> Columns:
+        """The features from `start` to `stop` (positions), taken apart (Columns)."""
+        return _read_columns(
+            self.source, schema, self.offsets[start, 0], self.offsets[stop - 1, 1], stop - start
+        )
+
+
+def _read_columns(source: int, schema: LayerSchema, start: int, end: int, count: int) -> Columns:
+    """The `count` features between two byte offsets of a layer file the build wrote (one
+    comma between two), taken apart (Columns)."""
+    features = orjson.loads(b"[" + os.pread(source, int(end) - int(start), int(start)) + b"]")
+    if len(features) != count:
+        raise BuildError(f"{len(features)} features read of {count}")
+    return Columns.parsed(schema, [features])
 
 
 def _write_csv(
     store: Store,
     policy: RowPolicy,
     layer: Layer,
+    features: _FileFeatures,
     folder: Path,
     pool: ThreadPoolExecutor,
     rows: "_Feeder | None" = None,
@@ -656,7 +692,7 @@ def _write_csv(
                 if rows is not None:
                     rows.relay(batch, made.geopackage_rows())
             else:
-                found = Columns.of(layer, batch)
+                found = features.parsed(layer.schema, start, stop)
                 made = _CsvBatch.of(writer, found)
                 if rows is not None:
                     rows(batch, found)
@@ -726,16 +762,19 @@ def csv_batches(folder: Path, name: str, batch: int, geopackage: bool, out: Bina
     every one (`_write_csv` leaves out those the licences withhold)."""
     store = Store.open(folder, ready=False, verify=False)
     layer = store.layer(name)
+    assert isinstance(layer, FileLayer) and layer.offsets is not None
     writer = CsvWriter(layer.schema, csv_credits(store, _build_policy(), name))
-    for k, start in enumerate(range(0, len(layer), batch)):
-        if not _CsvProcess.takes(k):
-            continue
-        positions = np.arange(start, min(start + batch, len(layer)))
-        found = Columns.of(layer, positions)
-        made = _CsvBatch.of(writer, found)
-        if geopackage:
-            made.arrow = _ipc(geopackage_rows(layer, positions, found))
-        out.write(made.frame())
+    with open(folder / f"{name}.geojson", "rb") as source:
+        features = _FileFeatures(source.fileno(), layer.offsets)
+        for k, start in enumerate(range(0, len(layer), batch)):
+            if not _CsvProcess.takes(k):
+                continue
+            stop = min(start + batch, len(layer))
+            found = features.parsed(layer.schema, start, stop)
+            made = _CsvBatch.of(writer, found)
+            if geopackage:
+                made.arrow = _ipc(geopackage_rows(layer, np.arange(start, stop), found))
+            out.write(made.frame())
     out.flush()
 
 

@@ -289,11 +289,16 @@ class AttackLayer:
         return len(self.attacks)
 
     def write(
-        self, path: Path, on_chunk: Callable[[np.ndarray], None] | None = None
+        self,
+        path: Path,
+        on_chunk: Callable[[np.ndarray], None] | None = None,
+        let_go: Callable[[], bool] | None = None,
     ) -> "WrittenAttacks":
         """Write the layer's GeoJSON file and its index (geo.store.files.index_file) beside it,
         checking every feature; what was gathered (problems, totals, manifest figures).
-        `on_chunk` is given each chunk's byte ranges in the file once they can be read there."""
+        `on_chunk` is given each chunk's byte ranges in the file once they can be read there.
+        With `let_go`, the records of the features written are let go (Records.let_go) once it
+        says nothing else reads them (asked after each chunk)."""
         schema = LAYERS["attacks"]
         written = WrittenAttacks(path)
         index = IndexBuilder(schema)
@@ -301,6 +306,7 @@ class AttackLayer:
         if missing:
             raise AssertionError(f"ROW_KEYS lacks {missing}")
         starts = range(0, len(self.attacks), CHUNK)
+        done: list[int] = []  # records written, not let go yet
         with FeatureCollectionWriter(path) as writer, ThreadPoolExecutor(1) as ahead:
             # Each chunk's distances to the border are measured while the one before is written
             # (GEOS and PROJ let go of the GIL).
@@ -311,6 +317,11 @@ class AttackLayer:
                 self._write_chunk(start, measured.pop(start).result(), writer, index, written)
                 if on_chunk is not None:
                     on_chunk(writer.flushed())
+                if let_go is not None:
+                    done.extend(a for a in self.attacks[start : start + CHUNK] if type(a) is int)
+                    if let_go():
+                        self.records.let_go(done)
+                        done.clear()
         written.finish(writer, index)
         return written
 

@@ -5,7 +5,6 @@ moving a link (geo.store.swap): a failure or a kill at any moment leaves the pre
 exactly as it was, and the next build removes what a killed one left.
 """
 
-import ctypes
 import gc
 import hashlib
 import json
@@ -35,7 +34,7 @@ from geo.build.districts import KP_ADM1_PCODE, build_districts
 from geo.build.gazetteer import Gazetteer
 from geo.build.links import LINK_RULE
 from geo.build.locate import SLIVER_FILE, SLIVER_MAX_KM, Locator, border_sliver
-from geo.build.records import Records
+from geo.build.records import Records, give_back_freed_memory
 from geo.build.sources import Source, fetch_all, file_sha256, read_sources
 from geo.build.tehsils import build_tehsils
 from geo.citations import cite, read_citations
@@ -345,7 +344,7 @@ def build_store(
             with ExitStack() as helpers:
                 manifest, early = _build_into(work, ctx, built, imported, replaced, helpers)
                 del imported, replaced  # a million records: not held while downloads are made
-                _return_freed_memory()
+                give_back_freed_memory()
                 manifest = prepare_downloads(work, manifest, early)
             swap.commit(work, store)
         finally:
@@ -353,15 +352,6 @@ def build_store(
                 gc.enable()
             swap.discard(work, store)  # a failed build's work; nothing once committed
     return manifest
-
-
-def _return_freed_memory() -> None:
-    """Give the freed heap back to the system. glibc keeps what a build's million records took
-    (1.3 GB) for reuse, and the downloads made next need a fraction of it: without this, the
-    build would hold it until it ends, beside the GeoPackage writer's process."""
-    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc's; other C libraries lack it
-    if trim is not None:
-        trim(0)
 
 
 def read_imported(store: Path) -> list[dict[str, Any]]:
@@ -450,7 +440,8 @@ def _build_into(
         early = None
         if isinstance(attack_layer, attacks.AttackLayer):
             early = _early_csv(work, attack_layer, built_at, helpers)
-            written = attack_layer.write(path, early.written if early else None)
+            # each record's line let go once its feature and imported.jsonl are written
+            written = attack_layer.write(path, early.written if early else None, kept.done)
             if early is not None:
                 early.done()
         else:  # a list of features (a builder of the tests')
