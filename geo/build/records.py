@@ -176,7 +176,10 @@ class Records:
         if type(lon) not in (float, int) or type(lat) not in (float, int):
             return False
         schema = _kept_schema()
-        types = tuple(map(type, map(record.get, schema, repeat(ABSENT))))
+        try:  # every key there (as importers write records): one C call
+            types = tuple(map(type, _kept_values()(record)))
+        except KeyError:
+            types = tuple(map(type, map(record.get, schema, repeat(ABSENT))))
         good = self._judged.get(types)
         if good is None:
             good = self._judged[types] = all(
@@ -280,6 +283,12 @@ def _kept_schema() -> dict[str, tuple[type, ...]]:
 
     skipped = {"id", *PLACE_KEYS, *DERIVED_KEYS}
     return {k: t for k, t in LAYERS["attacks"].properties.items() if k not in skipped}
+
+
+@cache
+def _kept_values() -> itemgetter:
+    """The values of _kept_schema's keys of a record that has them all."""
+    return itemgetter(*_kept_schema())
 
 
 @cache
