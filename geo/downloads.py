@@ -192,7 +192,7 @@ def prepare(
 ) -> dict[str, Any]:
     """Write the prepared downloads of the store in `folder` (complete, manifest included) and
     return its manifest with them added to `files` and `downloads` (manifest.json rewritten).
-    `early`: the CSV's odd batches begun while the build wrote the layer."""
+    `early`: most of the CSV's batches, begun while the build wrote the layer (EarlyCsv)."""
     # Just written and hashed by the build; whole layers are copied out, nothing looked up.
     store = Store.open(folder, ready=False, verify=False)
     policy = _build_policy()
@@ -373,9 +373,8 @@ class _CsvProcess(_Process):
 class EarlyCsv(_Process):
     """What a _CsvProcess does, begun while the build writes the layer, on the core the writing
     leaves idle: the CSV text and GeoPackage rows of most of the layer's chunks (`takes`), each
-    made as soon
-    as the build has written it (`written`, then `done`), kept in a file beside the build's
-    work folder and read by `prepare` (`next`) in order.
+    made as soon as the build has written it (`written`, then `done`), kept in a file beside
+    the build's work folder and read by `prepare` (`next`) in order.
 
     The CSV's credits are not in the manifest yet: the build gives them as it will record them
     (geo.build.attacks.AttackLayer.releases). `prepare` uses what this made only if they are
