@@ -391,18 +391,18 @@ class AttackLayer:
             line = None
             if isinstance(attack, int) and plain[attack]:
                 line = line_of(attack, xs[k], ys[k], distances[k])
-            if line is not None:
+            if line is not None and isinstance(attack, int):
                 fid = all_ids[attack]
                 if fid == previous:
                     written.problems.append(f"feature #{start + k} ({fid!r}): duplicate id")
                 district, tehsil, _ = places[attack]
                 origin = origins[attack]
-                rows.append(
-                    (*heads[attack], *figures[attack], district, tehsil, origin, distances[k], ())
-                )
+                head, figure, cited = heads[attack], figures[attack], cites[attack]
+                assert head is not None and figure is not None  # a plain record's
+                rows.append((*head, *figure, district, tehsil, origin, distances[k], ()))
                 written.releases.setdefault(origin, set()).add(releases[attack])
-                if cites[attack]:
-                    written.cited.update(cites[attack])
+                if cited:
+                    written.cited.update(cited)
             else:
                 record = records.record(attack) if isinstance(attack, int) else attack
                 feature = _feature(record, lon[k], lat[k], distances[k], self.former_fata)
@@ -433,13 +433,13 @@ class AttackLayer:
         fata = self._fata.get(records.places[attack][0])
         if fata is None:
             return None
-        line = records.items[attack]
+        line = records.line(attack)
         body = _members_without_point(line)
         if body is None:
-            body = _without(_without(line, b'"lon":'), b'"lat":')
-            if body is None:
+            stripped = _without(_without(line, b'"lon":'), b'"lat":')
+            if stripped is None:
                 return None
-            body = (body[:-1],)
+            body = (stripped[:-1],)
         origin = records.origins[attack]
         tail = self._tails.get((fata, origin))
         if tail is None:
@@ -556,12 +556,12 @@ class WrittenAttacks:
         self.arrays = index.arrays()
         for key in self.totals:
             self.totals[key] = _area_totals(self.arrays, index.distinct_values[key], key)
-        np.savez(
-            self.path.parent / index_file(self.path.name),
-            offsets=writer.offsets(),
-            sha256=np.array(writer.sha256),
+        saved: dict[str, Any] = {
+            "offsets": writer.offsets(),
+            "sha256": np.array(writer.sha256),
             **self.arrays,
-        )
+        }
+        np.savez(self.path.parent / index_file(self.path.name), **saved)
 
     def entry(self, title: str, sources: list[dict[str, Any]]) -> dict[str, Any]:
         """The layer's manifest entry (as geo.build.pipeline._layer_entry makes one)."""

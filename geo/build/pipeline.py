@@ -78,7 +78,9 @@ LayerBuilder = Callable[["BuildContext"], "list[dict[str, Any]] | attacks.Attack
 class BuildContext:
     """What the layer builders share: the upstream files (read once) and the authored tables."""
 
-    def __init__(self, sources: dict[str, Source], files: dict[str, Path], imported: Records):
+    def __init__(
+        self, sources: dict[str, Source], files: dict[str, Path], imported: Records | None
+    ):
         self.sources = sources
         self.files = files
         # The imported records (as lines: geo.build.records); the attacks layer takes them over
@@ -447,18 +449,20 @@ def _build_into(
         else:  # a list of features (a builder of the tests')
             written = attacks.write_features(path, attack_layer)
         imported_sha256 = kept.result()
-    built["attacks"] = attack_layer = None  # the records' lines are freed with it
+    attack_layer = None  # with `built`, the last hold on the records: their lines are freed
+    features_of = _features_to_write(built)
+    del built
     ctx.records = ctx.imported = None
-    annotate_areas(built, written.totals, facts)
+    annotate_areas(features_of, written.totals, facts)
     problems = []
-    for name, feats in built.items():
+    for name, feats in features_of.items():
         found = written.problems if feats is None else validate_features(feats, LAYERS[name])
         problems += [f"{name}: {p}" for p in found]
     if problems:
         raise BuildError("the built store is invalid:\n  " + "\n  ".join(problems))
     datasets = dataset_sources(written.releases, built_at[:10])
     layers = {}
-    for name, features in built.items():
+    for name, features in features_of.items():
         if features is None:
             credits = [*datasets, *LAYER_SOURCES[name](ctx)]
             layers[name] = written.entry(LAYERS[name].title, credits)
@@ -470,7 +474,7 @@ def _build_into(
         layers[name] = _layer_entry(name, path, features, ctx, writer.sha256, datasets)
         if arrays:
             _save_index(work, path, writer.offsets(), writer.sha256, arrays)
-    built.clear()
+    features_of.clear()
     _write_json(work / FACTS_FILE, {"facts": facts})
     # The zone of the border sliver rule, for `kpmap import` to place points as the build does.
     sliver = shapely.MultiPolygon() if ctx.sliver is None else ctx.sliver
@@ -519,6 +523,20 @@ def _build_into(
     return manifest, early
 
 
+def _features_to_write(built: dict[str, Any]) -> dict[str, list[dict[str, Any]] | None]:
+    """The built layers once the attacks are written: the attacks None (written), every other
+    layer its features, to check and write."""
+    features: dict[str, list[dict[str, Any]] | None] = {}
+    for name, layer in built.items():
+        if name == ATTACKS_LAYER:
+            features[name] = None
+        elif isinstance(layer, list):
+            features[name] = layer
+        else:
+            raise BuildError(f"the {name} layer was built as {type(layer).__name__}, not features")
+    return features
+
+
 def _early_csv(
     work: Path, layer: attacks.AttackLayer, built_at: str, helpers: ExitStack
 ) -> EarlyCsv | None:
@@ -534,7 +552,8 @@ def _early_csv(
 def _save_index(
     work: Path, path: Path, offsets: np.ndarray, sha256: str, arrays: dict[str, np.ndarray]
 ) -> None:
-    np.savez(work / index_file(path.name), offsets=offsets, sha256=np.array(sha256), **arrays)
+    saved: dict[str, Any] = {"offsets": offsets, "sha256": np.array(sha256), **arrays}
+    np.savez(work / index_file(path.name), **saved)
 
 
 def _write_lines(path: Path, lines: Iterable[bytes]) -> str:

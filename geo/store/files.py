@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -424,7 +424,7 @@ class IndexBuilder:
         self.add_columns([str(f["id"]) for f in features], xy, columns)
 
     def add_columns(
-        self, ids: list[str], xy: np.ndarray | None, columns: dict[str, Sequence[Any]]
+        self, ids: list[str], xy: np.ndarray | None, columns: Mapping[str, Sequence[Any]]
     ) -> None:
         """add() for features given as columns: their ids, points (for a point layer) and the
         properties `keys` names, each a sequence of the features' values."""
@@ -432,9 +432,10 @@ class IndexBuilder:
         if not n:
             return
         parts = self.parts
-        ids = np.array(ids, dtype=str)
-        parts["ids"].append(ids)
+        id_array = np.array(ids, dtype=str)
+        parts["ids"].append(id_array)
         if schema.geometry_types == ("Point",):
+            assert xy is not None, "a point layer's features are given their points"
             parts["xy"].append(xy)
         for key in self.coded:
             # Few distinct values per column (ISKP, TTP, ...): factorized in C, then numbered
@@ -454,7 +455,7 @@ class IndexBuilder:
         for key in schema.numbers:
             parts[f"number:{key}"].append(np.array(columns[key], dtype=float))  # None: NaN
         if schema.aliases:
-            aliases, rows_of = _aliases(ids, columns[schema.aliases])
+            aliases, rows_of = _aliases(id_array, columns[schema.aliases])
             self.alias_ids += aliases.tolist()
             self.alias_rows += (rows_of + self.count).tolist()
         if schema.time:
