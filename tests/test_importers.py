@@ -698,7 +698,7 @@ def test_an_unrecognised_layout_names_the_columns_and_the_layouts_known(places):
     with pytest.raises(SchemaError) as err:
         read_file("acled", GED, places)
     message = str(err.value)
-    assert "is not a ACLED file in any layout kpmap knows" in message
+    assert "is not an ACLED file in any layout kpmap knows" in message
     assert "Columns found (49): id, relid, year" in message
     assert "ACLED columns: lacks the column(s) event_id_cnty, event_date" in message
     assert err.value.status == 422

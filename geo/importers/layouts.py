@@ -74,8 +74,9 @@ def recognise(
         f"  - {layout.name}: lacks the column(s) {', '.join(layout.missing(header))}"
         for layout in layouts
     )
+    article = "an" if provider[:1] in "AEIOU" else "a"  # an ACLED file, a GTD file
     raise SchemaError(
-        f"{where} is not a {provider} file in any layout kpmap knows.\n"
+        f"{where} is not {article} {provider} file in any layout kpmap knows.\n"
         f"Columns found ({len([h for h in header if h])}): {found}\n"
         f"Layouts known:\n{known}"
     )
