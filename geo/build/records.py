@@ -199,7 +199,7 @@ class Records:
 
     def let_go(self, positions: Iterable[int]) -> None:
         """Free the records at `positions` (their features are written); reading one again
-        raises. A million lines are two fifths of a build's memory."""
+        raises. A million lines are a third of a build's memory."""
         for i in positions:
             self.items[i] = None
         give_back_freed_memory()
@@ -303,7 +303,7 @@ def _dataset_publications() -> frozenset[str]:
 def give_back_freed_memory() -> None:
     """Give the freed heap back to the system. glibc keeps what freed records took for reuse
     (1.3 GB once a build's million are written), while the build goes on with other work and
-    other processes: without this, it would hold it until it ends. ~20 ms."""
+    other processes: without this, it would hold it until it ends."""
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc's; other C libraries lack it
     if trim is not None:
         trim(0)

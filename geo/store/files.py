@@ -87,7 +87,7 @@ class FileLayer:
     @property
     def shapes(self) -> np.ndarray:
         if self._shapes is None:
-            assert self.xy is not None, "a layer without xy is given its shapes"
+            assert self.xy is not None, "a layer without points is made with its shapes"
             self._shapes = shapely.points(self.xy)
         return self._shapes
 
@@ -218,8 +218,8 @@ class Store:
 
         The build, which has just written and hashed the files, opens its work folder to copy
         its rows out (geo.downloads.prepare) with `verify=False` (not hashed again) and
-        `ready=False`: a large layer's geometries, tree and id lookup (three quarters of a
-        million attacks' memory) are made on first use (FileLayer.ready), not at open.
+        `ready=False`: a large layer's geometries, tree and id lookup (more than half of what
+        a million attacks take) are made on first use (FileLayer.ready), not at open.
         """
         path = Path(path)
         for attempt in (1, 2):
