@@ -224,7 +224,7 @@ def prepare(
                 continue  # a layer not kept as a file's bytes: written when asked for
             # Read from the file in one pass, not through the layer's mapping: its pages stay
             # the page cache's, not this process's memory.
-            source = stack.enter_context(open(folder / f"{name}.geojson", "rb")).fileno()
+            source = stack.enter_context(open(_layer_file(store, folder, name), "rb")).fileno()
             features = _FileFeatures(source, layer.offsets)
             deflated = folder / f"{name}.geojson.deflate"
             whole = bodies.submit(_deflate, pool, features.whole(), deflated)
@@ -387,12 +387,12 @@ class EarlyCsv(_Process):
     )
     CHUNK = struct.Struct("<QQQ")  # a chunk written: its first byte, its end, its features
 
-    def __init__(self, folder: Path, name: str, credits: dict[str, str]):
+    def __init__(self, layer_file: Path, name: str, credits: dict[str, str]):
         self.name, self.credits = name, credits
-        self.frames = tempfile.TemporaryFile(dir=folder.parent)  # the store's disk, not /tmp
+        # beside the build's work folder: the store's disk, not /tmp
+        self.frames = tempfile.TemporaryFile(dir=layer_file.parent.parent)
         self.bounds: list[tuple[int, int]] = []  # each chunk's first feature and end
         self._read = 0
-        layer_file = folder / f"{name}.geojson"
         fd = str(self.frames.fileno())
         args = (str(layer_file), name, json.dumps(credits), fd)
         super().__init__(self.CODE, *args, stdout=subprocess.PIPE, pass_fds=(int(fd),))
@@ -619,6 +619,11 @@ def _deflate(pool: ThreadPoolExecutor, body: Iterable[bytes], path: Path) -> dic
         return deflater.finish()
 
 
+def _layer_file(store: Store, folder: Path, name: str) -> Path:
+    """The file of the layer `name` of the store in `folder`, as its manifest names it."""
+    return folder / store.manifest["layers"][name]["file"]
+
+
 class _FileFeatures:
     """The features of a layer file the build wrote (open as `source`), read in one pass:
     `offsets` holds each one's byte range, and one comma lies between two (geo.geojson)."""
@@ -764,7 +769,7 @@ def csv_batches(folder: Path, name: str, batch: int, geopackage: bool, out: Bina
     layer = store.layer(name)
     assert isinstance(layer, FileLayer) and layer.offsets is not None
     writer = CsvWriter(layer.schema, csv_credits(store, _build_policy(), name))
-    with open(folder / f"{name}.geojson", "rb") as source:
+    with open(_layer_file(store, folder, name), "rb") as source:
         features = _FileFeatures(source.fileno(), layer.offsets)
         for k, start in enumerate(range(0, len(layer), batch)):
             if not _CsvProcess.takes(k):

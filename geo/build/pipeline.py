@@ -40,7 +40,6 @@ from geo.build.tehsils import build_tehsils
 from geo.citations import cite, read_citations
 from geo.crs import geodesic_length_km
 from geo.districts import read_district_table
-from geo.downloads import EarlyCsv
 from geo.downloads import prepare as prepare_downloads
 from geo.errors import BuildError
 from geo.geonames import ATTRIBUTION as GEONAMES_ATTRIBUTION
@@ -417,7 +416,7 @@ def _build_into(
     imported: Records,
     replaced: list[dict[str, Any]],
     helpers: ExitStack,
-) -> tuple[dict[str, Any], EarlyCsv | None]:
+) -> tuple[dict[str, Any], downloads.EarlyCsv | None]:
     """The store in `work`, from the context and the layers of _build_geography and the
     imported records: its manifest, and the downloads' CSV begun as the attacks were written
     (a process that `helpers` stops)."""
@@ -441,7 +440,7 @@ def _build_into(
         kept = beside.submit(_write_lines, work / IMPORTED_FILE, ctx.imported_lines())
         early = None
         if isinstance(attack_layer, attacks.AttackLayer):
-            early = _early_csv(work, attack_layer, built_at, helpers)
+            early = _early_csv(path, attack_layer, built_at, helpers)
             # each record's line let go once its feature and imported.jsonl are written
             written = attack_layer.write(path, early.written if early else None, kept.done)
             if early is not None:
@@ -538,15 +537,15 @@ def _features_to_write(built: dict[str, Any]) -> dict[str, list[dict[str, Any]] 
 
 
 def _early_csv(
-    work: Path, layer: attacks.AttackLayer, built_at: str, helpers: ExitStack
-) -> EarlyCsv | None:
+    path: Path, layer: attacks.AttackLayer, built_at: str, helpers: ExitStack
+) -> downloads.EarlyCsv | None:
     """For a large layer, its downloads' CSV begun as it is written (geo.downloads.EarlyCsv),
     with the credits the manifest will give its datasets."""
     if len(layer) < downloads.SEPARATE_GEOPACKAGE_FROM:
         return None
     found = dataset_sources(layer.releases(), built_at[:10])
     credits = {s["dataset"]: s["attribution"] for s in found}
-    return helpers.enter_context(EarlyCsv(work, ATTACKS_LAYER, credits))
+    return helpers.enter_context(downloads.EarlyCsv(path, ATTACKS_LAYER, credits))
 
 
 def _save_index(

@@ -242,9 +242,10 @@ class Store:
         gc.disable()
         try:
             store = cls._load(root, manifest)
-            for layer in store._layers.values():
-                if ready and isinstance(layer, FileLayer):
-                    layer.ready()
+            if ready:
+                for layer in store._layers.values():
+                    if isinstance(layer, FileLayer):
+                        layer.ready()
         except (StoreNotFound, FileNotFoundError):
             raise
         except Exception as exc:
