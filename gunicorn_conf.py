@@ -1,4 +1,5 @@
-"""gunicorn's settings for `make run` (`gunicorn -c gunicorn_conf.py ...`): gevent workers.
+"""gunicorn's settings for `make run` (`gunicorn -c gunicorn_conf.py ...`): gevent workers
+(app.worker: gevent's own WSGI server, with the limits on a request's head set below).
 
 Why gevent: gunicorn's threaded workers put one thread on each connection, from its first byte
 to its last, so a few clients that send their headers slowly (slowloris) or read a large
@@ -29,7 +30,8 @@ import os  # noqa: E402
 
 import gevent  # noqa: E402
 
-worker_class = "gevent"
+# gevent's pywsgi server on gunicorn's gevent worker (app.worker says why, and what it adds).
+worker_class = "app.worker.Worker"
 # WEB_CONCURRENCY is the usual way to set it (gunicorn's own default reads it too).
 workers = int(os.environ.get("WEB_CONCURRENCY", 2 * multiprocessing.cpu_count()))
 # Connections each worker holds at once (slow ones included); past it new ones wait in the
@@ -45,11 +47,12 @@ preload_app = True
 # million attacks takes ~40 s).
 timeout = 120
 graceful_timeout = 30
-# Seconds an idle keep-alive connection is kept, and (gevent worker) the time a client has to
-# send a whole request's headers: a slowloris connection is dropped after it.
+# Seconds an idle keep-alive connection is kept, and (app.worker) the time a client has to
+# send a whole request's head: a slowloris connection is dropped after it (within a second).
 keepalive = 5
-# Headers bigger than these are refused with 400 before the app sees them (gunicorn defaults).
-limit_request_line = 8190
+# More or longer header fields are refused with 431 before the app sees them (gunicorn's
+# defaults, which app.worker applies). A request line longer than 8,190 characters is refused
+# with 414 by pywsgi itself (gunicorn's limit_request_line does not reach it).
 limit_request_fields = 100
 limit_request_field_size = 8190
 

@@ -1,0 +1,138 @@
+"""The gunicorn worker `make run` serves with (gunicorn_conf.py): gevent's own WSGI server on
+gunicorn's gevent worker, with the limits gunicorn's HTTP parser would have kept.
+
+Why not gunicorn's plain `gevent` worker: it parses every request with gunicorn's HTTP parser,
+written in Python on gevent's sockets, and that parser, not the app, was the floor under a
+cached tile (docs/tiles.md): 142 µs of CPU per answer for a fixed body, 0.21 of what nginx
+serves from the same disk, p99 over 100 ms at 8 connections. gevent's `pywsgi` server, which
+gunicorn runs as its `gevent_pywsgi` worker, answers the same fixed body with 90 µs, at 0.32
+of nginx's rate (benchmarks/bench_tiles_nginx.py). Slow clients cost the same in both: a
+greenlet each.
+
+What gunicorn's parser enforced and pywsgi does not, kept here (from gunicorn's settings, so
+gunicorn_conf.py and the command line still set them):
+- a request's head (its request line and headers) must arrive within `keepalive` seconds,
+  and a kept-alive connection idle for as long is closed: a slowloris connection, which sends
+  its headers a byte at a time, holds a greenlet for seconds, not for ever;
+- `limit_request_fields` and `limit_request_field_size`: more or longer header fields are
+  answered 431 (pywsgi's own limits are past them: 100 fields, http.client's, and a request
+  line of 8,190 characters, answered 414);
+- no access-log record is made when no access log is kept.
+"""
+
+from http.client import HTTPException
+from time import monotonic
+
+import gevent
+from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
+
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"Connection: close\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+class _HeadersTooLarge(ValueError):
+    """More header fields, or a longer one, than the worker takes."""
+
+
+class Handler(PyWSGIHandler):
+    """pywsgi's handler of one connection, with gunicorn's limits (set per worker: Worker)."""
+
+    head_seconds: float = 5.0
+    max_fields: int = 100
+    max_field_size: int = 8190
+    # When the request head being read began to be awaited (None while the app answers): the
+    # worker's watch (Worker._drop_late_heads) drops the connection once it is too old.
+    head_since: float | None = None
+
+    def handle(self):
+        self.greenlet = gevent.getcurrent()
+        self.open.add(self)
+        try:
+            super().handle()
+        finally:
+            self.open.discard(self)
+
+    def handle_one_request(self):
+        self.head_since = monotonic()
+        try:
+            return super().handle_one_request()
+        finally:
+            self.head_since = None
+
+    def read_request(self, raw_requestline):
+        try:
+            read = super().read_request(raw_requestline)
+        except HTTPException as exc:  # http.client's parser: "got more than 100 headers"
+            raise _HeadersTooLarge(str(exc)) from None
+        finally:
+            self.head_since = None  # the head is in: the answer takes what it takes
+        fields = self.headers.items()
+        if 0 < self.max_fields < len(fields):  # 0: no limit, as in gunicorn
+            raise _HeadersTooLarge(f"{len(fields)} header fields, at most {self.max_fields}")
+        for name, value in fields:
+            if 0 < self.max_field_size < len(name) + len(value) + 2:
+                raise _HeadersTooLarge(
+                    f"header field {name!r} longer than {self.max_field_size} bytes"
+                )
+        return read
+
+    def _handle_client_error(self, ex):
+        # pywsgi's hook for a request it cannot take (it would print a TimeoutError's
+        # traceback and answer 400 to everything).
+        if isinstance(ex, TimeoutError):
+            return None  # a head that never came: close the connection, as gunicorn does
+        if isinstance(ex, _HeadersTooLarge):
+            self.log_error("(from %s) %s", self.client_address, ex)
+            return ("431", _TOO_LARGE)
+        return super()._handle_client_error(ex)
+
+    def log_request(self):
+        if self.server.log.access_log_enabled:
+            super().log_request()
+
+
+class Worker(GeventPyWSGIWorker):
+    """gunicorn's gevent_pywsgi worker with Handler, given this server's settings."""
+
+    def init_process(self):
+        cfg = self.cfg
+        self.wsgi_handler = type(
+            "Handler",
+            (Handler,),
+            {
+                "head_seconds": float(cfg.keepalive or 5),
+                "max_fields": cfg.limit_request_fields,
+                "max_field_size": cfg.limit_request_field_size,
+                "open": set(),
+            },
+        )
+        super().init_process()
+
+    def run(self):
+        gevent.spawn(self._drop_late_heads)
+        super().run()
+
+    def _drop_late_heads(self) -> None:
+        """Once a second, drop every connection whose request head has been awaited for longer
+        than head_seconds. One watch for all, not a timer per request: a request costs a clock
+        reading, and a gevent Timeout started and cancelled for each request dropped a busy
+        kept-alive connection now and then (after ~40,000 requests in 11 s, in one test)."""
+        handler = self.wsgi_handler
+        hub = gevent.get_hub()
+        while True:
+            gevent.sleep(1)
+            late = monotonic() - handler.head_seconds
+            for connection in list(handler.open):
+                since = connection.head_since
+                if since is not None and since < late:
+                    hub.loop.run_callback(_drop, connection, since)
+
+
+def _drop(connection: Handler, since: float) -> None:
+    """Raise TimeoutError in a connection's greenlet if it still awaits the head it awaited
+    `since`. Run by the event loop (as a gevent timeout is), between the greenlets' turns."""
+    if connection.head_since == since:
+        connection.head_since = None
+        connection.greenlet.throw(TimeoutError("no request head in time"))

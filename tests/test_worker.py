@@ -1,0 +1,116 @@
+"""`make run`'s server as it runs: gunicorn with gunicorn_conf.py (app.worker's worker) on the
+session's store, over real sockets: the limits on a request's head that gunicorn's own HTTP
+parser kept (app.worker), and answers that arrive whole, kept alive or streamed."""
+
+import gzip
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmarks.slow_clients import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAD_SECONDS = 1  # --keep-alive: the time a request's head may take
+
+
+@pytest.fixture(scope="module")
+def server(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("gunicorn") / "log"
+    command = [str(Path(sys.executable).with_name("gunicorn")), "--config", "gunicorn_conf.py"]
+    command += ["--workers", "1", "--keep-alive", str(HEAD_SECONDS)]
+    command += ["--bind", f"127.0.0.1:{port}", "wsgi:app"]
+    env = {**os.environ, "KPMAP_STORE": str(store_dir)}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"gunicorn did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.2)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _raw(port: int, data: bytes, wait: float = 10) -> bytes:
+    """What the server answers `data` with, until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        s.sendall(data)
+        received = b""
+        while chunk := s.recv(65536):
+            received += chunk
+        return received
+
+
+def test_requests_kept_alive_and_streamed(server: int) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    connection.request("GET", "/ogc")
+    first = connection.getresponse()
+    assert first.status == 200 and first.read()
+    assert first.getheader("Connection") != "close"
+    # the same connection again: a download, streamed in chunks
+    connection.request("GET", "/download/attacks.csv", headers={"Accept-Encoding": "gzip"})
+    streamed = connection.getresponse()
+    body = streamed.read()
+    assert streamed.status == 200, body[:200]
+    assert streamed.getheader("Content-Encoding") == "gzip"
+    assert gzip.decompress(body).startswith(b"id,")
+    connection.close()
+
+
+def test_a_head_that_does_not_arrive_in_time_is_dropped(server: int) -> None:
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as s:
+        s.sendall(b"GET /ogc HTTP/1.1\r\nHost: x\r\n")  # the rest never comes
+        assert s.recv(65536) == b""  # closed by the server, unanswered
+    assert HEAD_SECONDS <= time.monotonic() - started < HEAD_SECONDS + 3
+
+
+def test_an_idle_kept_alive_connection_is_closed(server: int) -> None:
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as s:
+        s.sendall(b"GET /ogc HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = s.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        while s.recv(65536):  # the rest of the answer, then the close
+            pass
+        assert time.monotonic() - started < HEAD_SECONDS + 3
+
+
+def test_a_slow_head_does_not_hold_others(server: int) -> None:
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as slow:
+        slow.sendall(b"GET /ogc HTTP/1.1\r\n")
+        started = time.monotonic()
+        answer = _raw(server, b"GET /ogc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert time.monotonic() - started < HEAD_SECONDS
+
+
+def test_a_long_request_line_is_refused_414(server: int) -> None:
+    answer = _raw(server, b"GET /ogc?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 414")
+
+
+def test_too_long_or_many_header_fields_are_refused_431(server: int) -> None:
+    long_field = b"GET /ogc HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n"
+    assert _raw(server, long_field).startswith(b"HTTP/1.1 431")
+    many = b"".join(b"X-%d: 1\r\n" % i for i in range(120))
+    assert _raw(server, b"GET /ogc HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n").startswith(
+        b"HTTP/1.1 431"
+    )
+    fine = b"GET /ogc HTTP/1.1\r\nHost: x\r\nX-Fine: " + b"a" * 8000 + b"\r\nConnection: close"
+    assert _raw(server, fine + b"\r\n\r\n").startswith(b"HTTP/1.1 200")
