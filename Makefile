@@ -12,8 +12,8 @@ BIND ?= 127.0.0.1:8000
 
 .PHONY: run test setup assets fetch build bench bench-scale bench-map hardening clean
 
-# gunicorn_conf.py: gevent workers (slow clients hold a greenlet, not a thread), --preload (the
-# workers share the store's memory), timeouts; the README's "Serving it" says why.
+# gunicorn_conf.py: gevent workers (app/worker.py; slow clients hold a greenlet, not a thread),
+# --preload (the workers share the store's memory), timeouts; docs/serving.md says why.
 run: setup assets fetch $(STORE_MANIFEST)
 	$(BIN)/gunicorn --config gunicorn_conf.py --bind $(BIND) wsgi:app
 
@@ -48,7 +48,7 @@ fetch: setup
 STORE_INPUTS := $(wildcard data/*.toml data/*.csv data/events/*.csv) \
 	$(wildcard geo/build/*.py geo/importers/*.py geo/store/*.py) \
 	geo/border.py geo/citations.py geo/crs.py geo/dates.py geo/districts.py geo/errors.py \
-	geo/fsutil.py \
+	geo/fsutil.py geo/helper.py \
 	geo/geojson.py geo/geonames.py geo/licences.py geo/paths.py geo/vocab.py \
 	geo/downloads.py geo/export.py geo/query.py geo/stretches.py
 

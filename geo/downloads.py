@@ -37,11 +37,11 @@ import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Self, TextIO
+from typing import IO, Any, BinaryIO, TextIO
 
 import numpy as np
 import orjson
@@ -57,6 +57,7 @@ from geo.export import (
     point_rows,
     write_geopackage_table,
 )
+from geo.helper import HelperProcess
 from geo.licences import RowPolicy, Withheld, setting_from_env
 from geo.query import describe_filters
 from geo.store import integrity, is_database_url, schemas, swap
@@ -257,63 +258,7 @@ def prepare(
     return manifest
 
 
-class _Process:
-    """A helper of `prepare` in a process of its own (the environment's licence setting with
-    it): a fresh interpreter running `code` with `args`, not multiprocessing's spawn, which would
-    run the caller's script again. `wait` raises BuildError with its last message if it failed;
-    leaving the context without waiting (the build failed) stops it."""
-
-    def __init__(
-        self,
-        code: str,
-        *args: str,
-        stdout: int | None = subprocess.DEVNULL,
-        pass_fds: tuple[int, ...] = (),
-    ):
-        # Without the cyclic garbage collector, as the build runs: a helper parses millions of
-        # features, and the collector would rescan them again and again (2.5x the time of a
-        # batch); reference counting frees them all.
-        self.command = [sys.executable, "-c", "import gc; gc.disable(); " + code, *args]
-        self.stdout = stdout
-        self.pass_fds = pass_fds
-
-    def __enter__(self) -> Self:
-        self.errors = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            self.command,
-            stdin=subprocess.PIPE,
-            stdout=self.stdout,
-            stderr=self.errors,
-            pass_fds=self.pass_fds,
-        )
-        return self
-
-    def wait(self, what: str) -> None:
-        if self.process.stdin and not self.process.stdin.closed:
-            try:
-                self.process.stdin.close()
-            except BrokenPipeError:
-                pass  # it stopped early: its exit code and message say why
-        if self.process.wait():
-            self.errors.seek(0)
-            said = self.errors.read().decode("utf-8", "replace").strip().splitlines()
-            raise BuildError(
-                f"{what} failed (exit {self.process.returncode}): "
-                + (said[-1] if said else "no message")
-            )
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                with suppress(OSError):  # a broken pipe: the process is gone already
-                    pipe.close()
-        self.errors.close()
-
-
-class _GeoPackageProcess(_Process):
+class _GeoPackageProcess(HelperProcess):
     """write_store_geopackage(folder) in a process of its own, fed the rows of LAYERS on its
     standard input (`feeder`)."""
 
@@ -334,7 +279,7 @@ class _GeoPackageProcess(_Process):
         super().wait(what)
 
 
-class _CsvProcess(_Process):
+class _CsvProcess(HelperProcess):
     """`csv_batches` of every other batch of a layer (the odd ones), in a process of its own:
     the CSV's text and the GeoPackage's rows of those batches, made on another core while
     `_write_csv` makes the even ones, and read (`next`) in order. See also EarlyCsv."""
@@ -370,7 +315,7 @@ class _CsvProcess(_Process):
         return frame
 
 
-class EarlyCsv(_Process):
+class EarlyCsv(HelperProcess):
     """What a _CsvProcess does, begun while the build writes the layer, on the core the writing
     leaves idle: the CSV text and GeoPackage rows of most of the layer's chunks (`takes`), each
     made as soon as the build has written it (`written`, then `done`), kept in a file beside

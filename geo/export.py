@@ -316,6 +316,9 @@ def _csv_cells(
     if kinds <= _NUMBERS:
         return values
     if kinds <= _TEXTS:
+        # Asked of each distinct value: a column's texts are mostly a few names, or all None.
+        if not any(v is not None and v.startswith(FORMULA_STARTS) for v in set(values)):
+            return values
         return [v if v is None or not v.startswith(FORMULA_STARTS) else "'" + v for v in values]
     if kinds <= _BOOLEANS:
         return [None if v is None else ("true" if v else "false") for v in values]
@@ -473,18 +476,40 @@ def point_rows(schema: LayerSchema, found: Columns) -> pa.RecordBatch:
     """geopackage_rows of a point layer's features, their points as `found` holds them (the
     coordinates parsed: a layer's index holds the same)."""
     xy = np.array([(p[0], p[1]) for p in found.points], dtype=float).reshape(-1, 2)
-    return _table_rows(schema, found, shapely.points(xy))
+    return _table_rows(schema, found, point_wkb(xy))
 
 
-def _table_rows(schema: LayerSchema, found: Columns, geometries: np.ndarray) -> pa.RecordBatch:
+# WKB of a 2D point as shapely writes it: little-endian (1), type Point (1), x, y.
+_POINT_WKB = np.dtype([("order", "u1"), ("kind", "<u4"), ("x", "<f8"), ("y", "<f8")])
+
+
+def point_wkb(xy: np.ndarray) -> pa.Array:
+    """Points (an n × 2 array of x, y) as WKB, the bytes shapely.to_wkb gives them, written
+    straight into one buffer: no geometry made per point."""
+    wkb = np.empty(len(xy), dtype=_POINT_WKB)
+    wkb["order"], wkb["kind"], wkb["x"], wkb["y"] = 1, 1, xy[:, 0], xy[:, 1]
+    size = _POINT_WKB.itemsize
+    fixed = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(size), len(xy), [None, pa.py_buffer(wkb)]
+    )
+    return fixed.cast(pa.binary())
+
+
+def _table_rows(
+    schema: LayerSchema, found: Columns, geometries: np.ndarray | pa.Array
+) -> pa.RecordBatch:
+    """The rows' columns, and their geometries (shapely's, or WKB already made)."""
     columns = {}
     for name, types in schema.properties.items():
         nested = list in types or dict in types
         values = found.json_texts(name) if nested else found.properties[name]
         columns[name] = pa.array(values, type=_arrow_type(types))
-    if _multi(schema):
-        geometries = _promoted(geometries)
-    columns["geometry"] = pa.array(shapely.to_wkb(geometries), type=pa.binary())
+    if isinstance(geometries, pa.Array):
+        columns["geometry"] = geometries
+    else:
+        if _multi(schema):
+            geometries = _promoted(geometries)
+        columns["geometry"] = pa.array(shapely.to_wkb(geometries), type=pa.binary())
     return pa.record_batch(columns)
 
 

@@ -241,3 +241,42 @@ def totals_keys() -> tuple[str, ...]:
     from geo.build.attacks import COUNTS
 
     return COUNTS
+
+
+def test_imported_records_read_in_two_halves_equal_one_read(both_ways, tmp_path, monkeypatch):
+    """A large imported.jsonl is read by the build and a helper process, half each: the records
+    are those one read gives, blank lines and lines another kpmap wrote included."""
+    from geo.errors import StoreCorrupt
+
+    fast, _ = both_ways
+    lines = (fast / "imported.jsonl").read_bytes().splitlines()
+    middle = len(lines) // 2
+    # json.dumps' spaces (encoded again) in both halves, blank lines, a CRLF
+    for at in (1, middle + 1, len(lines) - 1):
+        lines[at] = json.dumps(orjson.loads(lines[at])).encode()
+    lines[2] += b"\r"
+    lines.insert(middle + 3, b"")
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "imported.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    one = pipeline.read_imported_records(store)
+    monkeypatch.setattr(pipeline, "READ_IN_TWO_FROM", 0)
+    with open(store / "imported.jsonl", "rb") as f:
+        assert pipeline._split(f) is not None
+    two = pipeline.read_imported_records(store)
+    assert len(two) == len(lines) - 1
+    for name, column in one.columns().items():
+        assert two.columns()[name] == column, name
+    # a bad line in the second half: the helper's message, as a BuildError
+    (store / "imported.jsonl").write_bytes(b"\n".join([*lines, b"{not json"]) + b"\n")
+    with pytest.raises(pipeline.BuildError, match="second half of imported.jsonl failed.*JSON"):
+        pipeline.read_imported_records(store)
+    # a file the manifest does not know: refused, whoever read which half
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    for name in ("imported.jsonl", "manifest.json"):
+        (copied / name).write_bytes((fast.resolve() / name).read_bytes())
+    with open(copied / "imported.jsonl", "ab") as f:
+        f.write(lines[0] + b"\n")
+    with pytest.raises(StoreCorrupt):
+        pipeline.read_imported_records(copied)

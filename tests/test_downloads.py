@@ -15,6 +15,7 @@ import orjson
 import pyarrow as pa
 import pyogrio
 import pytest
+import shapely
 
 from app import create_app
 from geo import downloads
@@ -497,3 +498,13 @@ def test_the_csv_by_columns_is_the_csv_by_cells():
     credits = {"ucdp": "=UCDP, CC BY 4.0", "acled": "ACLED; accessed 2025"}
     written = b"".join(csv_chunks(Crafted(features), np.arange(len(features)), credits))
     assert written == reference_csv(features, credits)
+
+
+def test_point_wkb_is_the_wkb_shapely_writes():
+    from geo.export import point_wkb
+
+    rng = np.random.default_rng(3)
+    xy = np.column_stack([rng.uniform(-180, 180, 500), rng.uniform(-90, 90, 500)])
+    xy[:4] = [[-0.0, 0.0], [1e-300, -1e300], [180.0, -90.0], [71.5, 34.0]]
+    assert point_wkb(xy).to_pylist() == list(shapely.to_wkb(shapely.points(xy)))
+    assert point_wkb(np.zeros((0, 2))).to_pylist() == []

@@ -8,6 +8,9 @@ exactly as it was, and the next build removes what a killed one left.
 import gc
 import hashlib
 import json
+import os
+import pickle
+import subprocess
 import sys
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -17,7 +20,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import geopandas as gpd
 import numpy as np
@@ -43,6 +46,7 @@ from geo.districts import read_district_table
 from geo.downloads import prepare as prepare_downloads
 from geo.errors import BuildError
 from geo.geonames import ATTRIBUTION as GEONAMES_ATTRIBUTION
+from geo.helper import HelperProcess
 from geo.licences import dataset_source, read_datasets
 from geo.store import integrity, swap
 from geo.store.files import index_arrays, index_file
@@ -367,27 +371,109 @@ def read_imported(store: Path) -> list[dict[str, Any]]:
 
 def read_imported_records(store: Path) -> Records:
     """read_imported as the build holds them (geo.build.records): lines and a few columns,
-    upgraded to the current schema (attacks.upgrade)."""
-    path = _imported_path(store)
-    if path is None:
+    upgraded to the current schema (attacks.upgrade).
+
+    The file is checked against the manifest in a thread while it is read (hashing lets go of
+    the GIL), and the records are used only if it passes. A large file is read by two processes
+    at once: its end by a helper, which sends back the columns it took, pickled."""
+    root = store.resolve()
+    path = root / IMPORTED_FILE
+    if not path.exists():
         return Records()
+    with open(path, "rb") as f, ExitStack() as stack:
+        split = _split(f)
+        helper = None
+        if split is not None:
+            helper = HelperProcess(_READ_PART, str(path), str(split), stdout=subprocess.PIPE)
+            stack.enter_context(helper)
+        check = _checking_imported(store)
+        f.seek(0)
+        records = Records.from_lines(_lines_before(f, split), upgrade=attacks.upgrade)
+        if check is not None:
+            check.result()  # StoreCorrupt: not the file the build wrote
+        if helper is not None:
+            records.extend(_records_from(helper))
+    return records
+
+
+# An imported.jsonl this large (about 80,000 records) is read by two processes; the helper
+# takes HELPER_SHARE of it (less than half: it starts later, and its columns are pickled).
+READ_IN_TWO_FROM = 64 << 20
+HELPER_SHARE = 0.4
+_READ_PART = (
+    "import sys; from geo.build.pipeline import send_imported_part; "
+    "send_imported_part(*sys.argv[1:])"
+)
+
+
+def _split(f: BinaryIO) -> int | None:
+    """Where the helper's share of a large file begins, at a line's start (None: no helper)."""
+    size = os.fstat(f.fileno()).st_size
+    if size < READ_IN_TWO_FROM:
+        return None
+    f.seek(int(size * (1 - HELPER_SHARE)))
+    f.readline()
+    return f.tell() if f.tell() < size else None
+
+
+def _lines_before(f: BinaryIO, end: int | None) -> Iterator[bytes]:
+    """The file's lines that begin before byte `end` (all of them for None)."""
+    if end is None:
+        yield from f
+        return
+    at = 0
+    for line in f:
+        if at >= end:
+            return
+        at += len(line)
+        yield line
+
+
+def send_imported_part(path: str, start: str) -> None:
+    """What read_imported_records' helper runs: the records of imported.jsonl from byte `start`
+    on, their columns pickled to standard output."""
     with open(path, "rb") as f:
-        return Records.from_lines(f, upgrade=attacks.upgrade)
+        f.seek(int(start))
+        records = Records.from_lines(f, upgrade=attacks.upgrade)
+    pickle.dump(records.columns(), sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _records_from(helper: HelperProcess) -> Records:
+    """The records send_imported_part sent (BuildError with its message if it failed)."""
+    assert helper.process.stdout is not None
+    try:
+        columns = pickle.load(helper.process.stdout)
+    except (EOFError, pickle.UnpicklingError):
+        columns = None
+    helper.wait("reading the second half of imported.jsonl")
+    if columns is None:
+        raise BuildError("reading the second half of imported.jsonl: nothing was sent back")
+    return Records.from_columns(columns)
 
 
 def _imported_path(store: Path) -> Path | None:
     """The store's imported.jsonl, checked against the manifest; None for a new store."""
-    root = store.resolve()
-    path = root / IMPORTED_FILE
+    path = store.resolve() / IMPORTED_FILE
     if not path.exists():
         return None
+    check = _checking_imported(store)
+    if check is not None:
+        check.result()
+    return path
+
+
+def _checking_imported(store: Path) -> integrity.Verification | None:
+    """The check that the store's imported.jsonl is the file its manifest recorded, begun
+    (its `result` raises StoreCorrupt); None for a store of an older format, which recorded
+    no hashes."""
+    root = store.resolve()
     try:
         manifest = json.loads((root / "manifest.json").read_bytes())
     except (OSError, ValueError):
         manifest = {}
-    if integrity.recorded(manifest):  # stores of older formats recorded no hashes
-        integrity.verify(root, manifest, store, names=[IMPORTED_FILE])
-    return path
+    if not integrity.recorded(manifest):
+        return None
+    return integrity.Verification(root, manifest, store, names=[IMPORTED_FILE])
 
 
 def combine_records(kept: Records, added: Records) -> tuple[Records, list[dict[str, Any]]]:

@@ -87,6 +87,17 @@ class Records:
     def __len__(self) -> int:
         return len(self.items)
 
+    def columns(self) -> dict[str, list[Any]]:
+        """Every record's item and columns (COLUMNS), as from_columns takes them."""
+        return {name: getattr(self, name) for name in COLUMNS}
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, list[Any]]) -> "Records":
+        table = cls()
+        for name in COLUMNS:
+            setattr(table, name, columns[name])
+        return table
+
     @classmethod
     def from_dicts(cls, records: Iterable[dict[str, Any]]) -> "Records":
         table = cls()
