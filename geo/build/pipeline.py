@@ -483,6 +483,8 @@ def combine_records(kept: Records, added: Records) -> tuple[Records, list[dict[s
         zip(added.ids, added.datasets, added.releases, strict=True),
     )
     kept.extend(added)
+    if order == list(range(len(kept))):  # as a store keeps them (by id), nothing to move
+        return kept, replaced
     return kept.take(order), replaced
 
 
