@@ -45,6 +45,8 @@ class Handler(PyWSGIHandler):
     # When the request head being read began to be awaited (None while the app answers): the
     # worker's watch (Worker._drop_late_heads) drops the connection once it is too old.
     head_since: float | None = None
+    # The connections the worker holds (each worker's subclass has its own set: Worker).
+    open: set["Handler"]
 
     def handle(self):
         self.greenlet = gevent.getcurrent()

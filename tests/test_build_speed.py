@@ -244,7 +244,7 @@ def totals_keys() -> tuple[str, ...]:
 
 
 def test_imported_records_read_in_two_halves_equal_one_read(both_ways, tmp_path, monkeypatch):
-    """A large imported.jsonl is read by the build and a helper process, half each: the records
+    """A large imported.jsonl is read by the build and a helper process at once: the records
     are those one read gives, blank lines and lines another kpmap wrote included."""
     from geo.errors import StoreCorrupt
 
@@ -267,9 +267,9 @@ def test_imported_records_read_in_two_halves_equal_one_read(both_ways, tmp_path,
     assert len(two) == len(lines) - 1
     for name, column in one.columns().items():
         assert two.columns()[name] == column, name
-    # a bad line in the second half: the helper's message, as a BuildError
+    # a bad line in the helper's part: its message, as a BuildError
     (store / "imported.jsonl").write_bytes(b"\n".join([*lines, b"{not json"]) + b"\n")
-    with pytest.raises(pipeline.BuildError, match="second half of imported.jsonl failed.*JSON"):
+    with pytest.raises(pipeline.BuildError, match="end of imported.jsonl failed.*JSON"):
         pipeline.read_imported_records(store)
     # a file the manifest does not know: refused, whoever read which half
     copied = tmp_path / "copied"

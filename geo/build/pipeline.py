@@ -445,9 +445,9 @@ def _records_from(helper: HelperProcess) -> Records:
         columns = pickle.load(helper.process.stdout)
     except (EOFError, pickle.UnpicklingError):
         columns = None
-    helper.wait("reading the second half of imported.jsonl")
+    helper.wait("reading the end of imported.jsonl")
     if columns is None:
-        raise BuildError("reading the second half of imported.jsonl: nothing was sent back")
+        raise BuildError("reading the end of imported.jsonl: nothing was sent back")
     return Records.from_columns(columns)
 
 
