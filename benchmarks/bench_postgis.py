@@ -21,7 +21,6 @@ import argparse
 import http.client
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import mercantile
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.net import free_port  # noqa: E402
 from geo.store import Store  # noqa: E402
 from geo.store.postgis import close_pools, publish  # noqa: E402
 from tests.pg import PgServer  # noqa: E402
@@ -44,12 +44,6 @@ ITEMS = 150
 CLIENTS = 8
 THROUGHPUT_SECONDS = 12
 TILES_PER_ZOOM = 15
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(conn: http.client.HTTPConnection, path: str) -> tuple[int, int]:

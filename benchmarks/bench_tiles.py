@@ -20,7 +20,6 @@ import gc
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.net import free_port
 from geo import tiles
 from geo.tiles import canvas
 from geo.tiles.points import CLUSTER_MAXZOOM
@@ -166,12 +166,6 @@ def run_filtered(client, cache, bounds) -> None:
             client.get(f"/tiles/attacks/{z_}/{x}/{y}.mvt{query}")
             times.append(time.perf_counter() - started)
     print(f"  then {len(times)} tiles over z0-14: {ms(times)}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_test(store: Path, urls: list[str], duration: int) -> None:

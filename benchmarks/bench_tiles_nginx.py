@@ -33,7 +33,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,8 @@ import time
 import urllib.request
 import zlib
 from pathlib import Path
+
+from benchmarks.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "tiles.md"
@@ -370,12 +371,6 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_up(url: str, timeout: float = 600) -> float:

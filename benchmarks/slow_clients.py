@@ -30,6 +30,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchmarks.net import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -106,12 +108,6 @@ def server_env(store: str | None) -> dict[str, str]:
     if store:
         env["KPMAP_STORE"] = str(Path(store).resolve())
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 600) -> None:

@@ -283,7 +283,8 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 @pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed")
 def test_the_docs_nginx_snippet_serves_the_seeded_cache(store_dir):
-    from benchmarks.bench_tiles_nginx import Nginx, free_port
+    from benchmarks.bench_tiles_nginx import Nginx
+    from benchmarks.net import free_port
 
     # nginx's workers run as another user: a folder they can read (pytest's are private)
     tmp_path = Path(tempfile.mkdtemp(prefix="kpmap-test-nginx-"))

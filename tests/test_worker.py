@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.slow_clients import free_port
+from benchmarks.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD_SECONDS = 1  # --keep-alive: the time a request's head may take
