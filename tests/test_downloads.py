@@ -508,3 +508,20 @@ def test_point_wkb_is_the_wkb_shapely_writes():
     xy[:4] = [[-0.0, 0.0], [1e-300, -1e300], [180.0, -90.0], [71.5, 34.0]]
     assert point_wkb(xy).to_pylist() == list(shapely.to_wkb(shapely.points(xy)))
     assert point_wkb(np.zeros((0, 2))).to_pylist() == []
+
+
+def test_csv_texts_are_what_the_csv_module_writes():
+    from geo.export import _csv_texts
+
+    columns = [
+        [1, 1.0, None, -0.0, 1e-05, 2**70, 3.5],  # 1 and 1.0 are one dict key, not one cell
+        ["a", "a", "b,c", 'say "hi"', "x\ry", "line\nbreak", ""],
+        ["same"] * 7,
+        ["a", None, "a", "a,b", None, "a", "a"],
+        ["x", 1, 2.5, None, "y,z", "x", "x"],
+    ]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(zip(*columns, strict=True))
+    texts = [_csv_texts(column) for column in columns]
+    joined = "".join(",".join(row) + "\r\n" for row in zip(*texts, strict=True))
+    assert joined == out.getvalue()
