@@ -138,7 +138,7 @@ class CsvWriter:
     """The CSV of `csv_chunks`: its header line, and the lines of the rows of some `Columns`
     (CRLF included), made a column at a time by the types each holds (`_csv_cells`, then
     `_csv_texts`): the same text as the csv module writes of `_cell` of each cell, without a
-    call per cell (a third less time than csv.writer's writerows on the attacks)."""
+    call per cell (about 15% less time than csv.writer's writerows on the attacks)."""
 
     def __init__(self, schema: LayerSchema, attribution: Mapping[str, str] | None = None):
         self.columns = csv_columns(schema)
