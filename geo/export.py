@@ -490,7 +490,10 @@ def geopackage_rows(layer: Layer, positions: np.ndarray, found: Columns) -> pa.R
     parts made multi in a layer that may hold both."""
     if layer.schema.geometry_types == ("Point",):
         return point_rows(layer.schema, found)
-    return _table_rows(layer.schema, found, layer.geometries()[positions])
+    geometries = layer.geometries()[positions]
+    if _multi(layer.schema):
+        geometries = _promoted(geometries)
+    return _table_rows(layer.schema, found, pa.array(shapely.to_wkb(geometries), pa.binary()))
 
 
 def point_rows(schema: LayerSchema, found: Columns) -> pa.RecordBatch:
@@ -516,21 +519,14 @@ def point_wkb(xy: np.ndarray) -> pa.Array:
     return fixed.cast(pa.binary())
 
 
-def _table_rows(
-    schema: LayerSchema, found: Columns, geometries: np.ndarray | pa.Array
-) -> pa.RecordBatch:
-    """The rows' columns, and their geometries (shapely's, or WKB already made)."""
+def _table_rows(schema: LayerSchema, found: Columns, wkb: pa.Array) -> pa.RecordBatch:
+    """The rows' columns, and their geometries (as WKB)."""
     columns = {}
     for name, types in schema.properties.items():
         nested = list in types or dict in types
         values = found.json_texts(name) if nested else found.properties[name]
         columns[name] = pa.array(values, type=_arrow_type(types))
-    if isinstance(geometries, pa.Array):
-        columns["geometry"] = geometries
-    else:
-        if _multi(schema):
-            geometries = _promoted(geometries)
-        columns["geometry"] = pa.array(shapely.to_wkb(geometries), type=pa.binary())
+    columns["geometry"] = wkb
     return pa.record_batch(columns)
 
 

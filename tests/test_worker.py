@@ -6,44 +6,28 @@ import gzip
 import http.client
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_tiles_nginx import Gunicorn, wait_until_up
 from benchmarks.net import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 HEAD_SECONDS = 1  # --keep-alive: the time a request's head may take
 
 
 @pytest.fixture(scope="module")
 def server(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """gunicorn as `make run` starts it (the benchmarks' Gunicorn), one worker, a short
+    keep-alive (gunicorn reads GUNICORN_CMD_ARGS over its config file)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("gunicorn") / "log"
-    command = [str(Path(sys.executable).with_name("gunicorn")), "--config", "gunicorn_conf.py"]
-    command += ["--workers", "1", "--keep-alive", str(HEAD_SECONDS)]
-    command += ["--bind", f"127.0.0.1:{port}", "wsgi:app"]
-    env = {**os.environ, "KPMAP_STORE": str(store_dir)}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.2)
+    options = f"--workers 1 --keep-alive {HEAD_SECONDS}"
+    env = {**os.environ, "KPMAP_STORE": str(store_dir), "GUNICORN_CMD_ARGS": options}
+    with Gunicorn(port, "wsgi:app", env, tmp_path_factory.mktemp("gunicorn")) as running:
+        wait_until_up(running.url + "/ogc", timeout=60)
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _raw(port: int, data: bytes, wait: float = 10) -> bytes:
