@@ -20,10 +20,10 @@ import operator
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -136,9 +136,8 @@ def csv_chunks(
 
 class CsvWriter:
     """The CSV of `csv_chunks`: its header line, and the lines of the rows of some `Columns`
-    (CRLF included), made a column at a time by the types each holds (`_csv_cells`, then
-    `_csv_texts`): the same text as the csv module writes of `_cell` of each cell, without a
-    call per cell (about 15% less time than csv.writer's writerows on the attacks)."""
+    (CRLF included), made a column at a time by the types each holds (`_csv_texts`): the same
+    text as the csv module writes of `_cell` of each cell, without a call per cell."""
 
     def __init__(self, schema: LayerSchema, attribution: Mapping[str, str] | None = None):
         self.columns = csv_columns(schema)
@@ -151,19 +150,15 @@ class CsvWriter:
         self._credits: dict[Any, str] = {}
 
     def lines(self, found: "Columns") -> list[str]:
-        cells = [
-            _csv_cells("id", found.ids),
-            [p[0] for p in found.points],
-            [p[1] for p in found.points],
+        texts = [
+            _csv_texts("id", found.ids),
+            _csv_texts("longitude", [p[0] for p in found.points]),
+            _csv_texts("latitude", [p[1] for p in found.points]),
         ]
-        cells += [
-            _csv_cells(c, found.properties[c], partial(found.json_texts, c))
-            for c in self.columns[3:]
-        ]
+        texts += [_csv_texts(c, found.properties[c], found) for c in self.columns[3:]]
         if self.attribution is not None:
             origins = found.properties.get("origins") or [None] * len(found.ids)
-            cells.append([self._credit(o) for o in origins])
-        texts = [_csv_texts(column) for column in cells]
+            texts.append(_csv_texts("attribution", [self._credit(o) for o in origins]))
         return [",".join(row) + "\r\n" for row in zip(*texts, strict=True)]
 
     def _credit(self, origins: Any) -> str:
@@ -187,17 +182,53 @@ class Columns:
     json: bool = False
     # json_texts already made: the CSV and the GeoPackage of one batch encode each column once.
     _texts: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    # Each row's JSON text of a list or object property, as a layer file holds it (`decoded`):
+    # what tells the distinct values apart without encoding them again (`each_distinct`).
+    _raw: dict[str, list[bytes]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, layer: Layer, positions: np.ndarray, json: bool = False) -> "Columns":
-        """The features at `positions`, parsed CHUNK_FEATURES at a time. With `json`, the
-        columns hold only strings and numbers, which the cyclic garbage collector never scans,
-        however many rows they hold; parsed values are containers it scans again and again."""
+        """The features at `positions`: decoded from a layer file's bytes in one call, other
+        layers' parsed CHUNK_FEATURES at a time. With `json`, the columns hold only strings and
+        numbers, which the cyclic garbage collector never scans, however many rows they hold;
+        parsed values are containers it scans again and again."""
+        if isinstance(layer, FileLayer) and layer.raw is not None and layer.offsets is not None:
+            found = runs(layer.raw, layer.offsets, positions, separator=b",")
+            if found is not None:
+                text = Stretches(b"[", layer.raw, *found, tail=b"]").readall()
+                return cls.decoded(layer.schema, text, json)
         chunks = (
-            _features(layer, positions[start : start + CHUNK_FEATURES])
+            [orjson.loads(layer.feature_bytes(i)) for i in positions[start:stop].tolist()]
             for start in range(0, len(positions), CHUNK_FEATURES)
+            for stop in [start + CHUNK_FEATURES]
         )
         return cls.parsed(layer.schema, chunks, json)
+
+    @classmethod
+    def decoded(cls, layer: LayerSchema, text: bytes, json: bool = False) -> "Columns":
+        """`parsed` of a JSON array of features of a layer of schema `layer` (a layer file's
+        bytes), decoded straight into columns (msgspec): no dict is made per feature, and a
+        list or object property is kept as its JSON text until asked for, each distinct text
+        parsed once (most rows share their empty lists, their flags, a dataset's citation).
+        Its values are then shared between the rows that hold the same text."""
+        decoder = _decoder(layer)
+        features = decoder.decode(text)
+        names = list(layer.properties)
+        nested = _nested(layer)
+        found = cls([f.id for f in features], [], {}, json)
+        if layer.geometry_types == ("Point",):
+            found.points = [f.geometry.coordinates for f in features]
+        props = [f.properties for f in features]
+        for name, field_name in zip(names, _FIELDS, strict=False):
+            values = list(map(operator.attrgetter(field_name), props))
+            if name not in nested:
+                found.properties[name] = values
+                continue
+            raw = [b"null" if v is None else bytes(v) for v in values]
+            found._raw[name] = raw
+            made = _parsed_json_text if json else orjson.loads
+            found.properties[name] = _each_distinct(raw, made)
+        return found
 
     @classmethod
     def parsed(
@@ -205,12 +236,11 @@ class Columns:
     ) -> "Columns":
         """`of` features already parsed (given in chunks), of a layer of schema `layer`."""
         names = list(layer.properties)
-        schema = layer.properties
-        nested = {n for n, types in schema.items() if list in types or dict in types}
+        nested = _nested(layer)
         point = layer.geometry_types == ("Point",)
         found = cls([], [], {name: [] for name in names}, json)
         every = operator.itemgetter(*names)
-        texts = _JsonTexts()
+        texts = _EachDistinct(_json_text_or_none)
         for features in chunks:
             found.ids.extend([f["id"] for f in features])
             if point:
@@ -237,55 +267,112 @@ class Columns:
 
         points = pick(self.points) if self.points else []
         properties = {k: pick(v) for k, v in self.properties.items()}
-        return Columns(pick(self.ids), points, properties, self.json)
+        raw = {k: pick(v) for k, v in self._raw.items()}
+        return Columns(pick(self.ids), points, properties, self.json, _raw=raw)
 
     def json_texts(self, name: str) -> list[Any]:
         """A list or object property's values as JSON text (None for null)."""
         if self.json:
             return self.properties[name]
         if name not in self._texts:
-            self._texts[name] = _JsonTexts().of(self.properties[name])
+            self._texts[name] = self.each_distinct(name, _json_text_or_none)
         return self._texts[name]
 
+    def each_distinct(self, name: str, make: Callable[[Any], Any]) -> list[Any]:
+        """make(value) of each row's value of a list or object property (parsed, not as
+        JSON text), made once per distinct value."""
+        values = self.properties[name]
+        if self.json:  # each value is its JSON text already, or None
 
-class _JsonTexts:
-    """`_json_text` of many values, each distinct value encoded once (many features share their
+            def parsed(text: str | None) -> Any:
+                return make(None if text is None else orjson.loads(text))
+
+            return _each_distinct(values, parsed)
+        raw = self._raw.get(name)
+        if raw is not None:
+            by_text = dict(zip(raw, values, strict=True))
+            return _each_distinct(raw, lambda text: make(by_text[text]))
+        return _EachDistinct(make).of(values)
+
+
+class _EachDistinct:
+    """make(value) of many values, made once per distinct value (many features share their
     empty lists, their flags, a dataset's citation): told apart by orjson's bytes of it."""
 
     LIMIT = 10_000
 
-    def __init__(self) -> None:
-        self._known: dict[bytes, str] = {}
+    def __init__(self, make: Callable[[Any], Any]) -> None:
+        self.make = make
+        self._known: dict[bytes, Any] = {}
 
     def of(self, values: Iterable[Any]) -> list[Any]:
-        known, dumps = self._known, orjson.dumps
-        out: list[str | None] = []
+        known, dumps, make = self._known, orjson.dumps, self.make
+        out: list[Any] = []
         for v in values:
-            if v is None:
-                out.append(None)
-                continue
             try:
                 key = dumps(v)
             except TypeError:  # beyond what orjson writes (an integer past 64 bits)
-                out.append(_json_text(v))
+                out.append(make(v))
                 continue
-            text = known.get(key)
-            if text is None:
-                text = _json_text(v)
-                if len(known) < self.LIMIT:
-                    known[key] = text
-            out.append(text)
+            if key in known:
+                out.append(known[key])
+                continue
+            made = make(v)
+            if len(known) < self.LIMIT:
+                known[key] = made
+            out.append(made)
         return out
 
 
-def _features(layer: Layer, positions: np.ndarray) -> list[dict[str, Any]]:
-    """The features at `positions`, parsed: a layer file's stretches in one call, other layers'
-    features one by one (as the Layer protocol gives their bytes)."""
-    if isinstance(layer, FileLayer) and layer.raw is not None and layer.offsets is not None:
-        found = runs(layer.raw, layer.offsets, positions, separator=b",")
-        if found is not None:
-            return orjson.loads(Stretches(b"[", layer.raw, *found, tail=b"]").readall())
-    return [orjson.loads(layer.feature_bytes(i)) for i in positions.tolist()]
+def _each_distinct(keys: list[Any], make: Callable[[Any], Any]) -> list[Any]:
+    """make(key) for each of `keys`, made once per distinct key."""
+    made = dict.fromkeys(keys)
+    for key in made:
+        made[key] = make(key)
+    return list(map(made.__getitem__, keys))
+
+
+def _parsed_json_text(text: bytes) -> str | None:
+    """JSON text as `_json_text` writes it (None for null)."""
+    return _json_text_or_none(orjson.loads(text))
+
+
+def _json_text_or_none(value: Any) -> str | None:
+    return None if value is None else _json_text(value)
+
+
+# The fields of the structs `_decoder` makes: a property's name may be no Python identifier.
+_FIELDS = [f"p{i}" for i in range(1000)]
+_DECODERS: dict[Any, Any] = {}
+
+
+def _nested(layer: LayerSchema) -> set[str]:
+    """The list and object properties of a layer."""
+    return {n for n, types in layer.properties.items() if list in types or dict in types}
+
+
+def _decoder(layer: LayerSchema) -> msgspec.json.Decoder:
+    """A decoder of a JSON array of the layer's features: each into a struct of its id, its
+    geometry (a point's coordinates; any other kept as unparsed text) and its properties,
+    those of the schema only (a missing one is None), list and object ones as unparsed text.
+    Other values are decoded as JSON gives them, as orjson does (integers past 64 bits are
+    kept as integers, where orjson makes them floats)."""
+    key = (layer.name, layer.geometry_types, tuple(layer.properties.items()))
+    if key not in _DECODERS:
+        nested = _nested(layer)
+        fields = [
+            (field, msgspec.Raw if name in nested else Any, None)
+            for field, name in zip(_FIELDS, layer.properties, strict=False)
+        ]
+        rename = dict(zip(_FIELDS, layer.properties, strict=False))
+        properties = msgspec.defstruct("Properties", fields, rename=rename, gc=False)
+        point = msgspec.defstruct("Point", [("coordinates", Any)], gc=False)
+        geometry = point if layer.geometry_types == ("Point",) else msgspec.Raw
+        feature = msgspec.defstruct(
+            "Feature", [("id", Any), ("geometry", geometry), ("properties", properties)], gc=False
+        )
+        _DECODERS[key] = msgspec.json.Decoder(list[feature])  # type: ignore[valid-type]
+    return _DECODERS[key]
 
 
 _NUMBERS = {int, float, type(None)}
@@ -294,63 +381,54 @@ _BOOLEANS = {bool, type(None)}
 _NESTED = {list, dict, type(None)}
 
 
-def _csv_cells(
-    column: str, values: list[Any], texts: Callable[[], list[Any]] | None = None
-) -> list[Any]:
-    """`_cell` of every value of one column (csv writes None as an empty cell, as `_cell`
-    gives it), decided once by the types the column holds; `sources` flattened first. `texts`
-    gives the column's JSON texts when they are made already (Columns.json_texts)."""
-    if column == "sources":  # a citation is often that of many rows: each flattened once
-        cells: dict[bytes, str] = {}
-        out = []
-        for v in values:
-            try:
-                key = orjson.dumps(v)
-            except TypeError:  # beyond what orjson writes (an integer past 64 bits)
-                out.append(neutralise(flatten_sources(v or [])))
-                continue
-            if key not in cells:
-                cells[key] = neutralise(flatten_sources(v or []))
-            out.append(cells[key])
-        return out
+def _csv_texts(column: str, values: list[Any], found: "Columns | None" = None) -> list[str]:
+    """The CSV text of each value of one column: its `_cell` as the csv module writes it (None
+    empty, a number as str writes it, text as it is unless it holds a comma, a quote or a line
+    break: then quoted, its quotes doubled). Decided once by the types the column holds, text
+    once per distinct value: most columns repeat a few names, or are all None. `found`: the
+    Columns the values are of (see _csv_cells)."""
     kinds = set(map(type, values))
-    if kinds <= _NUMBERS:
-        return values
-    if kinds <= _TEXTS:
-        # Asked of each distinct value: a column's texts are mostly a few names, or all None.
-        if not any(v is not None and v.startswith(FORMULA_STARTS) for v in set(values)):
-            return values
-        return [v if v is None or not v.startswith(FORMULA_STARTS) else "'" + v for v in values]
-    if kinds <= _BOOLEANS:
-        return [None if v is None else ("true" if v else "false") for v in values]
-    if kinds <= _NESTED:  # JSON text never starts like a formula: `_cell` would keep it as is
-        return texts() if texts is not None else _JsonTexts().of(values)
-    return [_cell(v) for v in values]
-
-
-# What makes the csv module quote a cell (QUOTE_MINIMAL, "\r\n" between rows).
-_QUOTED = frozenset(',"\r\n')
-
-
-def _csv_texts(values: list[Any]) -> list[str]:
-    """A column's cells (text, numbers or None, as `_csv_cells` gives them) as the csv module
-    writes them: None empty, a number as str writes it, text as it is unless it holds a comma, a
-    quote or a line break (then quoted, its quotes doubled). Text is decided once per distinct
-    value: most columns repeat a few names."""
-    kinds = set(map(type, values))
+    if column == "sources" or not (kinds <= _NUMBERS or kinds <= _TEXTS):
+        values = _csv_cells(column, values, kinds, found)
+        kinds = set(map(type, values))
     if kinds <= _NUMBERS:  # 1 and 1.0 are one key of a dict: each written on its own
         if type(None) in kinds:
             return ["" if v is None else str(v) for v in values]
         return list(map(str, values))
-    if not kinds <= _TEXTS:
-        return [_csv_text(v) for v in values]
-    distinct = set(values)
-    if type(None) not in kinds and all(_QUOTED.isdisjoint(v) for v in distinct):
-        return values
-    if len(distinct) * 4 < len(values):
-        known = {v: _csv_text(v) for v in distinct}
-        return list(map(known.__getitem__, values))
-    return list(map(_csv_text, values))
+    if kinds <= _TEXTS:
+        texts = {v: _csv_text(v if v is None else neutralise(v)) for v in set(values)}
+        if type(None) not in kinds and all(v is text for v, text in texts.items()):
+            return values  # nothing to neutralise or quote: the column as it is
+        return list(map(texts.__getitem__, values))
+    return [_csv_text(v) for v in values]  # numbers and text: cells _csv_cells made
+
+
+def _csv_cells(
+    column: str, values: list[Any], kinds: set[type], found: "Columns | None" = None
+) -> list[Any]:
+    """`_cell` of every value of a column that holds neither only numbers nor only text (of
+    types `kinds`), or of `sources`, which is flattened: text, numbers or None (an empty cell).
+    `found`: the Columns the values are of, which may know their distinct values
+    (Columns.each_distinct) and have their JSON texts made already (Columns.json_texts)."""
+    if column == "sources":  # a citation is often that of many rows: each flattened once
+        if found is not None:
+            return found.each_distinct(column, _sources_cell)
+        return _EachDistinct(_sources_cell).of(values)
+    if kinds <= _BOOLEANS:
+        return [None if v is None else ("true" if v else "false") for v in values]
+    if kinds <= _NESTED:  # JSON text never starts like a formula: `_cell` would keep it as is
+        if found is not None:
+            return found.json_texts(column)
+        return _EachDistinct(_json_text_or_none).of(values)
+    return [_cell(v) for v in values]
+
+
+def _sources_cell(sources: Any) -> str:
+    return neutralise(flatten_sources(sources or []))
+
+
+# What makes the csv module quote a cell (QUOTE_MINIMAL, "\r\n" between rows).
+_QUOTED = frozenset(',"\r\n')
 
 
 def _csv_text(value: Any) -> str:

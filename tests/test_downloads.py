@@ -467,15 +467,15 @@ HOSTILE = [
 ]
 
 
-def test_the_csv_by_columns_is_the_csv_by_cells():
-    from geo.export import csv_chunks
+def hostile_features(count: int) -> list[dict]:
+    """Attacks whose cells try every kind of value, formulas and quoting in every column."""
     from geo.store.schemas import LAYERS
 
     rng = np.random.default_rng(15)
     values = [*HOSTILE, None, True, False, 0, -1, 2.5, 1e-05, 12345678901234567890,
               [], ["=x", 1], {"side_a": 3, "note": "@y"}, [{"id": "-z"}]]  # fmt: skip
     features = []
-    for i in range(400):
+    for i in range(count):
         properties = {}
         for name in LAYERS["attacks"].properties:
             if name == "sources":  # a list of citations, or nothing
@@ -495,9 +495,52 @@ def test_the_csv_by_columns_is_the_csv_by_cells():
                 "properties": properties,
             }
         )
-    credits = {"ucdp": "=UCDP, CC BY 4.0", "acled": "ACLED; accessed 2025"}
-    written = b"".join(csv_chunks(Crafted(features), np.arange(len(features)), credits))
-    assert written == reference_csv(features, credits)
+    return features
+
+
+CREDITS = {"ucdp": "=UCDP, CC BY 4.0", "acled": "ACLED; accessed 2025"}
+
+
+def test_the_csv_by_columns_is_the_csv_by_cells():
+    from geo.export import csv_chunks
+
+    features = hostile_features(400)
+    written = b"".join(csv_chunks(Crafted(features), np.arange(len(features)), CREDITS))
+    assert written == reference_csv(features, CREDITS)
+
+
+def test_columns_decoded_from_a_layer_file_are_the_columns_parsed():
+    from geo.export import Columns, CsvWriter
+    from geo.store.schemas import LAYERS
+
+    schema = LAYERS["attacks"]
+    features = hostile_features(300)
+    features[0]["properties"].pop("flags")  # a property missing is null
+    features[1]["properties"]["not_in_the_schema"] = [1]
+    features[2]["properties"]["killed_best"] = 2**70  # orjson would make it a float
+    text = b"[" + b",".join(orjson.dumps(f) for f in features[:2]) + b","
+    text += json.dumps(features[2]).encode() + b","
+    text += b",".join(orjson.dumps(f) for f in features[3:]) + b"]"
+    parsed = Columns.parsed(schema, [json.loads(text)])
+    for kind in (False, True):
+        decoded = Columns.decoded(schema, text, json=kind)
+        expected = Columns.parsed(schema, [json.loads(text)], json=kind)
+        assert (decoded.ids, decoded.points) == (expected.ids, expected.points)
+        for name, values in expected.properties.items():
+            # the same values, of the same types (True is not 1, 1.0 not 1)
+            got = decoded.properties[name]
+            assert [(type(v), v) for v in got] == [(type(v), v) for v in values], name
+        for name in ("sources", "parties", "flags", "linked", "deaths"):
+            assert decoded.json_texts(name) == expected.json_texts(name)
+    decoded = Columns.decoded(schema, text)
+    writer = CsvWriter(schema, CREDITS)
+    assert writer.lines(decoded) == writer.lines(parsed)
+    reference = reference_csv(json.loads(text), CREDITS).decode("utf-8")
+    assert writer.header + "".join(writer.lines(decoded)) == reference
+    keep = np.arange(len(features)) % 3 == 0
+    assert writer.lines(decoded.take(keep)) == writer.lines(parsed.take(keep))
+    empty = Columns.decoded(schema, b"[]")
+    assert (empty.ids, empty.properties["sources"]) == ([], [])
 
 
 def test_point_wkb_is_the_wkb_shapely_writes():
@@ -522,6 +565,6 @@ def test_csv_texts_are_what_the_csv_module_writes():
     ]
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(zip(*columns, strict=True))
-    texts = [_csv_texts(column) for column in columns]
+    texts = [_csv_texts(f"column{k}", column) for k, column in enumerate(columns)]
     joined = "".join(",".join(row) + "\r\n" for row in zip(*texts, strict=True))
     assert joined == out.getvalue()
