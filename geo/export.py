@@ -205,7 +205,7 @@ class Columns:
         return cls.parsed(layer.schema, chunks, json)
 
     @classmethod
-    def decoded(cls, layer: LayerSchema, text: bytes, json: bool = False) -> "Columns":
+    def decoded(cls, layer: LayerSchema, text: bytes | bytearray, json: bool = False) -> "Columns":
         """`parsed` of a JSON array of features of a layer of schema `layer` (a layer file's
         bytes), decoded straight into columns (msgspec): no dict is made per feature, and a
         list or object property is kept as its JSON text until asked for, each distinct text
