@@ -26,7 +26,6 @@ finds them again for the store a server serves; a store without them (built by a
 or published to PostGIS) is served as before, each download written when it is asked for.
 """
 
-import io
 import json
 import os
 import struct
@@ -387,7 +386,7 @@ class EarlyCsv(HelperProcess):
             self.wait("making the CSV")
             raise BuildError("making the CSV failed: its process stopped early (exit 0)")
         size = int(line)
-        frame = _CsvBatch.read(io.BytesIO(os.pread(self.frames.fileno(), size, self._read)))
+        frame = _CsvBatch.parse(os.pread(self.frames.fileno(), size, self._read))
         self._read += size
         if frame is None:
             raise BuildError("making the CSV failed: a batch was cut short")
@@ -415,10 +414,11 @@ def early_csv_batches(
                 found = _read_columns(source.fileno(), schema, start, end, count)
                 made = _CsvBatch.of(writer, found)
                 made.arrow = _ipc(point_rows(schema, found))
-                data = made.frame()
-                out.write(data)
+                parts = made.frame()
+                for part in parts:
+                    out.write(part)
                 out.flush()
-                print(len(data), file=said, flush=True)
+                print(sum(map(len, parts)), file=said, flush=True)
             k += 1
 
 
@@ -537,7 +537,7 @@ class _Deflater:
     def __exit__(self, *exc: object) -> None:
         self.out.close()
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes | memoryview) -> None:
         self.pending += data
         while len(self.pending) >= PIECE_BYTES:
             self._submit(bytes(self.pending[:PIECE_BYTES]), last=False)
@@ -677,39 +677,57 @@ class _CsvBatch:
     """A batch of a layer's CSV: its rows' text, each row's length in bytes, and (when the
     GeoPackage is written too) its GeoPackage rows as an Arrow IPC stream."""
 
-    text: bytes
+    text: bytes | memoryview
     lengths: np.ndarray
-    arrow: bytes = b""
+    arrow: bytes | memoryview = b""
 
     FRAME = struct.Struct("<QQQ")  # the lengths of text, lengths (rows) and arrow
 
     @classmethod
     def of(cls, writer: CsvWriter, found: Columns) -> "_CsvBatch":
-        lines = [line.encode("utf-8") for line in writer.lines(found)]
-        lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
-        return cls(b"".join(lines), lengths)
+        lines = writer.lines(found)
+        text = "".join(lines).encode("utf-8")
+        if len(text) == sum(map(len, lines)):  # ASCII: a character is a byte
+            lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+        else:
+            sizes = (len(line.encode("utf-8")) for line in lines)
+            lengths = np.fromiter(sizes, dtype=np.int64, count=len(lines))
+        return cls(text, lengths)
 
-    def frame(self) -> bytes:
-        """The batch as `read` reads it."""
+    def frame(self) -> list[bytes | memoryview]:
+        """The batch as `read` reads it, in parts (written one after another)."""
         head = self.FRAME.pack(len(self.text), len(self.lengths), len(self.arrow))
-        return b"".join((head, self.text, self.lengths.astype("<i8").tobytes(), self.arrow))
+        return [head, self.text, self.lengths.astype("<i8").tobytes(), self.arrow]
 
     @classmethod
     def read(cls, source: IO[bytes]) -> "_CsvBatch | None":
-        """The next frame `write` wrote, or None at the end of `source`."""
+        """The next frame `frame` gave, or None at the end of `source`."""
         head = source.read(cls.FRAME.size)
         if len(head) < cls.FRAME.size:
             return None
         text_bytes, rows, arrow_bytes = cls.FRAME.unpack(head)
-        text = source.read(text_bytes)
-        lengths = np.frombuffer(source.read(rows * 8), dtype="<i8").astype(np.int64)
-        arrow = source.read(arrow_bytes)
-        if len(text) < text_bytes or len(lengths) < rows or len(arrow) < arrow_bytes:
+        rest = source.read(text_bytes + rows * 8 + arrow_bytes)
+        return cls.parse(head + rest)
+
+    @classmethod
+    def parse(cls, frame: bytes) -> "_CsvBatch | None":
+        """The batch of a whole frame, its parts views of it (not copies); None if it is cut
+        short."""
+        if len(frame) < cls.FRAME.size:
             return None
-        return cls(text, lengths, arrow)
+        text_bytes, rows, arrow_bytes = cls.FRAME.unpack_from(frame)
+        if len(frame) < cls.FRAME.size + text_bytes + rows * 8 + arrow_bytes:
+            return None
+        view = memoryview(frame)
+        at = cls.FRAME.size
+        text = view[at : at + text_bytes]
+        at += text_bytes
+        lengths = np.frombuffer(frame, dtype="<i8", count=rows, offset=at).astype(np.int64)
+        at += rows * 8
+        return cls(text, lengths, view[at : at + arrow_bytes])
 
     def geopackage_rows(self) -> pa.RecordBatch:
-        return pa.ipc.open_stream(self.arrow).read_next_batch()
+        return pa.ipc.open_stream(pa.py_buffer(self.arrow)).read_next_batch()
 
 
 def csv_batches(folder: Path, name: str, batch: int, geopackage: bool, out: BinaryIO) -> None:
@@ -731,7 +749,8 @@ def csv_batches(folder: Path, name: str, batch: int, geopackage: bool, out: Bina
             made = _CsvBatch.of(writer, found)
             if geopackage:
                 made.arrow = _ipc(geopackage_rows(layer, np.arange(start, stop), found))
-            out.write(made.frame())
+            for part in made.frame():
+                out.write(part)
     out.flush()
 
 

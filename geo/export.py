@@ -17,6 +17,7 @@ import io
 import itertools
 import json
 import operator
+import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -396,11 +397,26 @@ def _csv_texts(column: str, values: list[Any], found: "Columns | None" = None) -
             return ["" if v is None else str(v) for v in values]
         return list(map(str, values))
     if kinds <= _TEXTS:
-        texts = {v: _csv_text(v if v is None else neutralise(v)) for v in set(values)}
-        if type(None) not in kinds and all(v is text for v, text in texts.items()):
+        distinct = set(values)
+        if type(None) not in kinds and not _csv_changes(distinct):
             return values  # nothing to neutralise or quote: the column as it is
-        return list(map(texts.__getitem__, values))
+        if len(distinct) * 4 < len(values):
+            texts = {v: _csv_text(v if v is None else neutralise(v)) for v in distinct}
+            return list(map(texts.__getitem__, values))
+        return [_csv_text(v if v is None else neutralise(v)) for v in values]
     return [_csv_text(v) for v in values]  # numbers and text: cells _csv_cells made
+
+
+def _csv_changes(texts: Iterable[str]) -> bool:
+    """Is any of these text cells written otherwise than as it is (quoted, or neutralised)?
+    Asked of them joined by NULs, not of each: a NUL within a text can only make a column be
+    written cell by cell, which is never wrong."""
+    joined = "\0" + "\0".join(texts)
+    return bool(_QUOTING.search(joined) or _FORMULA_AFTER_NUL.search(joined))
+
+
+_QUOTING = re.compile('[,"\r\n]')
+_FORMULA_AFTER_NUL = re.compile("\0[=+\\-@\t\r]")  # FORMULA_STARTS
 
 
 def _csv_cells(

@@ -100,7 +100,9 @@ class FeatureCollectionWriter:
         # each feature after the file's first is preceded by a comma
         starts = self._position + np.cumsum(lengths + 1) - lengths - (0 if self._count else 1)
         self._offsets.append(np.stack([starts, starts + lengths], axis=1))
-        self._put((b"," if self._count else b"") + b",".join(encoded))
+        if self._count:
+            self._put(b",")  # written on its own: the features' bytes are not copied again
+        self._put(b",".join(encoded))
         self._count += len(encoded)
 
     def flushed(self) -> np.ndarray:

@@ -562,6 +562,10 @@ def test_csv_texts_are_what_the_csv_module_writes():
         ["same"] * 7,
         ["a", None, "a", "a,b", None, "a", "a"],
         ["x", 1, 2.5, None, "y,z", "x", "x"],
+        [0.0, -0.0, 0.0, 0.0, -0.0, 0.0, 0.0],  # one key of a dict, two cells
+        [2, None, 2, 2, 2, 2, 3],
+        [1.5, 1.5, 1.5, None, 1.5, 1.5, 1.5],
+        [1, 1.0, 1, 1, 1, 1, 1],
     ]
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(zip(*columns, strict=True))
