@@ -199,9 +199,8 @@ class Columns:
                 text = Stretches(b"[", layer.raw, *found, tail=b"]").readall()
                 return cls.decoded(layer.schema, text, json)
         chunks = (
-            [orjson.loads(layer.feature_bytes(i)) for i in positions[start:stop].tolist()]
-            for start in range(0, len(positions), CHUNK_FEATURES)
-            for stop in [start + CHUNK_FEATURES]
+            [orjson.loads(layer.feature_bytes(i)) for i in chunk.tolist()]
+            for chunk in np.split(positions, range(CHUNK_FEATURES, len(positions), CHUNK_FEATURES))
         )
         return cls.parsed(layer.schema, chunks, json)
 
@@ -212,15 +211,14 @@ class Columns:
         list or object property is kept as its JSON text until asked for, each distinct text
         parsed once (most rows share their empty lists, their flags, a dataset's citation).
         Its values are then shared between the rows that hold the same text."""
-        decoder = _decoder(layer)
+        decoder, fields = _decoder(layer)
         features = decoder.decode(text)
-        names = list(layer.properties)
         nested = _nested(layer)
         found = cls([f.id for f in features], [], {}, json)
         if layer.geometry_types == ("Point",):
             found.points = [f.geometry.coordinates for f in features]
         props = [f.properties for f in features]
-        for name, field_name in zip(names, _FIELDS, strict=False):
+        for name, field_name in zip(layer.properties, fields, strict=True):
             values = list(map(operator.attrgetter(field_name), props))
             if name not in nested:
                 found.properties[name] = values
@@ -342,9 +340,7 @@ def _json_text_or_none(value: Any) -> str | None:
     return None if value is None else _json_text(value)
 
 
-# The fields of the structs `_decoder` makes: a property's name may be no Python identifier.
-_FIELDS = [f"p{i}" for i in range(1000)]
-_DECODERS: dict[Any, Any] = {}
+_DECODERS: dict[Any, tuple[msgspec.json.Decoder, list[str]]] = {}
 
 
 def _nested(layer: LayerSchema) -> set[str]:
@@ -352,27 +348,29 @@ def _nested(layer: LayerSchema) -> set[str]:
     return {n for n, types in layer.properties.items() if list in types or dict in types}
 
 
-def _decoder(layer: LayerSchema) -> msgspec.json.Decoder:
-    """A decoder of a JSON array of the layer's features: each into a struct of its id, its
-    geometry (a point's coordinates; any other kept as unparsed text) and its properties,
-    those of the schema only (a missing one is None), list and object ones as unparsed text.
-    Other values are decoded as JSON gives them, as orjson does (integers past 64 bits are
-    kept as integers, where orjson makes them floats)."""
+def _decoder(layer: LayerSchema) -> tuple[msgspec.json.Decoder, list[str]]:
+    """A decoder of a JSON array of the layer's features, and the names of its properties'
+    fields, in the schema's order (a property's name may be no Python identifier). Each feature
+    is decoded into a struct of its id, its geometry (a point's coordinates; any other kept as
+    unparsed text) and its properties, those of the schema only (a missing one is None), list
+    and object ones as unparsed text. Other values are decoded as JSON gives them, as orjson
+    does (but integers past 64 bits are kept as integers, where orjson makes them floats)."""
     key = (layer.name, layer.geometry_types, tuple(layer.properties.items()))
     if key not in _DECODERS:
         nested = _nested(layer)
+        names = [f"p{i}" for i in range(len(layer.properties))]
         fields = [
             (field, msgspec.Raw if name in nested else Any, None)
-            for field, name in zip(_FIELDS, layer.properties, strict=False)
+            for field, name in zip(names, layer.properties, strict=True)
         ]
-        rename = dict(zip(_FIELDS, layer.properties, strict=False))
+        rename = dict(zip(names, layer.properties, strict=True))
         properties = msgspec.defstruct("Properties", fields, rename=rename, gc=False)
         point = msgspec.defstruct("Point", [("coordinates", Any)], gc=False)
         geometry = point if layer.geometry_types == ("Point",) else msgspec.Raw
         feature = msgspec.defstruct(
             "Feature", [("id", Any), ("geometry", geometry), ("properties", properties)], gc=False
         )
-        _DECODERS[key] = msgspec.json.Decoder(list[feature])  # type: ignore[valid-type]
+        _DECODERS[key] = (msgspec.json.Decoder(list[feature]), names)  # type: ignore[valid-type]
     return _DECODERS[key]
 
 
@@ -415,6 +413,7 @@ def _csv_changes(texts: Iterable[str]) -> bool:
     return bool(_QUOTING.search(joined) or _FORMULA_AFTER_NUL.search(joined))
 
 
+# What makes the csv module quote a cell (QUOTE_MINIMAL, "\r\n" between rows).
 _QUOTING = re.compile('[,"\r\n]')
 _FORMULA_AFTER_NUL = re.compile("\0[=+\\-@\t\r]")  # FORMULA_STARTS
 
@@ -443,16 +442,12 @@ def _sources_cell(sources: Any) -> str:
     return neutralise(flatten_sources(sources or []))
 
 
-# What makes the csv module quote a cell (QUOTE_MINIMAL, "\r\n" between rows).
-_QUOTED = frozenset(',"\r\n')
-
-
 def _csv_text(value: Any) -> str:
     if value is None:
         return ""
     if type(value) is not str:
         return str(value)
-    if _QUOTED.isdisjoint(value):
+    if _QUOTING.search(value) is None:
         return value
     return '"' + value.replace('"', '""') + '"'
 

@@ -543,6 +543,35 @@ def test_columns_decoded_from_a_layer_file_are_the_columns_parsed():
     assert (empty.ids, empty.properties["sources"]) == ([], [])
 
 
+def test_columns_decoded_are_the_columns_parsed_in_every_layer():
+    from geo.export import Columns
+    from geo.store.schemas import LAYERS
+
+    values = {list: [{"a": 1}], dict: {"b": [2, None]}, str: "x,y", int: 3, float: 2.5,
+              bool: True, type(None): None}  # fmt: skip
+    coordinates = {"Point": [71.5, 34.0], "LineString": [[70, 33], [71, 34.5]],
+                   "Polygon": [[[70, 33], [71, 33], [71, 34], [70, 33]]]}  # fmt: skip
+    for schema in LAYERS.values():
+        kind = schema.geometry_types[0].removeprefix("Multi")
+        features = [
+            {
+                "type": "Feature",
+                "id": f"f{i}",
+                "geometry": {"type": kind, "coordinates": coordinates[kind]},
+                "properties": {
+                    name: values[types[i % len(types)]] for name, types in schema.properties.items()
+                },
+            }
+            for i in range(4)
+        ]
+        text = orjson.dumps(features)
+        for kind_of_columns in (False, True):
+            decoded = Columns.decoded(schema, text, json=kind_of_columns)
+            parsed = Columns.parsed(schema, [features], json=kind_of_columns)
+            assert (decoded.ids, decoded.points) == (parsed.ids, parsed.points), schema.name
+            assert decoded.properties == parsed.properties, schema.name
+
+
 def test_point_wkb_is_the_wkb_shapely_writes():
     from geo.export import point_wkb
 
