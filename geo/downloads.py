@@ -232,11 +232,13 @@ def prepare(
             prepared["csv"][name] = _write_csv(
                 store, policy, layer, features, folder, pool, rows, early
             )
-        for name, features in wholes:
-            deflated = folder / f"{name}.geojson.deflate"
-            prepared["geojson"][name] = bodies.submit(_deflate, pool, features.whole(), deflated)
-        for name, future in prepared["geojson"].items():
-            prepared["geojson"][name] = future.result()
+        compressing = {
+            name: bodies.submit(
+                _deflate, pool, features.whole(), folder / f"{name}.geojson.deflate"
+            )
+            for name, features in wholes
+        }
+        prepared["geojson"] = {name: job.result() for name, job in compressing.items()}
         written = [
             entry[k]
             for kind in ("geojson", "csv")
