@@ -226,7 +226,7 @@ class Columns:
             raw = [b"null" if v is None else bytes(v) for v in values]
             found._raw[name] = raw
             made = _parsed_json_text if json else orjson.loads
-            found.properties[name] = _each_distinct(raw, made)
+            found.properties[name] = _made_per_key(raw, made)
         return found
 
     @classmethod
@@ -286,11 +286,11 @@ class Columns:
             def parsed(text: str | None) -> Any:
                 return make(None if text is None else orjson.loads(text))
 
-            return _each_distinct(values, parsed)
+            return _made_per_key(values, parsed)
         raw = self._raw.get(name)
         if raw is not None:
             by_text = dict(zip(raw, values, strict=True))
-            return _each_distinct(raw, lambda text: make(by_text[text]))
+            return _made_per_key(raw, lambda text: make(by_text[text]))
         return _EachDistinct(make).of(values)
 
 
@@ -323,7 +323,7 @@ class _EachDistinct:
         return out
 
 
-def _each_distinct(keys: list[Any], make: Callable[[Any], Any]) -> list[Any]:
+def _made_per_key(keys: list[Any], make: Callable[[Any], Any]) -> list[Any]:
     """make(key) for each of `keys`, made once per distinct key."""
     made = dict.fromkeys(keys)
     for key in made:

@@ -376,8 +376,7 @@ def read_imported_records(store: Path) -> Records:
     The file is checked against the manifest in a thread while it is read (hashing lets go of
     the GIL), and the records are used only if it passes. A large file is read by two processes
     at once: its end by a helper, which sends back the columns it took, pickled."""
-    root = store.resolve()
-    path = root / IMPORTED_FILE
+    path = store.resolve() / IMPORTED_FILE
     if not path.exists():
         return Records()
     with open(path, "rb") as f, ExitStack() as stack:

@@ -122,17 +122,26 @@ def _raise_first(found: list[str]) -> None:
 class Verification:
     """`verify` running in a thread (hashing releases the GIL), so that it overlaps the load."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any], shown: Path | None = None, **kw):
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict[str, Any],
+        shown: Path | None = None,
+        names: Iterable[str] = (),
+    ):
         self._found: list[str] = []
         self._error: BaseException | None = None
+        args = (root, manifest, shown, list(names))
         self._thread = threading.Thread(
-            target=self._run, args=(root, manifest, shown, kw), name="kpmap-verify", daemon=True
+            target=self._run, args=args, name="kpmap-verify", daemon=True
         )
         self._thread.start()
 
-    def _run(self, root: Path, manifest: dict[str, Any], shown: Path | None, kw: dict) -> None:
+    def _run(
+        self, root: Path, manifest: dict[str, Any], shown: Path | None, names: list[str]
+    ) -> None:
         try:
-            self._found = problems(root, manifest, shown, **kw)
+            self._found = problems(root, manifest, shown, names)
         except BaseException as exc:  # handed to the waiting thread
             self._error = exc
 
