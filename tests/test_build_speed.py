@@ -192,6 +192,46 @@ def test_lines_are_kept_byte_for_byte_or_encoded_as_orjson_would():
     assert orjson.loads(table.items[0])["border_sliver_km"] == 0
 
 
+def test_places_set_in_bulk_are_those_set_one_by_one():
+    base = {"id": "a", "origin": "synthetic", "lon": 71.0, "lat": 34.0, "geo_precision": 1}
+    held = [  # as a record's line holds its place (absent keys: not written)
+        {},
+        {"district": "peshawar", "tehsil": "peshawar-city", "border_sliver_km": None},
+        {"district": "peshawar", "tehsil": None, "border_sliver_km": 0},
+        {"district": "peshawar", "tehsil": None, "border_sliver_km": 0.0},
+        {"district": "peshawar", "tehsil": None, "border_sliver_km": False},
+        {"district": "bannu", "tehsil": None, "border_sliver_km": 1.5},
+        {"district": None, "tehsil": None, "border_sliver_km": None},
+    ]
+    given = [
+        ("peshawar", "peshawar-city", None),
+        ("peshawar", None, 0.0),
+        ("bannu", None, 1.5),
+        ("peshawar", None, None),
+    ]
+    records = [{**base, "id": f"a{k}", **place} for k, place in enumerate(held)]
+    # lines, and a record made in this build (a dict, changed in place)
+    cases = [(orjson.dumps(r), p) for r in records for p in given]
+    lines = Records.from_lines(line for line, _ in cases)
+    one_by_one = Records.from_lines(line for line, _ in cases)
+    made = dict(records[1])
+    for table in (lines, one_by_one):
+        table.extend(Records.from_dicts([made]))
+    places = [p for _, p in cases] + [("bannu", None, 2.0)]
+    before = list(lines.items)
+    lines.set_places(list(range(len(places))), places)
+    for i, place in enumerate(places):
+        one_by_one.set_place(i, place)
+    assert lines.items == one_by_one.items
+    assert [tuple(map(type, p)) for p in lines.places] == [
+        tuple(map(type, p)) for p in one_by_one.places
+    ]
+    assert lines.places == one_by_one.places
+    kept = [i for i in range(len(cases)) if lines.items[i] is before[i]]
+    assert kept == [4, 13, 22]  # unchanged lines (0 is not 0.0, nor False): not encoded again
+    assert made["district"] == "bannu" and made["border_sliver_km"] == 2.0
+
+
 def test_border_distances_equal_the_nearest_segments_projection():
     # A SYNTHETIC zigzag border with a vertex every ~2.5 km, and random points around it.
     rng = np.random.default_rng(5)

@@ -213,21 +213,25 @@ def place_records(records: Records, locator: Locator) -> tuple[list[int], list[d
     placed, and the ids of those whose point lies in no KP district, each with its reason.
     A record keeps its line unless its district, tehsil or border_sliver_km changes."""
     districts, tehsils, sliver_km = locator.locate_many(records.lon, records.lat)
-    placed, not_placed = [], []
-    located = zip(districts, tehsils, sliver_km, records.precision, strict=True)
-    for i, (district, tehsil, km, precision) in enumerate(located):
-        if district is None:
-            not_placed.append(
-                {
-                    "id": records.ids[i],
-                    "reason": f"its point ({records.lon[i]:g}, {records.lat[i]:g}) lies in no KP "
-                    "district of the current boundaries (a point is taken inside a district, or "
-                    "on the Pakistani side of the Durand Line within 5 km of one)",
-                }
-            )
-            continue
-        records.set_place(i, (district, tehsil if precision < PRECISION_DISTRICT else None, km))
-        placed.append(i)
+    placed = [i for i, district in enumerate(districts) if district is not None]
+    precision = records.precision
+    records.set_places(
+        placed,
+        [
+            (districts[i], tehsils[i] if precision[i] < PRECISION_DISTRICT else None, sliver_km[i])
+            for i in placed
+        ],
+    )
+    not_placed = [
+        {
+            "id": records.ids[i],
+            "reason": f"its point ({records.lon[i]:g}, {records.lat[i]:g}) lies in no KP "
+            "district of the current boundaries (a point is taken inside a district, or "
+            "on the Pakistani side of the Durand Line within 5 km of one)",
+        }
+        for i, district in enumerate(districts)
+        if district is None
+    ]
     return placed, not_placed
 
 

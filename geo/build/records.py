@@ -254,6 +254,17 @@ class Records:
             self.items[i] = orjson.dumps(record)
         self.places[i] = place
 
+    def set_places(self, positions: list[int], places: list[tuple[Any, Any, Any]]) -> None:
+        """set_place for the records at `positions`, in bulk: a line whose place is already the
+        one given (a store built before) is left as it is, without a call per record."""
+        held, items = self.places, self.items
+        for i, place in zip(positions, places, strict=True):
+            old = held[i]
+            # Equal tuples of a line's place are written alike but for the distance (0 == 0.0):
+            # the names are str or None, the distance a float or None
+            if old != place or type(items[i]) is not bytes or type(old[2]) is not type(place[2]):
+                self.set_place(i, place)
+
     def candidate(self, i: int, position: int) -> Candidate | None:
         """Record i, at `position` among the records sorted by id, as geo.build.links compares
         it (None when it cannot link): geo.build.links.candidate without parsing the record."""
