@@ -19,6 +19,7 @@ from shapely.geometry import LineString
 
 from geo.border import BorderIndex
 from geo.build import pipeline
+from geo.build import records as records_module
 from geo.build.records import Records
 from geo.build.synth import synthetic_attacks
 from geo.importers import district_locator, read_file
@@ -84,6 +85,7 @@ def both_ways(imports, build_cache, tmp_path_factory, request) -> tuple[Path, Pa
         pipeline.build_store(slow, cache=build_cache, mirror=offline_mirror(), added=batch)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Records, "_plain", lambda self, record: False)
+        patch.setattr(records_module, "_decoded_plain", lambda lines: None)
         pipeline.build_store(slow, cache=build_cache, mirror=offline_mirror())
     return fast, slow
 
@@ -190,6 +192,77 @@ def test_lines_are_kept_byte_for_byte_or_encoded_as_orjson_would():
     assert table.items[0] is before  # unchanged: not encoded again
     table.set_place(0, ("peshawar", None, 0))  # 0 is written otherwise than None
     assert orjson.loads(table.items[0])["border_sliver_km"] == 0
+
+
+def _typed(value):
+    """A value with the type of every part, to compare columns by (0 is not 0.0, nor False)."""
+    if isinstance(value, (tuple, list)):
+        return type(value).__name__, tuple(map(_typed, value))
+    if isinstance(value, frozenset):
+        return "frozenset", tuple(sorted(map(repr, value)))
+    return type(value).__name__, "ABSENT" if value is records_module.ABSENT else value
+
+
+def _columns(table: Records) -> dict:
+    return {name: list(map(_typed, getattr(table, name))) for name in records_module.COLUMNS}
+
+
+def test_lines_decoded_a_chunk_at_a_time_give_the_columns_of_records_parsed_one_by_one(
+    both_ways, monkeypatch
+):
+    from geo.build.attacks import upgrade
+
+    fast, _ = both_ways
+    lines = (fast / "imported.jsonl").read_bytes().splitlines()
+    record = orjson.loads(next(line for line in lines if b'"ucdp"' in line))
+    assert record["parties"]
+    variants = {  # plain records unlike the store's, then records that are not plain
+        "lon an int": {**record, "lon": 71},
+        "no place": {k: v for k, v in record.items() if k not in ("district", "tehsil")},
+        "sliver 0": {**record, "border_sliver_km": 0},
+        "sliver 0.0": {**record, "border_sliver_km": 0.0},
+        "no sliver": {k: v for k, v in record.items() if k != "border_sliver_km"},
+        "a dataset's source": {**record, "sources": [{"publication": "ACLED", "date": None}]},
+        "sources of papers": {
+            **record,
+            "sources": [{"publication": "Dawn", "date": "2024-01-02"}, {"title": "t"}],
+        },
+        "unreadable span": {**record, "date": "2024-13"},
+        "the largest int64": {**record, "killed_best": 2**63 - 1},
+        "past int64": {**record, "killed_best": 2**63},
+        "a float figure": {**record, "killed_best": 3.0},
+        "a bool figure": {**record, "killed_best": True},
+        "a derived key": {**record, "linked": []},
+        "an int id": {**record, "id": 7},
+        "a bool lon": {**record, "lon": True},
+        "no release (upgraded)": {k: v for k, v in record.items() if k != "release"},
+        "no category (upgraded)": {k: v for k, v in record.items() if k != "category"},
+        "a source not an object": {**record, "sources": ["Dawn"]},
+        "a number as publication": {**record, "sources": [{"publication": 5}]},
+        "a list as district": {**record, "district": ["bannu"]},
+    }
+    cases = {"the store's": lines, "spaced": [json.dumps(orjson.loads(x)).encode() for x in lines]}
+    for name, variant in variants.items():
+        cases[name] = [orjson.dumps(variant), *lines[:3]]
+        cases[name + ", alone"] = [orjson.dumps(variant)]
+    decoded = []
+    plain = records_module._decoded_plain
+    monkeypatch.setattr(
+        records_module, "_decoded_plain", lambda lines: decoded.append(plain(lines)) or decoded[-1]
+    )
+    fast_path = {}
+    for name, case in cases.items():
+        decoded.clear()
+        one_at_a_time = _columns(Records.from_lines(case, upgrade=upgrade))
+        fast_path[name] = decoded != [None]
+        with monkeypatch.context() as patch:
+            patch.setattr(records_module, "_decoded_plain", lambda lines: None)
+            assert one_at_a_time == _columns(Records.from_lines(case, upgrade=upgrade)), name
+    assert [name for name, taken in fast_path.items() if not taken] == [
+        name + alone
+        for name in list(variants)[list(variants).index("past int64") :]
+        for alone in ("", ", alone")
+    ]
 
 
 def test_places_set_in_bulk_are_those_set_one_by_one():

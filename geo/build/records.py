@@ -11,15 +11,19 @@ as `orjson.dumps` of the changed record would be; the others are kept byte for b
 """
 
 import ctypes
+import gc
+import operator
 from collections.abc import Iterable, Iterator
-from functools import cache
+from contextlib import contextmanager
+from functools import cache, reduce
 from itertools import islice, repeat
-from operator import itemgetter
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Annotated, Any
 
+import msgspec
 import orjson
 
-from geo.build.datasets import dataset_of, release_of
+from geo.build.datasets import DEFAULT_DATASET, UNKNOWN_RELEASE, dataset_of, release_of
 from geo.build.links import MAX_SPAN_DAYS, ORIGIN_RANK, Candidate, groups_of, span
 
 # Lines parsed at once: enough to amortise the per-chunk work, few enough to stay small.
@@ -112,10 +116,17 @@ class Records:
 
         A line is kept as it is when it is what orjson.dumps writes: asked of each chunk's first
         line, since one build writes every line of a store's file the same way (a file written
-        otherwise, by an older kpmap, is encoded again, the way this one writes it)."""
+        otherwise, by an older kpmap, is encoded again, the way this one writes it).
+
+        A chunk whose records are all plain and current (as a store's are, once built) is
+        decoded by msgspec into structs whose types are checked as they are read, and taken a
+        column at a time (_add_plain); any other chunk is parsed a record at a time (_add)."""
         table = cls()
         lines = iter(lines)
         while chunk := [line for line in islice(lines, CHUNK) if line.strip()]:
+            with _collector_paused():  # (the decoded records are freed inside)
+                if table._add_plain(chunk):
+                    continue
             canonical = None  # are the lines as orjson writes them? asked of each chunk's first
             for line in chunk:
                 record = orjson.loads(line)
@@ -128,6 +139,63 @@ class Records:
                     canonical = orjson.dumps(record) == line
                 table._add(record, line if canonical else orjson.dumps(record))
         return table
+
+    def _add_plain(self, lines: list[bytes]) -> bool:
+        """_add for lines whose records are all plain and current, a column at a time, without
+        making a dict of each record: the same columns. False (nothing added) if any is not."""
+        records = _decoded_plain(lines)
+        if records is None:
+            return False
+        share = self._shared.setdefault
+        first = lines[0].rstrip(b"\r\n")
+        if orjson.dumps(orjson.loads(first)) == first:  # see from_lines: kept as they are
+            self.items.extend([line.rstrip(b"\r\n") for line in lines])
+        else:
+            self.items.extend([orjson.dumps(orjson.loads(line)) for line in lines])
+        self.plain.extend(repeat(True, len(records)))
+        self.heads.extend([share(head, head) for head in map(_struct_heads, records)])
+        self.figures.extend([(share(f[0], f[0]), *f[1:]) for f in map(_struct_figures, records)])
+        publications = _dataset_publications()
+        for record in records:
+            cites = None
+            for source in record.sources:
+                publication = source.publication
+                if publication and publication not in publications:
+                    cites = (*(cites or ()), (publication, source.date or ""))
+            self.cites.append(share(cites, cites) if cites else None)
+        self.ids.extend([record.id for record in records])
+        origins = [share(record.origin, record.origin) for record in records]
+        self.origins.extend(origins)
+        datasets = [r.dataset or DEFAULT_DATASET.get(r.origin, r.origin) for r in records]
+        self.datasets.extend([share(d, d) for d in datasets])
+        releases = [record.release or UNKNOWN_RELEASE for record in records]
+        self.releases.extend([share(r, r) for r in releases])
+        self.lon.extend([record.lon for record in records])
+        self.lat.extend([record.lat for record in records])
+        self.precision.extend([record.geo_precision for record in records])
+        unset = msgspec.UNSET
+        self.places.extend(
+            [
+                (
+                    ABSENT if d is unset else share(d, d) if d is not None else None,
+                    ABSENT if t is unset else share(t, t) if t is not None else None,
+                    ABSENT if km is unset else km,
+                )
+                for d, t, km in map(_struct_place, records)
+            ]
+        )
+        for record, origin in zip(records, origins, strict=True):
+            link = None
+            if origin in ORIGIN_RANK:
+                try:
+                    start, end = span({"date": record.date, "date_end": record.date_end})
+                except (ValueError, TypeError, KeyError):
+                    pass  # read again, to raise, if the record is ever a candidate
+                else:
+                    groups = groups_of({"actor": record.actor, "parties": record.parties})
+                    link = (start, end, share(groups, groups))
+            self.links.append(link)
+        return True
 
     def _add(self, record: dict[str, Any], item: bytes | dict[str, Any]) -> None:
         share = self._shared.setdefault
@@ -320,6 +388,73 @@ def _dataset_publications() -> frozenset[str]:
     from geo.licences import read_datasets
 
     return frozenset(d.publication for d in read_datasets().values() if d.publication)
+
+
+class _Source(msgspec.Struct, frozen=True, gc=False):
+    """What Records reads of a record's source (see _add: the publications it cites). Only
+    text: a source with other values is left to _add."""
+
+    publication: str | None = None
+    date: str | None = None
+
+
+# An integer orjson reads as an int and msgspec can bound (orjson reads past 64 bits as a float)
+_INT = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+# The annotation that takes exactly the JSON values of these Python types, as orjson reads them
+_TYPED = {str: str, int: _INT, bool: bool, list: list, dict: dict, type(None): type(None)}
+
+
+@cache
+def _plain_decoder() -> msgspec.json.Decoder | None:
+    """A decoder that reads a line into a struct only if its record is plain (see Records.plain)
+    and current (attacks.upgrade leaves it as it is): the types of _kept_schema's properties
+    checked by msgspec as it decodes, the derived keys absent. Any other line fails to decode.
+    None if the schema has a type this cannot check exactly."""
+    fields: list[Any] = [("id", str), ("lon", _INT | float), ("lat", _INT | float)]
+    for key, allowed in _kept_schema().items():
+        if not all(t in _TYPED for t in allowed):
+            return None
+        typed = reduce(operator.or_, (_TYPED[t] for t in allowed))
+        fields.append((key, list[_Source] if key == "sources" else typed))
+    fields += [
+        ("district", str | None | msgspec.UnsetType, msgspec.UNSET),
+        ("tehsil", str | None | msgspec.UnsetType, msgspec.UNSET),
+        ("border_sliver_km", Any, msgspec.UNSET),
+    ]
+    fields += [(key, msgspec.UnsetType, msgspec.UNSET) for key in DERIVED_KEYS]
+    return msgspec.json.Decoder(msgspec.defstruct("PlainRecord", fields, gc=False))
+
+
+def _decoded_plain(lines: list[bytes]) -> list[Any] | None:
+    """The lines' records decoded by _plain_decoder, or None if any one is not plain."""
+    decoder = _plain_decoder()
+    if decoder is None:
+        return None
+    decode = decoder.decode
+    try:
+        return [decode(line) for line in lines]
+    except msgspec.DecodeError:
+        return None
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: a chunk's decoded records hold containers
+    (lists of sources, flags, ...) until its columns are taken, and the collections their
+    allocations set off would each walk the columns of every record read so far (a gen-2 pass
+    over a million-long list per column, dozens of times). Records hold no cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_struct_heads = attrgetter(*HEAD_KEYS)
+_struct_figures = attrgetter(*FIGURE_KEYS)
+_struct_place = attrgetter(*PLACE_KEYS)
 
 
 def give_back_freed_memory() -> None:
