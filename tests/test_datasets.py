@@ -68,3 +68,30 @@ def test_other_datasets_are_untouched():
     kept = [attack_record(id="gtd-1", origin="gtd"), ucdp("ucdp-1", "23.1")]
     records, _ = combine_imports(kept, [ucdp("ucdp-2", "24.1", dataset="ucdp-candidate")])
     assert [r["id"] for r in records] == ["gtd-1", "ucdp-1", "ucdp-2"]
+
+
+def test_records_rebuilt_with_nothing_added_are_combined_as_any_others():
+    """A rebuild (nothing imported) skips combining when the records are as combining leaves
+    them; otherwise they are combined as always."""
+    from geo.build.datasets import combined_positions
+    from geo.build.pipeline import combine_records
+    from geo.build.records import Records
+
+    cases = {
+        "as a store keeps them": [ucdp("ucdp-1", "24.1"), ucdp("ucdp-2", "24.1")],
+        "out of order": [ucdp("ucdp-2", "24.1"), ucdp("ucdp-1", "24.1")],
+        "an id twice": [ucdp("ucdp-1", "24.1"), ucdp("ucdp-1", "24.1", killed_best=9)],
+        "two releases": [ucdp("ucdp-1", "23.1"), ucdp("ucdp-2", "24.1")],
+        "one that does not say": [ucdp("ucdp-1"), ucdp("ucdp-2", "24.1")],
+    }
+    for name, kept in cases.items():
+        records = Records.from_dicts(kept)
+        order, replaced = combined_positions(
+            zip(records.ids, records.datasets, records.releases, strict=True), []
+        )
+        combined, reported = combine_records(records, Records())
+        assert [combined.record(i) for i in range(len(combined))] == [kept[i] for i in order]
+        assert reported == replaced, name
+    assert combine_records(records, Records())[0] is not records
+    as_kept = Records.from_dicts(cases["as a store keeps them"])
+    assert combine_records(as_kept, Records()) == (as_kept, [])

@@ -8,6 +8,7 @@ exactly as it was, and the next build removes what a killed one left.
 import gc
 import hashlib
 import json
+import operator
 import os
 import pickle
 import subprocess
@@ -431,6 +432,7 @@ def _lines_before(f: BinaryIO, end: int | None) -> Iterator[bytes]:
 def send_imported_part(path: str, start: str) -> None:
     """What read_imported_records' helper runs: the records of imported.jsonl from byte `start`
     on, their columns pickled to standard output."""
+    gc.disable()  # as the build does (see build_store): nothing read here is garbage
     with open(path, "rb") as f:
         f.seek(int(start))
         records = Records.from_lines(f, upgrade=attacks.upgrade)
@@ -477,6 +479,8 @@ def _checking_imported(store: Path) -> integrity.Verification | None:
 
 def combine_records(kept: Records, added: Records) -> tuple[Records, list[dict[str, Any]]]:
     """geo.build.datasets.combine_imports for records held as lines."""
+    if not len(added) and _as_combined(kept):
+        return kept, []  # a store's records rebuilt, nothing imported: nothing to combine
     order, replaced = combined_positions(
         zip(kept.ids, kept.datasets, kept.releases, strict=True),
         zip(added.ids, added.datasets, added.releases, strict=True),
@@ -485,6 +489,19 @@ def combine_records(kept: Records, added: Records) -> tuple[Records, list[dict[s
     if order == list(range(len(kept))):  # as a store keeps them (by id), nothing to move
         return kept, replaced
     return kept.take(order), replaced
+
+
+def _as_combined(records: Records) -> bool:
+    """Are the records as combining leaves them: their ids increasing (none repeated), and one
+    release of each dataset (none older than another)?"""
+    ids = records.ids
+    if not all(map(operator.lt, ids, islice(ids, 1, None))):
+        return False
+    held: dict[str, str] = {}
+    return all(
+        held.setdefault(dataset, release) == release
+        for dataset, release in set(zip(records.datasets, records.releases, strict=True))
+    )
 
 
 def _build_geography(

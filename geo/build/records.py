@@ -11,10 +11,8 @@ as `orjson.dumps` of the changed record would be; the others are kept byte for b
 """
 
 import ctypes
-import gc
 import operator
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from functools import cache, reduce
 from itertools import islice, repeat
 from operator import attrgetter, itemgetter
@@ -124,9 +122,8 @@ class Records:
         table = cls()
         lines = iter(lines)
         while chunk := [line for line in islice(lines, CHUNK) if line.strip()]:
-            with _collector_paused():  # (the decoded records are freed inside)
-                if table._add_plain(chunk):
-                    continue
+            if table._add_plain(chunk):
+                continue
             canonical = None  # are the lines as orjson writes them? asked of each chunk's first
             for line in chunk:
                 record = orjson.loads(line)
@@ -435,21 +432,6 @@ def _decoded_plain(lines: list[bytes]) -> list[Any] | None:
         return [decode(line) for line in lines]
     except msgspec.DecodeError:
         return None
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside: a chunk's decoded records hold containers
-    (lists of sources, flags, ...) until its columns are taken, and the collections their
-    allocations set off would each walk the columns of every record read so far (a gen-2 pass
-    over a million-long list per column, dozens of times). Records hold no cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 _struct_heads = attrgetter(*HEAD_KEYS)
