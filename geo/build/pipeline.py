@@ -432,7 +432,6 @@ def _lines_before(f: BinaryIO, end: int | None) -> Iterator[bytes]:
 def send_imported_part(path: str, start: str) -> None:
     """What read_imported_records' helper runs: the records of imported.jsonl from byte `start`
     on, their columns pickled to standard output."""
-    gc.disable()  # as the build does (see build_store): nothing read here is garbage
     with open(path, "rb") as f:
         f.seek(int(start))
         records = Records.from_lines(f, upgrade=attacks.upgrade)
