@@ -265,6 +265,34 @@ def test_lines_decoded_a_chunk_at_a_time_give_the_columns_of_records_parsed_one_
     ]
 
 
+def test_a_lines_members_without_its_point_are_the_records_without_lon_and_lat():
+    from geo.build.attacks import _members_without_point
+
+    record = {"id": "a", "sources": [{"title": 'say \\"lon\\": 1'}], "lon": 71.5, "lat": 34.0}
+    kept = {
+        "lon then lat": record,
+        "at the end": {"id": "a", "b": 1, "lon": -7, "lat": 3.5e-05},
+        "lat first": {"id": "a", "lat": 34.0, "b": [1], "lon": 71.5, "c": None},
+        "apart": {"id": "a", "lon": 71.5, "b": {"c": 1}, "lat": 34.0, "d": 2},
+        "a key like lon": {"id": "a", "xlon": 1, "lon": 71.5, "lat": 34.0},
+    }
+    for name, value in kept.items():
+        line = orjson.dumps(value)
+        members = _members_without_point(line)
+        assert members is not None, name
+        without = {k: v for k, v in value.items() if k not in ("lon", "lat")}
+        assert b"".join(members) + b"}" == orjson.dumps(without), name
+    refused = {
+        "a nested lon": {**record, "parties": [{"lon": 1}]},
+        "a nested lat": {"id": "a", "lon": 71.5, "lat": 34.0, "deaths": {"lat": 2}},
+        "lon first": {"lon": 71.5, "id": "a", "lat": 34.0},
+        "lon not a number": {"id": "a", "lon": "71.5", "lat": 34.0},
+        "no lat": {"id": "a", "lon": 71.5},
+    }
+    for name, value in refused.items():
+        assert _members_without_point(orjson.dumps(value)) is None, name
+
+
 def test_places_set_in_bulk_are_those_set_one_by_one():
     base = {"id": "a", "origin": "synthetic", "lon": 71.0, "lat": 34.0, "geo_precision": 1}
     held = [  # as a record's line holds its place (absent keys: not written)

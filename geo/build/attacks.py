@@ -259,6 +259,9 @@ CHUNK = 50_000
 # as the record holds them, then its place, origins, distance to the border and links.
 ROW_KEYS = (*VALUE_KEYS, "district", "tehsil", "origins", "distance_to_border_km", "linked")
 _NUMBER = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+# lon then lat, side by side, as every importer writes a record: found by one search
+_POINT = re.compile(rb',"lon":' + _NUMBER.pattern + rb',"lat":' + _NUMBER.pattern + rb"(?=[,}])")
+_POINT_KEYS = re.compile(rb'"l(?:on|at)":')
 
 
 class AttackLayer:
@@ -472,6 +475,11 @@ class AttackLayer:
 def _members_without_point(line: bytes) -> tuple[bytes, ...] | None:
     """A JSON object's line without its closing brace and its lon and lat members, as slices, in
     the common case: each key occurs once and follows a comma (see _without); else None."""
+    # each key once, lon first (one scan of the line), then the pair matched where it is
+    if _POINT_KEYS.findall(line) == [b'"lon":', b'"lat":']:
+        point = _POINT.match(line, line.rfind(b',"lon":'))
+        if point is not None:
+            return line[: point.start()], line[point.end() : -1]
     lon = line.find(b'"lon":')
     lat = line.find(b'"lat":')
     if (
