@@ -386,16 +386,18 @@ def _csv_texts(column: str, values: list[Any], found: "Columns | None" = None) -
     break: then quoted, its quotes doubled). Decided once by the types the column holds, text
     once per distinct value: most columns repeat a few names, or are all None. `found`: the
     Columns the values are of (see _csv_cells)."""
-    kinds = set(map(type, values))
+    distinct = _distinct_texts(values)
+    kinds = set(map(type, values)) if distinct is None else set(map(type, distinct))
     if column == "sources" or not (kinds <= _NUMBERS or kinds <= _TEXTS):
         values = _csv_cells(column, values, kinds, found)
-        kinds = set(map(type, values))
+        distinct = _distinct_texts(values)
+        kinds = set(map(type, values)) if distinct is None else set(map(type, distinct))
     if kinds <= _NUMBERS:  # 1 and 1.0 are one key of a dict: each written on its own
         if type(None) in kinds:
             return ["" if v is None else str(v) for v in values]
         return list(map(str, values))
     if kinds <= _TEXTS:
-        distinct = set(values)
+        distinct = distinct if distinct is not None else set(values)
         if type(None) not in kinds and not _csv_changes(distinct):
             return values  # nothing to neutralise or quote: the column as it is
         if len(distinct) * 4 < len(values):
@@ -403,6 +405,20 @@ def _csv_texts(column: str, values: list[Any], found: "Columns | None" = None) -
             return list(map(texts.__getitem__, values))
         return [_csv_text(v if v is None else neutralise(v)) for v in values]
     return [_csv_text(v) for v in values]  # numbers and text: cells _csv_cells made
+
+
+def _distinct_texts(values: list[Any]) -> set[Any] | None:
+    """The distinct values of a column of text (str or None), else None. A column that begins
+    with text is taken as a set at once, and its types read from the set: text and None are
+    never equal to a value of another type, so the set keeps every type the column holds (1
+    and 1.0 and True would be one key: a column holding them is never taken for text)."""
+    if not values or type(values[0]) not in _TEXTS:
+        return None
+    try:
+        distinct = set(values)
+    except TypeError:  # a list or an object: not text
+        return None
+    return distinct if all(type(v) in _TEXTS for v in distinct) else None
 
 
 def _csv_changes(texts: Iterable[str]) -> bool:

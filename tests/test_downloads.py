@@ -595,6 +595,11 @@ def test_csv_texts_are_what_the_csv_module_writes():
         [2, None, 2, 2, 2, 2, 3],
         [1.5, 1.5, 1.5, None, 1.5, 1.5, 1.5],
         [1, 1.0, 1, 1, 1, 1, 1],
+        # columns that begin with text or None, and hold more than text
+        ["a", None, 1, 2.5, "a", "b", None],
+        [None, "a", None, "b,c", None, None, "a"],
+        [None, 1, None, 2, None, None, 1.0],
+        ["x", [1], "x", "y", "x", "x", "x"],
     ]
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(zip(*columns, strict=True))
