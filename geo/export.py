@@ -217,9 +217,11 @@ class Columns:
         found = cls([f.id for f in features], [], {}, json)
         if layer.geometry_types == ("Point",):
             found.points = [f.geometry.coordinates for f in features]
-        props = [f.properties for f in features]
-        for name, field_name in zip(layer.properties, fields, strict=True):
-            values = list(map(operator.attrgetter(field_name), props))
+        # each feature's properties as a tuple, transposed into columns: no call per value
+        props = map(msgspec.structs.astuple, [f.properties for f in features])
+        columns = list(zip(*props, strict=True)) or [()] * len(fields)
+        for name, column in zip(layer.properties, columns, strict=True):
+            values = list(column)
             if name not in nested:
                 found.properties[name] = values
                 continue
