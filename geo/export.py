@@ -388,12 +388,10 @@ def _csv_texts(column: str, values: list[Any], found: "Columns | None" = None) -
     break: then quoted, its quotes doubled). Decided once by the types the column holds, text
     once per distinct value: most columns repeat a few names, or are all None. `found`: the
     Columns the values are of (see _csv_cells)."""
-    distinct = _distinct_texts(values)
-    kinds = set(map(type, values)) if distinct is None else set(map(type, distinct))
+    kinds, distinct = _kinds(values)
     if column == "sources" or not (kinds <= _NUMBERS or kinds <= _TEXTS):
         values = _csv_cells(column, values, kinds, found)
-        distinct = _distinct_texts(values)
-        kinds = set(map(type, values)) if distinct is None else set(map(type, distinct))
+        kinds, distinct = _kinds(values)
     if kinds <= _NUMBERS:  # 1 and 1.0 are one key of a dict: each written on its own
         if type(None) in kinds:
             return ["" if v is None else str(v) for v in values]
@@ -409,18 +407,21 @@ def _csv_texts(column: str, values: list[Any], found: "Columns | None" = None) -
     return [_csv_text(v) for v in values]  # numbers and text: cells _csv_cells made
 
 
-def _distinct_texts(values: list[Any]) -> set[Any] | None:
-    """The distinct values of a column of text (str or None), else None. A column that begins
-    with text is taken as a set at once, and its types read from the set: text and None are
-    never equal to a value of another type, so the set keeps every type the column holds (1
-    and 1.0 and True would be one key: a column holding them is never taken for text)."""
-    if not values or type(values[0]) not in _TEXTS:
-        return None
-    try:
-        distinct = set(values)
-    except TypeError:  # a list or an object: not text
-        return None
-    return distinct if all(type(v) in _TEXTS for v in distinct) else None
+def _kinds(values: list[Any]) -> tuple[set[type], set[Any] | None]:
+    """The types a column's values are of, and its distinct values if they are all text (str
+    or None), else None. A column that begins with text is taken as a set at once, and its
+    types read from the set: text and None never equal a value of another type, so the set
+    keeps every type the column holds (1 and 1.0 and True would be one key: a column holding
+    them is never taken for text)."""
+    distinct = None
+    if values and type(values[0]) in _TEXTS:
+        try:
+            distinct = set(values)
+        except TypeError:  # a list or an object: not text
+            pass
+        if distinct is not None and not all(type(v) in _TEXTS for v in distinct):
+            distinct = None
+    return set(map(type, values if distinct is None else distinct)), distinct
 
 
 def _csv_changes(texts: Iterable[str]) -> bool:
