@@ -211,7 +211,7 @@ class Columns:
         list or object property is kept as its JSON text until asked for, each distinct text
         parsed once (most rows share their empty lists, their flags, a dataset's citation).
         Its values are then shared between the rows that hold the same text."""
-        decoder, fields = _decoder(layer)
+        decoder = _decoder(layer)
         features = decoder.decode(text)
         nested = _nested(layer)
         found = cls([f.id for f in features], [], {}, json)
@@ -219,7 +219,7 @@ class Columns:
             found.points = [f.geometry.coordinates for f in features]
         # each feature's properties as a tuple, transposed into columns: no call per value
         props = map(msgspec.structs.astuple, [f.properties for f in features])
-        columns = list(zip(*props, strict=True)) or [()] * len(fields)
+        columns = list(zip(*props, strict=True)) or [()] * len(layer.properties)
         for name, column in zip(layer.properties, columns, strict=True):
             values = list(column)
             if name not in nested:
@@ -342,7 +342,7 @@ def _json_text_or_none(value: Any) -> str | None:
     return None if value is None else _json_text(value)
 
 
-_DECODERS: dict[Any, tuple[msgspec.json.Decoder, list[str]]] = {}
+_DECODERS: dict[Any, msgspec.json.Decoder] = {}
 
 
 def _nested(layer: LayerSchema) -> set[str]:
@@ -350,9 +350,9 @@ def _nested(layer: LayerSchema) -> set[str]:
     return {n for n, types in layer.properties.items() if list in types or dict in types}
 
 
-def _decoder(layer: LayerSchema) -> tuple[msgspec.json.Decoder, list[str]]:
-    """A decoder of a JSON array of the layer's features, and the names of its properties'
-    fields, in the schema's order (a property's name may be no Python identifier). Each feature
+def _decoder(layer: LayerSchema) -> msgspec.json.Decoder:
+    """A decoder of a JSON array of the layer's features, its properties' fields in the
+    schema's order (named p0, p1, ...: a property's name may be no Python identifier). Each feature
     is decoded into a struct of its id, its geometry (a point's coordinates; any other kept as
     unparsed text) and its properties, those of the schema only (a missing one is None), list
     and object ones as unparsed text. Other values are decoded as JSON gives them, as orjson
@@ -372,7 +372,7 @@ def _decoder(layer: LayerSchema) -> tuple[msgspec.json.Decoder, list[str]]:
         feature = msgspec.defstruct(
             "Feature", [("id", Any), ("geometry", geometry), ("properties", properties)], gc=False
         )
-        _DECODERS[key] = (msgspec.json.Decoder(list[feature]), names)  # type: ignore[valid-type]
+        _DECODERS[key] = msgspec.json.Decoder(list[feature])  # type: ignore[valid-type]
     return _DECODERS[key]
 
 
@@ -397,7 +397,7 @@ def _csv_texts(column: str, values: list[Any], found: "Columns | None" = None) -
             return ["" if v is None else str(v) for v in values]
         return list(map(str, values))
     if kinds <= _TEXTS:
-        distinct = distinct if distinct is not None else set(values)
+        assert distinct is not None  # _kinds gives a text column's distinct values
         if type(None) not in kinds and not _csv_changes(distinct):
             return values  # nothing to neutralise or quote: the column as it is
         if len(distinct) * 4 < len(values):

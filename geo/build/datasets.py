@@ -29,7 +29,12 @@ UNKNOWN_RELEASE = ""
 
 def dataset_of(record: dict[str, Any]) -> str:
     """The record's dataset, or its origin's default one ("ucdp" -> "ucdp-ged")."""
-    return record.get("dataset") or DEFAULT_DATASET.get(record["origin"], record["origin"])
+    return named_dataset(record.get("dataset"), record["origin"])
+
+
+def named_dataset(dataset: str | None, origin: str) -> str:
+    """dataset_of a record that names `dataset` (or None) and comes from `origin`."""
+    return dataset or DEFAULT_DATASET.get(origin, origin)
 
 
 def release_of(record: dict[str, Any]) -> str:
