@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -98,3 +99,71 @@ def test_too_long_or_many_header_fields_are_refused_431(server: int) -> None:
     )
     fine = b"GET /ogc HTTP/1.1\r\nHost: x\r\nX-Fine: " + b"a" * 8000 + b"\r\nConnection: close"
     assert _raw(server, fine + b"\r\n\r\n").startswith(b"HTTP/1.1 200")
+
+
+class _RecordedSocket:
+    """A socket whose sendall calls are kept, each as the bytes it was given."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.sent = sock, []
+
+    def sendall(self, data: bytes, *flags: int) -> None:
+        self.sent.append(bytes(data))
+        self.sock.sendall(data, *flags)
+
+    def __getattr__(self, name: str):
+        return getattr(self.sock, name)
+
+
+def _sends(app, method: str = "GET") -> tuple[list[bytes], bytes]:
+    """The sendall calls app.worker's Handler makes to answer one request with `app`, on one
+    end of a socket pair, and what arrives at the other."""
+    from gevent import socket as gevent_socket
+    from gevent.pywsgi import WSGIServer
+
+    from app.worker import Handler
+
+    ours, theirs = gevent_socket.socketpair()
+    recorded = _RecordedSocket(ours)
+    handler = type("Handler", (Handler,), {"open": set()})
+    server = WSGIServer(("127.0.0.1", 0), app, handler_class=handler)
+    server.log = SimpleNamespace(access_log_enabled=False)
+    theirs.sendall(f"{method} / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    handler(recorded, ("127.0.0.1", 1), server).handle()
+    ours.close()
+    received = b""
+    while chunk := theirs.recv(65536):
+        received += chunk
+    theirs.close()
+    return recorded.sent, received
+
+
+def _answering(status: str, headers: list, body: list[bytes]):
+    def app(environ, start_response):
+        start_response(status, headers)
+        return iter(body)
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "sends"),
+    [
+        ("200 OK", [("Content-Length", "5")], [b"hello"], 1),  # a tile: head and body in one
+        ("304 Not Modified", [("ETag", '"x"')], [], 1),  # a head alone
+        ("200 OK", [], [b"abc", b"defg"], 3),  # chunked: the head with the first chunk
+        ("200 OK", [("Content-Length", "70000")], [b"a" * 70000], 2),  # too big to copy
+    ],
+)
+def test_a_small_first_chunk_is_sent_with_the_head(status, headers, body, sends) -> None:
+    sent, received = _sends(_answering(status, headers, body))
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status}".encode())
+    if headers and headers[0][0] == "Content-Length":
+        assert rest == b"".join(body)
+    elif body:  # chunked: each chunk framed, then the last
+        assert rest == b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+    assert b"".join(sent) == received
+    assert len(sent) == sends
+    # the head is sent on its own only when there is no body, or it is too big to copy
+    assert sent[0].endswith(b"\r\n\r\n") == (not body or len(body[0]) > 65536)
