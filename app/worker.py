@@ -19,9 +19,14 @@ gunicorn_conf.py and the command line still set them):
   line of 8,190 characters, answered 414);
 - no access-log record is made when no access log is kept.
 
-And one thing pywsgi does at a cost: it sends a response's head and its body's first chunk
-with two sendall calls. A small first chunk is sent with the head in one (Handler._sendall):
-a segment and two system calls fewer for every tile and JSON answer.
+Two things pywsgi does at a cost, changed here:
+- a greenlet serves its connection's next request without letting the worker's other
+  connections have their turn when the request has already arrived (its socket never blocks):
+  a client that asks again as soon as it is answered held the others' answers for up to
+  hundreds of milliseconds. Each connection now yields before its next request;
+- it sends a response's head and its body's first chunk with two sendall calls. A small first
+  chunk is sent with the head in one (Handler._sendall): a segment and two system calls fewer
+  for every tile and JSON answer.
 """
 
 from http.client import HTTPException
@@ -55,6 +60,8 @@ class Handler(PyWSGIHandler):
     head_since: float | None = None
     # The connections the worker holds (each worker's subclass has its own set: Worker).
     open: set["Handler"]
+    # Whether a request of this connection has been answered (the next one waits its turn).
+    answered_one: bool = False
     # While a response's head is being written: the head, held back to go out with the body.
     held_head: bytearray | None = None
 
@@ -67,6 +74,14 @@ class Handler(PyWSGIHandler):
             self.open.discard(self)
 
     def handle_one_request(self):
+        if self.answered_one:
+            # The worker's other connections have their turn before this one's next request.
+            # A greenlet only yields when its socket would block: a client that sends its next
+            # request as soon as it has an answer (or pipelines them) would otherwise be
+            # answered again and again while the others wait, up to hundreds of milliseconds
+            # on a busy worker (benchmarks/bench_tiles_nginx.py, docs/tiles.md).
+            gevent.sleep(0)
+        self.answered_one = True
         self.head_since = monotonic()
         try:
             return super().handle_one_request()

@@ -2,6 +2,7 @@
 session's store, over real sockets: the limits on a request's head that gunicorn's own HTTP
 parser kept (app.worker), and answers that arrive whole, kept alive or streamed."""
 
+import contextlib
 import gzip
 import http.client
 import os
@@ -167,3 +168,50 @@ def test_a_small_first_chunk_is_sent_with_the_head(status, headers, body, sends)
     assert len(sent) == sends
     # the head is sent on its own only when there is no body, or it is too big to copy
     assert sent[0].endswith(b"\r\n\r\n") == (not body or len(body[0]) > 65536)
+
+
+def test_a_connection_that_pipelines_its_requests_lets_the_others_have_their_turn() -> None:
+    """Two kept-alive connections of one worker receive requests at once, 400 pipelined on
+    one, a single one on the other: the single one is answered after at most a few of the 400.
+    (A greenlet only yields when its socket would block, so without its turn given up between
+    requests the first served would answer all 400 first. libev runs the handlers of sockets
+    that became readable together last-ready first, hence the single request is sent first.)"""
+    import gevent
+    from gevent import socket as gevent_socket
+    from gevent.pywsgi import WSGIServer
+
+    from app.worker import Handler
+
+    order: list[str] = []
+
+    def app(environ, start_response):
+        order.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    def request(path: str) -> bytes:
+        return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+    def answers(sock, count: int) -> None:
+        received = b""
+        while received.count(b"\r\n\r\nok") < count:
+            received += sock.recv(65536)
+
+    handler = type("Handler", (Handler,), {"open": set()})
+    server = WSGIServer(("127.0.0.1", 0), app, handler_class=handler)
+    server.log = SimpleNamespace(access_log_enabled=False)
+    server.start()
+    address = ("127.0.0.1", server.server_port)
+    with contextlib.ExitStack() as sockets, gevent.Timeout(20):
+        sockets.callback(server.stop)
+        eager, other = (
+            sockets.enter_context(gevent_socket.create_connection(address)) for _ in range(2)
+        )
+        for sock in (eager, other):  # both connections served once, and kept alive
+            sock.sendall(request("/first"))
+            answers(sock, 1)
+        other.sendall(request("/other"))
+        eager.sendall(b"".join(request(f"/eager/{i}") for i in range(400)))
+        answers(other, 1)
+        answers(eager, 400)
+    assert order.index("/other") < 10, order.index("/other")
