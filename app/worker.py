@@ -29,10 +29,14 @@ Two things pywsgi does at a cost, changed here:
   for every tile and JSON answer.
 """
 
+from functools import lru_cache
 from http.client import HTTPException
-from time import monotonic
+from time import monotonic, time
+from wsgiref.handlers import format_date_time
 
 import gevent
+import httptools
+from gevent.pywsgi import OldMessage
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 _TOO_LARGE = (
@@ -45,8 +49,64 @@ _TOO_LARGE = (
 JOINED_BODY_BYTES = 64 * 1024
 
 
+# http.client's bounds on a request's head, which pywsgi read it with: a line of at most
+# 65,536 bytes (longer: 400), at most 100 fields (more: 431, as for limit_request_fields).
+_MAX_LINE, _MAX_FIELDS = 65536, 100
+# llhttp is given the fields after a request line of its own: pywsgi has read and checked the
+# request's, and its own rules for it stay.
+_REQUEST_LINE = b"GET / HTTP/1.1\r\n"
+
+
 class _HeadersTooLarge(ValueError):
     """More header fields, or a longer one, than the worker takes."""
+
+
+class _Fields:
+    """httptools' parser callback: each header field into the message, as it is parsed."""
+
+    def __init__(self, message: OldMessage) -> None:
+        self.message = message
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.message.set_raw(name.decode("latin-1"), value.decode("latin-1"))
+
+
+def read_header_fields(fp, *_) -> OldMessage:
+    """A request's header fields, read from `fp` up to the empty line, as the message pywsgi
+    takes (http.client's, with its bounds), parsed by llhttp (httptools) instead of the email
+    parser http.client uses: a tenth of the time, and strict where RFC 9112 lets a server be
+    (a space before the colon, a field folded over lines, a control character, a line ended
+    by a bare LF, both Content-Length and Transfer-Encoding, a head cut short: 400, where the
+    email parser took them one way or another)."""
+    message = OldMessage()
+    head = [_REQUEST_LINE]
+    while True:
+        line = fp.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            message.status = "Line too long"
+            return message
+        if not line:
+            message.status = "Connection closed before the end of the header fields"
+            return message
+        head.append(line)
+        if line in (b"\r\n", b"\n"):
+            break
+        if len(head) > _MAX_FIELDS + 1:
+            raise HTTPException(f"got more than {_MAX_FIELDS} headers")
+    try:
+        httptools.HttpRequestParser(_Fields(message)).feed_data(b"".join(head))
+    except httptools.HttpParserUpgrade:
+        pass  # fields that ask for another protocol: read whole, pywsgi answers them
+    except httptools.HttpParserError as error:
+        message = OldMessage()
+        message.status = f"Invalid header fields: {error}"
+    return message
+
+
+@lru_cache(maxsize=1)
+def _http_date(second: int) -> bytes:
+    """The Date field's value for a second."""
+    return format_date_time(second).encode("latin-1")
 
 
 class Handler(PyWSGIHandler):
@@ -88,6 +148,8 @@ class Handler(PyWSGIHandler):
         finally:
             self.head_since = None
 
+    MessageClass = staticmethod(read_header_fields)
+
     def read_request(self, raw_requestline):
         try:
             read = super().read_request(raw_requestline)
@@ -119,6 +181,13 @@ class Handler(PyWSGIHandler):
         if self.server.log.access_log_enabled:
             super().log_request()
 
+    def finalize_headers(self):
+        # pywsgi formats the Date field anew for every answer; it changes once a second.
+        if self.provided_date is None:
+            self.provided_date = _http_date(int(time()))
+            self.response_headers.append((b"Date", self.provided_date))
+        super().finalize_headers()
+
     def _write_with_headers(self, data):
         # pywsgi sends a response's head and its first body chunk with a sendall each: four
         # system calls (gevent asks for the socket's buffer size before each send) and two TCP
@@ -142,7 +211,16 @@ class Handler(PyWSGIHandler):
             head += data  # the head: held until the body comes
             return
         self.held_head = None
-        super()._sendall(head + data)
+        joined = head + data
+        # One send, not gevent's sendall, which asks for the socket's buffer size first (a
+        # system call); a few kilobytes are taken whole, and the rest goes as before.
+        try:
+            sent = self.socket.send(joined)
+        except OSError:
+            sent = 0  # pywsgi's _sendall meets the error again, and records it its way
+        self.response_length += sent
+        if sent < len(joined):
+            super()._sendall(memoryview(joined)[sent:])
 
 
 class Worker(GeventPyWSGIWorker):

@@ -5,6 +5,7 @@ parser kept (app.worker), and answers that arrive whole, kept alive or streamed.
 import contextlib
 import gzip
 import http.client
+import io
 import os
 import socket
 import time
@@ -103,7 +104,7 @@ def test_too_long_or_many_header_fields_are_refused_431(server: int) -> None:
 
 
 class _RecordedSocket:
-    """A socket whose sendall calls are kept, each as the bytes it was given."""
+    """A socket whose writes (send and sendall calls) are kept, each as the bytes it wrote."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock, self.sent = sock, []
@@ -112,13 +113,22 @@ class _RecordedSocket:
         self.sent.append(bytes(data))
         self.sock.sendall(data, *flags)
 
+    def send(self, data: bytes, *flags: int) -> int:
+        count = self.sock.send(data, *flags)
+        self.sent.append(bytes(data[:count]))
+        return count
+
     def __getattr__(self, name: str):
         return getattr(self.sock, name)
 
 
-def _sends(app, method: str = "GET") -> tuple[list[bytes], bytes]:
-    """The sendall calls app.worker's Handler makes to answer one request with `app`, on one
-    end of a socket pair, and what arrives at the other."""
+_CLOSING_GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def _sends(app, request: bytes = _CLOSING_GET) -> tuple[list[bytes], bytes]:
+    """The writes app.worker's Handler makes to answer one request with `app`, on one end of a
+    socket pair, and what arrives at the other."""
+    import gevent
     from gevent import socket as gevent_socket
     from gevent.pywsgi import WSGIServer
 
@@ -129,8 +139,9 @@ def _sends(app, method: str = "GET") -> tuple[list[bytes], bytes]:
     handler = type("Handler", (Handler,), {"open": set()})
     server = WSGIServer(("127.0.0.1", 0), app, handler_class=handler)
     server.log = SimpleNamespace(access_log_enabled=False)
-    theirs.sendall(f"{method} / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    handler(recorded, ("127.0.0.1", 1), server).handle()
+    theirs.sendall(request)
+    with gevent.Timeout(10):  # a request the handler would wait on for ever fails the test
+        handler(recorded, ("127.0.0.1", 1), server).handle()
     ours.close()
     received = b""
     while chunk := theirs.recv(65536):
@@ -215,3 +226,78 @@ def test_a_connection_that_pipelines_its_requests_lets_the_others_have_their_tur
         answers(other, 1)
         answers(eager, 400)
     assert order.index("/other") < 10, order.index("/other")
+
+
+_BROWSER = (
+    b"Host: kpmap.example\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0)\r\n"
+    b"Accept: image/avif,image/webp,*/*\r\nAccept-Language: en-US,en;q=0.5\r\n"
+    b"Accept-Encoding: gzip, deflate, br, zstd\r\nReferer: https://kpmap.example/\r\n"
+    b'Connection: keep-alive\r\nIf-None-Match: "abc", W/"def"\r\n\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Host: 127.0.0.1:8931\r\nAccept-Encoding: gzip\r\n\r\n",  # wrk's
+        _BROWSER,
+        b"Host: x\r\nAccept: a\r\nCookie: b=1\r\nAccept: c\r\nCookie: d=2\r\n\r\n",  # repeated
+        b"Host: x\r\nX-Empty:\r\nX-Blank: \r\nX-Tab:\tv\t\r\nX-Colon: a: b\r\n\r\n",
+        b"Host: x\r\nX-Bytes: caf\xc3\xa9 \xe9\r\n\r\n",  # UTF-8 and Latin-1 bytes
+        b"Host: x\r\nX-Long: " + b"a" * 8000 + b"\r\n\r\n",
+        b"Host: x\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n",
+        b"Host: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        b"\r\n",  # no fields
+    ],
+)
+def test_header_fields_are_read_as_pywsgi_read_them(head: bytes) -> None:
+    from gevent.pywsgi import headers_factory
+
+    from app.worker import read_header_fields
+
+    ours, theirs = read_header_fields(io.BytesIO(head)), headers_factory(io.BytesIO(head))
+    assert ours.status == theirs.status == ""
+    assert ours.items() == theirs.items()
+    assert list(ours.headers) == list(theirs.headers)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        b"X-A : 1\r\n",  # a space before the colon
+        b"X-A: 1\r\n folded\r\n",  # a field folded over two lines
+        b"no colon\r\n",
+        b": no name\r\n",
+        b"X-A: \x01\r\n",  # a control character
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",  # a body framed two ways
+        b"Content-Length: five\r\n",
+    ],
+)
+def test_malformed_header_fields_are_refused_400(fields: bytes) -> None:
+    from app.worker import read_header_fields
+
+    assert read_header_fields(io.BytesIO(b"Host: x\r\n" + fields + b"\r\n")).status
+    sent, answer = _sends(
+        _answering("200 OK", [], [b"not reached"]),
+        b"GET / HTTP/1.1\r\n" + b"Host: x\r\n" + fields + b"Connection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+
+
+def test_header_lines_ended_by_a_bare_lf_are_refused_400() -> None:
+    _, answer = _sends(_answering("200 OK", [], [b"x"]), b"GET / HTTP/1.1\nHost: x\n\n")
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+
+
+def test_a_head_cut_short_or_a_line_over_65536_bytes_is_refused_and_101_fields_too_many() -> None:
+    from app.worker import read_header_fields
+
+    cut = read_header_fields(io.BytesIO(b"Host: x\r\nX-Cut: before the empty line\r\n"))
+    assert cut.status.startswith("Connection closed before the end")
+    long_line = b"X-Long: " + b"a" * 65536 + b"\r\n\r\n"
+    assert read_header_fields(io.BytesIO(long_line)).status == "Line too long"
+    many = b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n"
+    with pytest.raises(http.client.HTTPException, match="more than 100"):
+        read_header_fields(io.BytesIO(many))
+    assert not read_header_fields(io.BytesIO(many.split(b"X-100")[0] + b"\r\n")).status
