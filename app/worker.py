@@ -15,18 +15,22 @@ gunicorn_conf.py and the command line still set them):
   and a kept-alive connection idle for as long is closed: a slowloris connection, which sends
   its headers a byte at a time, holds a greenlet for seconds, not for ever;
 - `limit_request_fields` and `limit_request_field_size`: more or longer header fields are
-  answered 431 (pywsgi's own limits are past them: 100 fields, http.client's, and a request
-  line of 8,190 characters, answered 414);
+  answered 431 (the head's own bounds are past them: 100 fields and lines of 65,536 bytes,
+  http.client's, kept by read_header_fields, and pywsgi's request line of 8,190 characters,
+  answered 414);
 - no access-log record is made when no access log is kept.
 
-Two things pywsgi does at a cost, changed here:
+What pywsgi does at a cost, changed here (docs/tiles.md has the figures):
 - a greenlet serves its connection's next request without letting the worker's other
   connections have their turn when the request has already arrived (its socket never blocks):
   a client that asks again as soon as it is answered held the others' answers for up to
   hundreds of milliseconds. Each connection now yields before its next request;
-- it sends a response's head and its body's first chunk with two sendall calls. A small first
-  chunk is sent with the head in one (Handler._sendall): a segment and two system calls fewer
-  for every tile and JSON answer.
+- it parses a request's header fields with http.client's email parser, a tenth of a cached
+  tile's CPU; llhttp (httptools) parses them here (read_header_fields), strictly;
+- it formats the Date field for every answer; here once a second;
+- it sends a response's head and its body's first chunk with a sendall each (gevent's sendall
+  asks for the socket's buffer size first). A small first chunk is sent with the head, with one
+  send (Handler._sendall): a segment and two system calls fewer for every tile and JSON answer.
 """
 
 from functools import lru_cache
