@@ -30,7 +30,7 @@ What pywsgi does at a cost, changed here (docs/tiles.md has the figures):
 - it formats the Date field for every answer; here once a second;
 - it sends a response's head and its body's first chunk with a sendall each (gevent's sendall
   asks for the socket's buffer size first). A small first chunk is sent with the head, with one
-  send (Handler._sendall): a segment and two system calls fewer for every tile and JSON answer.
+  send (Handler._sendall): a segment and three system calls fewer for every tile and JSON answer.
 """
 
 from functools import lru_cache
@@ -195,8 +195,8 @@ class Handler(PyWSGIHandler):
     def _write_with_headers(self, data):
         # pywsgi sends a response's head and its first body chunk with a sendall each: four
         # system calls (gevent asks for the socket's buffer size before each send) and two TCP
-        # segments. A small first chunk (a tile, a JSON answer) goes out with the head, in one;
-        # a large one is not copied for it.
+        # segments. A small first chunk (a tile, a JSON answer) goes out with the head, in one
+        # send (_sendall); a large one is not copied for it.
         if len(data) > JOINED_BODY_BYTES:
             return super()._write_with_headers(data)
         self.held_head = bytearray()
