@@ -196,6 +196,9 @@ def click_map_at(page, lat: float, lon: float, zoom: int) -> None:
         })""",
         [map_name, lat, lon, zoom],
     )
+    # and the layers redrawn at the new zoom's detail: a popup opened on a layer that is then
+    # redrawn is closed with it
+    page.wait_for_function("() => !window.kpmapStats.detailPending", timeout=30_000)
     box = page.locator(".folium-map").bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
 

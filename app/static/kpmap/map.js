@@ -6,7 +6,8 @@
  * Safety: every text that comes from data is put into the page with textContent (the el()
  * helper), never as HTML; a source's URL becomes a link only when it is http(s).
  * Tests and benchmarks wait for window.kpmapReady (true once districts, border and attacks are
- * drawn) and read window.kpmapStats (what was drawn; `tehsils` once that layer has been shown).
+ * drawn) and read window.kpmapStats (what was drawn; `tehsils` once that layer has been shown;
+ * `detailPending`, the layers still being fetched or drawn at a new zoom's detail).
  */
 (function () {
   "use strict";
@@ -210,12 +211,13 @@
         var wanted = detailedUrl(url, map.getZoom(), kind);
         if (wanted === drawn || (shown && !shown())) return Promise.resolve();
         drawn = wanted;
+        stats.detailPending = (stats.detailPending || 0) + 1;
         return getJSON(wanted).then(function (geojson) {
           if (wanted === drawn) draw(geojson); // not when a later zoom asked for another meanwhile
         }, function (error) {
           if (wanted === drawn) drawn = null; // asked for again at the next zoom or toggle
           throw error;
-        });
+        }).finally(function () { stats.detailPending -= 1; });
       }
       map.on("zoomend", function () { sync().catch(showError); });
       return sync;
