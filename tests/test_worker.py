@@ -278,7 +278,7 @@ def test_malformed_header_fields_are_refused_400(fields: bytes) -> None:
     from app.worker import read_header_fields
 
     assert read_header_fields(io.BytesIO(b"Host: x\r\n" + fields + b"\r\n")).status
-    sent, answer = _sends(
+    _, answer = _sends(
         _answering("200 OK", [], [b"not reached"]),
         b"GET / HTTP/1.1\r\n" + b"Host: x\r\n" + fields + b"Connection: close\r\n\r\n",
     )
