@@ -122,6 +122,18 @@ class _RecordedSocket:
         return getattr(self.sock, name)
 
 
+def _wsgi_server(app):
+    """A pywsgi server of `app` with app.worker's Handler (not started), no access log."""
+    from gevent.pywsgi import WSGIServer
+
+    from app.worker import Handler
+
+    handler = type("Handler", (Handler,), {"open": set()})
+    server = WSGIServer(("127.0.0.1", 0), app, handler_class=handler)
+    server.log = SimpleNamespace(access_log_enabled=False)
+    return server
+
+
 _CLOSING_GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 
@@ -130,18 +142,13 @@ def _sends(app, request: bytes = _CLOSING_GET) -> tuple[list[bytes], bytes]:
     socket pair, and what arrives at the other."""
     import gevent
     from gevent import socket as gevent_socket
-    from gevent.pywsgi import WSGIServer
-
-    from app.worker import Handler
 
     ours, theirs = gevent_socket.socketpair()
     recorded = _RecordedSocket(ours)
-    handler = type("Handler", (Handler,), {"open": set()})
-    server = WSGIServer(("127.0.0.1", 0), app, handler_class=handler)
-    server.log = SimpleNamespace(access_log_enabled=False)
+    server = _wsgi_server(app)
     theirs.sendall(request)
     with gevent.Timeout(10):  # a request the handler would wait on for ever fails the test
-        handler(recorded, ("127.0.0.1", 1), server).handle()
+        server.handler_class(recorded, ("127.0.0.1", 1), server).handle()
     ours.close()
     received = b""
     while chunk := theirs.recv(65536):
@@ -189,9 +196,6 @@ def test_a_connection_that_pipelines_its_requests_lets_the_others_have_their_tur
     that became readable together last-ready first, hence the single request is sent first.)"""
     import gevent
     from gevent import socket as gevent_socket
-    from gevent.pywsgi import WSGIServer
-
-    from app.worker import Handler
 
     order: list[str] = []
 
@@ -208,9 +212,7 @@ def test_a_connection_that_pipelines_its_requests_lets_the_others_have_their_tur
         while received.count(b"\r\n\r\nok") < count:
             received += sock.recv(65536)
 
-    handler = type("Handler", (Handler,), {"open": set()})
-    server = WSGIServer(("127.0.0.1", 0), app, handler_class=handler)
-    server.log = SimpleNamespace(access_log_enabled=False)
+    server = _wsgi_server(app)
     server.start()
     address = ("127.0.0.1", server.server_port)
     with contextlib.ExitStack() as sockets, gevent.Timeout(20):
