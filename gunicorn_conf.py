@@ -57,6 +57,14 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 
 
+def child_exit(server, worker) -> None:
+    """The exited worker's slot in the table of connections per worker (app.worker.Loads)
+    freed, in the master, for the worker made next."""
+    from app.worker import LOADS
+
+    LOADS.release(getattr(worker, "slot", None))
+
+
 def post_worker_init(worker) -> None:
     """Let the worker's other greenlets run between the chunks of a streamed response.
 

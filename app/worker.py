@@ -33,6 +33,7 @@ What pywsgi does at a cost, changed here (docs/tiles.md has the figures):
   send (Handler._sendall): a segment and three system calls fewer for every tile and JSON answer.
 """
 
+import mmap
 from functools import lru_cache
 from http.client import HTTPException
 from time import monotonic, time
@@ -41,7 +42,7 @@ from wsgiref.handlers import format_date_time
 import gevent
 import httptools
 from gevent.pywsgi import OldMessage
-from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
+from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
 
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -227,8 +228,122 @@ class Handler(PyWSGIHandler):
             super()._sendall(memoryview(joined)[sent:])
 
 
+# How long a worker holding more connections than another waits before it takes a new one.
+SPREAD_SECONDS = 0.002
+
+
+class Loads:
+    """How many connections each worker of a server holds, in memory the workers share: made
+    by gunicorn's master (when it imports this module) before it forks them, a slot each.
+
+    The master gives each worker its slot as it makes it (`claim`, in Worker.__init__) and
+    takes it back when the worker exits (`release`, gunicorn_conf.child_exit); the worker
+    writes its count (`publish`) and reads the others' (`fewer_elsewhere`)."""
+
+    SLOTS = 64
+    FREE = -1
+
+    def __init__(self) -> None:
+        self.memory = mmap.mmap(-1, self.SLOTS * 8)  # shared with the processes forked later
+        self.counts = memoryview(self.memory).cast("q")
+        for slot in range(self.SLOTS):
+            self.counts[slot] = self.FREE
+        self.owners: dict[int, object] = {}  # the master's: each slot's worker
+
+    def claim(self, worker: object) -> int | None:
+        """A free slot for a worker being made (None: all taken; it then takes connections as
+        it finds them, as pywsgi does)."""
+        for slot in range(self.SLOTS):
+            if slot not in self.owners:
+                self.owners[slot] = worker
+                self.counts[slot] = 0
+                return slot
+        return None
+
+    def release(self, slot: int | None) -> None:
+        if slot is not None:
+            self.owners.pop(slot, None)
+            self.counts[slot] = self.FREE
+
+    def publish(self, slot: int, held: int) -> None:
+        self.counts[slot] = held
+
+    def fewer_elsewhere(self, slot: int, held: int) -> bool:
+        """Does another worker hold fewer connections than `held`?"""
+        return any(0 <= count < held for count in self.counts[:slot]) or any(
+            0 <= count < held for count in self.counts[slot + 1 :]
+        )
+
+
+LOADS = Loads()
+
+
+class Server(PyWSGIServer):
+    """pywsgi's server of one worker, which leaves a new connection to a worker holding fewer.
+
+    Every worker waits on the one listening socket, and a new connection wakes them all; the
+    first to run takes it. On 2 cores that is mostly a worker already running, so a burst of
+    connections (a browser's six for a map's tiles, wrk's eight) went mostly to one or two of
+    the four workers (5-2-1-0, 7-1-0-0), which then answered them one after the other on one
+    core, for as long as the connections were kept alive, while other workers had none. Here
+    a worker that holds more connections than another lets SPREAD_SECONDS pass before it takes
+    a new one, and takes it then only if no other worker has: least connections. When all
+    hold as many (a flood of new connections), each takes them as soon as it can.
+    """
+
+    # Set per worker (Worker), for all its servers (one per address it listens on):
+    slot: int | None = None  # its slot in LOADS
+    held = 0  # the connections it holds
+    deferral = None  # the timer of a deferred accept
+    taking = False  # the deferral is over: take the connection if it is still there
+
+    def do_read(self):
+        if self.slot is not None and not self.taking:
+            if self.deferral is not None:  # woken again meanwhile (a connection closed)
+                self.stop_accepting()
+                return None
+            if LOADS.fewer_elsewhere(self.slot, self.held):
+                self.stop_accepting()
+                self.deferral = self.loop.timer(SPREAD_SECONDS)
+                self.deferral.start(self._take_deferred)
+                return None
+        return super().do_read()
+
+    def _take_deferred(self):
+        self.deferral.close()
+        self.deferral = None
+        if not self.started:
+            return  # closed meanwhile (the worker stops)
+        self.taking = True
+        try:
+            self._do_read()  # takes the connection unless another worker did
+        finally:
+            self.taking = False
+        self._start_accepting_if_started()
+
+    def do_handle(self, *args):
+        self._count(+1)  # before the handler runs: do_close counts it out, whatever happens
+        super().do_handle(*args)
+
+    def do_close(self, *args):
+        try:
+            super().do_close(*args)
+        finally:
+            self._count(-1)
+
+    def _count(self, change: int) -> None:
+        worker = type(self)  # the worker's, shared by its servers
+        worker.held += change
+        if self.slot is not None:
+            LOADS.publish(self.slot, worker.held)
+
+
 class Worker(GeventPyWSGIWorker):
-    """gunicorn's gevent_pywsgi worker with Handler, given this server's settings."""
+    """gunicorn's gevent_pywsgi worker with Handler and Server, given this server's settings."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.slot = LOADS.claim(self)  # in the master, before it forks this worker
 
     def init_process(self):
         cfg = self.cfg
@@ -242,6 +357,7 @@ class Worker(GeventPyWSGIWorker):
                 "open": set(),
             },
         )
+        self.server_class = type("Server", (Server,), {"slot": self.slot, "held": 0})
         super().init_process()
 
     def run(self):

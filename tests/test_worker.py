@@ -2,6 +2,7 @@
 session's store, over real sockets: the limits on a request's head that gunicorn's own HTTP
 parser kept (app.worker), and answers that arrive whole, kept alive or streamed."""
 
+import collections
 import contextlib
 import gzip
 import http.client
@@ -303,3 +304,74 @@ def test_a_head_cut_short_or_a_line_over_65536_bytes_is_refused_and_101_fields_t
     with pytest.raises(http.client.HTTPException, match="more than 100"):
         read_header_fields(io.BytesIO(many))
     assert not read_header_fields(io.BytesIO(many.split(b"X-100")[0] + b"\r\n")).status
+
+
+def pid_app(environ, start_response):
+    """A WSGI app that answers the pid of the worker serving it (gunicorn's target below)."""
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+WORKERS = 4
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """gunicorn as `make run` starts it, WORKERS workers, serving pid_app; every worker up."""
+    port = free_port()
+    env = {**os.environ, "GUNICORN_CMD_ARGS": f"--workers {WORKERS}"}
+    work = tmp_path_factory.mktemp("gunicorn")
+    with Gunicorn(port, "tests.test_worker:pid_app", env, work) as running:
+        wait_until_up(running.url + "/", timeout=60)
+        deadline = time.monotonic() + 60
+        while len(running.pids()) < 1 + WORKERS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)  # each worker's server started (a worker boots in milliseconds)
+        yield port
+
+
+def test_a_burst_of_new_connections_is_spread_over_the_workers(workers: int) -> None:
+    """Eight connections opened at once, as a browser or wrk opens them, each kept alive: every
+    worker takes some, none more than three (a new connection wakes every worker, and the first
+    to run took most of them: 5-2-1-0, 7-1-0-0)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [
+            stack.enter_context(socket.create_connection(("127.0.0.1", workers), timeout=10))
+            for _ in range(8)
+        ]
+        for s in sockets:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        served = []
+        for s in sockets:
+            answer = http.client.HTTPResponse(s)
+            answer.begin()
+            served.append(answer.read())
+    counts = sorted(collections.Counter(served).values(), reverse=True)
+    assert len(counts) == WORKERS and counts[0] <= 3, counts
+
+
+def test_the_workers_loads_are_shared_and_slots_freed() -> None:
+    """app.worker.Loads as gunicorn's master and its workers use it: a slot per worker, given
+    in the master as each is made and freed when it exits, and the counts each publishes."""
+    import multiprocessing
+
+    from app.worker import Loads
+
+    loads = Loads()
+    first, second, third = (loads.claim(object()) for _ in range(3))
+    assert (first, second, third) == (0, 1, 2)
+    for slot, held in ((first, 3), (second, 3), (third, 5)):
+        loads.publish(slot, held)
+    assert not loads.fewer_elsewhere(first, 3)  # none holds fewer than 3
+    assert loads.fewer_elsewhere(third, 5)
+    # a worker writes its count in another process (forked, as gunicorn forks its workers)
+    forked = multiprocessing.get_context("fork").Process(target=loads.publish, args=(second, 1))
+    forked.start()
+    forked.join(10)
+    assert forked.exitcode == 0
+    assert loads.fewer_elsewhere(first, 3)  # the second now holds 1
+    loads.release(second)  # it exits: its slot no longer counts, and is given again
+    assert not loads.fewer_elsewhere(first, 3)
+    assert loads.claim(object()) == second
+    assert [loads.claim(object()) for _ in range(Loads.SLOTS)].count(None) == 3
