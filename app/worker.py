@@ -31,6 +31,10 @@ What pywsgi does at a cost, changed here (docs/tiles.md has the figures):
 - it sends a response's head and its body's first chunk with a sendall each (gevent's sendall
   asks for the socket's buffer size first). A small first chunk is sent with the head, with one
   send (Handler._sendall): a segment and three system calls fewer for every tile and JSON answer.
+
+What the workers do together, added here: a new connection goes to the worker holding fewest
+(Server, with the counts in memory the workers share: Loads), where the first worker to run took
+it, so a burst of connections went mostly to one or two workers.
 """
 
 import mmap

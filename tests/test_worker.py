@@ -375,3 +375,25 @@ def test_the_workers_loads_are_shared_and_slots_freed() -> None:
     assert not loads.fewer_elsewhere(first, 3)
     assert loads.claim(object()) == second
     assert [loads.claim(object()) for _ in range(Loads.SLOTS)].count(None) == 3
+
+
+def test_the_map_pages_are_rendered_before_the_workers_are_forked(store_dir: Path) -> None:
+    """wsgi.py (what gunicorn's master loads before it forks) leaves the map and embed pages
+    in the page cache: no worker's first visitor waits for folium."""
+    import subprocess
+    import sys
+
+    check = (
+        "import wsgi\n"
+        "from app import maps\n"
+        "def render_again(*args, **kwargs): raise AssertionError('rendered again')\n"
+        "maps._render_page = render_again\n"
+        "with wsgi.app.test_client() as client:\n"
+        "    for path in ('/', '/embed'):\n"
+        "        answer = client.get(path)\n"
+        "        assert answer.status_code == 200, (path, answer.status_code)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "KPMAP_STORE": str(store_dir)}
+    done = subprocess.run([sys.executable, "-c", check], cwd=root, env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
