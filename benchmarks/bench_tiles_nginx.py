@@ -237,10 +237,9 @@ class Server:
     Each runs in the benchmark's own session, wrk's, in a process group of its own: Linux's
     autogroups give every session an equal share of the cores, so a server in a session of its
     own (nginx's daemon, or start_new_session) would wait for wrk's session's turns whenever
-    it needs more than half the machine. That waiting is the load generator's, not the
-    server's (clients are elsewhere in use), and it made kpmap's p99 at 8 connections 4.7-9.9
-    ms against 1.1-2.7 ms in one group (docs/tiles.md). --own-sessions gives each server a
-    session of its own instead."""
+    it needs more than half the machine. That wait is the load generator's, not the server's
+    (in use, clients are on other machines); it made most of kpmap's p99 at 8 connections
+    (docs/tiles.md has the figures). --own-sessions gives each server a session of its own."""
 
     url: str
     own_session = False  # --own-sessions
