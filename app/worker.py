@@ -252,21 +252,18 @@ class Loads:
         self.counts = memoryview(self.memory).cast("q")
         for slot in range(self.SLOTS):
             self.counts[slot] = self.FREE
-        self.owners: dict[int, object] = {}  # the master's: each slot's worker
 
-    def claim(self, worker: object) -> int | None:
+    def claim(self) -> int | None:
         """A free slot for a worker being made (None: all taken; it then takes connections as
         it finds them, as pywsgi does)."""
-        for slot in range(self.SLOTS):
-            if slot not in self.owners:
-                self.owners[slot] = worker
+        for slot, count in enumerate(self.counts):
+            if count == self.FREE:
                 self.counts[slot] = 0
                 return slot
         return None
 
     def release(self, slot: int | None) -> None:
         if slot is not None:
-            self.owners.pop(slot, None)
             self.counts[slot] = self.FREE
 
     def publish(self, slot: int, held: int) -> None:
@@ -274,9 +271,7 @@ class Loads:
 
     def fewer_elsewhere(self, slot: int, held: int) -> bool:
         """Does another worker hold fewer connections than `held`?"""
-        return any(0 <= count < held for count in self.counts[:slot]) or any(
-            0 <= count < held for count in self.counts[slot + 1 :]
-        )
+        return any(0 <= count < held for at, count in enumerate(self.counts) if at != slot)
 
 
 LOADS = Loads()
@@ -288,7 +283,7 @@ class Server(PyWSGIServer):
     Every worker waits on the one listening socket, and a new connection wakes them all; the
     first to run takes it. On 2 cores that is mostly a worker already running, so a burst of
     connections (a browser's six for a map's tiles, wrk's eight) went mostly to one or two of
-    the four workers (5-2-1-0, 7-1-0-0), which then answered them one after the other on one
+    the four workers (5-2-1-0, 3-3-1-1), which then answered them one after the other on one
     core, for as long as the connections were kept alive, while other workers had none. Here
     a worker that holds more connections than another lets SPREAD_SECONDS pass before it takes
     a new one, and takes it then only if no other worker has: least connections. When all
@@ -347,7 +342,7 @@ class Worker(GeventPyWSGIWorker):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.slot = LOADS.claim(self)  # in the master, before it forks this worker
+        self.slot = LOADS.claim()  # in the master, before it forks this worker
 
     def init_process(self):
         cfg = self.cfg
